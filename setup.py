@@ -1,0 +1,19 @@
+"""Build script for the compiled part of stellatune: the real-time engine extension.
+
+Everything else is plain Python and lives in pyproject.toml.
+"""
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+engine = Extension(
+    "stellatune.engine._core",
+    sources=["stellatune/engine/_core.pyx"],
+    include_dirs=["csrc", "stellatune/sdk/include", numpy.get_include()],
+    # libwasmtime is *not* linked: we call the copy wasmtime-py already loaded (csrc/st_wasmtime.h).
+    libraries=["portaudio", "dl", "pthread"],
+    extra_compile_args=["-O2", "-Wno-unused-function"],
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+)
+
+setup(ext_modules=cythonize([engine], language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}))

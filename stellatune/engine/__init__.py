@@ -1,0 +1,1 @@
+"""The real-time engine: hot-path core modules, the DSP chain and audio output."""
