@@ -1,0 +1,122 @@
+"""Hot-path core-module ABI v1: the WIT ``hot-path`` records and the byte-level constants.
+
+Pure Python (no wasmtime), shared by the component executor, which receives a
+``core-module-spec`` from ``describe-hot-path``, and by the engine, which loads the module.
+The byte layout is the contract in docs/hot-path-abi.md and csrc/../sdk/include/stellatune_hotpath.h.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Optional
+
+ABI_VERSION = 1
+INIT_ARGS_SIZE = 44
+#: Bytes just before ``in_offset`` that belong to the host: init args, out-ctx, out-frames, out-flags.
+HOST_SCRATCH_SIZE = 64
+SCRATCH_INIT_ARGS = 0
+SCRATCH_OUT_CTX = 48
+SCRATCH_OUT_FRAMES = 52
+SCRATCH_OUT_FLAGS = 56
+
+DEFAULT_MEMORY_EXPORT = "memory"
+DEFAULT_INIT_EXPORT = "st_hot_init"
+DEFAULT_PROCESS_EXPORT = "st_hot_process"
+DEFAULT_RESET_EXPORT = "st_hot_reset"
+DEFAULT_DROP_EXPORT = "st_hot_drop"
+SET_PARAM_EXPORT = "st_hot_set_param"
+PARAM_NAMES_EXPORT = "st_hot_param_names"
+
+
+class Role(enum.IntEnum):
+    DSP_TRANSFORM = 1
+    OUTPUT_SINK = 2
+
+    @property
+    def wit_name(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+
+class SampleFormat(enum.IntEnum):
+    F32LE = 1
+    I16LE = 2
+    I32LE = 3
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 2 if self is SampleFormat.I16LE else 4
+
+    @property
+    def wit_name(self) -> str:
+        return self.name.lower()
+
+
+class Flag(enum.IntFlag):
+    """Bits of the flags word the guest writes after ``process``."""
+
+    EOF = 1 << 0
+    DRAINED = 1 << 1
+    NEED_RESET = 1 << 2
+    SOFT_ERROR = 1 << 3
+
+
+class ErrorCode(enum.IntEnum):
+    """Non-zero returns of ``init``/``process``/``reset`` (0 is ok)."""
+
+    INVALID_ARG = 1
+    UNSUPPORTED = 2
+    IO = 3
+    INTERNAL = 4
+    WOULD_BLOCK = 5
+    NOT_READY = 6
+
+
+@dataclass(frozen=True)
+class BufferLayout:
+    """WIT ``hot-path.buffer-layout``: where the guest keeps its audio regions."""
+
+    in_offset: int
+    out_offset: Optional[int]
+    max_frames: int
+    channels: int
+    sample_format: SampleFormat = SampleFormat.F32LE
+    interleaved: bool = True
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Size of *each* region (in and out)."""
+        return self.max_frames * self.channels * self.sample_format.bytes_per_sample
+
+
+@dataclass(frozen=True)
+class CoreModuleSpec:
+    """WIT ``hot-path.core-module-spec``: which core module to load and how to drive it."""
+
+    role: Role
+    wasm_rel_path: str
+    buffer: BufferLayout
+    abi_version: int = ABI_VERSION
+    memory_export: str = DEFAULT_MEMORY_EXPORT
+    init_export: str = DEFAULT_INIT_EXPORT
+    process_export: str = DEFAULT_PROCESS_EXPORT
+    reset_export: Optional[str] = DEFAULT_RESET_EXPORT
+    drop_export: Optional[str] = DEFAULT_DROP_EXPORT
+
+    def problems(self) -> list[str]:
+        """Every reason this spec cannot be driven by ABI v1 (empty when it can)."""
+        out: list[str] = []
+        if self.abi_version != ABI_VERSION:
+            out.append(f"abi-version {self.abi_version} is not {ABI_VERSION}")
+        for name in ("wasm_rel_path", "memory_export", "init_export", "process_export"):
+            if not getattr(self, name).strip():
+                out.append(f"{name.replace('_', '-')} is blank")
+        b = self.buffer
+        if b.max_frames <= 0:
+            out.append("max-frames must be > 0")
+        if b.channels <= 0:
+            out.append("channels must be > 0")
+        if b.in_offset < HOST_SCRATCH_SIZE:
+            out.append(f"in-offset must leave {HOST_SCRATCH_SIZE} host scratch bytes before it")
+        if self.role is Role.DSP_TRANSFORM and b.out_offset is None:
+            out.append("a dsp-transform needs out-offset")
+        return out
