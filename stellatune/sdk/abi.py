@@ -7,6 +7,7 @@ The byte layout is the contract in docs/hot-path-abi.md and csrc/../sdk/include/
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,6 +19,21 @@ SCRATCH_INIT_ARGS = 0
 SCRATCH_OUT_CTX = 48
 SCRATCH_OUT_FRAMES = 52
 SCRATCH_OUT_FLAGS = 56
+
+#: Native baseline only: ``void *st_hot_native_memory(void)`` gives the base every offset is relative to.
+NATIVE_MEMORY_EXPORT = "st_hot_native_memory"
+
+# The C SDK's fixed memory map (stellatune/sdk/include/stellatune_sdk.h). Every SDK-built core
+# module, and the native .so built from the same source, uses these offsets.
+SDK_MAX_FRAMES = 4096
+SDK_MAX_CHANNELS = 8
+SDK_MAX_INSTANCES = 4
+SDK_MAX_SAMPLE_RATE = 768000
+SDK_NAMES_OFFSET = 1024
+SDK_SCRATCH_OFFSET = 1984
+SDK_IN_OFFSET = 2048
+SDK_OUT_OFFSET = 133120
+SDK_ARENA_END = 264192
 
 DEFAULT_MEMORY_EXPORT = "memory"
 DEFAULT_INIT_EXPORT = "st_hot_init"
@@ -119,4 +135,49 @@ class CoreModuleSpec:
             out.append(f"in-offset must leave {HOST_SCRATCH_SIZE} host scratch bytes before it")
         if self.role is Role.DSP_TRANSFORM and b.out_offset is None:
             out.append("a dsp-transform needs out-offset")
+        if b.out_offset is not None and b.max_frames > 0 and b.channels > 0:
+            in_end = b.in_offset + b.buffer_bytes
+            out_end = b.out_offset + b.buffer_bytes
+            if b.out_offset < in_end and b.in_offset < out_end:
+                out.append("in and out regions overlap")
+            elif b.out_offset < b.in_offset and out_end > b.in_offset - HOST_SCRATCH_SIZE:
+                out.append("out region overlaps the host scratch before in-offset")
+        if b.in_offset % 4 or (b.out_offset or 0) % 4:
+            out.append("in-offset and out-offset must be 4-byte aligned")
+        if max(b.in_offset, b.out_offset or 0) + b.buffer_bytes > 0xFFFF_FFFF:
+            out.append("regions end beyond the 32-bit address space")
         return out
+
+
+def pack_init_args(
+    role: Role,
+    sample_rate: int,
+    channels: int,
+    max_frames: int,
+    in_offset: int,
+    out_offset: Optional[int],
+    sample_format: SampleFormat = SampleFormat.F32LE,
+) -> bytes:
+    """The 44 bytes of ``st_hot_init_args`` the host writes at ``in_offset - 64`` before init."""
+    buffer_bytes = max_frames * channels * sample_format.bytes_per_sample
+    data = struct.pack(
+        "<IIIHHIIIIIII",
+        ABI_VERSION, int(role), sample_rate, channels, int(sample_format), max_frames,
+        in_offset, out_offset or 0, buffer_bytes, 0, 0, 0,
+    )
+    assert len(data) == INIT_ARGS_SIZE
+    return data
+
+
+def sdk_core_module_spec(wasm_rel_path: str, role: Role, channels: int) -> CoreModuleSpec:
+    """The spec ``describe-hot-path`` of a C-SDK plugin returns for ``channels`` channels."""
+    return CoreModuleSpec(
+        role=role,
+        wasm_rel_path=wasm_rel_path,
+        buffer=BufferLayout(
+            in_offset=SDK_IN_OFFSET,
+            out_offset=SDK_OUT_OFFSET if role is Role.DSP_TRANSFORM else None,
+            max_frames=SDK_MAX_FRAMES,
+            channels=channels,
+        ),
+    )

@@ -1,0 +1,166 @@
+/*
+ * stellatune_sdk.h: what a C plugin author writes against (docs/c-sdk.md).
+ *
+ * A plugin is one C file: a state struct, a parameter table and a few callbacks, bundled in an
+ * st_dsp_kernel or st_sink_kernel and registered with ST_DSP_PLUGIN / ST_SINK_PLUGIN. The SDK's
+ * glue (stellatune/sdk/glue/) turns that into the hot-path exports (core module and native .so)
+ * and into the component-model exports; stellatune/sdk/cbuild.py compiles all three.
+ *
+ * Build targets, told apart by predefined macros:
+ *   __wasm__            wasm32, freestanding (core module or component); memory base B = 0
+ *   otherwise           native baseline; B = st_native_memory, a static array
+ */
+#ifndef STELLATUNE_SDK_H
+#define STELLATUNE_SDK_H
+
+#include "stellatune_hotpath.h"
+
+/* --- compile-time limits ---------------------------------------------------------------- */
+
+#define ST_MAX_FRAMES 4096u   /* largest block; the spec's max-frames */
+#define ST_MAX_CHANNELS 8u    /* 7.1 */
+#define ST_MAX_INSTANCES 4u   /* live contexts per module instance (and processors per component) */
+#define ST_MAX_PARAMS 16u
+#define ST_MAX_SAMPLE_RATE 768000u
+
+/* --- the arena: a fixed memory map, identical in the core module and the native .so ------
+ *
+ * The component (a different wasm binary) reports these offsets in describe-hot-path, so they
+ * must not depend on how the toolchain lays out data: the arena sits at a fixed address and the
+ * linker puts data and stack above ST_ARENA_END (-Wl,--global-base). Nothing below
+ * ST_ARENA_BASE is used, so a stray null pointer never aliases audio.
+ */
+#define ST_ARENA_BASE 1024u
+#define ST_NAMES_OFFSET ST_ARENA_BASE /* parameter-name list for st_hot_param_names */
+#define ST_NAMES_BYTES 960u
+#define ST_SCRATCH_OFFSET (ST_NAMES_OFFSET + ST_NAMES_BYTES) /* host scratch, 64 bytes */
+#define ST_IN_OFFSET (ST_SCRATCH_OFFSET + ST_HOT_SCRATCH_SIZE)
+#define ST_REGION_BYTES (ST_MAX_FRAMES * ST_MAX_CHANNELS * 4u)
+#define ST_OUT_OFFSET (ST_IN_OFFSET + ST_REGION_BYTES)
+#define ST_ARENA_END (ST_OUT_OFFSET + ST_REGION_BYTES)
+
+_Static_assert(ST_SCRATCH_OFFSET == 1984u, "arena map changed: update abi.py and the docs");
+_Static_assert(ST_IN_OFFSET == 2048u, "arena map changed: update abi.py and the docs");
+_Static_assert(ST_OUT_OFFSET == 133120u, "arena map changed: update abi.py and the docs");
+_Static_assert(ST_ARENA_END == 264192u, "arena map changed: update cbuild.py's --global-base");
+_Static_assert(ST_MAX_PARAMS * 32u + 1u <= ST_NAMES_BYTES, "names of <= 31 chars always fit");
+
+#if defined(__wasm__)
+#define ST_EXPORT(name) __attribute__((export_name(#name), visibility("default")))
+/* Linear-memory offset -> pointer. B is 0 in wasm. */
+#define ST_MEM(off) ((unsigned char *)(uintptr_t)(off))
+#else
+#define ST_EXPORT(name) __attribute__((visibility("default")))
+extern unsigned char st_native_memory[ST_ARENA_END];
+#define ST_MEM(off) (st_native_memory + (off))
+#endif
+
+/* --- what a plugin provides ------------------------------------------------------------- */
+
+/* One tunable. Values outside [min, max] (or NaN) are refused, so callbacks never see them. */
+typedef struct st_param {
+    const char *name; /* the config JSON key; <= 31 chars, [A-Za-z0-9_] */
+    float min, max, def;
+} st_param;
+
+/* What the stream looks like, fixed from init to drop. */
+typedef struct st_stream {
+    uint32_t sample_rate;
+    uint32_t channels;   /* 1..ST_MAX_CHANNELS */
+    uint32_t max_frames; /* 1..ST_MAX_FRAMES */
+} st_stream;
+
+/*
+ * A DSP kernel on interleaved f32. `in` and `out` may be the same buffer (the component path
+ * processes in place), so read a frame before writing it. process must produce exactly
+ * `frames` frames; it must not allocate, block or use the 64 host scratch bytes.
+ */
+typedef struct st_dsp_kernel {
+    const st_param *params; /* table of param_count entries; an id is an index */
+    uint32_t param_count;
+    /* Prepare `state` (zeroed by the SDK) for `stream`. params[] holds every current value.
+     * Return ST_HOT_OK or ST_HOT_ERR_UNSUPPORTED. */
+    int32_t (*init)(void *state, const st_stream *stream, const float *params);
+    /* A value already range-checked by the SDK; recompute coefficients here, not per sample. */
+    void (*set_param)(void *state, const st_stream *stream, uint32_t id, float value);
+    /* Forget the signal history (filters, delay lines, envelopes); keep parameters. */
+    void (*reset)(void *state);
+    void (*process)(void *state, const float *in, float *out, uint32_t frames);
+} st_dsp_kernel;
+
+/* A sink kernel: consume up to `frames` interleaved frames, return how many it took. */
+typedef struct st_sink_kernel {
+    const st_param *params;
+    uint32_t param_count;
+    int32_t (*init)(void *state, const st_stream *stream, const float *params);
+    void (*set_param)(void *state, const st_stream *stream, uint32_t id, float value);
+    void (*reset)(void *state);
+    uint32_t (*consume)(void *state, const float *in, uint32_t frames);
+    /* Optional (NULL = always drained): nonzero once everything consumed has been played. */
+    int32_t (*drained)(void *state);
+} st_sink_kernel;
+
+/* The registration record the glue reads; made by the macros below. */
+typedef struct st_plugin {
+    uint32_t role; /* ST_HOT_ROLE_* */
+    const st_dsp_kernel *dsp;
+    const st_sink_kernel *sink;
+    unsigned char *states; /* ST_MAX_INSTANCES states of state_size bytes */
+    uint32_t state_size;
+} st_plugin;
+
+extern const st_plugin st_plugin_def;
+
+/* Register the plugin: one of these, once, in the plugin's C file. */
+#define ST_DSP_PLUGIN(kernel, state_type)                                                   \
+    static state_type st__states[ST_MAX_INSTANCES];                                         \
+    const st_plugin st_plugin_def = {ST_HOT_ROLE_DSP_TRANSFORM, &(kernel), 0,               \
+                                     (unsigned char *)st__states, sizeof(state_type)}
+#define ST_SINK_PLUGIN(kernel, state_type)                                                  \
+    static state_type st__states[ST_MAX_INSTANCES];                                         \
+    const st_plugin st_plugin_def = {ST_HOT_ROLE_OUTPUT_SINK, 0, &(kernel),                 \
+                                     (unsigned char *)st__states, sizeof(state_type)}
+
+/* --- helpers (stellatune/sdk/glue/st_runtime.c) ------------------------------------------
+ *
+ * Our own math, not libm: the wasm build is freestanding, and one implementation of plain IEEE
+ * double arithmetic (no -ffast-math, no FMA on either target) gives the wasm and native builds
+ * bit-identical coefficients.
+ */
+double st_exp(double x);  /* relative error < 1e-15 */
+double st_log(double x);  /* x > 0; relative error < 1e-15 */
+double st_sin(double x);  /* |x| <= 2*pi is plenty for audio */
+double st_cos(double x);
+double st_sqrt(double x); /* the wasm/SSE2 sqrt instruction: correctly rounded */
+float st_db_to_gain(float db);  /* 10^(db/20), correctly rounded to float in practice */
+float st_fast_log2f(float x);   /* x > 0; abs error < 1e-6; per-sample use */
+float st_fast_exp2f(float x);   /* relative error < 1e-6; per-sample use */
+
+#define ST_PI 3.14159265358979323846
+
+/* Tiny values to zero: filter and delay states decay into subnormals, which cost ~50x per
+ * operation on x86 unless FTZ/DAZ is set. Plain IEEE compares, so wasm and native agree. */
+static inline float st_flush_denormal(float x) {
+    return (x > -1e-30f && x < 1e-30f) ? 0.0f : x;
+}
+
+static inline float st_clampf(float x, float lo, float hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/*
+ * Allocation-free JSON reader for flat config objects like {"gain_db": -6, "mix": 0.5}.
+ * st_json_number looks up a top-level key: 1 = found a number (stored in *out), 0 = key absent,
+ * -1 = malformed JSON or the value is not a number.
+ */
+int st_json_number(const char *json, uint32_t len, const char *key, double *out);
+/* Every top-level key must be one of the `count` params: the index of the first key that is not
+ * (count when all are known), or -1 on malformed JSON. */
+int st_json_check_keys(const char *json, uint32_t len, const st_param *params, uint32_t count);
+
+/* memcpy/memset for the freestanding build (clang may emit calls to them). */
+void *memcpy(void *dst, const void *src, size_t n);
+void *memset(void *dst, int c, size_t n);
+void *memmove(void *dst, const void *src, size_t n);
+
+#endif /* STELLATUNE_SDK_H */
