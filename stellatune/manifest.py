@@ -162,7 +162,7 @@ class Manifest:
 
     schema_version: int
     id: str
-    """Safe as a single directory name: ``[A-Za-z0-9._-]+``, not ``.`` or ``..``."""
+    """Safe as a single directory name: ``[A-Za-z0-9._-]+``, not starting with ``.``."""
     name: str
     version: str
     """Free text, never parsed as semver."""
@@ -483,11 +483,14 @@ def _parse_document(data: object, root: Optional[Path], problems: _Problems) -> 
     plugin_id = r.string("id")
     if plugin_id is not None:
         plugin_id = plugin_id.strip()
-        if not _SAFE_ID.fullmatch(plugin_id) or plugin_id in (".", ".."):
+        # A leading dot is refused too: dot-names in the plugins directory belong to the host
+        # (staging, replaced installs) and discovery never looks at them.
+        if not _SAFE_ID.fullmatch(plugin_id) or plugin_id.startswith("."):
             problems.add(
                 "id",
                 "safe-id",
-                f"'{plugin_id}' is not a safe directory name: use letters, digits, '.', '_', '-'",
+                f"'{plugin_id}' is not a safe directory name: use letters, digits, '.', '_', '-'"
+                " and do not start with '.'",
             )
     name = r.string("name")
     version = r.string("version")

@@ -1,0 +1,46 @@
+"""The package plane: install plugin artifacts, list them, uninstall them.
+
+An artifact (a directory or a ``.zip``) is staged safely, must hold exactly one valid
+``plugin.json``, and is swapped into ``plugins/<id>`` atomically with an ``.install.json``
+receipt. Discovery re-validates every installed manifest against the files on disk.
+"""
+from .archive import ArtifactLimits, UnsupportedArtifactError
+from .receipt import (
+    MARKER_FILE_NAME,
+    RECEIPT_FILE_NAME,
+    InstallReceipt,
+    InstallState,
+    UninstallMarker,
+    component_digest,
+)
+from .store import (
+    DiscoveredPlugin,
+    DiscoveryResult,
+    InstalledPlugin,
+    NoValidManifestError,
+    PendingUninstall,
+    discover_plugins,
+    install_from_artifact,
+    list_installed,
+    uninstall_by_id,
+)
+
+__all__ = [
+    "ArtifactLimits",
+    "UnsupportedArtifactError",
+    "NoValidManifestError",
+    "InstallState",
+    "InstallReceipt",
+    "UninstallMarker",
+    "InstalledPlugin",
+    "DiscoveredPlugin",
+    "PendingUninstall",
+    "DiscoveryResult",
+    "RECEIPT_FILE_NAME",
+    "MARKER_FILE_NAME",
+    "install_from_artifact",
+    "discover_plugins",
+    "list_installed",
+    "uninstall_by_id",
+    "component_digest",
+]
