@@ -1,0 +1,28 @@
+"""What plugins import from the host: permissions, host-stream, http-client and sidecars.
+
+Everything is deny-by-default and reports failures as ``PluginError`` with the WIT
+``plugin-error`` case, so the executor's import bindings (``stellatune.executor.imports``)
+stay a thin translation layer. See docs/host.md.
+
+- :class:`PluginHostContext` / :class:`Grants`: who is calling and what it may reach.
+- :func:`open_stream` + :class:`OpenRequest` → :class:`HostStream` (file, http, tcp).
+- :func:`fetch_json`.
+- :class:`SidecarManager` (one per runtime): ``launch``, ``lock``, ``plugin_deactivated``,
+  ``shutdown``, ``stats``.
+"""
+from .grants import Grants, PluginHostContext
+from .http import fetch_json
+from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, StreamOpenKind, open_stream
+
+__all__ = [
+    "Grants",
+    "PluginHostContext",
+    "fetch_json",
+    "Header",
+    "HostStream",
+    "HttpMethod",
+    "OpenRequest",
+    "SeekWhence",
+    "StreamOpenKind",
+    "open_stream",
+]
