@@ -1,0 +1,499 @@
+"""``WasmPluginRuntime``: keeps the set of active plugins in line with the plugins directory and
+the user's desired states, and routes every activation through a ``LifecycleHost``.
+
+Locking rule. Two locks, always taken in this order and never the other way round:
+
+- ``_op_lock`` serialises operations (sync, enable/disable, unload, shutdown). It is held while
+  the host is called, because an operation is a sequence of host calls that must not interleave
+  with another operation's.
+- ``_data_lock`` guards the bookkeeping (active map, capability index, desired states, errors).
+  It is held only for short reads and writes and **never while calling the host**, so a host can
+  read capabilities from inside ``activate`` and readers on other threads never wait on plugin
+  code.
+
+A host hook that calls an operation again on the same thread would deadlock on ``_op_lock``; the
+runtime detects that and raises ``RuntimeStateError`` instead.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Mapping, Optional, Union
+
+from ..errors import RuntimeStateError, StellatuneError
+from ..manifest import AbilityKind
+from ..package import DiscoveredPlugin, DiscoveryResult, component_digest, discover_plugins
+from .lifecycle import DisableReason, LifecycleHost, NoopLifecycleHost
+from .model import (
+    CapabilityDescriptor,
+    DesiredState,
+    LifecycleState,
+    PluginStatus,
+    PluginTransition,
+    RuntimePluginInfo,
+    SyncReport,
+    SyncTimings,
+    TransitionDetail,
+    TransitionOutcome,
+    TransitionTrigger,
+)
+from .registry import ActivePlugin, ActiveRegistry, build_capabilities, parse_kind, plugin_signature
+from .state import DesiredStateStore
+
+__all__ = ["WasmPluginRuntime", "LifecycleFailures"]
+
+
+class LifecycleFailures(RuntimeStateError):
+    """Some plugins could not be deactivated; ``failures`` maps each plugin id to its error."""
+
+    def __init__(self, action: str, failures: Mapping[str, BaseException]):
+        self.failures = dict(failures)
+        detail = "; ".join(f"{pid}: {exc}" for pid, exc in sorted(self.failures.items()))
+        super().__init__(f"{action} failed for {len(self.failures)} plugin(s): {detail}")
+
+
+class WasmPluginRuntime:
+    """The plugin runtime of one plugins directory.
+
+    :param plugins_dir: where plugins are installed (``<plugins_dir>/<id>/``); it also holds the
+        persisted desired states, ``.stellatune-state.json``, which are loaded here.
+    :param host: activates and deactivates plugins; ``NoopLifecycleHost`` when omitted.
+    :raises RuntimeStateError: the state file exists but cannot be read.
+
+    Thread-safe. Use as a context manager, or call :meth:`shutdown` when done.
+    """
+
+    def __init__(self, plugins_dir: Union[Path, str], host: Optional[LifecycleHost] = None):
+        self.plugins_dir = Path(plugins_dir)
+        self.host: LifecycleHost = host if host is not None else NoopLifecycleHost()
+        self._store = DesiredStateStore(self.plugins_dir)
+        self._op_lock = threading.Lock()
+        self._op_owner: Optional[int] = None
+        self._data_lock = threading.Lock()
+        self._registry = ActiveRegistry()
+        self._desired: dict[str, DesiredState] = self._store.load()
+        self._errors: dict[str, str] = {}
+        self._discovered: frozenset[str] = frozenset()
+        # Lifecycle as of the last sync, updated by deactivations between syncs: the "from" of
+        # the next sync's transitions (re-deriving it would call a just re-enabled plugin failed).
+        self._known: dict[str, LifecycleState] = {}
+        self._revision = 0
+        self._last_report: Optional[SyncReport] = None
+        self._shut_down = False
+
+    # --- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> "WasmPluginRuntime":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+    # --- reads (data lock only) -------------------------------------------------------------
+
+    def capability_of(
+        self, plugin_id: str, kind: Union[AbilityKind, str], type_id: str
+    ) -> Optional[CapabilityDescriptor]:
+        """The active capability ``(plugin_id, kind, type_id)``, or ``None``.
+
+        ``kind`` may be an ``AbilityKind`` or its spelling; an unknown kind raises ``ValueError``.
+        """
+        key_kind = parse_kind(kind)
+        with self._data_lock:
+            return self._registry.capability(plugin_id, key_kind, type_id)
+
+    def capabilities_of(self, plugin_id: str) -> tuple[CapabilityDescriptor, ...]:
+        """Every capability of an active plugin, in manifest order (empty if not active)."""
+        with self._data_lock:
+            return self._registry.capabilities_of(plugin_id)
+
+    def decoder_candidates(self, ext: Optional[str]) -> list[CapabilityDescriptor]:
+        """Active decoders for files with extension ``ext`` (``"mp3"``, ``".MP3"``, or ``None``),
+        best first. See ``ActiveRegistry.decoder_candidates`` for the ranking."""
+        with self._data_lock:
+            return self._registry.decoder_candidates(ext)
+
+    def all_decoders(self) -> list[CapabilityDescriptor]:
+        """Every active decoder, sorted by (plugin_id, type_id): the fallback for local files no
+        decoder scored."""
+        with self._data_lock:
+            return self._registry.all_decoders()
+
+    def active_plugins(self) -> list[RuntimePluginInfo]:
+        """Active plugins, sorted by id."""
+        with self._data_lock:
+            return [p.info for p in self._registry.plugins()]
+
+    def is_active(self, plugin_id: str) -> bool:
+        with self._data_lock:
+            return plugin_id in self._registry
+
+    def desired_state(self, plugin_id: str) -> DesiredState:
+        """The desired state of ``plugin_id`` (enabled when none is recorded)."""
+        with self._data_lock:
+            return self._desired.get(plugin_id, DesiredState.ENABLED)
+
+    def desired_states(self) -> dict[str, DesiredState]:
+        """A copy of the explicitly recorded desired states."""
+        with self._data_lock:
+            return dict(self._desired)
+
+    def status(self, plugin_id: str) -> PluginStatus:
+        """Where ``plugin_id`` stands now (lifecycle derived as in the sync report)."""
+        with self._data_lock:
+            return self._status_locked(plugin_id)
+
+    @property
+    def revision(self) -> int:
+        """How many syncs this instance has run."""
+        with self._data_lock:
+            return self._revision
+
+    @property
+    def last_report(self) -> Optional[SyncReport]:
+        """The report of the latest sync, or ``None`` before the first one."""
+        with self._data_lock:
+            return self._last_report
+
+    @property
+    def is_shut_down(self) -> bool:
+        with self._data_lock:
+            return self._shut_down
+
+    # --- operations (op lock, then host calls) ---------------------------------------------
+
+    def sync_plugins(self) -> SyncReport:
+        """Discover installed plugins and make the active set match them and the desired states.
+
+        Per discovered plugin: disabled → deactivate (``host-disable``) if active, else a
+        ``skipped``/``already_inactive`` transition (emitted on every sync); enabled and
+        unchanged → kept; new or changed signature → activate (a changed one is deactivated
+        with ``reload`` first). Active plugins no longer discovered are deactivated
+        (``unload``). A failed reload re-activates the previous version so it stays usable.
+        Failures never raise: they are transitions with outcome ``failed`` and entries in
+        ``errors``.
+
+        :raises RuntimeStateError: after :meth:`shutdown`, or when called from a host hook.
+        """
+        with self._operation():
+            started = time.perf_counter()
+            discovery = discover_plugins(self.plugins_dir)
+            discovered_at = time.perf_counter()
+            sync = _SyncRun(self)
+            sync.run(discovery)
+            finished = time.perf_counter()
+            timings = SyncTimings(
+                discover=(discovered_at - started) * 1000.0,
+                apply=(finished - discovered_at) * 1000.0,
+                total=(finished - started) * 1000.0,
+            )
+            with self._data_lock:
+                self._revision += 1
+                self._discovered = frozenset(sync.discovered)
+                self._errors = {pid: "; ".join(msgs) for pid, msgs in sync.errors_by_plugin.items()}
+                ids = set(sync.discovered) | set(self._registry.ids()) | set(self._desired)
+                ids |= {t.plugin_id for t in sync.transitions}
+                statuses = tuple(self._status_locked(pid) for pid in sorted(ids))
+                self._known = {s.plugin_id: s.lifecycle_state for s in statuses}
+                report = SyncReport(
+                    revision=self._revision,
+                    discovered_plugins=tuple(sorted(sync.discovered)),
+                    active_plugins=tuple(p.info for p in self._registry.plugins()),
+                    plugin_statuses=statuses,
+                    transitions=tuple(
+                        sorted(sync.transitions, key=lambda t: (t.plugin_id, t.detail.value))
+                    ),
+                    errors=tuple(sync.errors),
+                    warnings=tuple(str(w) for w in discovery.warnings),
+                    timings_ms=timings,
+                )
+                self._last_report = report
+            return report
+
+    def set_desired_state(self, plugin_id: str, state: DesiredState) -> None:
+        """Record and persist what the user wants for ``plugin_id``.
+
+        Disabling an active plugin deactivates it now (``host-disable``). Enabling only records
+        the wish; the next :meth:`sync_plugins` activates the plugin.
+
+        :raises RuntimeStateError: the state cannot be persisted (nothing changed), or the
+            runtime is shut down.
+        :raises StellatuneError: the host failed to deactivate (the state is recorded, the plugin
+            stays active and its status carries the error).
+        """
+        plugin_id = _checked_id(plugin_id)
+        state = DesiredState(state)
+        with self._operation():
+            with self._data_lock:
+                updated = dict(self._desired)
+            if state is DesiredState.ENABLED:
+                # Only explicit disables need storing: a missing entry means enabled.
+                updated.pop(plugin_id, None)
+            else:
+                updated[plugin_id] = state
+            self._persist(updated)
+            if state is DesiredState.DISABLED:
+                self._deactivate(plugin_id, DisableReason.HOST_DISABLE)
+
+    def replace_desired_states(self, states: Mapping[str, DesiredState]) -> None:
+        """Replace every recorded desired state with ``states`` (plugins not listed count as
+        enabled), persist them, and deactivate every active plugin that is now disabled.
+
+        :raises LifecycleFailures: naming each plugin the host failed to deactivate, after
+            trying them all.
+        """
+        cleaned = {_checked_id(pid): DesiredState(s) for pid, s in states.items()}
+        cleaned = {pid: s for pid, s in cleaned.items() if s is DesiredState.DISABLED}
+        with self._operation():
+            self._persist(cleaned)
+            failures: dict[str, BaseException] = {}
+            for pid in sorted(cleaned):
+                try:
+                    self._deactivate(pid, DisableReason.HOST_DISABLE)
+                except StellatuneError as exc:
+                    failures[pid] = exc
+            if failures:
+                raise LifecycleFailures("disable", failures)
+
+    def unload(self, plugin_id: str) -> bool:
+        """Deactivate ``plugin_id`` now (reason ``unload``) without changing its desired state,
+        so the next sync activates it again if it is still installed and enabled.
+
+        :returns: whether the plugin was active.
+        :raises StellatuneError: the host failed; the plugin stays active.
+        """
+        plugin_id = _checked_id(plugin_id)
+        with self._operation():
+            return self._deactivate(plugin_id, DisableReason.UNLOAD)
+
+    def shutdown(self) -> list[str]:
+        """Deactivate every active plugin (reason ``shutdown``), then shut the host down.
+
+        Idempotent: later calls return ``[]``. Afterwards every operation raises
+        ``RuntimeStateError``; reads keep working and see nothing active.
+
+        :returns: the ids deactivated, sorted.
+        :raises LifecycleFailures: some plugins failed to deactivate (the runtime is shut down
+            anyway and forgets them; the host's ``shutdown`` still ran).
+        """
+        with self._operation(allow_shut_down=True):
+            with self._data_lock:
+                if self._shut_down:
+                    return []
+                ids = self._registry.ids()
+            done: list[str] = []
+            failures: dict[str, BaseException] = {}
+            for pid in ids:
+                try:
+                    self.host.deactivate(pid, DisableReason.SHUTDOWN)
+                    done.append(pid)
+                except StellatuneError as exc:
+                    failures[pid] = exc
+            try:
+                self.host.shutdown()
+            finally:
+                with self._data_lock:
+                    for pid in ids:
+                        self._registry.remove(pid)
+                    self._shut_down = True
+            if failures:
+                raise LifecycleFailures("shutdown", failures)
+            return done
+
+    # --- internals --------------------------------------------------------------------------
+
+    @contextmanager
+    def _operation(self, allow_shut_down: bool = False) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._op_owner == me:
+            raise RuntimeStateError("runtime operations cannot be called from inside a lifecycle hook")
+        with self._op_lock:
+            self._op_owner = me
+            try:
+                if not allow_shut_down and self.is_shut_down:
+                    raise RuntimeStateError("the plugin runtime is shut down")
+                yield
+            finally:
+                self._op_owner = None
+
+    def _persist(self, states: dict[str, DesiredState]) -> None:
+        self._store.save(states)
+        with self._data_lock:
+            self._desired = states
+
+    def _deactivate(self, plugin_id: str, reason: DisableReason) -> bool:
+        """Deactivate an active plugin outside of a sync; ``False`` if it was not active."""
+        if not self.is_active(plugin_id):
+            return False
+        try:
+            self.host.deactivate(plugin_id, reason)
+        except StellatuneError as exc:
+            with self._data_lock:
+                self._errors[plugin_id] = f"deactivate ({reason.value}) failed: {exc}"
+            raise
+        with self._data_lock:
+            self._registry.remove(plugin_id)
+            self._errors.pop(plugin_id, None)
+            self._known[plugin_id] = self._lifecycle_locked(plugin_id)
+        return True
+
+    def _status_locked(self, plugin_id: str) -> PluginStatus:
+        desired = self._desired.get(plugin_id, DesiredState.ENABLED)
+        return PluginStatus(
+            plugin_id=plugin_id,
+            desired_state=desired,
+            lifecycle_state=self._lifecycle_locked(plugin_id),
+            last_error=self._errors.get(plugin_id),
+        )
+
+    def _lifecycle_locked(self, plugin_id: str) -> LifecycleState:
+        if plugin_id in self._registry:
+            return LifecycleState.ACTIVE
+        if plugin_id not in self._discovered:
+            return LifecycleState.MISSING
+        if self._desired.get(plugin_id) is DesiredState.DISABLED:
+            return LifecycleState.DISABLED
+        return LifecycleState.FAILED
+
+
+class _SyncRun:
+    """The apply phase of one sync: walks discovered and previously active plugins, calls the
+    host, updates the registry one plugin at a time, and collects transitions and errors."""
+
+    def __init__(self, runtime: WasmPluginRuntime):
+        self.rt = runtime
+        self.discovered: dict[str, DiscoveredPlugin] = {}
+        self.transitions: list[PluginTransition] = []
+        self.errors: list[str] = []
+        self.errors_by_plugin: dict[str, list[str]] = defaultdict(list)
+
+    def run(self, discovery: DiscoveryResult) -> None:
+        rt = self.rt
+        # Discovery already keeps one entry per id (and warns about the others).
+        self.discovered = {plugin.manifest.id: plugin for plugin in discovery.plugins}
+        with rt._data_lock:
+            desired = dict(rt._desired)
+            previous = {p.info.id: p for p in rt._registry.plugins()}
+            known = dict(rt._known)
+        for pid in sorted(self.discovered):
+            before = LifecycleState.ACTIVE if pid in previous else known.get(pid, LifecycleState.MISSING)
+            if desired.get(pid) is DesiredState.DISABLED:
+                self._apply_disabled(pid, before, previous)
+            else:
+                self._apply_enabled(pid, before, self.discovered[pid], previous)
+        for pid in sorted(set(previous) - set(self.discovered)):
+            self._apply_removed(pid)
+
+    def _apply_disabled(self, pid: str, before: LifecycleState, previous: dict[str, ActivePlugin]) -> None:
+        trigger = TransitionTrigger.DISABLE_REQUESTED
+        if pid not in previous:
+            self._transition(pid, before, LifecycleState.DISABLED, trigger,
+                             TransitionOutcome.SKIPPED, TransitionDetail.ALREADY_INACTIVE)
+            return
+        if self._host_deactivate(pid, DisableReason.HOST_DISABLE):
+            self._transition(pid, before, LifecycleState.DISABLED, trigger,
+                             TransitionOutcome.APPLIED, TransitionDetail.DISABLED)
+        else:
+            self._transition(pid, before, LifecycleState.FAILED, trigger,
+                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+
+    def _apply_enabled(
+        self, pid: str, before: LifecycleState, plugin: DiscoveredPlugin, previous: dict[str, ActivePlugin]
+    ) -> None:
+        old: Optional[ActivePlugin] = previous.get(pid)
+        try:
+            candidate = _activation_of(plugin)
+        except (StellatuneError, OSError) as exc:
+            self._error(pid, f"cannot read plugin files: {exc}")
+            self._transition(pid, before, LifecycleState.FAILED,
+                             TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW,
+                             TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+            return
+        if old is not None and old.signature == candidate.signature:
+            return
+        trigger = TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW
+        detail = TransitionDetail.MANIFEST_CHANGED if old else TransitionDetail.NEW
+        if old is not None and not self._host_deactivate(pid, DisableReason.RELOAD):
+            self._transition(pid, before, LifecycleState.FAILED, trigger,
+                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+            return
+        if self._host_activate(candidate):
+            self._transition(pid, before, LifecycleState.ACTIVE, trigger, TransitionOutcome.APPLIED, detail)
+            return
+        if old is not None:
+            # Put the previous version back so a bad update does not take a working plugin away;
+            # its signature stays the old one, so the next sync retries the update.
+            self._host_activate(old, rollback=True)
+        self._transition(pid, before, LifecycleState.FAILED, trigger,
+                         TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+
+    def _apply_removed(self, pid: str) -> None:
+        trigger = TransitionTrigger.REMOVED_FROM_DISK
+        if self._host_deactivate(pid, DisableReason.UNLOAD):
+            self._transition(pid, LifecycleState.ACTIVE, LifecycleState.MISSING, trigger,
+                             TransitionOutcome.APPLIED, TransitionDetail.REMOVED)
+        else:
+            self._transition(pid, LifecycleState.ACTIVE, LifecycleState.FAILED, trigger,
+                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+
+    def _host_activate(self, plugin: ActivePlugin, rollback: bool = False) -> bool:
+        try:
+            self.rt.host.activate(plugin.info, plugin.capabilities)
+        except StellatuneError as exc:
+            what = "re-activating the previous version" if rollback else "activate"
+            self._error(plugin.info.id, f"{what} failed: {exc}")
+            return False
+        with self.rt._data_lock:
+            self.rt._registry.put(plugin)
+        return True
+
+    def _host_deactivate(self, pid: str, reason: DisableReason) -> bool:
+        try:
+            self.rt.host.deactivate(pid, reason)
+        except StellatuneError as exc:
+            self._error(pid, f"deactivate ({reason.value}) failed: {exc}")
+            return False
+        with self.rt._data_lock:
+            self.rt._registry.remove(pid)
+        return True
+
+    def _transition(
+        self,
+        pid: str,
+        before: LifecycleState,
+        after: LifecycleState,
+        trigger: TransitionTrigger,
+        outcome: TransitionOutcome,
+        detail: TransitionDetail,
+    ) -> None:
+        self.transitions.append(PluginTransition(pid, before, after, trigger, outcome, detail))
+
+    def _error(self, pid: str, message: str) -> None:
+        self.errors.append(f"{pid}: {message}")
+        self.errors_by_plugin[pid].append(message)
+
+
+def _activation_of(plugin: DiscoveredPlugin) -> ActivePlugin:
+    """What activating a discovered plugin means: its info, capabilities and signature."""
+    manifest = plugin.manifest
+    root = Path(plugin.root)
+    info = RuntimePluginInfo(
+        id=manifest.id,
+        name=manifest.name,
+        version=manifest.version,
+        root_dir=root,
+        manifest_path=plugin.manifest_path,
+        component_count=len(manifest.components),
+        manifest=manifest,
+    )
+    signature = plugin_signature(manifest, component_digest(root, manifest))
+    return ActivePlugin(info, build_capabilities(manifest), signature)
+
+
+def _checked_id(plugin_id: str) -> str:
+    if not isinstance(plugin_id, str) or not plugin_id.strip():
+        raise RuntimeStateError(f"plugin id must be a non-blank string, got {plugin_id!r}")
+    return plugin_id.strip()
