@@ -8,11 +8,16 @@ from setuptools import Extension, setup
 
 engine = Extension(
     "stellatune.engine._core",
-    sources=["stellatune/engine/_core.pyx"],
+    sources=[
+        "stellatune/engine/_core.pyx",
+        "csrc/st_wasmtime.c",
+        "csrc/st_chain.c",
+        "csrc/st_audio.c",
+    ],
     include_dirs=["csrc", "stellatune/sdk/include", numpy.get_include()],
     # libwasmtime is *not* linked: we call the copy wasmtime-py already loaded (csrc/st_wasmtime.h).
     libraries=["portaudio", "dl", "pthread"],
-    extra_compile_args=["-O2", "-Wno-unused-function"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wno-unused-function"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )
 

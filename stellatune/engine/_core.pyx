@@ -1,6 +1,401 @@
-# cython: language_level=3
-"""The real-time engine's compiled core (placeholder until the engine lands)."""
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The real-time engine's compiled core: the only code here that runs without the GIL.
 
-def built() -> bool:
-    """True: the extension was compiled and imported."""
-    return True
+Python builds wasm stores and instances with wasmtime-py (control plane) and hands this module
+the raw addresses of their C objects; from then on blocks are processed by the C loop in
+csrc/st_chain.c, either offline (``Chain.process``) or on the audio thread (``Player``). The
+classes here are thin owners of C structs; the public API is stellatune.engine.
+"""
+from cpython.mem cimport PyMem_Calloc, PyMem_Free
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, uintptr_t
+from libc.string cimport memcpy, memset
+
+from stellatune.engine.wasmtime cimport (
+    st_wt, st_wasmtime_resolve, wasm_byte_vec_t, wasm_engine_t, wasmtime_context_t,
+    wasmtime_func_t, wasmtime_memory_t, wasmtime_val_raw_t,
+)
+from stellatune.engine cimport portaudio as pa
+from stellatune.engine.chain cimport *
+
+import numpy as np
+
+FAULT_KINDS = {0: None, 1: "trap", 2: "timeout", 3: "bad-frames", 4: "memory-grow", 5: "error-code"}
+
+_resolved = False
+
+
+def struct_sizes() -> dict:
+    """Sizes of our C declarations, to compare with wasmtime-py's ctypes layouts."""
+    return {"func": sizeof(wasmtime_func_t), "memory": sizeof(wasmtime_memory_t),
+            "val_raw": sizeof(wasmtime_val_raw_t)}
+
+
+def resolve_wasmtime(str library_path, int interrupt_trap_code) -> None:
+    """Fill the C function table from the libwasmtime wasmtime-py loaded (idempotent)."""
+    global _resolved
+    cdef char err[512]
+    if _resolved:
+        return
+    if st_wasmtime_resolve(library_path.encode(), err, sizeof(err)) != 0:
+        raise RuntimeError(err.decode(errors="replace"))
+    st_set_interrupt_code(<uint8_t>interrupt_trap_code)
+    _resolved = True
+
+
+cdef str _take_vec(wasm_byte_vec_t *vec):
+    text = vec.data[:vec.size].decode("utf-8", errors="replace") if vec.size else ""
+    st_wt.byte_vec_delete(vec)
+    return text
+
+
+cdef class CoreStage:
+    """One stage as the C loop sees it; built by stellatune.engine.stages.HotPathStage."""
+
+    cdef st_stage s
+    cdef object _fault_message
+    cdef readonly object keepalive  # the Python objects whose C state `s` points into
+
+    def __cinit__(self):
+        memset(&self.s, 0, sizeof(st_stage))
+        st_stage_reset_stats(&self.s)
+        self._fault_message = None
+
+    @staticmethod
+    def wasm(*, uintptr_t context, uintptr_t process_func, uintptr_t set_param_func,
+             int set_param_results, uintptr_t memory, size_t memory_size, uint32_t guest_ctx,
+             int role, uint32_t in_offset, uint32_t out_offset, uint32_t channels,
+             uint32_t max_frames, uint64_t deadline_ticks, object keepalive):
+        """A wasm stage from the addresses of wasmtime-py's ``_func``/``_memory``/context."""
+        if not _resolved:
+            raise RuntimeError("resolve_wasmtime() was not called")
+        cdef CoreStage st = CoreStage()
+        st._layout(role, guest_ctx, in_offset, out_offset, channels, max_frames)
+        st.s.ctx = <wasmtime_context_t *>context
+        memcpy(&st.s.process_fn, <void *>process_func, sizeof(wasmtime_func_t))
+        if set_param_func:
+            memcpy(&st.s.set_param_fn, <void *>set_param_func, sizeof(wasmtime_func_t))
+            st.s.has_set_param = 1
+            st.s.set_param_results = set_param_results
+        memcpy(&st.s.memory, <void *>memory, sizeof(wasmtime_memory_t))
+        st.s.memory_size = memory_size
+        st.s.deadline_ticks = deadline_ticks
+        st.keepalive = keepalive
+        return st
+
+    @staticmethod
+    def native(*, uintptr_t process_fn, uintptr_t set_param_fn, uintptr_t base, uint32_t guest_ctx,
+               int role, uint32_t in_offset, uint32_t out_offset, uint32_t channels,
+               uint32_t max_frames, object keepalive):
+        """A native stage from the addresses of the ``.so``'s ``st_hot_*`` functions."""
+        cdef CoreStage st = CoreStage()
+        st._layout(role, guest_ctx, in_offset, out_offset, channels, max_frames)
+        st.s.is_native = 1
+        st.s.native_process = <st_native_process_fn>process_fn
+        if set_param_fn:
+            st.s.native_set_param = <st_native_set_param_fn>set_param_fn
+            st.s.has_set_param = 1
+        st.s.native_base = <uint8_t *>base
+        st.keepalive = keepalive
+        return st
+
+    cdef _layout(self, int role, uint32_t guest_ctx, uint32_t in_offset, uint32_t out_offset,
+                 uint32_t channels, uint32_t max_frames):
+        self.s.role = role
+        self.s.guest_ctx = guest_ctx
+        self.s.in_offset = in_offset
+        self.s.out_offset = out_offset
+        self.s.scratch_offset = in_offset - 64
+        self.s.channels = channels
+        self.s.max_frames = max_frames
+
+    def set_param_now(self, uint32_t param_id, float value) -> int:
+        """Call set_param on this thread (only while no chain runs the stage)."""
+        cdef int32_t rc
+        with nogil:
+            rc = st_stage_set_param(&self.s, param_id, value, 0)
+        return rc
+
+    @property
+    def has_set_param(self) -> bool:
+        return bool(self.s.has_set_param)
+
+    @property
+    def faulted(self) -> bool:
+        return bool(self.s.faulted)
+
+    @property
+    def user_bypass(self) -> bool:
+        return bool(self.s.user_bypass)
+
+    @user_bypass.setter
+    def user_bypass(self, bint value):
+        self.s.user_bypass = value
+
+    def fault(self):
+        """``(kind, code, block, message)`` of the fault that bypassed this stage, or None."""
+        cdef wasm_byte_vec_t vec
+        if not self.s.faulted:
+            return None
+        if self._fault_message is None:
+            # The audio thread published `faulted` after storing these and never touches them again.
+            if self.s.fault_trap != NULL:
+                st_wt.trap_message(self.s.fault_trap, &vec)
+                self._fault_message = _take_vec(&vec).rstrip("\0")
+                st_wt.trap_delete(self.s.fault_trap)
+                self.s.fault_trap = NULL
+            elif self.s.fault_error != NULL:
+                st_wt.error_message(self.s.fault_error, &vec)
+                self._fault_message = _take_vec(&vec)
+                st_wt.error_delete(self.s.fault_error)
+                self.s.fault_error = NULL
+            else:
+                self._fault_message = ""
+        return (FAULT_KINDS[self.s.fault_kind], self.s.fault_code, self.s.fault_block,
+                self._fault_message)
+
+    def timing(self) -> dict:
+        """Raw per-call counters and the log-bucket histogram (4 buckets per octave of ns)."""
+        cdef st_stage_stats *st = &self.s.stats
+        return {"calls": st.calls, "total_ns": st.total_ns,
+                "min_ns": st.min_ns if st.calls else 0, "max_ns": st.max_ns,
+                "soft_errors": st.soft_errors, "short_frames": st.short_frames,
+                "hist": [st.hist[i] for i in range(ST_HIST_BUCKETS)]}
+
+    def reset_timing(self) -> None:
+        st_stage_reset_stats(&self.s)
+
+    def __dealloc__(self):
+        if self.s.fault_trap != NULL:
+            st_wt.trap_delete(self.s.fault_trap)
+        if self.s.fault_error != NULL:
+            st_wt.error_delete(self.s.fault_error)
+
+
+cdef class Chain:
+    """The stages in order plus the command queue the audio thread drains each block."""
+
+    cdef st_chain c
+    cdef readonly list stages
+
+    def __cinit__(self, list stages, uint32_t channels, uint32_t max_block):
+        memset(&self.c, 0, sizeof(st_chain))
+        self.stages = list(stages)
+        self.c.stages = <st_stage **>PyMem_Calloc(max(1, len(stages)), sizeof(st_stage *))
+        if self.c.stages == NULL:
+            raise MemoryError()
+        cdef CoreStage st
+        for i, st in enumerate(self.stages):
+            self.c.stages[i] = &st.s
+        self.c.n_stages = len(stages)
+        self.c.channels = channels
+        self.c.max_block = max_block
+
+    def process(self, float[:, ::1] buf) -> None:
+        """Run every live stage over ``buf`` (frames x channels, C order) in place."""
+        if buf.shape[0] == 0:
+            return
+        if <uint32_t>buf.shape[1] != self.c.channels:
+            raise ValueError(f"expected {self.c.channels} channels, got {buf.shape[1]}")
+        with nogil:
+            st_chain_process(&self.c, &buf[0, 0], <uint32_t>buf.shape[0])
+
+    def send(self, str kind, int stage, uint32_t param_id=0, float value=0.0) -> bool:
+        """Queue a command for the next block; False when the queue is full."""
+        cdef st_cmd cmd
+        cmd.kind = ST_CMD_SET_PARAM if kind == "set_param" else ST_CMD_BYPASS
+        cmd.stage = stage
+        cmd.param_id = param_id
+        cmd.value = value
+        return bool(st_cmdq_push(&self.c.cmds, cmd))
+
+    @property
+    def blocks(self) -> int:
+        return self.c.blocks
+
+    def __dealloc__(self):
+        PyMem_Free(self.c.stages)
+
+
+cdef class EpochTicker:
+    """A C thread incrementing a wasmtime engine's epoch every ``period_us``."""
+
+    cdef st_ticker t
+    cdef bint running
+
+    def start(self, uintptr_t engine, uint32_t period_us) -> None:
+        if self.running:
+            return
+        if st_ticker_start(&self.t, <wasm_engine_t *>engine, period_us) != 0:
+            raise OSError("could not start the epoch ticker thread")
+        self.running = True
+
+    def stop(self) -> None:
+        if self.running:
+            with nogil:
+                st_ticker_stop(&self.t)
+            self.running = False
+
+    def __dealloc__(self):
+        if self.running:
+            st_ticker_stop(&self.t)
+
+
+class PortAudioError(Exception):
+    """A PortAudio call failed; ``code`` is the PaError."""
+
+    def __init__(self, str what, int code):
+        self.code = code
+        super().__init__(f"{what}: {pa.Pa_GetErrorText(code).decode(errors='replace')}")
+
+
+def _check(int err, str what):
+    if err < 0:
+        raise PortAudioError(what, err)
+
+
+def pa_initialize() -> None:
+    """Pa_Initialize (reference counted by PortAudio; probes JACK servers at the first call)."""
+    _check(pa.Pa_Initialize(), "Pa_Initialize")
+
+
+def pa_terminate() -> None:
+    pa.Pa_Terminate()
+
+
+def list_devices() -> list:
+    """Every PortAudio device as a dict (PortAudio must be initialised)."""
+    out = []
+    cdef const pa.PaDeviceInfo *info
+    cdef const pa.PaHostApiInfo *api
+    jack = pa.Pa_HostApiTypeIdToHostApiIndex(pa.paJACK)
+    for i in range(pa.Pa_GetDeviceCount()):
+        info = pa.Pa_GetDeviceInfo(i)
+        if info == NULL:
+            continue
+        api = pa.Pa_GetHostApiInfo(info.hostApi)
+        out.append({
+            "index": i, "name": info.name.decode(errors="replace"),
+            "host_api": api.name.decode(errors="replace") if api != NULL else "",
+            "is_jack": info.hostApi == jack,
+            "is_default_of_host_api": api != NULL and api.defaultOutputDevice == i,
+            "max_input_channels": info.maxInputChannels,
+            "max_output_channels": info.maxOutputChannels,
+            "default_sample_rate": info.defaultSampleRate,
+            "default_low_output_latency": info.defaultLowOutputLatency,
+        })
+    return out
+
+
+def default_output_device() -> int:
+    return pa.Pa_GetDefaultOutputDevice()
+
+
+cdef class Player:
+    """Ring + driver for one playback; every buffer is allocated here, before the stream starts."""
+
+    cdef st_player p
+    cdef readonly Chain chain
+    cdef object _ring, _scratch, _capture
+    cdef bint _device_open, _clock_running
+
+    def __cinit__(self, Chain chain, uint32_t ring_frames, uint32_t channels, uint32_t frames,
+                  double sample_rate, bint chain_in_callback):
+        if ring_frames & (ring_frames - 1):
+            raise ValueError("ring_frames must be a power of two")
+        self.chain = chain
+        self._ring = np.zeros((ring_frames, channels), dtype=np.float32)
+        self._scratch = np.zeros((frames, channels), dtype=np.float32)
+        cdef float[:, ::1] ring = self._ring
+        cdef float[:, ::1] scratch = self._scratch
+        st_player_init(&self.p, &chain.c, &ring[0, 0], ring_frames, channels, frames, sample_rate,
+                       chain_in_callback, &scratch[0, 0])
+
+    def push(self, float[:, ::1] buf) -> int:
+        """Push frames into the ring, waiting (without the GIL) while it is full."""
+        cdef uint64_t n = buf.shape[0]
+        cdef uint64_t done
+        if n == 0:
+            return 0
+        with nogil:
+            done = st_player_push(&self.p, &buf[0, 0], n)
+        return done
+
+    def source_done(self) -> None:
+        self.p.source_done = 1
+
+    def request_stop(self) -> None:
+        self.p.stop = 1
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.p.finished)
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self.p.stop)
+
+    @property
+    def buffered(self) -> int:
+        return st_player_buffered(&self.p)
+
+    def open_device(self, int out_device, int in_device, uint32_t in_channels,
+                    uint64_t capture_frames, double suggested_latency) -> None:
+        """Open the PortAudio stream (duplex with capture when ``in_device`` >= 0)."""
+        cdef float[:, ::1] cap
+        if in_device >= 0 and capture_frames:
+            self._capture = np.zeros((capture_frames, in_channels), dtype=np.float32)
+            cap = self._capture
+            self.p.capture = &cap[0, 0]
+            self.p.capture_capacity = capture_frames
+            self.p.in_channels = in_channels
+        _check(st_player_open_device(&self.p, out_device,
+                                     in_device if in_device >= 0 else pa.paNoDevice,
+                                     suggested_latency), "Pa_OpenStream")
+        self._device_open = True
+
+    def start_device(self) -> None:
+        _check(st_player_start_device(&self.p), "Pa_StartStream")
+
+    def start_clock(self) -> None:
+        if st_player_start_clock(&self.p) != 0:
+            raise OSError("could not start the engine clock thread")
+        self._clock_running = True
+
+    def close(self) -> None:
+        """Stop the driver (stream or clock) and wait for it; idempotent."""
+        cdef PaError err = 0
+        self.p.stop = 1
+        if self._device_open:
+            with nogil:
+                err = st_player_close_device(&self.p)
+            self._device_open = False
+        if self._clock_running:
+            with nogil:
+                st_player_stop_clock(&self.p)
+            self._clock_running = False
+        _check(err, "Pa_StopStream")
+
+    def captured(self):
+        """The recorded input so far (a copy), or None without capture."""
+        if self._capture is None:
+            return None
+        return self._capture[: self.p.capture_pos].copy()
+
+    def counters(self) -> dict:
+        cdef uint64_t cb = self.p.callbacks
+        return {"callbacks": cb, "device_underflows": self.p.output_underflows,
+                "input_overflows": self.p.input_overflows,
+                "ring_underruns": self.p.ring_underruns,
+                "ring_underrun_frames": self.p.ring_underrun_frames,
+                "frames_played": self.p.frames_out,
+                "mean_ring_fill_frames": (self.p.ring_fill_sum / cb) if cb else 0.0,
+                "min_ring_fill_frames": self.p.ring_fill_min if cb else 0,
+                "render_max_ns": self.p.render_max_ns,
+                "output_latency_s": self.p.output_latency}
+
+    def __dealloc__(self):
+        self.p.stop = 1
+        if self._device_open:
+            st_player_close_device(&self.p)
+        if self._clock_running:
+            st_player_stop_clock(&self.p)

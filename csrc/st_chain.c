@@ -1,0 +1,238 @@
+/* The block loop of the hot-path chain (see st_chain.h for the rules it lives by). */
+#include "st_chain.h"
+
+#include <string.h>
+#include <time.h>
+
+#include "st_fpu.h"
+
+#define ST_SCRATCH_OUT_FRAMES 52 /* stellatune.sdk.abi.SCRATCH_OUT_FRAMES */
+#define ST_SCRATCH_OUT_FLAGS 56  /* stellatune.sdk.abi.SCRATCH_OUT_FLAGS */
+#define ST_FLAG_SOFT_ERROR (1u << 3)
+#define ST_ROLE_DSP 1
+
+static inline uint64_t st_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline int st_hist_bucket(uint64_t ns)
+{
+    if (ns < 4)
+        return (int)ns;
+    int msb = 63 - __builtin_clzll(ns);
+    int b = msb * 4 + (int)((ns >> (msb - 2)) & 3);
+    return b < ST_HIST_BUCKETS ? b : ST_HIST_BUCKETS - 1;
+}
+
+static void st_stats_record(st_stage_stats *st, uint64_t ns)
+{
+    st->calls++;
+    st->total_ns += ns;
+    if (ns < st->min_ns)
+        st->min_ns = ns;
+    if (ns > st->max_ns)
+        st->max_ns = ns;
+    st->hist[st_hist_bucket(ns)]++;
+}
+
+void st_stage_reset_stats(st_stage *s)
+{
+    memset(&s->stats, 0, sizeof s->stats);
+    s->stats.min_ns = UINT64_MAX;
+}
+
+/* wasmtime's interrupt trap code, set once by _core.pyx from wasmtime.TrapCode.INTERRUPT. */
+static uint8_t st_interrupt_code = 10;
+
+void st_set_interrupt_code(uint8_t code) { st_interrupt_code = code; }
+
+static void st_fault(st_stage *s, int kind, int32_t code, uint64_t block)
+{
+    s->fault_kind = kind;
+    s->fault_code = code;
+    s->fault_block = block;
+    atomic_store_explicit(&s->faulted, 1, memory_order_release);
+}
+
+/* A call into wasm failed. The trap/error objects are kept for Python to read the message later:
+ * formatting it here would allocate on the audio thread. */
+static void st_fault_call(st_stage *s, wasmtime_error_t *err, wasm_trap_t *trap, uint64_t block)
+{
+    int kind = ST_FAULT_TRAP;
+    uint8_t code = 0;
+    int has_code = trap && st_wt.trap_code(trap, &code);
+    if (has_code && code == st_interrupt_code)
+        kind = ST_FAULT_TIMEOUT;
+    s->fault_trap = trap;
+    s->fault_error = err;
+    st_fault(s, kind, has_code ? code : -1, block);
+}
+
+/* One unchecked call with up to 4 raw args; returns 0 and the i32 result, or -1 after a fault. */
+static int st_wasm_call(st_stage *s, const wasmtime_func_t *fn, wasmtime_val_raw_t *args,
+                        size_t nargs, uint64_t block)
+{
+    if (s->deadline_ticks)
+        st_wt.context_set_epoch_deadline(s->ctx, s->deadline_ticks);
+    wasm_trap_t *trap = NULL;
+    wasmtime_error_t *err = st_wt.func_call_unchecked(s->ctx, fn, args, nargs, &trap);
+    if (err || trap) {
+        st_fault_call(s, err, trap, block);
+        return -1;
+    }
+    return 0;
+}
+
+int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
+{
+    if (atomic_load_explicit(&s->faulted, memory_order_acquire) || !s->has_set_param)
+        return -1;
+    if (s->is_native)
+        return s->native_set_param(s->guest_ctx, id, value);
+    wasmtime_val_raw_t args[3];
+    args[0].i32 = (int32_t)s->guest_ctx;
+    args[1].i32 = (int32_t)id;
+    args[2].f32 = value;
+    if (st_wasm_call(s, &s->set_param_fn, args, 3, block) != 0)
+        return -1;
+    int32_t rc = s->set_param_results ? args[0].i32 : 0;
+    if (rc != 0)
+        st_fault(s, ST_FAULT_ERROR_CODE, rc, block);
+    return rc;
+}
+
+static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
+{
+    size_t bytes = (size_t)frames * c->channels * sizeof(float);
+    uint32_t at_frames = s->scratch_offset + ST_SCRATCH_OUT_FRAMES;
+    uint32_t at_flags = s->scratch_offset + ST_SCRATCH_OUT_FLAGS;
+    uint8_t *base;
+    if (s->is_native) {
+        base = s->native_base;
+    } else {
+        /* The base can move after a memory.grow, so it is fetched every block. */
+        if (st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
+            st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
+            return;
+        }
+        base = st_wt.memory_data(s->ctx, &s->memory);
+    }
+    memcpy(base + s->in_offset, buf, bytes);
+    uint32_t zero = 0;
+    memcpy(base + at_frames, &zero, 4);
+    memcpy(base + at_flags, &zero, 4);
+
+    int32_t rc;
+    uint64_t t0 = st_now_ns();
+    if (s->is_native) {
+        rc = s->native_process(s->guest_ctx, frames, at_frames, at_flags);
+    } else {
+        wasmtime_val_raw_t args[4];
+        args[0].i32 = (int32_t)s->guest_ctx;
+        args[1].i32 = (int32_t)frames;
+        args[2].i32 = (int32_t)at_frames;
+        args[3].i32 = (int32_t)at_flags;
+        if (st_wasm_call(s, &s->process_fn, args, 4, c->blocks) != 0)
+            return;
+        rc = args[0].i32;
+    }
+    st_stats_record(&s->stats, st_now_ns() - t0);
+
+    if (!s->is_native && st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
+        st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
+        return;
+    }
+    if (rc != 0) {
+        st_fault(s, ST_FAULT_ERROR_CODE, rc, c->blocks);
+        return;
+    }
+    uint32_t out_frames, flags;
+    memcpy(&out_frames, base + at_frames, 4);
+    memcpy(&flags, base + at_flags, 4);
+    if (flags & ST_FLAG_SOFT_ERROR)
+        s->stats.soft_errors++;
+    if (s->role == ST_ROLE_DSP) {
+        if (out_frames != frames) {
+            st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
+            return;
+        }
+        memcpy(buf, base + s->out_offset, bytes);
+    } else if (out_frames > frames) {
+        st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
+    } else {
+        s->stats.short_frames += frames - out_frames;
+    }
+}
+
+static void st_chain_drain_commands(st_chain *c)
+{
+    st_cmd cmd;
+    while (st_cmdq_pop(&c->cmds, &cmd)) {
+        if (cmd.stage < 0 || cmd.stage >= c->n_stages)
+            continue;
+        st_stage *s = c->stages[cmd.stage];
+        if (cmd.kind == ST_CMD_SET_PARAM)
+            st_stage_set_param(s, cmd.param_id, cmd.value, c->blocks);
+        else if (cmd.kind == ST_CMD_BYPASS)
+            s->user_bypass = cmd.value != 0.0f;
+    }
+}
+
+void st_chain_process(st_chain *c, float *buf, uint32_t frames)
+{
+    st_fpu_flush_denormals();
+    st_chain_drain_commands(c);
+    while (frames > 0) {
+        uint32_t n = frames < c->max_block ? frames : c->max_block;
+        for (int i = 0; i < c->n_stages; i++) {
+            st_stage *s = c->stages[i];
+            if (s->user_bypass || atomic_load_explicit(&s->faulted, memory_order_relaxed))
+                continue; /* bypassed: the block passes through unchanged */
+            st_stage_run(c, s, buf, n);
+        }
+        c->blocks++;
+        buf += (size_t)n * c->channels;
+        frames -= n;
+    }
+}
+
+/* ---- epoch ticker ----------------------------------------------------------------------- */
+
+static void *st_ticker_main(void *arg)
+{
+    st_ticker *t = arg;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (atomic_load_explicit(&t->running, memory_order_acquire)) {
+        next.tv_nsec += (long)t->period_us * 1000;
+        while (next.tv_nsec >= 1000000000L) {
+            next.tv_nsec -= 1000000000L;
+            next.tv_sec++;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        st_wt.engine_increment_epoch(t->engine);
+    }
+    return NULL;
+}
+
+int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
+{
+    t->engine = engine;
+    t->period_us = period_us;
+    atomic_store(&t->running, 1);
+    if (pthread_create(&t->thread, NULL, st_ticker_main, t) != 0) {
+        atomic_store(&t->running, 0);
+        return -1;
+    }
+    return 0;
+}
+
+void st_ticker_stop(st_ticker *t)
+{
+    if (!atomic_exchange(&t->running, 0))
+        return;
+    pthread_join(t->thread, NULL);
+}

@@ -1,0 +1,109 @@
+/* The hot-path chain: N core-module stages processing interleaved float32 blocks in place.
+ *
+ * Everything here may run on the audio thread: no allocation, no locks, no Python, no I/O.
+ * Stages are built and freed by _core.pyx on a control thread while no block is running. */
+#ifndef ST_CHAIN_H
+#define ST_CHAIN_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "st_ring.h"
+#include "st_wasmtime.h"
+
+enum st_fault_kind {
+    ST_FAULT_NONE = 0,
+    ST_FAULT_TRAP = 1,        /* the module trapped (unreachable, out of bounds, ...) */
+    ST_FAULT_TIMEOUT = 2,     /* epoch deadline passed: the call ran too long */
+    ST_FAULT_BAD_FRAMES = 3,  /* a DSP stage reported out_frames != frames */
+    ST_FAULT_MEMORY_GROW = 4, /* linear memory size changed after init */
+    ST_FAULT_ERROR_CODE = 5,  /* process/set_param returned a non-zero ABI error code */
+};
+
+/* 4 buckets per octave of nanoseconds: bucket b covers [2^(b/4), 2^((b+1)/4)) ns; 128 buckets
+ * reach ~4 s, far beyond any sane block. */
+#define ST_HIST_BUCKETS 128
+
+typedef struct {
+    uint64_t calls;
+    uint64_t total_ns;
+    uint64_t min_ns;
+    uint64_t max_ns;
+    uint64_t soft_errors; /* SOFT_ERROR flag raised: counted, block kept */
+    uint64_t short_frames; /* sink stages: frames offered but not consumed */
+    uint64_t hist[ST_HIST_BUCKETS];
+} st_stage_stats;
+
+typedef int32_t (*st_native_process_fn)(uint32_t ctx, uint32_t frames, uint32_t out_frames_ptr,
+                                        uint32_t out_flags_ptr);
+typedef int32_t (*st_native_set_param_fn)(uint32_t ctx, uint32_t id, float value);
+
+typedef struct st_stage {
+    int is_native;
+    int role; /* 1 dsp-transform, 2 output-sink */
+    uint32_t guest_ctx;
+    uint32_t in_offset, out_offset, scratch_offset;
+    uint32_t channels, max_frames;
+
+    /* wasm stages: raw handles copied from wasmtime-py's objects (the store outlives us). */
+    wasmtime_context_t *ctx;
+    wasmtime_func_t process_fn;
+    wasmtime_func_t set_param_fn;
+    int has_set_param;
+    int set_param_results; /* 0 or 1 (an i32 status) */
+    wasmtime_memory_t memory;
+    size_t memory_size;      /* bytes after init: any change is a memory.grow fault */
+    uint64_t deadline_ticks; /* epoch ticks per call; 0 = epoch interruption off */
+
+    /* native stages: the same kernel compiled to a shared object. */
+    st_native_process_fn native_process;
+    st_native_set_param_fn native_set_param;
+    uint8_t *native_base;
+
+    /* Written by the audio thread; `faulted` is published last (release) so a reader who sees it
+     * also sees the rest. */
+    int user_bypass;
+    _Atomic int faulted;
+    int fault_kind;
+    int32_t fault_code;
+    uint64_t fault_block;
+    wasm_trap_t *fault_trap;       /* owned; its message is copied out by Python */
+    wasmtime_error_t *fault_error; /* owned; likewise */
+    st_stage_stats stats;
+} st_stage;
+
+typedef struct st_chain {
+    st_stage **stages;
+    int n_stages;
+    uint32_t channels;
+    uint32_t max_block; /* largest block every stage accepts */
+    uint64_t blocks;
+    st_cmdq cmds;
+} st_chain;
+
+void st_stage_reset_stats(st_stage *s);
+
+/* wasmtime's trap code for an epoch interrupt (from wasmtime.TrapCode.INTERRUPT). */
+void st_set_interrupt_code(uint8_t code);
+
+/* Call set_param now (control thread, chain idle; or audio thread via the command queue).
+ * Returns the ABI status (0 ok) or -1 when the stage faulted/lacks the export. */
+int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block);
+
+/* Process `frames` interleaved frames of buf in place through every live stage, draining the
+ * command queue first. Splits into sub-blocks of at most max_block frames. */
+void st_chain_process(st_chain *c, float *buf, uint32_t frames);
+
+/* ---- epoch ticker: a C thread that advances the hot-path engine's epoch ---------------- */
+
+typedef struct {
+    wasm_engine_t *engine;
+    uint32_t period_us;
+    _Atomic int running;
+    pthread_t thread;
+} st_ticker;
+
+int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us);
+void st_ticker_stop(st_ticker *t);
+
+#endif

@@ -1,0 +1,110 @@
+# Mirror of csrc/st_ring.h, st_chain.h and st_audio.h: the chain, its rings and the player.
+from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t
+from stellatune.engine.wasmtime cimport (
+    wasmtime_context_t, wasm_engine_t, wasm_trap_t, wasmtime_error_t, wasmtime_func_t,
+    wasmtime_memory_t,
+)
+from stellatune.engine.portaudio cimport PaError, PaDeviceIndex, PaTime
+
+cdef extern from "st_chain.h" nogil:
+    enum:
+        ST_HIST_BUCKETS
+        ST_CMD_SET_PARAM
+        ST_CMD_BYPASS
+
+    ctypedef struct st_cmd:
+        int32_t kind
+        int32_t stage
+        uint32_t param_id
+        float value
+    ctypedef struct st_cmdq:
+        pass
+    int st_cmdq_push(st_cmdq *q, st_cmd cmd)
+
+    ctypedef int32_t (*st_native_process_fn)(uint32_t, uint32_t, uint32_t, uint32_t)
+    ctypedef int32_t (*st_native_set_param_fn)(uint32_t, uint32_t, float)
+
+    ctypedef struct st_stage_stats:
+        uint64_t calls
+        uint64_t total_ns
+        uint64_t min_ns
+        uint64_t max_ns
+        uint64_t soft_errors
+        uint64_t short_frames
+        uint64_t hist[128]
+
+    ctypedef struct st_stage:
+        int is_native
+        int role
+        uint32_t guest_ctx
+        uint32_t in_offset, out_offset, scratch_offset
+        uint32_t channels, max_frames
+        wasmtime_context_t *ctx
+        wasmtime_func_t process_fn
+        wasmtime_func_t set_param_fn
+        int has_set_param
+        int set_param_results
+        wasmtime_memory_t memory
+        size_t memory_size
+        uint64_t deadline_ticks
+        st_native_process_fn native_process
+        st_native_set_param_fn native_set_param
+        uint8_t *native_base
+        int user_bypass
+        int faulted        # _Atomic int in C; read once a block has finished
+        int fault_kind
+        int32_t fault_code
+        uint64_t fault_block
+        wasm_trap_t *fault_trap
+        wasmtime_error_t *fault_error
+        st_stage_stats stats
+
+    ctypedef struct st_chain:
+        st_stage **stages
+        int n_stages
+        uint32_t channels
+        uint32_t max_block
+        uint64_t blocks
+        st_cmdq cmds
+
+    void st_set_interrupt_code(uint8_t code)
+    void st_stage_reset_stats(st_stage *s)
+    int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
+    void st_chain_process(st_chain *c, float *buf, uint32_t frames)
+
+    ctypedef struct st_ticker:
+        pass
+    int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
+    void st_ticker_stop(st_ticker *t)
+
+cdef extern from "st_audio.h" nogil:
+    ctypedef struct st_player:
+        float *capture
+        uint64_t capture_capacity
+        uint32_t in_channels
+        uint64_t capture_pos
+        uint64_t callbacks
+        uint64_t output_underflows
+        uint64_t input_overflows
+        uint64_t ring_underruns
+        uint64_t ring_underrun_frames
+        uint64_t frames_out
+        uint64_t ring_fill_sum
+        uint64_t ring_fill_min
+        uint64_t render_max_ns
+        int source_done
+        int finished
+        int stop
+        double output_latency
+
+    void st_player_init(st_player *p, st_chain *chain, float *ring_data, uint32_t ring_frames,
+                        uint32_t channels, uint32_t frames, double sample_rate,
+                        int chain_in_callback, float *scratch)
+    uint64_t st_player_push(st_player *p, float *buf, uint64_t frames)
+    uint32_t st_player_buffered(st_player *p)
+    PaError st_player_open_device(st_player *p, PaDeviceIndex out_device, PaDeviceIndex in_device,
+                                  PaTime suggested_latency)
+    PaError st_player_start_device(st_player *p)
+    PaError st_player_close_device(st_player *p)
+    int st_player_start_clock(st_player *p)
+    void st_player_stop_clock(st_player *p)

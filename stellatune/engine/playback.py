@@ -1,0 +1,240 @@
+"""Live playback: a feeder thread decodes into the ring, a C driver plays it.
+
+The driver is a PortAudio stream whose callback is C (csrc/st_audio.c), or, for chains that end
+in an output-sink stage and no device, the engine clock (a C thread sleeping to each block's
+deadline). The chain runs inside the driver (design A); the alternative, running it on the
+feeder before the ring (design B), is kept for bench/engine_latency.py, which measured A to have
+the lower latency (docs/engine.md).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Optional, Union
+
+import numpy as np
+
+from stellatune.engine import _core
+from stellatune.engine.stats import PlaybackStats
+from stellatune.errors import AudioDeviceError, EngineError
+from stellatune.sdk.abi import Role
+
+if TYPE_CHECKING:
+    from stellatune.engine.pipeline import Pipeline
+
+__all__ = ["ENGINE_CLOCK", "PlaybackHandle", "list_devices", "start_playback"]
+
+#: ``device`` value that plays through the engine clock instead of a PortAudio device.
+ENGINE_CLOCK = "engine-clock"
+_FEED_FRAMES = 2048
+
+
+def list_devices() -> list[dict]:
+    """Every PortAudio device (index, name, host API, channel counts, default latency).
+
+    PortAudio looks for JACK servers only when it initialises, so start one first.
+    """
+    _pa_init()
+    try:
+        return _core.list_devices()
+    finally:
+        _core.pa_terminate()
+
+
+def _pa_init() -> None:
+    try:
+        _core.pa_initialize()
+    except _core.PortAudioError as e:
+        raise AudioDeviceError(str(e), e.code) from e
+
+
+def _pick_device(device: Union[str, int, None], channels: int) -> dict:
+    """Resolve ``device`` among PortAudio outputs (PortAudio initialised)."""
+    outputs = [d for d in _core.list_devices() if d["max_output_channels"] >= channels]
+    if not outputs:
+        raise AudioDeviceError(f"no PortAudio output device with {channels} channels")
+    if device is None:
+        jack = [d for d in outputs if d["is_jack"]]
+        if jack:
+            return next((d for d in jack if d["is_default_of_host_api"]), jack[0])
+        default = _core.default_output_device()
+        return next((d for d in outputs if d["index"] == default), outputs[0])
+    if isinstance(device, int):
+        found = [d for d in outputs if d["index"] == device]
+    else:
+        found = [d for d in outputs if d["name"] == device] or [
+            d for d in outputs if device.lower() in d["name"].lower()]
+    if not found:
+        names = ", ".join(repr(d["name"]) for d in outputs)
+        raise AudioDeviceError(f"no output device matches {device!r} (have: {names})")
+    return found[0]
+
+
+def _blocks(source: Union[str, Path, np.ndarray], sample_rate: int, channels: int) -> Iterator[np.ndarray]:
+    """Validate the source now (errors surface in play()), then yield float32 blocks."""
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2 or source.shape[1] != channels:
+            raise EngineError(f"expected an array of shape (frames, {channels}), got {source.shape}")
+        data = source
+
+        def from_array() -> Iterator[np.ndarray]:
+            for start in range(0, len(data), _FEED_FRAMES):
+                yield np.ascontiguousarray(data[start:start + _FEED_FRAMES], dtype=np.float32)
+        return from_array()
+
+    import soundfile
+
+    try:
+        f = soundfile.SoundFile(str(source))
+    except (RuntimeError, soundfile.LibsndfileError, OSError) as e:
+        raise EngineError(f"cannot open {source}: {e}") from e
+    if f.samplerate != sample_rate:
+        f.close()
+        raise EngineError(f"{source} is {f.samplerate} Hz, the pipeline runs {sample_rate} Hz")
+    if f.channels not in (1, channels):
+        f.close()
+        raise EngineError(f"{source} has {f.channels} channels, the pipeline runs {channels}")
+
+    def from_file() -> Iterator[np.ndarray]:
+        with f:
+            while True:
+                block = f.read(_FEED_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                if block.shape[1] != channels:  # mono source: same signal on every channel
+                    block = np.repeat(block, channels, axis=1)
+                yield np.ascontiguousarray(block)
+    return from_file()
+
+
+class PlaybackHandle:
+    """A running playback: ``stats()`` while it plays, ``wait()`` for the end, ``stop()``."""
+
+    def __init__(self, pipeline: "Pipeline", player: "_core.Player", running: AbstractContextManager,
+                 blocks: Iterator[np.ndarray], uses_portaudio: bool):
+        """Internal: use :meth:`Pipeline.play`."""
+        self._pipeline = pipeline
+        self._player = player
+        self._running = running
+        self._uses_portaudio = uses_portaudio
+        self._feeder_error: Optional[BaseException] = None
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._feeder = threading.Thread(target=self._feed, args=(blocks,), name="stellatune-feeder",
+                                        daemon=True)
+
+    def _feed(self, blocks: Iterator[np.ndarray]) -> None:
+        try:
+            for block in blocks:
+                if self._player.stopping:
+                    break
+                self._player.push(block)
+        except BaseException as e:  # reported by wait(); the driver plays silence meanwhile
+            self._feeder_error = e
+        finally:
+            self._player.source_done()
+
+    def stats(self) -> PlaybackStats:
+        """A snapshot of the device, ring and per-stage counters."""
+        c = self._player.counters()
+        return PlaybackStats(
+            callbacks=c["callbacks"], device_underflows=c["device_underflows"],
+            ring_underruns=c["ring_underruns"], ring_underrun_frames=c["ring_underrun_frames"],
+            frames_played=c["frames_played"], output_latency_ms=c["output_latency_s"] * 1000.0,
+            mean_ring_fill_frames=c["mean_ring_fill_frames"],
+            render_max_us=c["render_max_ns"] / 1000.0, finished=self._player.finished,
+            stages=self._pipeline.stats(),
+        )
+
+    def captured(self) -> Optional[np.ndarray]:
+        """Diagnostics: what the device input recorded (``capture_seconds`` in play), or None."""
+        return self._player.captured()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the whole source has played (then release the device); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._player.finished and not self._closed:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        self.stop()
+        return True
+
+    def stop(self) -> None:
+        """Stop at once and release the device (idempotent). Re-raises a feeder failure."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._player.request_stop()
+            if self._feeder.ident is not None:
+                self._feeder.join()
+            try:
+                self._player.close()
+            except _core.PortAudioError as e:
+                raise AudioDeviceError(str(e), e.code) from e
+            finally:
+                if self._uses_portaudio:
+                    _core.pa_terminate()
+                self._running.__exit__(None, None, None)
+        if self._feeder_error is not None:
+            raise EngineError(f"decoding failed: {self._feeder_error}") from self._feeder_error
+
+    def __enter__(self) -> "PlaybackHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
+                   device: Union[str, int, None] = None, frames: int = 128, *,
+                   ring_frames: int = 8192, capture_seconds: float = 0.0,
+                   chain_in_callback: bool = True) -> PlaybackHandle:
+    """Open the driver and start playing (see :meth:`Pipeline.play`).
+
+    ``ring_frames`` (a power of two) sizes the decode ring; ``capture_seconds`` records the
+    device input for loopback checks; ``chain_in_callback=False`` selects design B.
+    """
+    if frames <= 0 or frames > pipeline.block_frames:
+        raise EngineError(f"frames must be in 1..{pipeline.block_frames} (the pipeline's block_frames)")
+    blocks = _blocks(source, pipeline.sample_rate, pipeline.channels)
+    has_sink = any(s.spec.role is Role.OUTPUT_SINK for s in pipeline.stages)
+    use_clock = device == ENGINE_CLOCK or (device is None and has_sink)
+    running = pipeline.running()
+    chain = running.__enter__()
+    try:
+        player = _core.Player(chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate),
+                              chain_in_callback)
+    except ValueError as e:
+        running.__exit__(None, None, None)
+        raise EngineError(str(e)) from e
+    if not use_clock:
+        _pa_init()
+    handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock)
+    try:
+        if not use_clock:
+            info = _pick_device(device, pipeline.channels)
+            in_channels = min(pipeline.channels, info["max_input_channels"]) if capture_seconds else 0
+            player.open_device(info["index"], info["index"] if in_channels else -1, in_channels,
+                               int(capture_seconds * pipeline.sample_rate),
+                               info["default_low_output_latency"])
+        handle._feeder.start()
+        # Prefill half the ring before the driver starts, so the first blocks find audio.
+        while player.buffered < ring_frames // 2 and handle._feeder.is_alive():
+            time.sleep(0.001)
+        if use_clock:
+            player.start_clock()
+        else:
+            player.start_device()
+    except BaseException as e:
+        try:
+            handle.stop()
+        except EngineError:
+            pass
+        if isinstance(e, _core.PortAudioError):
+            raise AudioDeviceError(f"cannot play on {device or 'the default device'}: {e}", e.code) from e
+        raise
+    return handle

@@ -1,0 +1,85 @@
+"""Engine test fixtures: kernels compiled from tests/engine/fixtures/*.c, and a JACK dummy server."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+VIRTUAL_AUDIO = REPO / "scripts" / "virtual-audio"
+
+# The fixed memory map of fixtures/fixture.h.
+FX_ARENA = 0x20000
+FX_MAX_FRAMES = 1024
+FX_IN = FX_ARENA + 64
+FX_OUT = FX_IN + FX_MAX_FRAMES * 2 * 4
+
+WASM_FLAGS = ["--target=wasm32", "-O2", "-msimd128", "-nostdlib", "-Wl,--no-entry",
+              "-Wl,-z,stack-size=16384", "-Wl,--initial-memory=327680"]
+#: name -> (source, extra defines, also build native)
+KERNELS = {
+    "gain": ("gain.c", [], True),
+    "sink": ("sink.c", [], False),
+    "trap": ("hostile.c", ["-DFX_TRAP"], False),
+    "loop": ("hostile.c", ["-DFX_LOOP"], False),
+    "grow": ("hostile.c", ["-DFX_GROW"], False),
+    "bad_frames": ("hostile.c", ["-DFX_BAD_FRAMES"], True),
+    "error": ("hostile.c", ["-DFX_ERROR"], False),
+}
+
+
+def fixture_spec(role: Role = Role.DSP_TRANSFORM, channels: int = 2) -> CoreModuleSpec:
+    return CoreModuleSpec(
+        role=role, wasm_rel_path="fixture.wasm",
+        buffer=BufferLayout(in_offset=FX_IN, out_offset=FX_OUT if role is Role.DSP_TRANSFORM else None,
+                            max_frames=FX_MAX_FRAMES, channels=channels),
+    )
+
+
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory) -> dict[str, Path]:
+    """Compile every fixture kernel: ``kernels["gain"]`` (wasm) and ``kernels["gain.so"]``."""
+    clang = shutil.which("clang-14") or shutil.which("clang")
+    if clang is None:
+        pytest.fail("clang-14 is required to build the engine's fixture kernels")
+    out = tmp_path_factory.mktemp("kernels")
+    built: dict[str, Path] = {}
+    for name, (src, defines, native) in KERNELS.items():
+        wasm = out / f"{name}.wasm"
+        subprocess.run([clang, *WASM_FLAGS, *defines, "-o", str(wasm), str(FIXTURES / src)], check=True)
+        built[name] = wasm
+        if native:
+            so = out / f"{name}.so"
+            subprocess.run([clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(so), str(FIXTURES / src)],
+                           check=True)
+            built[f"{name}.so"] = so
+    return built
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory):
+    """A JACK dummy server of our own at 48 kHz / 128 frames; yields its name."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd (Debian jackd2) is required for the audio tests")
+    name = f"st-test-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
+    subprocess.run([str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        yield name
+    finally:
+        subprocess.run([str(VIRTUAL_AUDIO), "stop", "--name", name], env=env, check=False)
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
