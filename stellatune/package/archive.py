@@ -171,6 +171,14 @@ def _extract_zip(artifact: Path, dest: Path, budget: _Budget) -> None:
                     f"zip has {len(infos)} entries, more than {budget.limits.max_entries}"
                 )
             _check_zip_entries(infos)
+            # Declared sizes can only be trusted to be honest when they are too big: refusing
+            # early spares writing up to the limit first. Real bytes are counted regardless.
+            declared = sum(info.file_size for info in infos)
+            if declared > budget.limits.max_total_bytes:
+                raise ArtifactLimitError(
+                    f"zip declares {declared} uncompressed bytes,"
+                    f" more than {budget.limits.max_total_bytes}"
+                )
             seen: set[str] = set()
             for info in infos:
                 _extract_entry(zf, info, dest, budget, seen)
