@@ -1,0 +1,31 @@
+"""Component executor: runs plugin components under wasmtime and hands out typed capability handles.
+
+:class:`ComponentExecutor` is the runtime's lifecycle host (``activate``/``deactivate``/``shutdown``)
+and the entry point for calls: ``executor.decoder(plugin_id, type_id)``, ``.source``, ``.lyrics``,
+``.output_sink``, ``.dsp``. See docs/executor.md.
+"""
+from .capabilities import (
+    DecoderCapability, DecoderSession, DspCapability, DspProcessor, LyricsCapability, OpenedStream,
+    OutputSinkCapability, OutputSinkSession, PcmChunk, ProcessedSourceStream, SourceCapability,
+)
+from .executor import ComponentExecutor
+from .imports import (
+    FileHostStream, HostServices, HostStream, LaunchSpec, OpenRequest, PluginHostContext, UnwiredHostServices,
+)
+from .instance import InstanceLimits
+from .selection import open_decoder, rank_decoders
+from .slot import ConfigRejected
+from .values import (
+    AudioSpec, AudioTags, ConfigUpdateMode, ConfigUpdatePlan, DecoderInfo, EncodedAudioFormat, LyricCandidate,
+    MediaMetadata, NegotiatedSpec, RuntimeStatus,
+)
+
+__all__ = [
+    "ComponentExecutor", "InstanceLimits", "ConfigRejected",
+    "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream", "ProcessedSourceStream",
+    "LyricsCapability", "OutputSinkCapability", "OutputSinkSession", "DspCapability", "DspProcessor",
+    "HostServices", "PluginHostContext", "HostStream", "OpenRequest", "LaunchSpec", "FileHostStream",
+    "UnwiredHostServices", "open_decoder", "rank_decoders",
+    "AudioSpec", "AudioTags", "ConfigUpdateMode", "ConfigUpdatePlan", "DecoderInfo", "EncodedAudioFormat",
+    "LyricCandidate", "MediaMetadata", "NegotiatedSpec", "RuntimeStatus",
+]

@@ -1,0 +1,83 @@
+"""The executor's record of one active plugin: its components, host context, log and instances."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from wasmtime.component import Component, Linker
+
+from ..errors import RuntimeStateError
+from .engine import ComponentEngine
+from .imports import PluginHostContext
+from .instance import InstanceLimits, PluginInstance, PluginLog
+from .worlds import WorldSpec
+
+__all__ = ["LoadedComponent", "ActivePlugin"]
+
+
+@dataclass(frozen=True)
+class LoadedComponent:
+    """A compiled component checked against its world."""
+
+    component_id: str
+    rel_path: str
+    world: WorldSpec
+    cache_key: str
+    component: Component
+
+
+@dataclass
+class ActivePlugin:
+    """Everything the executor holds for one active plugin; ``instances`` are all its live stores."""
+
+    plugin_id: str
+    info: Any
+    capabilities: list[Any]
+    components: dict[str, LoadedComponent]
+    context: PluginHostContext
+    log: PluginLog
+    engine: ComponentEngine
+    linker_for: Callable[[WorldSpec], Linker]
+    limits: InstanceLimits
+    instances: set[PluginInstance] = field(default_factory=set)
+    handles: dict[tuple[str, str], Any] = field(default_factory=dict)
+    active: bool = True
+    deactivation_reason: str = ""
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def ensure_active(self) -> None:
+        if not self.active:
+            raise RuntimeStateError(
+                f"plugin {self.plugin_id} was deactivated ({self.deactivation_reason}); "
+                "ask the executor for a new handle")
+
+    def spawn(self, component_id: str) -> PluginInstance:
+        """A new instance of one of this plugin's components (``on-enable`` has run)."""
+        with self.lock:
+            self.ensure_active()
+            loaded = self.components[component_id]
+            instance = PluginInstance(
+                engine=self.engine, linker=self.linker_for(loaded.world), component=loaded.component,
+                world=loaded.world, plugin_id=self.plugin_id, component_id=component_id,
+                context=self.context, log=self.log, limits=self.limits)
+            self.instances.add(instance)
+            return instance
+
+    def retire(self, instance: PluginInstance, reason: str = "host-disable") -> None:
+        """Tear one instance down (session closed, or broken) and stop tracking it."""
+        instance.disable(reason)
+        with self.lock:
+            self.instances.discard(instance)
+
+    def deactivate(self, reason: str) -> None:
+        """Tear down every instance with ``reason``; when this returns, none is left."""
+        with self.lock:
+            self.active = False
+            self.deactivation_reason = reason
+            instances = list(self.instances)
+            self.instances.clear()
+            self.handles.clear()
+        for instance in instances:
+            instance.disable(reason)
+        self.context.close()

@@ -1,0 +1,416 @@
+"""Typed handles for the five capabilities; each call goes to a guest through its instance's lock.
+
+Instance model: source, lyrics and the output sink's control calls (targets, negotiation) use one
+long-lived *control instance* per capability, rebuilt only after a trap. Decoder sessions, DSP
+processors and opened sink sessions each get their own instance, torn down when closed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Optional, Union
+
+import numpy as np
+from wasmtime.component import ResourceAny, Variant
+
+from ..errors import PluginError, PluginErrorCode, RuntimeStateError
+from ..sdk.abi import CoreModuleSpec
+from .active import ActivePlugin
+from .imports import HOST_STREAM_TYPE, HostStream
+from .instance import GuestResource, PluginInstance
+from .slot import ResourceSlot
+from .values import (
+    AudioSpec, ConfigUpdateMode, ConfigUpdatePlan, DecoderInfo, LyricCandidate, MediaMetadata,
+    NegotiatedSpec, RuntimeStatus, core_module_spec_from, field_of,
+)
+
+__all__ = [
+    "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream",
+    "ProcessedSourceStream", "LyricsCapability", "OutputSinkCapability", "OutputSinkSession",
+    "DspCapability", "DspProcessor",
+]
+
+SOURCE_READ_CHUNK = 64 * 1024
+
+
+def _json_text(value: Union[str, dict, list]) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class _Capability:
+    """Common part: the plugin record and the ability's descriptor."""
+
+    kind: ClassVar[str]
+    interface: ClassVar[str]
+
+    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+        self._plugin = plugin
+        self.descriptor = descriptor
+        self.plugin_id: str = plugin.plugin_id
+        self.type_id: str = descriptor.type_id
+
+    @property
+    def default_config_json(self) -> str:
+        return getattr(self.descriptor, "default_config_json", None) or "{}"
+
+    def _spawn(self) -> PluginInstance:
+        return self._plugin.spawn(self.descriptor.component_id)
+
+    def _build(self, create: Callable[[PluginInstance], GuestResource], config_json: str,
+               after: Optional[Callable[[GuestResource], None]] = None) -> GuestResource:
+        """Spawn an instance, make the resource, apply the config; retire the instance on failure."""
+        instance = self._spawn()
+        try:
+            res = create(instance)
+            res.call("apply-config-update-json", config_json)
+            if after is not None:
+                after(res)
+            return res
+        except BaseException:
+            self._plugin.retire(instance)
+            raise
+
+
+class _Configurable:
+    """The config quartet of anything backed by a :class:`ResourceSlot`."""
+
+    _slot: ResourceSlot
+
+    @property
+    def config_json(self) -> str:
+        return self._slot.config_json
+
+    def plan_config(self, new_config_json: str) -> ConfigUpdatePlan:
+        """Ask the plugin what applying ``new_config_json`` would take."""
+        return self._slot.plan_config(new_config_json)
+
+    def apply_config(self, new_config_json: str) -> None:
+        """Apply without planning (the plugin may still refuse with an error)."""
+        self._slot.apply_config(new_config_json)
+
+    def export_state(self) -> Optional[str]:
+        return self._slot.export_state()
+
+    def import_state(self, state_json: str) -> None:
+        self._slot.import_state(state_json)
+
+    def update_config(self, new_config: Union[str, dict]) -> ConfigUpdateMode:
+        """Plan, then hot-apply / recreate with state carried over / reject (ConfigRejected)."""
+        return self._slot.update_config(_json_text(new_config))
+
+    def close(self) -> None:
+        """Close the guest resource and tear its instance down."""
+        self._slot.close()
+
+    def __enter__(self) -> "_Configurable":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# --- decoder --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PcmChunk:
+    """Decoded audio: ``frames`` is float32 with shape (frame count, channels)."""
+
+    frames: np.ndarray
+    eof: bool
+
+
+class DecoderCapability(_Capability):
+    """A decoder ability. Each :meth:`open` is a session with its own instance."""
+
+    kind = "decoder"
+    interface = "decoder"
+
+    def open(self, stream: HostStream, ext_hint: Optional[str] = None,
+             config_json: Optional[str] = None) -> "DecoderSession":
+        """Open a session reading ``stream`` (the session owns and closes it)."""
+        def build(config: str) -> GuestResource:
+            def create(instance: PluginInstance) -> GuestResource:
+                handle = instance.imports.insert(HOST_STREAM_TYPE, stream)
+                raw = instance.call(self.interface, "open", handle, ext_hint)
+                return instance.adopt(raw, self.interface, "session")
+            return self._build(create, config)
+        return DecoderSession(self, ResourceSlot(self._plugin, build, config_json or self.default_config_json,
+                                                 lazy=False))
+
+
+class DecoderSession(_Configurable):
+    """An open decoder session."""
+
+    def __init__(self, capability: DecoderCapability, slot: ResourceSlot):
+        self.capability = capability
+        self._slot = slot
+        self._info: Optional[DecoderInfo] = None
+
+    def info(self) -> DecoderInfo:
+        self._info = DecoderInfo.from_wit(self._slot.call("info"))
+        return self._info
+
+    def metadata(self) -> MediaMetadata:
+        return MediaMetadata.from_wit(self._slot.call("metadata"))
+
+    def read_pcm_f32(self, max_frames: int = 1024) -> PcmChunk:
+        """Up to ``max_frames`` frames; an empty chunk with ``eof`` ends the stream."""
+        channels = (self._info or self.info()).channels
+        chunk = self._slot.call("read-pcm-f32", max_frames)
+        data = bytes(field_of(chunk, "interleaved_f32le"))
+        frames = field_of(chunk, "frames")
+        if len(data) != frames * channels * 4:
+            raise PluginError(PluginErrorCode.INTERNAL,
+                              f"read-pcm-f32 said {frames} frames but sent {len(data)} bytes for {channels} channels",
+                              plugin_id=self.capability.plugin_id, capability="decoder")
+        pcm = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(frames, channels)
+        return PcmChunk(pcm, bool(field_of(chunk, "eof")))
+
+    def seek_ms(self, position_ms: int) -> None:
+        self._slot.call("seek-ms", position_ms)
+
+
+# --- source ---------------------------------------------------------------------------------
+
+
+@dataclass
+class OpenedStream:
+    """What a source opened: ``stream`` reads the bytes either way."""
+
+    stream: HostStream
+    passthrough: bool
+    """True: a host stream handed over untouched; False: bytes read through the plugin."""
+    ext_hint: Optional[str]
+    metadata: Optional[MediaMetadata]
+
+
+class ProcessedSourceStream:
+    """A host-side stream over a guest ``source-stream`` (sequential: no seek, no size)."""
+
+    def __init__(self, res: GuestResource):
+        self._res = res
+        self._pos = 0
+        self._eof = False
+
+    def read(self, max_bytes: int) -> bytes:
+        if self._eof:
+            return b""
+        chunk = self._res.call("read", min(max(1, max_bytes), SOURCE_READ_CHUNK))
+        data = bytes(field_of(chunk, "bytes"))
+        self._eof = bool(field_of(chunk, "eof"))
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int) -> int:
+        raise PluginError(PluginErrorCode.UNSUPPORTED, "a processed source stream cannot seek")
+
+    def tell(self) -> int:
+        return self._pos
+
+    def size(self) -> int:
+        raise PluginError(PluginErrorCode.UNSUPPORTED, "a processed source stream has no known size")
+
+    def close(self) -> None:
+        self._res.close()
+
+
+class SourceCapability(_Capability, _Configurable):
+    """A source catalog on the plugin's long-lived control instance."""
+
+    kind = "source"
+    interface = "source"
+
+    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+        super().__init__(plugin, descriptor)
+
+        def build(config: str) -> GuestResource:
+            return self._build(lambda i: i.adopt(i.call(self.interface, "create"), self.interface, "catalog"), config)
+        self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
+
+    def list_items(self, request: Union[str, dict] = "{}") -> Any:
+        """The catalog's answer to ``request``, parsed from JSON."""
+        return json.loads(self._slot.call("list-items-json", _json_text(request)))
+
+    def open_stream(self, track: Union[str, dict]) -> OpenedStream:
+        return self._opened(self._slot.call("open-stream-json", _json_text(track)))
+
+    def open_uri(self, uri: str) -> OpenedStream:
+        return self._opened(self._slot.call("open-uri", uri))
+
+    def _opened(self, rec: Any) -> OpenedStream:
+        handle: Variant = field_of(rec, "handle")
+        res = self._slot.resource
+        meta = field_of(rec, "metadata")
+        metadata = MediaMetadata.from_wit(meta) if meta is not None else None
+        any_handle: ResourceAny = handle.payload
+        if handle.tag == "passthrough":
+            # Move the host stream out of the source's store: it now belongs to the caller.
+            instance = res.instance
+            with instance.lock:
+                rep = any_handle.to_host(instance.store).rep
+                stream = instance.imports.take(HOST_STREAM_TYPE, rep)
+                any_handle.drop(instance.store)
+            if stream is None:
+                raise PluginError(PluginErrorCode.INTERNAL, "passthrough handle is not a live host stream",
+                                  plugin_id=self.plugin_id, capability=self.kind)
+            return OpenedStream(stream, True, field_of(rec, "ext_hint"), metadata)
+        stream_res = res.instance.adopt(any_handle, self.interface, "source-stream")
+        return OpenedStream(ProcessedSourceStream(stream_res), False, field_of(rec, "ext_hint"), metadata)
+
+
+# --- lyrics ---------------------------------------------------------------------------------
+
+
+class LyricsCapability(_Capability, _Configurable):
+    """A lyrics provider on the plugin's long-lived control instance."""
+
+    kind = "lyrics"
+    interface = "lyrics"
+
+    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+        super().__init__(plugin, descriptor)
+
+        def build(config: str) -> GuestResource:
+            return self._build(lambda i: i.adopt(i.call(self.interface, "create"), self.interface, "provider"), config)
+        self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
+
+    def search(self, keyword: str) -> list[LyricCandidate]:
+        return [LyricCandidate(field_of(c, "id"), field_of(c, "title"), field_of(c, "artist"))
+                for c in self._slot.call("search", keyword)]
+
+    def fetch(self, lyric_id: str) -> str:
+        return self._slot.call("fetch", lyric_id)
+
+
+# --- output sink ----------------------------------------------------------------------------
+
+
+def _interleaved_bytes(frames: np.ndarray) -> tuple[int, bytes]:
+    block = np.asarray(frames, dtype="<f4")
+    if block.ndim != 2:
+        raise PluginError(PluginErrorCode.INVALID_ARG, f"expected (frames, channels) audio, got shape {block.shape}")
+    return block.shape[1], np.ascontiguousarray(block).tobytes()
+
+
+def _hot_path(value: Any) -> Optional[CoreModuleSpec]:
+    return core_module_spec_from(value) if value is not None else None
+
+
+class OutputSinkCapability(_Capability, _Configurable):
+    """An output sink. Targets, negotiation and hot-path description use the control instance;
+    :meth:`open` makes a playing session with its own instance."""
+
+    kind = "output_sink"
+    interface = "output-sink"
+
+    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+        super().__init__(plugin, descriptor)
+        self._slot = ResourceSlot(plugin, self._session_builder(None), self.default_config_json, lazy=True)
+
+    def _session_builder(self, opened: Optional[tuple[str, AudioSpec]]) -> Callable[[str], GuestResource]:
+        def create(i: PluginInstance) -> GuestResource:
+            return i.adopt(i.call(self.interface, "create"), self.interface, "session")
+
+        def open_(res: GuestResource) -> None:
+            if opened is not None:
+                res.call("open-json", opened[0], opened[1].to_wit())
+
+        return lambda config: self._build(create, config, open_)
+
+    def list_targets(self) -> Any:
+        return json.loads(self._slot.call("list-targets-json"))
+
+    def negotiate_spec(self, target: Union[str, dict], desired: AudioSpec) -> NegotiatedSpec:
+        return NegotiatedSpec.from_wit(self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()))
+
+    def describe_hot_path(self, spec: AudioSpec) -> Optional[CoreModuleSpec]:
+        return _hot_path(self._slot.call("describe-hot-path", spec.to_wit()))
+
+    def open(self, target: Union[str, dict], spec: AudioSpec, config_json: Optional[str] = None) -> "OutputSinkSession":
+        """A session opened on ``target`` with ``spec`` (``config_json`` defaults to the control one)."""
+        builder = self._session_builder((_json_text(target), spec))
+        slot = ResourceSlot(self._plugin, builder, config_json or self._slot.config_json, lazy=False)
+        return OutputSinkSession(self, slot, spec)
+
+
+class OutputSinkSession(_Configurable):
+    """An opened output-sink session."""
+
+    def __init__(self, capability: OutputSinkCapability, slot: ResourceSlot, spec: AudioSpec):
+        self.capability = capability
+        self.spec = spec
+        self._slot = slot
+
+    def write(self, frames: np.ndarray) -> int:
+        """Offer (frames, channels) float32 audio; returns how many frames the sink accepted."""
+        channels, data = _interleaved_bytes(frames)
+        return self._slot.call("write-interleaved-f32", channels, data)
+
+    def query_status(self) -> RuntimeStatus:
+        st = self._slot.call("query-status")
+        return RuntimeStatus(field_of(st, "queued_samples"), field_of(st, "running"))
+
+    def flush(self) -> None:
+        self._slot.call("flush")
+
+    def reset(self) -> None:
+        self._slot.call("reset")
+
+    def describe_hot_path(self, spec: Optional[AudioSpec] = None) -> Optional[CoreModuleSpec]:
+        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()))
+
+
+# --- dsp ------------------------------------------------------------------------------------
+
+
+class DspCapability(_Capability):
+    """A DSP ability; each :meth:`create` is a processor with its own instance."""
+
+    kind = "dsp"
+    interface = "dsp"
+
+    def create(self, spec: AudioSpec, config_json: Optional[str] = None) -> "DspProcessor":
+        def build(config: str) -> GuestResource:
+            def create(i: PluginInstance) -> GuestResource:
+                return i.adopt(i.call(self.interface, "create", spec.to_wit()), self.interface, "processor")
+            return self._build(create, config)
+        return DspProcessor(self, ResourceSlot(self._plugin, build, config_json or self.default_config_json,
+                                               lazy=False), spec)
+
+
+class DspProcessor(_Configurable):
+    """A DSP processor on the component path (control rate; the audio thread uses the hot path)."""
+
+    def __init__(self, capability: DspCapability, slot: ResourceSlot, spec: AudioSpec):
+        self.capability = capability
+        self.spec = spec
+        self._slot = slot
+
+    def process(self, frames: np.ndarray) -> np.ndarray:
+        """Process (frames, channels) float32 audio; the output has the same frame count."""
+        channels, data = _interleaved_bytes(frames)
+        out = bytes(self._slot.call("process-interleaved-f32", channels, data))
+        out_channels = self.output_channels() or channels
+        result = np.frombuffer(out, dtype="<f4").astype(np.float32)
+        if result.size != len(frames) * out_channels:
+            raise PluginError(PluginErrorCode.INTERNAL,
+                              f"process returned {result.size} samples for {len(frames)} frames",
+                              plugin_id=self.capability.plugin_id, capability="dsp")
+        return result.reshape(len(frames), out_channels)
+
+    def supported_layouts(self) -> int:
+        """Bitmask: mono 1, stereo 2, 5.1 4, 7.1 8; all bits set means any."""
+        return self._slot.call("supported-layouts")
+
+    def output_channels(self) -> int:
+        """0 means the same as the input."""
+        return self._slot.call("output-channels")
+
+    def describe_hot_path(self, spec: Optional[AudioSpec] = None) -> Optional[CoreModuleSpec]:
+        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()))
+
+
+CAPABILITY_CLASSES: dict[str, type[_Capability]] = {
+    c.kind: c for c in (DecoderCapability, SourceCapability, LyricsCapability, OutputSinkCapability, DspCapability)
+}

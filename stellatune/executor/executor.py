@@ -1,0 +1,210 @@
+"""The component executor: the runtime's lifecycle host, and where typed capability handles come from."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import wasmtime
+from wasmtime.component import Linker
+
+from ..errors import ActivationError, RuntimeStateError
+from .active import ActivePlugin, LoadedComponent
+from .capabilities import (
+    CAPABILITY_CLASSES, DecoderCapability, DspCapability, LyricsCapability, OutputSinkCapability,
+    SourceCapability,
+)
+from .engine import CompileCache, ComponentEngine, default_cache_dir
+from .imports import HostServices, UnwiredHostServices, build_linker
+from .instance import InstanceLimits, PluginLog
+from .worlds import WorldSpec, check_component, world_of
+
+__all__ = ["ComponentExecutor"]
+
+
+def _kind_name(kind: Any) -> str:
+    """``AbilityKind.OUTPUT_SINK`` or ``"output-sink"`` → ``"output_sink"``."""
+    return str(getattr(kind, "value", kind)).replace("-", "_")
+
+
+def _reason_name(reason: Any) -> str:
+    return str(getattr(reason, "value", reason)).replace("_", "-")
+
+
+class ComponentExecutor:
+    """Runs plugin components under wasmtime; implements the runtime's ``LifecycleHost``.
+
+    ``activate`` compiles (or loads from the cache) each component and checks it against its
+    world by type; it instantiates nothing that lives on. Instances are made on first use, run
+    ``on-enable`` before their first call and ``on-disable(reason)`` before teardown.
+    """
+
+    def __init__(self, cache_dir: Optional[Path] = None, host_services: Optional[HostServices] = None, *,
+                 limits: InstanceLimits = InstanceLimits(), log_dir: Optional[Path] = None):
+        base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._engine = ComponentEngine()
+        self.cache = CompileCache(self._engine, base)
+        self.log_dir = Path(log_dir) if log_dir is not None else base / "logs"
+        self.limits = limits
+        self._host_services: HostServices = host_services or UnwiredHostServices()
+        self._linkers: dict[str, Linker] = {}
+        self._plugins: dict[str, ActivePlugin] = {}
+        self._lock = threading.RLock()
+        self._shut_down = False
+
+    # --- LifecycleHost ----------------------------------------------------------------------
+
+    def activate(self, plugin: Any, capabilities: Sequence[Any]) -> None:
+        """Compile and type-check every component of ``plugin``; raise ActivationError if one is wrong."""
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeStateError("the executor is shut down")
+            if plugin.id in self._plugins:
+                self.deactivate(plugin.id, "reload")
+            components = self._load_components(plugin, capabilities)
+            context = self._host_services.context_for(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
+            self._plugins[plugin.id] = ActivePlugin(
+                plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
+                context=context, log=PluginLog(self.log_path(plugin.id)), engine=self._engine,
+                linker_for=self._linker, limits=self.limits)
+
+    def deactivate(self, plugin_id: str, reason: Any) -> None:
+        """Run ``on-disable(reason)`` on every instance of the plugin and drop them all."""
+        with self._lock:
+            record = self._plugins.pop(plugin_id, None)
+        if record is None:
+            return
+        record.deactivate(_reason_name(reason))
+        for loaded in record.components.values():
+            self.cache.forget(loaded.cache_key)
+
+    def shutdown(self) -> None:
+        """Deactivate every plugin with ``shutdown`` and stop the engine's ticker."""
+        with self._lock:
+            if self._shut_down:
+                return
+            for plugin_id in list(self._plugins):
+                self.deactivate(plugin_id, "shutdown")
+            self._shut_down = True
+            self._engine.close()
+
+    # --- activation -------------------------------------------------------------------------
+
+    def _linker(self, world: WorldSpec) -> Linker:
+        with self._lock:
+            linker = self._linkers.get(world.name)
+            if linker is None:
+                linker = self._linkers[world.name] = build_linker(self._engine.engine, world)
+            return linker
+
+    def _load_components(self, plugin: Any, capabilities: Sequence[Any]) -> dict[str, LoadedComponent]:
+        declared: dict[str, tuple[str, str]] = {}
+        for cap in capabilities:
+            seen = declared.setdefault(cap.component_id, (cap.component_rel_path, cap.world))
+            if seen != (cap.component_rel_path, cap.world):
+                raise ActivationError(f"component {cap.component_id} is declared with two paths or worlds", plugin.id)
+        loaded: dict[str, LoadedComponent] = {}
+        for component_id, (rel_path, world_text) in declared.items():
+            try:
+                world = world_of(world_text)
+            except ActivationError as e:
+                raise ActivationError(f"component {component_id}: {e}", plugin.id) from None
+            for cap in capabilities:
+                if cap.component_id == component_id and _kind_name(cap.kind) != world.kind:
+                    raise ActivationError(
+                        f"ability {_kind_name(cap.kind)}:{cap.type_id} is in component {component_id}, "
+                        f"whose world {world.name} serves {world.kind}", plugin.id)
+            try:
+                key, component = self.cache.load(Path(plugin.root_dir) / rel_path)
+            except ActivationError as e:
+                raise ActivationError(f"component {component_id}: {e}", plugin.id) from None
+            problems = check_component(self._engine.engine, component, world)
+            if problems:
+                raise ActivationError(
+                    f"component {component_id} does not implement world {world.name}: " + "; ".join(problems),
+                    plugin.id)
+            self._check_linkable(plugin.id, component_id, component, world)
+            loaded[component_id] = LoadedComponent(component_id, rel_path, world, key, component)
+        return loaded
+
+    def _check_linkable(self, plugin_id: str, component_id: str, component: Any, world: WorldSpec) -> None:
+        # A throwaway instantiation (no hooks run) proves every import, WASI included, resolves.
+        store = wasmtime.Store(self._engine.engine)
+        store.set_wasi(wasmtime.WasiConfig())
+        store.set_limits(memory_size=self.limits.memory_bytes)
+        store.set_epoch_deadline(self._engine.ticks_for(self.limits.hook_timeout_s))
+        try:
+            self._linker(world).instantiate(store, component)
+        except Exception as e:  # noqa: BLE001 - any failure here means "cannot activate"
+            text = [ln for ln in str(e).splitlines() if ln.strip()]
+            raise ActivationError(f"component {component_id} cannot be linked: {' / '.join(text[:3])}",
+                                  plugin_id) from e
+        finally:
+            store.close()
+
+    # --- handles ----------------------------------------------------------------------------
+
+    def _handle(self, kind: str, plugin_id: str, type_id: str) -> Any:
+        with self._lock:
+            record = self._plugins.get(plugin_id)
+            if record is None:
+                raise RuntimeStateError(f"plugin {plugin_id} is not active")
+            key = (kind, type_id.strip())
+            handle = record.handles.get(key)
+            if handle is None:
+                matches = [c for c in record.capabilities
+                           if _kind_name(c.kind) == kind and c.type_id.strip() == key[1]]
+                if not matches:
+                    raise RuntimeStateError(f"plugin {plugin_id} has no {kind} ability {type_id!r}")
+                handle = record.handles[key] = CAPABILITY_CLASSES[kind](record, matches[0])
+            return handle
+
+    def decoder(self, plugin_id: str, type_id: str) -> DecoderCapability:
+        """The decoder ability ``type_id`` of an active plugin."""
+        return self._handle("decoder", plugin_id, type_id)
+
+    def source(self, plugin_id: str, type_id: str) -> SourceCapability:
+        """The source ability (one long-lived catalog instance, shared by every caller)."""
+        return self._handle("source", plugin_id, type_id)
+
+    def lyrics(self, plugin_id: str, type_id: str) -> LyricsCapability:
+        """The lyrics ability (one long-lived provider instance)."""
+        return self._handle("lyrics", plugin_id, type_id)
+
+    def output_sink(self, plugin_id: str, type_id: str) -> OutputSinkCapability:
+        """The output-sink ability; control calls share one instance, ``open`` makes sessions."""
+        return self._handle("output_sink", plugin_id, type_id)
+
+    def dsp(self, plugin_id: str, type_id: str) -> DspCapability:
+        """The DSP ability; each ``create(spec)`` is a processor with its own instance."""
+        return self._handle("dsp", plugin_id, type_id)
+
+    # --- introspection ----------------------------------------------------------------------
+
+    def log_path(self, plugin_id: str) -> Path:
+        """Where the plugin's stdout/stderr (and the host's notes about it) are appended."""
+        safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in plugin_id)
+        return self.log_dir / f"{safe}.log"
+
+    def is_active(self, plugin_id: str) -> bool:
+        with self._lock:
+            return plugin_id in self._plugins
+
+    def live_instances(self, plugin_id: str) -> int:
+        """How many instances of the plugin exist now (0 once it is deactivated)."""
+        with self._lock:
+            record = self._plugins.get(plugin_id)
+        return 0 if record is None else len(record.instances)
+
+    def worlds_of(self, plugin_id: str) -> dict[str, str]:
+        """Component id → world name of an active plugin."""
+        with self._lock:
+            record = self._plugins.get(plugin_id)
+        return {} if record is None else {c: l.world.name for c, l in record.components.items()}
+
+    def __enter__(self) -> "ComponentExecutor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+

@@ -1,0 +1,122 @@
+"""A guest resource plus the instance that owns it, with the config quartet and recreate.
+
+Every capability object (a source catalog, a DSP processor, a sink session...) is a *slot*: a
+``build(config_json)`` function that makes a fresh instance and resource with that config, and
+the resource currently built. ``update_config`` follows the plugin's plan: hot-apply in place,
+recreate (export state, build anew, import state, retire the old one), or reject (nothing
+changes, :class:`ConfigRejected` says why).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Optional
+
+from ..errors import PluginError, PluginErrorCode, RuntimeStateError
+from .active import ActivePlugin
+from .instance import GuestResource
+from .values import ConfigUpdateMode, ConfigUpdatePlan
+
+__all__ = ["ConfigRejected", "ResourceSlot"]
+
+
+class ConfigRejected(PluginError):
+    """The plugin planned ``reject`` for a new config; the old config stays in force."""
+
+    def __init__(self, reason: str, **where: Optional[str]):
+        self.reason = reason
+        super().__init__(PluginErrorCode.INVALID_ARG, f"config rejected: {reason}", **where)
+
+
+Builder = Callable[[str], GuestResource]
+
+
+class ResourceSlot:
+    """One guest resource, rebuilt on demand (``lazy``) or fixed for its lifetime (sessions)."""
+
+    def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool):
+        self._plugin = plugin
+        self._build = build
+        self._lazy = lazy
+        self._lock = threading.RLock()
+        self.config_json = config_json
+        self._res: Optional[GuestResource] = None if lazy else build(config_json)
+
+    @property
+    def resource(self) -> GuestResource:
+        with self._lock:
+            self._plugin.ensure_active()
+            if self._res is None or self._res.instance.closed:
+                if not self._lazy and self._res is not None:
+                    raise RuntimeStateError(
+                        f"this {self._res.resource} of {self._plugin.plugin_id} was discarded after a "
+                        "failed call; create a new one")
+                if not self._lazy:
+                    raise RuntimeStateError("closed")
+                self._res = self._build(self.config_json)
+            return self._res
+
+    def call(self, method: str, *args: Any, timeout_s: Optional[float] = None) -> Any:
+        """Call a method of the resource; a broken lazy slot rebuilds on the next call."""
+        res = self.resource
+        try:
+            return res.call(method, *args, timeout_s=timeout_s)
+        finally:
+            if res.instance.closed:
+                self._plugin.retire(res.instance)
+
+    # --- the config quartet -----------------------------------------------------------------
+
+    def plan_config(self, new_config_json: str) -> ConfigUpdatePlan:
+        return ConfigUpdatePlan.from_wit(self.call("plan-config-update-json", new_config_json))
+
+    def apply_config(self, new_config_json: str) -> None:
+        self.call("apply-config-update-json", new_config_json)
+        self.config_json = new_config_json
+
+    def export_state(self) -> Optional[str]:
+        return self.call("export-state-json")
+
+    def import_state(self, state_json: str) -> None:
+        self.call("import-state-json", state_json)
+
+    def update_config(self, new_config_json: str) -> ConfigUpdateMode:
+        """Plan, then hot-apply, recreate or reject; returns what was done."""
+        with self._lock:
+            plan = self.plan_config(new_config_json)
+            if plan.mode is ConfigUpdateMode.HOT_APPLY:
+                self.apply_config(new_config_json)
+            elif plan.mode is ConfigUpdateMode.RECREATE:
+                self._recreate(new_config_json)
+            else:
+                raise ConfigRejected(plan.reason or "no reason given", plugin_id=self._plugin.plugin_id)
+            return plan.mode
+
+    def _recreate(self, new_config_json: str) -> None:
+        old = self.resource
+        state = self.export_state()
+        fresh = self._build(new_config_json)
+        try:
+            if state is not None:
+                fresh.call("import-state-json", state)
+        except BaseException:
+            # Keep the old resource: a half-made replacement must not take its place.
+            self._plugin.retire(fresh.instance)
+            raise
+        self._res = fresh
+        self.config_json = new_config_json
+        self._close_resource(old)
+
+    # --- teardown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the resource and retire its instance (``on-disable(host-disable)``)."""
+        with self._lock:
+            res, self._res = self._res, None
+            self._lazy = False
+            if res is not None:
+                self._close_resource(res)
+
+    def _close_resource(self, res: GuestResource) -> None:
+        if not res.instance.closed:
+            res.close()
+        self._plugin.retire(res.instance)
