@@ -1,0 +1,51 @@
+"""What CLI commands share: where the plugins directory is, and how to get a runtime for it."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import platformdirs
+
+from ..runtime import NoopLifecycleHost, WasmPluginRuntime
+
+__all__ = ["HOME_ENV", "default_plugins_dir", "add_plugins_dir_option", "plugins_dir", "open_runtime"]
+
+#: Environment variable naming stellatune's home; plugins live in ``$STELLATUNE_HOME/plugins``.
+HOME_ENV = "STELLATUNE_HOME"
+
+
+def default_plugins_dir() -> Path:
+    """``$STELLATUNE_HOME/plugins`` if set, else ``<user data dir>/stellatune/plugins``."""
+    home = os.environ.get(HOME_ENV, "").strip()
+    if home:
+        return Path(home).expanduser() / "plugins"
+    return Path(platformdirs.user_data_dir("stellatune")) / "plugins"
+
+
+def add_plugins_dir_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """Add ``--plugins-dir`` so it works before or after the subcommand. On a subcommand the
+    default is suppressed, so leaving it out there never overrides the top-level value."""
+    parser.add_argument(
+        "--plugins-dir",
+        type=Path,
+        metavar="DIR",
+        default=None if top_level else argparse.SUPPRESS,
+        help="the plugins directory (default: $STELLATUNE_HOME/plugins, "
+        "else the per-user data directory's stellatune/plugins)",
+    )
+
+
+def plugins_dir(args: argparse.Namespace) -> Path:
+    """The plugins directory a command works on (``--plugins-dir`` wins)."""
+    chosen = getattr(args, "plugins_dir", None)
+    return Path(chosen) if chosen is not None else default_plugins_dir()
+
+
+def open_runtime(args: argparse.Namespace) -> WasmPluginRuntime:
+    """The runtime every command uses; use it as a context manager so it shuts down.
+
+    The one place that picks the lifecycle host, so switching the CLI to the component executor
+    is a change here only.
+    """
+    return WasmPluginRuntime(plugins_dir(args), host=NoopLifecycleHost())
