@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
@@ -41,6 +42,19 @@ def fixture_spec(role: Role = Role.DSP_TRANSFORM, channels: int = 2) -> CoreModu
         buffer=BufferLayout(in_offset=FX_IN, out_offset=FX_OUT if role is Role.DSP_TRANSFORM else None,
                             max_frames=FX_MAX_FRAMES, channels=channels),
     )
+
+
+@pytest.fixture(scope="session")
+def spec():
+    """``spec(role=..., channels=...)``: the CoreModuleSpec of a fixture kernel."""
+    return fixture_spec
+
+
+@pytest.fixture
+def noise():
+    """``noise(frames, channels=2)``: seeded float32 noise in [-0.5, 0.5)."""
+    rng = np.random.default_rng(1234)
+    return lambda frames, channels=2: (rng.random((frames, channels), dtype=np.float32) - 0.5)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,36 @@
-"""The compiled engine extension builds and imports."""
+"""The compiled core builds, matches wasmtime-py's C layouts and uses wasmtime-py's library copy."""
+import ctypes
+from pathlib import Path
+
+import wasmtime._bindings as bindings
+import wasmtime._ffi as ffi
+
+import stellatune.engine  # noqa: F401  (resolves the C function table at import)
 from stellatune.engine import _core
 
 
-def test_engine_extension_imports():
-    assert _core.built() is True
+def test_struct_sizes_match_wasmtime_py():
+    assert _core.struct_sizes() == {
+        "func": ctypes.sizeof(bindings.wasmtime_func_t),
+        "memory": ctypes.sizeof(bindings.wasmtime_memory_t),
+        "val_raw": ctypes.sizeof(bindings.wasmtime_val_raw_t),
+    } == {"func": 16, "memory": 24, "val_raw": 16}
+
+
+def test_only_one_copy_of_libwasmtime_is_mapped():
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    paths = {line.split()[-1] for line in maps if "libwasmtime" in line}
+    assert paths == {str(Path(ffi.filename).resolve())} or paths == {str(ffi.filename)}
+
+
+def test_resolving_a_library_that_is_not_loaded_fails_cleanly(tmp_path):
+    _core._resolved = False
+    try:
+        try:
+            _core.resolve_wasmtime(str(tmp_path / "nope.so"), 10)
+        except RuntimeError as e:
+            assert "is not loaded" in str(e)
+        else:
+            raise AssertionError("expected RuntimeError")
+    finally:
+        _core._resolved = True

@@ -1,0 +1,42 @@
+"""A misbehaving stage is bypassed from the faulting block on; the rest of the chain keeps going."""
+import numpy as np
+import pytest
+
+from stellatune.engine import HotPathStage, Pipeline
+from stellatune.errors import EngineError
+
+
+@pytest.mark.parametrize("kernel, kind, code", [
+    ("trap", "trap", 9),            # wasmtime TrapCode.UNREACHABLE
+    ("loop", "timeout", 10),        # TrapCode.INTERRUPT, from the epoch watchdog
+    ("grow", "memory-grow", 0),
+    ("bad_frames", "bad-frames", 255),
+    ("error", "error-code", 4),
+])
+def test_fault_bypasses_the_stage_and_keeps_the_chain(kernels, spec, noise, kernel, kind, code):
+    hostile = HotPathStage.from_wasm(kernels[kernel], spec(), 48000, 2, {"after": 3})
+    gain = HotPathStage.from_wasm(kernels["gain"], spec(), 48000, 2, {"gain": 0.5})
+    pipe = Pipeline([hostile, gain], 48000, 2, block_frames=256)
+    x = noise(256 * 8)
+    y = pipe.process(x)
+    # The hostile stage passes audio through until it faults, and is skipped afterwards: either
+    # way the gain after it is applied to every block.
+    np.testing.assert_array_equal(y, x * np.float32(0.5))
+    fault = hostile.fault
+    assert fault is not None and (fault.kind, fault.code, fault.block) == (kind, code, 3)
+    if kind in ("trap", "timeout"):
+        assert "wasm trap" in fault.message
+    assert gain.fault is None
+    assert hostile.stats().calls == 3 + (kind not in ("trap", "timeout"))
+    # Still bypassed on the next render, and its parameters can no longer be set.
+    np.testing.assert_array_equal(pipe.process(x), x * np.float32(0.5))
+    with pytest.raises(EngineError, match=kind):
+        hostile.set_param("after", 100)
+
+
+def test_native_build_faults_on_bad_frames_too(kernels, spec, noise):
+    stage = HotPathStage.from_native(kernels["bad_frames.so"], spec(), 48000, 2, {"after": 0})
+    x = noise(512)
+    np.testing.assert_array_equal(Pipeline([stage], 48000, 2).process(x), x)
+    assert stage.fault.kind == "bad-frames" and stage.fault.block == 0
+
