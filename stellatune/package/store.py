@@ -54,8 +54,24 @@ _SHOWN_INVALID_CANDIDATES = 3
 RemoveTree = Callable[[Path], None]
 
 
-def _remove_tree(path: Path) -> None:
-    shutil.rmtree(path)
+def _remove_tree(root: Path) -> None:
+    """Delete a plugin directory, the host's files last.
+
+    A delete that fails half-way (a file held open by a running sidecar on Windows, say) then
+    still has its receipt, so the listing can name the plugin, and its marker, so it stays hidden.
+    """
+    if not os.path.lexists(root):
+        return  # already gone: nothing left to retry
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name in (RECEIPT_FILE_NAME, MARKER_FILE_NAME):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    (root / RECEIPT_FILE_NAME).unlink(missing_ok=True)
+    (root / MARKER_FILE_NAME).unlink(missing_ok=True)
+    os.rmdir(root)
 
 
 class NoValidManifestError(PackageError):
@@ -157,6 +173,8 @@ class DiscoveryResult:
     """Valid installed plugins, one per id, in directory order."""
     pending: list[PendingUninstall] = field(default_factory=list)
     """Directories still waiting for their delete (after this discovery's cleanup attempt)."""
+    removed: list[PendingUninstall] = field(default_factory=list)
+    """Directories whose pending delete this discovery completed."""
     warnings: list[str] = field(default_factory=list)
     """One line per entry that was skipped and why."""
 
@@ -198,20 +216,20 @@ def _walk_roots(plugins_dir: Path) -> tuple[list[Path], list[Path]]:
     return marked, installed
 
 
-def _retry_pending(root: Path, remove: RemoveTree) -> Optional[PendingUninstall]:
-    """One cleanup attempt for a marked directory; the entry that remains, if any."""
+def _retry_pending(root: Path, remove: RemoveTree) -> tuple[PendingUninstall, bool]:
+    """One cleanup attempt for a marked directory: the entry, and whether it is gone now."""
     marker = UninstallMarker.read(root)
     receipt = _read_receipt_quietly(root)
     try:
         remove(root)
-        return None
+        return PendingUninstall(root, marker, receipt), True
     except OSError as exc:
         marker = marker.after_failed_retry(str(exc))
     try:
         marker.write(root)
     except OSError:
         pass  # the directory keeps whatever marker it had; the next discovery tries again
-    return PendingUninstall(root, marker, receipt)
+    return PendingUninstall(root, marker, receipt), False
 
 
 def _read_receipt_quietly(root: Path) -> Optional[InstallReceipt]:
@@ -234,9 +252,8 @@ def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) ->
     result = DiscoveryResult()
     marked, installed = _walk_roots(plugins_dir)
     for root in marked:
-        pending = _retry_pending(root, remove)
-        if pending is not None:
-            result.pending.append(pending)
+        entry, gone = _retry_pending(root, remove)
+        (result.removed if gone else result.pending).append(entry)
     seen: dict[str, Path] = {}
     for root in installed:
         try:
@@ -282,6 +299,8 @@ def uninstall_by_id(plugins_dir: Path, plugin_id: str, *, remove: RemoveTree = _
     roots = [p.root for p in found.plugins if p.manifest.id == plugin_id]
     roots += [p.root for p in found.pending if p.to_installed().id == plugin_id]
     if not roots:
+        if any(p.to_installed().id == plugin_id for p in found.removed):
+            return  # an earlier uninstall's delete just completed during discovery
         raise PluginNotInstalledError(f"plugin '{plugin_id}' is not installed")
     for root in roots:
         marker = UninstallMarker(plugin_id=plugin_id, queued_at_ms=now_ms())
