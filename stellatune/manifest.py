@@ -138,7 +138,7 @@ class Permissions:
     files: tuple[str, ...] = ()
     """Readable roots, relative to the plugin root."""
     http: tuple[str, ...] = ()
-    """``host[:port]`` allow-list for HTTP; ``*.`` may lead the host; no port = any port."""
+    """``host[:port]`` allow-list for HTTP(S); ``*.`` may lead the host; no port = the scheme's."""
     tcp: tuple[str, ...] = ()
     """``host:port`` endpoints for raw TCP streams."""
     sidecars: tuple[str, ...] = ()
@@ -248,22 +248,24 @@ def unsafe_relative_path_reason(path: str) -> Optional[str]:
     return None
 
 
-def match_endpoint(pattern: str, host: str, port: int) -> bool:
+def match_endpoint(pattern: str, host: str, port: int, default_port: int) -> bool:
     """Does an ``http``/``tcp`` permission entry allow connecting to ``host:port``?
 
     Hosts compare case-insensitively; ``*.example.org`` matches any name below ``example.org``
-    (not ``example.org`` itself); an entry without a port allows every port. ``pattern`` is
-    assumed valid (it came from a validated manifest).
+    (not ``example.org`` itself); an entry without a port stands for ``default_port`` (the URL
+    scheme's: 80 for http, 443 for https). ``pattern`` is assumed valid (it came from a validated
+    manifest); an invalid one matches nothing.
     """
     parsed = _parse_endpoint(pattern)
     if isinstance(parsed, str):
         return False
     want_host, want_port = parsed
-    if want_port is not None and want_port != port:
+    if port != (default_port if want_port is None else want_port):
         return False
     host = host.strip().lower().strip("[]").rstrip(".")
     if want_host.startswith("*."):
-        return host.endswith(want_host[1:]) and len(host) > len(want_host) - 1
+        suffix = want_host[1:]  # ".example.org"
+        return host.endswith(suffix) and len(host) > len(suffix)
     return host == want_host
 
 

@@ -107,8 +107,10 @@ def test_sidecars_must_exist_as_files_inside_the_root(tmp_path, manifest_dict, p
     "pattern,host,port,allowed",
     [
         ("api.example.com", "api.example.com", 443, True),
-        ("api.example.com", "API.Example.COM", 80, True),
-        ("api.example.com:443", "api.example.com", 80, False),
+        ("api.example.com", "API.Example.COM", 443, True),
+        ("api.example.com", "api.example.com", 8443, False),  # no port: the default one only
+        ("api.example.com:8443", "api.example.com", 8443, True),
+        ("api.example.com:8443", "api.example.com", 443, False),
         ("api.example.com", "evil-api.example.com", 443, False),
         ("*.example.org:443", "a.b.example.org", 443, True),
         ("*.example.org:443", "example.org", 443, False),
@@ -118,11 +120,11 @@ def test_sidecars_must_exist_as_files_inside_the_root(tmp_path, manifest_dict, p
         ("127.0.0.1:9000", "127.0.0.2", 9000, False),
         ("[::1]:80", "::1", 80, True),
         ("[::1]:80", "[::1]", 80, True),
-        ("not a pattern", "not a pattern", 1, False),
+        ("not a pattern", "not a pattern", 443, False),
     ],
 )
 def test_match_endpoint(pattern, host, port, allowed):
-    assert match_endpoint(pattern, host, port) is allowed
+    assert match_endpoint(pattern, host, port, default_port=443) is allowed
 
 
 COMPAT = sorted(COMPAT_DIR.glob("*.json"))
