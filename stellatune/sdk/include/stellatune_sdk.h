@@ -45,7 +45,12 @@ _Static_assert(ST_OUT_OFFSET == 133120u, "arena map changed: update abi.py and t
 _Static_assert(ST_ARENA_END == 264192u, "arena map changed: update cbuild.py's --global-base");
 _Static_assert(ST_MAX_PARAMS * 32u + 1u <= ST_NAMES_BYTES, "names of <= 31 chars always fit");
 
-#if defined(__wasm__)
+/* ST_EXPORT marks a hot-path export (core module and native .so). The component build
+ * (ST_BUILD_COMPONENT) exports only what its world declares, so there it marks nothing. */
+#if defined(ST_BUILD_COMPONENT)
+#define ST_EXPORT(name)
+#define ST_MEM(off) ((unsigned char *)(uintptr_t)(off))
+#elif defined(__wasm__)
 #define ST_EXPORT(name) __attribute__((export_name(#name), visibility("default")))
 /* Linear-memory offset -> pointer. B is 0 in wasm. */
 #define ST_MEM(off) ((unsigned char *)(uintptr_t)(off))

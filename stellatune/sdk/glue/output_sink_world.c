@@ -1,0 +1,199 @@
+/*
+ * output_sink_world.c: the `output-sink-plugin` world's exports (lifecycle + output-sink) over
+ * the plugin's sink kernel. Like dsp_world.c it imports only the session resource constructor.
+ *
+ * A session takes config before it is opened (the host applies config, then negotiates, then
+ * opens), so parameters live in the instance from create() on and the kernel starts at open.
+ */
+#include "cabi.h"
+
+#define SINK_IFACE "stellatune:plugin/output-sink@0.1.0"
+#define LIFECYCLE_IFACE "stellatune:plugin/lifecycle@0.1.0"
+
+__attribute__((import_module("[export]" SINK_IFACE), import_name("[resource-new]session")))
+extern int32_t session_resource_new(int32_t rep);
+
+static uint8_t closed[ST_MAX_INSTANCES + 1];
+
+static st_instance *live(int32_t rep) {
+    st_instance *inst = st_instance_get((uint32_t)rep);
+    return inst && !closed[rep] ? inst : 0;
+}
+
+static uint8_t *closed_err(void) {
+    return st_cabi_err(ST_PE_INVALID_ARG, "session is closed");
+}
+
+static uint8_t *not_open_err(void) {
+    return st_cabi_err(ST_PE_INVALID_ARG, "session is not open (call open-json first)");
+}
+
+static const char TARGETS[] = "[{\"id\":\"default\",\"name\":\"Passthrough (discards audio)\"}]";
+
+/* --- lifecycle ------------------------------------------------------------------------- */
+
+ST_EXPORT_AS(LIFECYCLE_IFACE "#on-enable") uint8_t *on_enable(void) {
+    return st_cabi_ok();
+}
+ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-enable")
+
+ST_EXPORT_AS(LIFECYCLE_IFACE "#on-disable") uint8_t *on_disable(int32_t reason) {
+    (void)reason;
+    return st_cabi_ok();
+}
+ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-disable")
+
+/* --- output-sink ----------------------------------------------------------------------- */
+
+ST_EXPORT_AS(SINK_IFACE "#create") uint8_t *sink_create(void) {
+    st_instance *inst = st_instance_create();
+    if (!inst) return st_cabi_err(ST_PE_UNSUPPORTED, "too many sessions in this instance");
+    uint32_t rep = st_instance_id(inst);
+    closed[rep] = 0;
+    uint8_t *r = st_cabi_ok();
+    st_cabi_put_u32(r, 4, (uint32_t)session_resource_new((int32_t)rep));
+    return r;
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#create")
+
+ST_EXPORT_AS(SINK_IFACE "#[dtor]session") void session_dtor(int32_t rep) {
+    st_instance *inst = st_instance_get((uint32_t)rep);
+    if (!inst) return;
+    st_instance_destroy(inst);
+    closed[rep] = 0;
+}
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.list-targets-json")
+uint8_t *session_list_targets(int32_t rep) {
+    if (!live(rep)) return closed_err();
+    uint8_t *r = st_cabi_ok();
+    st_cabi_put_str(r, 4, TARGETS, sizeof TARGETS - 1);
+    return r;
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.list-targets-json")
+
+static int spec_ok(uint32_t sample_rate, uint32_t channels) {
+    return channels >= 1 && channels <= ST_MAX_CHANNELS && sample_rate >= 1 &&
+           sample_rate <= ST_MAX_SAMPLE_RATE;
+}
+
+/* result<negotiated-spec>: sample-rate 4, channels 8, preferred-chunk-frames 12,
+ * prefer-track-rate 16. The sink takes whatever the host wants within the SDK limits. */
+ST_EXPORT_AS(SINK_IFACE "#[method]session.negotiate-spec-json")
+uint8_t *session_negotiate(int32_t rep, const char *target, uint32_t target_len,
+                           uint32_t sample_rate, uint32_t channels) {
+    (void)target, (void)target_len;
+    if (!live(rep)) return closed_err();
+    if (!spec_ok(sample_rate, channels))
+        return st_cabi_err(ST_PE_UNSUPPORTED, "1..8 channels at 1..768000 Hz only");
+    uint8_t *r = st_cabi_ok();
+    st_cabi_put_u32(r, 4, sample_rate);
+    uint16_t ch = (uint16_t)channels;
+    memcpy(r + 8, &ch, 2);
+    st_cabi_put_u32(r, 12, 1024);
+    r[16] = 0;
+    return r;
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.negotiate-spec-json")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.describe-hot-path")
+uint8_t *session_describe_hot_path(int32_t rep, uint32_t sample_rate, uint32_t channels) {
+    if (!live(rep)) return closed_err();
+    return st_cabi_describe_hot_path(sample_rate, channels, ST_WIT_ROLE_OUTPUT_SINK);
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.describe-hot-path")
+
+/* Opening again restarts the kernel for the new spec (counters start from zero). */
+ST_EXPORT_AS(SINK_IFACE "#[method]session.open-json")
+uint8_t *session_open(int32_t rep, const char *target, uint32_t target_len,
+                      uint32_t sample_rate, uint32_t channels) {
+    (void)target, (void)target_len;
+    st_instance *inst = live(rep);
+    if (!inst) return closed_err();
+    if (!spec_ok(sample_rate, channels))
+        return st_cabi_err(ST_PE_UNSUPPORTED, "1..8 channels at 1..768000 Hz only");
+    st_stream stream = {sample_rate, channels, ST_MAX_FRAMES};
+    if (st_instance_start(inst, &stream) != ST_HOT_OK)
+        return st_cabi_err(ST_PE_INTERNAL, "the sink kernel refused the stream");
+    return st_cabi_ok();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.open-json")
+
+/* result<u32>: frames accepted, fewer than offered when the kernel is full. */
+ST_EXPORT_AS(SINK_IFACE "#[method]session.write-interleaved-f32")
+uint8_t *session_write(int32_t rep, uint32_t channels, const float *samples, uint32_t len) {
+    st_instance *inst = live(rep);
+    if (!inst) return closed_err();
+    if (!inst->started) return not_open_err();
+    if (channels != inst->stream.channels)
+        return st_cabi_err(ST_PE_INVALID_ARG, "channel count differs from the opened spec");
+    if (len % (4u * channels) != 0)
+        return st_cabi_err(ST_PE_INVALID_ARG, "byte length is not a whole number of frames");
+    uint32_t frames = len / (4u * channels), done = 0;
+    while (done < frames) {
+        uint32_t n = frames - done < ST_MAX_FRAMES ? frames - done : ST_MAX_FRAMES;
+        uint32_t taken = st_instance_consume(inst, samples + (size_t)done * channels, n);
+        done += taken;
+        if (taken < n) break;
+    }
+    uint8_t *r = st_cabi_ok();
+    st_cabi_put_u32(r, 4, done);
+    return r;
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.write-interleaved-f32")
+
+/* result<runtime-status>: queued-samples 4, running 8. Nothing is ever queued. */
+ST_EXPORT_AS(SINK_IFACE "#[method]session.query-status")
+uint8_t *session_query_status(int32_t rep) {
+    st_instance *inst = live(rep);
+    if (!inst) return closed_err();
+    uint8_t *r = st_cabi_ok();
+    r[8] = (uint8_t)inst->started;
+    return r;
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.query-status")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.flush") uint8_t *session_flush(int32_t rep) {
+    return live(rep) ? st_cabi_ok() : closed_err();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.flush")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.reset") uint8_t *session_reset(int32_t rep) {
+    st_instance *inst = live(rep);
+    if (!inst) return closed_err();
+    st_instance_reset(inst);
+    return st_cabi_ok();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.reset")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.plan-config-update-json")
+uint8_t *session_plan(int32_t rep, const char *json, uint32_t len) {
+    st_instance *inst = live(rep);
+    return inst ? st_cabi_plan_config(inst, json, len) : closed_err();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.plan-config-update-json")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.apply-config-update-json")
+uint8_t *session_apply(int32_t rep, const char *json, uint32_t len) {
+    st_instance *inst = live(rep);
+    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.apply-config-update-json")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.export-state-json")
+uint8_t *session_export(int32_t rep) {
+    st_instance *inst = live(rep);
+    return inst ? st_cabi_export_config(inst) : closed_err();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.export-state-json")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.import-state-json")
+uint8_t *session_import(int32_t rep, const char *json, uint32_t len) {
+    st_instance *inst = live(rep);
+    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
+}
+ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.import-state-json")
+
+ST_EXPORT_AS(SINK_IFACE "#[method]session.close") void session_close(int32_t rep) {
+    if (st_instance_get((uint32_t)rep)) closed[rep] = 1;
+}
