@@ -22,6 +22,7 @@ import wasmtime
 from wasmtime.component import Component
 
 from ..errors import ActivationError
+from . import fastbytes
 
 __all__ = ["ComponentEngine", "CompileCache", "CacheStats", "default_cache_dir"]
 
@@ -45,6 +46,7 @@ class ComponentEngine:
     """
 
     def __init__(self) -> None:
+        fastbytes.install()
         cfg = wasmtime.Config()
         cfg.wasm_component_model = True
         cfg.epoch_interruption = True
