@@ -1,0 +1,166 @@
+"""Live playback on a real (JACK dummy) device, verified by recording what reached it."""
+import ctypes
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from stellatune.engine import HotPathStage, Pipeline
+from stellatune.errors import AudioDeviceError, EngineError
+from stellatune.sdk.abi import Role
+
+RATE = 48000
+FX_STATE = 0x20000 + 64 + 2 * 1024 * 2 * 4 + 256  # fixtures/fixture.h
+
+
+def loop_back(capture_ports=2):
+    """Route PortAudio's outputs into its own inputs instead of the dummy capture ports."""
+    for ch in range(capture_ports):
+        subprocess.run(["jack_disconnect", f"system:capture_{ch + 1}", f"PortAudio:in_{ch}"],
+                       capture_output=True)
+        subprocess.run(["jack_connect", f"PortAudio:out_{ch}", f"PortAudio:in_{ch}"], check=True,
+                       capture_output=True)
+
+
+def align(recorded, played, window=64):
+    """Per channel (each was connected at its own moment): the first non-silent recorded index
+    and the index in ``played`` it matches exactly."""
+    out = []
+    for ch in range(recorded.shape[1]):
+        first = int(np.flatnonzero(recorded[:, ch])[0])
+        probe = recorded[first:first + window, ch]
+        views = np.lib.stride_tricks.sliding_window_view(played[:, ch], window)
+        hits = np.flatnonzero(np.all(views == probe, axis=1))
+        assert len(hits) == 1, f"channel {ch} does not match the played signal ({len(hits)} matches)"
+        out.append((first, int(hits[0])))
+    return out
+
+
+def assert_recorded(recorded, expected):
+    """Everything recorded after the loopback connection equals ``expected``, bit for bit."""
+    for ch, (first, at) in enumerate(align(recorded, expected)):
+        n = min(len(expected) - at, len(recorded) - first)  # the stream stops before the tail returns
+        assert n > len(expected) // 3
+        np.testing.assert_array_equal(recorded[first:first + n, ch], expected[at:, ch])
+
+
+def gain(kernels, spec, value):
+    return HotPathStage.from_wasm(kernels["gain"], spec(), RATE, 2, {"gain": value})
+
+
+@pytest.mark.audio
+def test_loopback_records_exactly_what_the_chain_produced(jack_server, kernels, spec, noise):
+    x = noise(RATE)
+    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    handle = pipe.play(x, frames=128, capture_seconds=1.5)
+    time.sleep(0.1)
+    loop_back()
+    assert handle.wait(timeout=10)
+    stats = handle.stats()
+    assert_recorded(handle.captured(), x * np.float32(0.5))
+    assert stats.finished and stats.frames_played == len(x)
+    assert stats.ring_underruns == 0
+    assert stats.callbacks >= len(x) // 128
+    assert stats.output_latency_ms > 0
+
+
+@pytest.mark.audio
+def test_set_param_while_playing_reaches_the_module(jack_server, kernels, spec, noise):
+    x = noise(RATE)
+    stage = gain(kernels, spec, 0.5)
+    handle = Pipeline([stage], RATE, 2).play(x, frames=128, capture_seconds=1.5)
+    time.sleep(0.1)
+    loop_back()
+    time.sleep(0.3)
+    stage.set_param("gain", 0.25)
+    assert handle.wait(timeout=10)
+    rec = handle.captured()
+    first, at = align(rec, x * np.float32(0.5))[0]
+    n = min(len(x) - at, len(rec) - first)
+    got, src = rec[first:first + n, 0], x[at:at + n, 0]
+    half = got == src * np.float32(0.5)
+    quarter = got == src * np.float32(0.25)
+    assert np.all(half | quarter)
+    switch = int(np.argmax(quarter & ~half))
+    assert half[:switch].all() and quarter[switch:].all() and 0 < switch < n
+
+
+@pytest.mark.audio
+def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
+        jack_server, kernels, spec, noise):
+    x = noise(RATE)
+    trap = HotPathStage.from_wasm(kernels["trap"], spec(), RATE, 2, {"after": 50})
+    looping = HotPathStage.from_wasm(kernels["loop"], spec(), RATE, 2, {"after": 100})
+    pipe = Pipeline([trap, looping, gain(kernels, spec, 0.5)], RATE, 2)
+    handle = pipe.play(x, frames=128, capture_seconds=1.5)
+    time.sleep(0.1)
+    loop_back()
+    assert handle.wait(timeout=10)
+    stats = handle.stats()
+    assert [s.fault.kind if s.fault else None for s in stats.stages] == ["trap", "timeout", None]
+    assert stats.stages[0].fault.block == 50 and stats.stages[1].fault.block == 100
+    assert stats.finished and stats.frames_played == len(x) and stats.ring_underruns == 0
+    assert_recorded(handle.captured(), x * np.float32(0.5))
+
+
+@pytest.mark.audio
+def test_audio_thread_runs_while_another_thread_holds_the_gil(jack_server, kernels, spec, noise):
+    x = noise(3 * RATE)
+    handle = Pipeline([gain(kernels, spec, 0.5)], RATE, 2).play(x, frames=128, ring_frames=1 << 17)
+    try:
+        time.sleep(0.3)
+        before = handle.stats().callbacks
+        # PyDLL calls keep the GIL: no Python thread can run for this second.
+        ctypes.PyDLL(None).usleep(1_000_000)
+        during = handle.stats().callbacks - before
+        assert during >= 0.8 * RATE / 128, f"only {during} callbacks while the GIL was held"
+        assert handle.stats().ring_underruns == 0
+    finally:
+        handle.stop()
+
+
+@pytest.mark.audio
+def test_plays_files_and_upmixes_mono(jack_server, kernels, spec, noise, tmp_path):
+    stereo, mono = tmp_path / "stereo.wav", tmp_path / "mono.flac"
+    soundfile.write(stereo, noise(RATE // 4), RATE, subtype="FLOAT")
+    soundfile.write(mono, noise(RATE // 4, 1), RATE)
+    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    for path in (stereo, mono):
+        handle = pipe.play(path, frames=128)
+        assert handle.wait(timeout=10)
+        assert handle.stats().frames_played == RATE // 4
+
+
+@pytest.mark.audio
+def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, kernels, spec, noise, tmp_path):
+    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    with pytest.raises(AudioDeviceError, match="no output device matches 'no-such-card'"):
+        pipe.play(noise(RATE), device="no-such-card")
+    wrong_rate = tmp_path / "44k.wav"
+    soundfile.write(wrong_rate, noise(100), 44100)
+    with pytest.raises(EngineError, match="44100 Hz"):
+        pipe.play(wrong_rate)
+    with pytest.raises(EngineError, match="cannot open"):
+        pipe.play(tmp_path / "missing.wav")
+    x = noise(256)
+    np.testing.assert_array_equal(pipe.process(x), x * np.float32(0.5))
+
+
+def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise):
+    x = noise(RATE // 5)
+    sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
+    pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
+    started = time.monotonic()
+    handle = pipe.play(x, frames=256)
+    assert handle.wait(timeout=10)
+    elapsed = time.monotonic() - started
+    stats = handle.stats()
+    assert stats.frames_played == len(x) and stats.ring_underruns == 0
+    store, memory = sink._wasm_memory
+    frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
+    assert frames == len(x)
+    assert total == pytest.approx(float(np.sum(x * np.float32(0.5), dtype=np.float64)), rel=1e-9, abs=1e-9)
+    # Real-time pacing: 0.2 s of audio cannot be consumed much faster than 0.2 s.
+    assert elapsed >= 0.15
