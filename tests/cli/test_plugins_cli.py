@@ -6,7 +6,6 @@ import sys
 import types
 import zipfile
 
-import pytest
 
 from stellatune import cli as cli_module
 from stellatune.cli import EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_INSTALLED, EXIT_OK, EXIT_PACKAGE

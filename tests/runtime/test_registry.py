@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 
 from stellatune.manifest import Ability, AbilityKind, Component, DecoderRules, ExtScore, Manifest
-from stellatune.runtime import WasmPluginRuntime
-from stellatune.runtime.registry import build_capabilities, plugin_signature
+from stellatune.runtime import CapabilityDescriptor, DesiredState, RuntimePluginInfo, WasmPluginRuntime
+from stellatune.runtime.registry import ActivePlugin, ActiveRegistry, build_capabilities, plugin_signature
 
 
 def decoder(type_id: str, exts: dict[str, int] | None = None, wildcard: int | None = None) -> dict:
@@ -118,8 +119,44 @@ def test_capability_lookup_by_key(decoders_runtime):
 
 
 def test_disabled_plugin_leaves_the_index(decoders_runtime):
-    from stellatune.runtime import DesiredState
-
     decoders_runtime.set_desired_state("dev.test.b", DesiredState.DISABLED)
     assert "dev.test.b" not in [c.plugin_id for c in decoders_runtime.decoder_candidates("mp3")]
     assert decoders_runtime.capability_of("dev.test.b", "decoder", "mp3-only") is None
+
+
+# --- ranking invariants over arbitrary rule sets (pure registry, no disk) ---------------------
+
+EXTS = st.sampled_from(["mp3", "flac", "ogg", "wav"])
+DECODER = st.tuples(
+    st.sampled_from(["p.a", "p.b", "p.c"]),
+    st.sampled_from(["t1", "t2"]),
+    st.dictionaries(EXTS, st.integers(0, 5), max_size=3),
+    st.integers(0, 5),
+)
+
+
+def registry_of(decoders) -> ActiveRegistry:
+    by_plugin: dict[str, dict[str, CapabilityDescriptor]] = {}
+    for pid, tid, exts, wildcard in decoders:
+        by_plugin.setdefault(pid, {})[tid] = CapabilityDescriptor(
+            pid, "c", "c.wasm", "stellatune:plugin/decoder-plugin@0.1.0", AbilityKind.DECODER, tid,
+            tid, "{}", "{}", tuple(ExtScore(e, s) for e, s in exts.items()), wildcard)
+    reg = ActiveRegistry()
+    for pid, caps in by_plugin.items():
+        info = RuntimePluginInfo(pid, pid, "1", None, None, 1, None)  # type: ignore[arg-type]
+        reg.put(ActivePlugin(info, tuple(caps.values()), "sig"))
+    return reg
+
+
+@given(st.lists(DECODER, max_size=8), st.one_of(st.none(), EXTS, st.just(".FLAC")))
+def test_candidates_are_exactly_the_positive_scores_in_rank_order(decoders, ext):
+    reg = registry_of(decoders)
+    got = reg.decoder_candidates(ext)
+    wanted = None if ext is None else ext.lstrip(".").lower()
+    expected = []
+    for cap in reg.all_decoders():
+        rules = {r.ext: r.score for r in cap.decoder_ext_scores}
+        score = rules[wanted] if wanted in rules else cap.decoder_wildcard_score
+        if score > 0:
+            expected.append((-score, cap.plugin_id, cap.type_id))
+    assert [(-c.decoder_score(ext), c.plugin_id, c.type_id) for c in got] == sorted(expected)
