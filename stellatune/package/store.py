@@ -44,7 +44,7 @@ __all__ = [
 
 #: How deep ``plugin.json`` may sit inside an artifact (the original's walk depth).
 ARTIFACT_MANIFEST_DEPTH = 8
-#: How deep installed plugins may sit inside the plugins directory.
+#: How deep a receipt (so a plugin root plus one) may sit in the plugins directory (as the original).
 DISCOVERY_DEPTH = 4
 _STAGING_PREFIX = ".staging-"
 _REPLACED_PREFIX = ".replaced-"
@@ -183,7 +183,7 @@ class DiscoveryResult:
 
 
 def _walk_roots(plugins_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Directories (to depth 4) holding a marker, and those holding a receipt but no marker.
+    """Directories holding a marker, and those holding a receipt but no marker (files to depth 4).
 
     Never follows symlinks and never enters dot-directories. Does not descend below a plugin
     root either: files inside an installed package are the package's, so a ``.install.json``
@@ -204,7 +204,7 @@ def _walk_roots(plugins_dir: Path) -> tuple[list[Path], list[Path]]:
         if depth > 0 and RECEIPT_FILE_NAME in names:
             installed.append(directory)
             return
-        if depth >= DISCOVERY_DEPTH:
+        if depth + 1 >= DISCOVERY_DEPTH:  # children's files would lie deeper than the limit
             return
         for entry in entries:
             if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):

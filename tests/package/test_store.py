@@ -50,8 +50,8 @@ def test_discovery_finds_installed_plugins_and_nothing_else(plugins, install, pk
     install("dev.test.b")
     install("dev.test.a")
     _place(plugins, ".staging-leftover/pkg", pk, "dev.test.hidden")   # host dot-dir
-    _place(plugins, "vendor/x/y/deep", pk, "dev.test.depth4")          # depth 4: found
-    _place(plugins, "vendor/x/y/z/deeper", pk, "dev.test.depth5")      # depth 5: not
+    _place(plugins, "vendor/x/deep", pk, "dev.test.depth4")            # receipt at depth 4: found
+    _place(plugins, "vendor/x/y/deeper", pk, "dev.test.depth5")        # at depth 5: not
     _place(plugins, "dev.test.a/data/inner", pk, "dev.test.nested")    # inside a plugin: not
     (plugins / "linked").symlink_to(plugins / "dev.test.a")            # links are not followed
     (plugins / "no-receipt").mkdir()
