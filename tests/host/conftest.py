@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -13,6 +14,7 @@ from typing import Iterator
 import pytest
 
 from stellatune.host import Grants, PluginHostContext
+from stellatune.host.sidecar import RestartPolicy, SidecarManager
 
 SIDECARS_DIR = Path(__file__).resolve().parents[2] / "examples" / "sidecars"
 
@@ -139,3 +141,34 @@ def install_sidecar(plugin_root: Path):
         return f"bin/{name}"
 
     return install
+
+
+def child_pids() -> set[int]:
+    """Live or zombie children of this test process, read from /proc (no psutil)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[SidecarManager]:
+    """A manager with a quick restart policy; after the test, shut down and prove it left no
+    child process and no endpoint file behind."""
+    before = child_pids()
+    policy = RestartPolicy(backoff_initial_s=0.05, backoff_max_s=0.4, max_crashes=3, window_s=30)
+    mgr = SidecarManager(policy=policy, connect_timeout_ms=5000, shutdown_grace_ms=1000)
+    yield mgr
+    runtime_dir = mgr.runtime_dir
+    mgr.shutdown()
+    assert child_pids() - before == set()
+    assert runtime_dir is None or not runtime_dir.exists()
