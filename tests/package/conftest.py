@@ -1,14 +1,10 @@
-"""Fixtures for the package plane: valid manifests, package directories, zips, tree snapshots."""
+"""Fixtures for the package plane: valid manifests, package directories, zips."""
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
-import os
-import stat
+import types
 import zipfile
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -79,18 +75,6 @@ def write_package(root: Path, manifest: dict, extra: dict[str, bytes] | None = N
     return root
 
 
-@pytest.fixture
-def make_package(tmp_path: Path) -> Callable[..., Path]:
-    counter = iter(range(10**6))
-
-    def make(manifest: dict | None = None, extra: dict[str, bytes] | None = None) -> Path:
-        return write_package(
-            tmp_path / "sources" / f"pkg{next(counter)}", manifest or valid_manifest_dict(), extra
-        )
-
-    return make
-
-
 def zip_from_entries(path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> Path:
     """Write a zip whose entries are exactly ``entries`` (names are not sanitised)."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -99,45 +83,13 @@ def zip_from_entries(path: Path, entries: list[tuple[zipfile.ZipInfo | str, byte
     return path
 
 
-def zip_package(path: Path, manifest: dict, prefix: str = "") -> Path:
-    """A well-formed zip of a valid package, optionally nested under ``prefix``."""
-    entries: list[tuple[zipfile.ZipInfo | str, bytes]] = [
-        (prefix + "plugin.json", json.dumps(manifest).encode())
-    ]
-    for component in manifest["components"]:
-        entries.append((prefix + component["path"], b"\0asm" + component["id"].encode()))
-    return zip_from_entries(path, entries)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every path under ``root`` (links not followed) → a digest of its type and content."""
-    out: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = Path(dirpath) / name
-            st = full.lstat()
-            rel = full.relative_to(root).as_posix()
-            if stat.S_ISREG(st.st_mode):
-                out[rel] = "file:" + hashlib.sha256(full.read_bytes()).hexdigest()
-            elif stat.S_ISLNK(st.st_mode):
-                out[rel] = "link:" + os.readlink(full)
-            else:
-                out[rel] = "dir" if stat.S_ISDIR(st.st_mode) else f"other:{st.st_mode:o}"
-    return out
-
-
 @pytest.fixture
 def pk():
     """The helpers above, for test modules (importlib mode cannot import conftest by name)."""
-    import types
-
     return types.SimpleNamespace(
         valid_manifest_dict=valid_manifest_dict,
         write_package=write_package,
         zip_from_entries=zip_from_entries,
-        zip_package=zip_package,
-        snapshot=snapshot,
-        copy=copy.deepcopy,
         DECODER_WASM=DECODER_WASM,
         DSP_WASM=DSP_WASM,
     )

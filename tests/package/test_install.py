@@ -12,7 +12,6 @@ import os
 import stat
 import struct
 import zipfile
-import zlib
 from pathlib import Path
 
 import pytest
