@@ -15,6 +15,7 @@ from .. import package
 from ..errors import PluginNotInstalledError
 from ..manifest import MANIFEST_FILE_NAME, Manifest, load_manifest
 from ..runtime import DesiredState, SyncReport, WasmPluginRuntime
+from ..runtime.state import DesiredStateStore
 from . import EXIT_FAILURE, EXIT_OK
 from .context import add_plugins_dir_option, open_runtime, plugins_dir
 from .output import print_json, print_table
@@ -82,8 +83,9 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with open_runtime(args) as runtime:
-        desired = runtime.desired_states()
+    # Listing activates nothing, so it reads the state file instead of starting a runtime (and
+    # with it a lifecycle host that may compile plugins).
+    desired = DesiredStateStore(plugins_dir(args)).load()
     rows = []
     for plugin in package.list_installed(plugins_dir(args)):
         row = plugin.to_json()
