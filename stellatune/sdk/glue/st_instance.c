@@ -39,6 +39,11 @@ uint32_t st_instance_id(const st_instance *inst) {
     return (uint32_t)(inst - instances) + 1;
 }
 
+void *st_context_state(uint32_t ctx) {
+    st_instance *inst = st_instance_get(ctx);
+    return inst && inst->started ? inst->state : 0;
+}
+
 void st_instance_destroy(st_instance *inst) {
     inst->in_use = 0;
     inst->started = 0;

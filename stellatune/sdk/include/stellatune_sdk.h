@@ -126,6 +126,10 @@ extern const st_plugin st_plugin_def;
     const st_plugin st_plugin_def = {ST_HOT_ROLE_OUTPUT_SINK, 0, &(kernel),                 \
                                      (unsigned char *)st__states, sizeof(state_type)}
 
+/* The state of live context `ctx` (a hot-path ctx or a component resource rep), or NULL: for a
+ * plugin's own extra exports, e.g. a counter a test reads. */
+void *st_context_state(uint32_t ctx);
+
 /* --- helpers (stellatune/sdk/glue/st_runtime.c) ------------------------------------------
  *
  * Our own math, not libm: the wasm build is freestanding, and one implementation of plain IEEE

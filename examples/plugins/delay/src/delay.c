@@ -1,0 +1,89 @@
+/* delay: feedback delay with a dry/wet mix.
+ *
+ *   d = line[t - D];  out = (1 - mix) * x + mix * d;  line[t] = x + feedback * d
+ *
+ * The delay line is static memory sized for the SDK maximum (DELAY_MAX_FRAMES frames of
+ * ST_MAX_CHANNELS channels per context): the hot path never allocates. At sample rates above
+ * 96 kHz the longest delay shrinks accordingly. */
+#include "stellatune_sdk.h"
+
+#define DELAY_MAX_FRAMES 96000u /* 1 s at 96 kHz */
+
+enum { P_TIME, P_FEEDBACK, P_MIX, P_COUNT };
+
+static const st_param PARAMS[P_COUNT] = {
+    [P_TIME] = {"time_ms", 1.0f, 1000.0f, 250.0f},
+    [P_FEEDBACK] = {"feedback", 0.0f, 0.95f, 0.35f},
+    [P_MIX] = {"mix", 0.0f, 1.0f, 0.3f},
+};
+
+typedef struct delay_state {
+    uint32_t channels;
+    uint32_t sample_rate;
+    uint32_t delay_frames; /* D, 1..DELAY_MAX_FRAMES */
+    uint32_t write;        /* ring position of the next frame */
+    float feedback, wet, dry;
+    float line[DELAY_MAX_FRAMES * ST_MAX_CHANNELS];
+} delay_state;
+
+static void delay_set_param(void *state, const st_stream *stream, uint32_t id, float value) {
+    (void)stream;
+    delay_state *s = state;
+    switch (id) {
+    case P_TIME: {
+        double frames = (double)value * s->sample_rate / 1000.0 + 0.5;
+        s->delay_frames = frames < 1.0 ? 1u
+                          : frames > DELAY_MAX_FRAMES ? DELAY_MAX_FRAMES : (uint32_t)frames;
+        break;
+    }
+    case P_FEEDBACK: s->feedback = value; break;
+    default:
+        s->wet = value;
+        s->dry = 1.0f - value;
+        break;
+    }
+}
+
+static int32_t delay_init(void *state, const st_stream *stream, const float *params) {
+    delay_state *s = state;
+    s->channels = stream->channels;
+    s->sample_rate = stream->sample_rate;
+    for (uint32_t i = 0; i < P_COUNT; i++) delay_set_param(s, stream, i, params[i]);
+    return ST_HOT_OK;
+}
+
+static void delay_reset(void *state) {
+    delay_state *s = state;
+    memset(s->line, 0, sizeof(float) * DELAY_MAX_FRAMES * s->channels);
+    s->write = 0;
+}
+
+static void delay_process(void *state, const float *in, float *out, uint32_t frames) {
+    delay_state *s = state;
+    const uint32_t C = s->channels;
+    const float fb = s->feedback, wet = s->wet, dry = s->dry;
+    uint32_t w = s->write;
+    uint32_t r = w >= s->delay_frames ? w - s->delay_frames : w + DELAY_MAX_FRAMES - s->delay_frames;
+    for (uint32_t i = 0; i < frames; i++) {
+        float *tap = s->line + (size_t)r * C, *head = s->line + (size_t)w * C;
+        for (uint32_t ch = 0; ch < C; ch++) {
+            float x = in[i * C + ch], d = tap[ch];
+            out[i * C + ch] = dry * x + wet * d;
+            head[ch] = st_flush_denormal(x + fb * d); /* the feedback tail decays to zero */
+        }
+        if (++w == DELAY_MAX_FRAMES) w = 0;
+        if (++r == DELAY_MAX_FRAMES) r = 0;
+    }
+    s->write = w;
+}
+
+static const st_dsp_kernel DELAY = {
+    .params = PARAMS,
+    .param_count = P_COUNT,
+    .init = delay_init,
+    .set_param = delay_set_param,
+    .reset = delay_reset,
+    .process = delay_process,
+};
+
+ST_DSP_PLUGIN(DELAY, delay_state);
