@@ -19,7 +19,7 @@ from typing import BinaryIO
 from ..errors import ArtifactLimitError, PackageError, UnsafeArtifactError
 from ..manifest import unsafe_relative_path_reason
 
-__all__ = ["ArtifactLimits", "UnsupportedArtifactError", "stage_artifact", "is_zip_artifact"]
+__all__ = ["ArtifactLimits", "UnsupportedArtifactError", "stage_artifact"]
 
 _COPY_CHUNK = 1 << 16
 #: Directory artifacts are walked recursively; real packages nest a few levels at most.
@@ -65,7 +65,7 @@ class _Budget:
             )
 
 
-def is_zip_artifact(path: Path) -> bool:
+def _is_zip_artifact(path: Path) -> bool:
     return path.suffix.lower() == ".zip"
 
 
@@ -79,7 +79,7 @@ def stage_artifact(artifact: Path, dest: Path, limits: ArtifactLimits) -> None:
     budget = _Budget(limits)
     if artifact.is_dir():
         _copy_tree(artifact, dest, "", budget)
-    elif artifact.is_file() and is_zip_artifact(artifact):
+    elif artifact.is_file() and _is_zip_artifact(artifact):
         _extract_zip(artifact, dest, budget)
     elif not artifact.exists():
         raise PackageError(f"plugin artifact {artifact} not found")
