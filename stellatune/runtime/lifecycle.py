@@ -13,6 +13,10 @@ Host contract (the runtime relies on each point):
   propagates to the caller.
 - When ``deactivate`` returns, no instance of the plugin is left (its on-disable ran with
   ``reason``). If it raises, the runtime keeps the plugin active.
+- Optional: a host may define ``prepare(plugin, capabilities)``, doing everything ``activate``
+  does that can fail (compile, type-check) without making the plugin active. The runtime calls
+  it before reloading a changed plugin; if it raises, the running version is never touched, so
+  an update whose files on disk are broken cannot take a working plugin away.
 - A host may call the runtime's read methods (``capability_of``, ``decoder_candidates``,
   ``status``, ...) from inside a hook, but not its operations (``sync_plugins``,
   ``set_desired_state``, ``unload``, ...): those raise ``RuntimeStateError`` there.

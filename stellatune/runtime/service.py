@@ -171,8 +171,9 @@ class WasmPluginRuntime:
         Per discovered plugin: disabled → deactivate (``host-disable``) if active, else a
         ``skipped``/``already_inactive`` transition (emitted on every sync); enabled and
         unchanged → kept; new or changed signature → activate (a changed one is deactivated
-        with ``reload`` first). Active plugins no longer discovered are deactivated
-        (``unload``). A failed reload re-activates the previous version so it stays usable.
+        with ``reload`` first, once the host's optional ``prepare`` passed). Active plugins no
+        longer discovered are deactivated (``unload``). A failed reload re-activates the
+        previous version so it stays usable.
         Failures never raise: they are transitions with outcome ``failed`` and entries in
         ``errors``.
 
@@ -416,6 +417,10 @@ class _SyncRun:
             return
         trigger = TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW
         detail = TransitionDetail.MANIFEST_CHANGED if old else TransitionDetail.NEW
+        if old is not None and not self._host_prepare(candidate):
+            self._transition(pid, before, LifecycleState.FAILED, trigger,
+                             TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+            return
         if old is not None and not self._host_deactivate(pid, DisableReason.RELOAD):
             self._transition(pid, before, LifecycleState.FAILED, trigger,
                              TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
@@ -438,6 +443,18 @@ class _SyncRun:
         else:
             self._transition(pid, LifecycleState.ACTIVE, LifecycleState.FAILED, trigger,
                              TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+
+    def _host_prepare(self, plugin: ActivePlugin) -> bool:
+        """Run the host's optional pre-flight check; ``True`` when it passed or there is none."""
+        prepare = getattr(self.rt.host, "prepare", None)
+        if prepare is None:
+            return True
+        try:
+            prepare(plugin.info, plugin.capabilities)
+        except StellatuneError as exc:
+            self._error(plugin.info.id, f"prepare failed: {exc}")
+            return False
+        return True
 
     def _host_activate(self, plugin: ActivePlugin, rollback: bool = False) -> bool:
         try:

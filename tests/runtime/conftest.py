@@ -85,6 +85,19 @@ class RecordingLifecycleHost:
         return events
 
 
+class PreparingLifecycleHost(RecordingLifecycleHost):
+    """A recording host that also has the optional ``prepare`` pre-flight hook."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_prepare: Callable[[RuntimePluginInfo], bool] = lambda info: False
+
+    def prepare(self, plugin: RuntimePluginInfo, capabilities: Sequence[CapabilityDescriptor]) -> None:
+        self.events.append(("prepare", plugin.id, plugin.version))
+        if self.fail_prepare(plugin):
+            raise ActivationError("does not compile", plugin.id)
+
+
 @pytest.fixture
 def plugins_dir(tmp_path: Path) -> Path:
     d = tmp_path / "plugins"
@@ -95,6 +108,11 @@ def plugins_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def host() -> RecordingLifecycleHost:
     return RecordingLifecycleHost()
+
+
+@pytest.fixture
+def preparing_host() -> PreparingLifecycleHost:
+    return PreparingLifecycleHost()
 
 
 @pytest.fixture

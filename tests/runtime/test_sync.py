@@ -296,3 +296,35 @@ def test_report_json_is_stable_and_serialisable(plugins_dir, install, host):
     assert [e.value for e in TransitionDetail] == [
         "new", "manifest_changed", "disabled", "already_inactive", "removed",
         "install_failed", "uninstall_failed"]
+
+
+def test_host_prepare_runs_before_a_reload_only(plugins_dir, install, preparing_host):
+    host = preparing_host
+    install("dev.test.a", version="1.0.0")
+    rt = WasmPluginRuntime(plugins_dir, host)
+    rt.sync_plugins()
+    assert host.take() == [("activate", "dev.test.a", "1.0.0")]  # nothing to protect yet
+    install("dev.test.a", version="2.0.0")
+    report = rt.sync_plugins()
+    assert rows(report) == [("dev.test.a", A, A, "reload_changed", "applied", "manifest_changed")]
+    assert host.take() == [
+        ("prepare", "dev.test.a", "2.0.0"),
+        ("deactivate", "dev.test.a", DisableReason.RELOAD),
+        ("activate", "dev.test.a", "2.0.0"),
+    ]
+
+
+def test_failed_prepare_leaves_the_running_version_untouched(plugins_dir, install, preparing_host):
+    host = preparing_host
+    install("dev.test.a", version="1.0.0")
+    rt = WasmPluginRuntime(plugins_dir, host)
+    rt.sync_plugins()
+    host.take()
+    install("dev.test.a", version="2.0.0")
+    host.fail_prepare = lambda info: info.version == "2.0.0"
+    report = rt.sync_plugins()
+    assert rows(report) == [("dev.test.a", A, F, "reload_changed", "failed", "install_failed")]
+    assert host.take() == [("prepare", "dev.test.a", "2.0.0")]  # no deactivate, no churn
+    assert [p.version for p in report.active_plugins] == ["1.0.0"]
+    status = report.status_of("dev.test.a")
+    assert status.lifecycle_state is A and status.last_error.startswith("prepare failed: ")
