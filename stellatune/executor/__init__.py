@@ -10,7 +10,7 @@ from .capabilities import (
 )
 from .executor import ComponentExecutor
 from .imports import (
-    FileHostStream, HostServices, HostStream, LaunchSpec, OpenRequest, PluginHostContext, UnwiredHostServices,
+    FileHostStream, GrantedHostServices, GrantedPluginImports, HostServices, PluginImports,
 )
 from .instance import InstanceLimits
 from .selection import open_decoder, rank_decoders
@@ -24,8 +24,8 @@ __all__ = [
     "ComponentExecutor", "InstanceLimits", "ConfigRejected",
     "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream", "ProcessedSourceStream",
     "LyricsCapability", "OutputSinkCapability", "OutputSinkSession", "DspCapability", "DspProcessor",
-    "HostServices", "PluginHostContext", "HostStream", "OpenRequest", "LaunchSpec", "FileHostStream",
-    "UnwiredHostServices", "open_decoder", "rank_decoders",
+    "HostServices", "PluginImports", "GrantedHostServices", "GrantedPluginImports", "FileHostStream",
+    "open_decoder", "rank_decoders",
     "AudioSpec", "AudioTags", "ConfigUpdateMode", "ConfigUpdatePlan", "DecoderInfo", "EncodedAudioFormat",
     "LyricCandidate", "MediaMetadata", "NegotiatedSpec", "RuntimeStatus",
 ]

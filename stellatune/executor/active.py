@@ -9,7 +9,7 @@ from wasmtime.component import Component, Linker
 
 from ..errors import RuntimeStateError
 from .engine import ComponentEngine
-from .imports import PluginHostContext
+from .imports import PluginImports
 from .instance import InstanceLimits, PluginInstance, PluginLog
 from .worlds import WorldSpec
 
@@ -35,7 +35,7 @@ class ActivePlugin:
     info: Any
     capabilities: list[Any]
     components: dict[str, LoadedComponent]
-    context: PluginHostContext
+    context: PluginImports
     log: PluginLog
     engine: ComponentEngine
     linker_for: Callable[[WorldSpec], Linker]

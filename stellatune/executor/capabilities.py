@@ -13,10 +13,11 @@ from typing import Any, Callable, ClassVar, Optional, Union
 import numpy as np
 from wasmtime.component import ResourceAny, Variant
 
-from ..errors import PluginError, PluginErrorCode, RuntimeStateError
+from ..errors import PluginError, PluginErrorCode
 from ..sdk.abi import CoreModuleSpec
 from .active import ActivePlugin
-from .imports import HOST_STREAM_TYPE, HostStream
+from ..host.stream import HostStream
+from .imports import HOST_STREAM_TYPE
 from .instance import GuestResource, PluginInstance
 from .slot import ResourceSlot
 from .values import (

@@ -15,7 +15,7 @@ from .capabilities import (
     SourceCapability,
 )
 from .engine import CompileCache, ComponentEngine, default_cache_dir
-from .imports import HostServices, UnwiredHostServices, build_linker
+from .imports import GrantedHostServices, HostServices, PluginImports, build_linker
 from .instance import InstanceLimits, PluginLog
 from .worlds import WorldSpec, check_component, world_of
 
@@ -46,13 +46,24 @@ class ComponentExecutor:
         self.cache = CompileCache(self._engine, base)
         self.log_dir = Path(log_dir) if log_dir is not None else base / "logs"
         self.limits = limits
-        self._host_services: HostServices = host_services or UnwiredHostServices()
+        self._host_services: HostServices = host_services or GrantedHostServices()
         self._linkers: dict[str, Linker] = {}
         self._plugins: dict[str, ActivePlugin] = {}
         self._lock = threading.RLock()
         self._shut_down = False
 
     # --- LifecycleHost ----------------------------------------------------------------------
+
+    def prepare(self, plugin: Any, capabilities: Sequence[Any]) -> None:
+        """Everything ``activate`` checks (compile, world and kinds, linking), activating nothing.
+
+        The runtime calls this before it reloads a changed plugin, so broken files on disk never
+        take down the running version. The compiled components stay cached for ``activate``.
+        """
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeStateError("the executor is shut down")
+            self._load_components(plugin, capabilities)
 
     def activate(self, plugin: Any, capabilities: Sequence[Any]) -> None:
         """Compile and type-check every component of ``plugin``; raise ActivationError if one is wrong."""
@@ -62,7 +73,7 @@ class ComponentExecutor:
             if plugin.id in self._plugins:
                 self.deactivate(plugin.id, "reload")
             components = self._load_components(plugin, capabilities)
-            context = self._host_services.context_for(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
+            context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
             self._plugins[plugin.id] = ActivePlugin(
                 plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
                 context=context, log=PluginLog(self.log_path(plugin.id)), engine=self._engine,
@@ -86,6 +97,7 @@ class ComponentExecutor:
             for plugin_id in list(self._plugins):
                 self.deactivate(plugin_id, "shutdown")
             self._shut_down = True
+            self._host_services.shutdown()
             self._engine.close()
 
     # --- activation -------------------------------------------------------------------------
@@ -185,6 +197,14 @@ class ComponentExecutor:
         """Where the plugin's stdout/stderr (and the host's notes about it) are appended."""
         safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in plugin_id)
         return self.log_dir / f"{safe}.log"
+
+    def host_imports(self, plugin_id: str) -> PluginImports:
+        """The host services object of an active plugin (e.g. to add run-time grants)."""
+        with self._lock:
+            record = self._plugins.get(plugin_id)
+            if record is None:
+                raise RuntimeStateError(f"plugin {plugin_id} is not active")
+            return record.context
 
     def is_active(self, plugin_id: str) -> bool:
         with self._lock:

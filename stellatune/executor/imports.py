@@ -1,38 +1,38 @@
 """Host imports of the plugin worlds: the linker bindings, and the seam to the host services.
 
-Every import a guest calls lands here, is translated from component values to plain Python,
-and is forwarded to the :class:`PluginHostContext` of the calling plugin. The executor builds one
-context per active plugin through :class:`HostServices`; ``stellatune.host`` provides the real
-services (grants, file/HTTP/TCP streams, fetch-json, sidecars). Until a service is wired, the
-context here refuses with ``unsupported`` so plugins see a clean error, never a crash.
+Every import a guest calls lands here, is translated from component values to plain Python and
+forwarded to the :class:`PluginImports` object of the calling plugin. The executor gets one such
+object per active plugin from its :class:`HostServices`; the default, :class:`GrantedHostServices`,
+serves them with ``stellatune.host`` (deny-by-default grants from the manifest's permissions,
+file/HTTP/TCP streams, fetch-json, sidecars). Another host can pass its own services.
 
 Callback contract (host functions run *inside* a guest call, on the caller's thread):
-- Return a value or ``Variant(code, message)``; a :class:`PluginError` raised by a service becomes
-  that variant. Any other exception traps the guest call (wasmtime-py parks it and re-raises it
-  after the call); the executor then discards the instance.
+- Return a value, or raise :class:`PluginError`: it reaches the guest as that ``plugin-error``
+  case. Any other exception traps the guest call (wasmtime-py re-raises it after the call) and
+  the executor discards the instance.
 - Never call back into the same store.
 """
 from __future__ import annotations
 
 import ctypes
-import io
 import itertools
+import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Optional, Protocol
 
 import wasmtime
 from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost, ResourceType, Variant
 
 from ..errors import PluginError, PluginErrorCode
+from ..host import Grants, Header, HttpMethod, OpenRequest, PluginHostContext, StreamOpenKind, fetch_json, open_stream
+from ..host.stream import HostStream, SeekWhence
 from .values import field_of
 from .worlds import WorldSpec, iface
 
 __all__ = [
-    "HostStream", "OpenRequest", "TransportOption", "LaunchSpec", "SidecarChannel", "SidecarProcess",
-    "LockGuard", "PluginHostContext", "HostServices", "UnwiredHostContext", "UnwiredHostServices",
-    "FileHostStream", "StoreImports", "build_linker", "HOST_STREAM_TYPE",
+    "PluginImports", "HostServices", "GrantedPluginImports", "GrantedHostServices", "FileHostStream",
+    "StoreImports", "build_linker", "HOST_STREAM_TYPE",
 ]
 
 # Host resource type ids (any distinct integers; wasmtime compares them per linker).
@@ -42,151 +42,127 @@ LOCK_GUARD_TYPE = 3
 CHANNEL_TYPE = 4
 
 
-# --- what the host services implement ------------------------------------------------------
+# --- the seam -------------------------------------------------------------------------------
 
 
-@runtime_checkable
-class HostStream(Protocol):
-    """A byte stream the host opened (file, HTTP, TCP). ``whence`` is ``io.SEEK_SET/CUR/END``."""
-
-    def read(self, max_bytes: int) -> bytes: ...
-    def seek(self, offset: int, whence: int) -> int: ...
-    def tell(self) -> int: ...
-    def size(self) -> int: ...
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class OpenRequest:
-    """WIT ``host-stream.open-request`` in Python words."""
-
-    kind: str
-    """``file``, ``http``, ``tcp`` or ``udp``."""
-    target: str
-    method: Optional[str] = None
-    headers: tuple[tuple[str, str], ...] = ()
-    body: Optional[bytes] = None
-    connect_timeout_ms: Optional[int] = None
-    read_timeout_ms: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class TransportOption:
-    """WIT ``sidecar.transport-option``."""
-
-    kind: str
-    priority: int
-    max_frame_bytes: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """WIT ``sidecar.launch-spec``."""
-
-    scope: str
-    executable: str
-    args: tuple[str, ...]
-    preferred_control: tuple[TransportOption, ...]
-    preferred_data: tuple[TransportOption, ...]
-    env: tuple[tuple[str, str], ...]
-
-
-class SidecarChannel(Protocol):
-    def transport(self) -> str: ...
-    def write(self, data: bytes) -> int: ...
-    def read(self, max_bytes: int, timeout_ms: Optional[int]) -> bytes: ...
-    def close(self) -> None: ...
-
-
-class SidecarProcess(Protocol):
-    def open_control(self) -> SidecarChannel: ...
-    def open_data(self, role: str, preferred: tuple[TransportOption, ...]) -> SidecarChannel: ...
-    def wait_exit(self, timeout_ms: Optional[int]) -> Optional[int]: ...
-    def terminate(self, grace_ms: int) -> None: ...
-
-
-class LockGuard(Protocol):
-    def unlock(self) -> None: ...
-
-
-class PluginHostContext(Protocol):
-    """Everything one plugin may ask of the host. Refuse by raising :class:`PluginError`."""
+class PluginImports(Protocol):
+    """What one plugin's imports reach. Refuse by raising :class:`PluginError`."""
 
     plugin_id: str
 
     def open_stream(self, request: OpenRequest) -> HostStream: ...
     def fetch_json(self, url: str) -> str: ...
-    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> LockGuard: ...
-    def sidecar_launch(self, spec: LaunchSpec) -> SidecarProcess: ...
+    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> Any: ...
+    def sidecar_launch(self, spec: Any) -> Any: ...
     def close(self) -> None:
-        """The plugin was deactivated: release its sidecars, locks and streams."""
+        """The plugin was deactivated: release what it still holds (sidecars, locks)."""
 
 
 class HostServices(Protocol):
-    """Makes the per-plugin context; ``manifest`` is the plugin's parsed manifest (permissions)."""
+    """Makes the per-plugin :class:`PluginImports`; ``manifest`` carries the permissions."""
 
-    def context_for(self, plugin_id: str, root_dir: Path, manifest: Any) -> PluginHostContext: ...
+    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Any) -> PluginImports: ...
+
+    def shutdown(self) -> None: ...
 
 
-@dataclass
-class UnwiredHostContext:
-    """The context used while no host services are configured: every request is ``unsupported``."""
+class GrantedPluginImports:
+    """:class:`PluginImports` served by ``stellatune.host`` under one plugin's grants."""
 
-    plugin_id: str
+    def __init__(self, context: PluginHostContext, services: "GrantedHostServices"):
+        self.context = context
+        self.plugin_id = context.plugin_id
+        self._services = services
 
-    def _refuse(self, what: str) -> PluginError:
-        return PluginError(PluginErrorCode.UNSUPPORTED, f"{what} is not available in this host",
-                           plugin_id=self.plugin_id)
+    @property
+    def grants(self) -> Grants:
+        """Add run-time grants here (e.g. the music folder a user picked for a source)."""
+        return self.context.grants
 
     def open_stream(self, request: OpenRequest) -> HostStream:
-        raise self._refuse(f"host-stream {request.kind}")
+        return open_stream(self.context, request)
 
     def fetch_json(self, url: str) -> str:
-        raise self._refuse("http-client")
+        return fetch_json(self.context, url)
 
-    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> LockGuard:
-        raise self._refuse("sidecar lock")
+    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> Any:
+        return self._services.sidecars().lock(self.context, name, timeout_ms)
 
-    def sidecar_launch(self, spec: LaunchSpec) -> SidecarProcess:
-        raise self._refuse("sidecar launch")
+    def sidecar_launch(self, spec: Any) -> Any:
+        from ..host.sidecar import LaunchSpec
+
+        launch = LaunchSpec(
+            executable=field_of(spec, "executable"), scope=field_of(spec, "scope"),
+            args=tuple(field_of(spec, "args")), preferred_control=_options(field_of(spec, "preferred_control")),
+            preferred_data=_options(field_of(spec, "preferred_data")),
+            env=tuple(tuple(kv) for kv in field_of(spec, "env")))
+        return self._services.sidecars().launch(self.context, launch)
 
     def close(self) -> None:
-        pass
+        self._services.plugin_closed(self.plugin_id)
 
 
-class UnwiredHostServices:
-    """Default :class:`HostServices`: plugins get no streams, HTTP or sidecars."""
+class GrantedHostServices:
+    """The default :class:`HostServices`: grants from the manifest's ``permissions`` block."""
 
-    def context_for(self, plugin_id: str, root_dir: Path, manifest: Any) -> PluginHostContext:
-        return UnwiredHostContext(plugin_id)
+    def __init__(self) -> None:
+        self._sidecars: Any = None
+        self._lock = threading.Lock()
+
+    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Any) -> GrantedPluginImports:
+        permissions = getattr(manifest, "permissions", None)
+        return GrantedPluginImports(PluginHostContext.from_permissions(plugin_id, root_dir, permissions), self)
+
+    def sidecars(self) -> Any:
+        """The sidecar manager, made on first use (plugins without sidecars never start one)."""
+        with self._lock:
+            if self._sidecars is None:
+                from ..host.sidecar import SidecarManager
+
+                self._sidecars = SidecarManager()
+            return self._sidecars
+
+    def plugin_closed(self, plugin_id: str) -> None:
+        with self._lock:
+            manager = self._sidecars
+        if manager is not None:
+            manager.plugin_deactivated(plugin_id)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            manager, self._sidecars = self._sidecars, None
+        if manager is not None:
+            manager.shutdown()
 
 
-class FileHostStream:
-    """A stream over a file *the host* chose (e.g. the track the user plays), handed to a decoder.
+class FileHostStream(HostStream):
+    """A stream over a file *the host* chose (the track a user plays), to hand to a decoder.
 
-    This needs no grant: the plugin never names the path. Plugin-requested files go through
-    :meth:`PluginHostContext.open_stream` and its permission checks.
+    No grant is involved: the plugin never names the path. Files a plugin asks for go through
+    :meth:`PluginImports.open_stream` and its grants.
     """
 
-    def __init__(self, path: Path):
-        self._file: io.BufferedReader = open(path, "rb")
-        self._size = Path(path).stat().st_size
+    kind = StreamOpenKind.FILE
 
-    def read(self, max_bytes: int) -> bytes:
-        return self._file.read(max(1, max_bytes))
+    def __init__(self, path: os.PathLike[str] | str):
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
 
-    def seek(self, offset: int, whence: int) -> int:
-        if whence == io.SEEK_SET and offset < 0:
-            raise PluginError(PluginErrorCode.INVALID_ARG, "negative seek from start")
-        return self._file.seek(offset, whence)
+    def _read(self, n: int) -> bytes:
+        return self._file.read(n)
 
-    def tell(self) -> int:
+    def _seek(self, offset: int, whence: SeekWhence) -> int:
+        if whence is SeekWhence.START and offset < 0:
+            raise PluginError(PluginErrorCode.INVALID_ARG, f"seek to a negative position ({offset})")
+        return self._file.seek(offset, {"start": os.SEEK_SET, "current": os.SEEK_CUR, "end": os.SEEK_END}[whence.value])
+
+    def _tell(self) -> int:
         return self._file.tell()
 
-    def size(self) -> int:
-        return self._size
+    def _size(self) -> int:
+        return os.fstat(self._file.fileno()).st_size
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._file.close()
 
 
@@ -199,7 +175,7 @@ class StoreImports:
     _by_store: dict[int, "StoreImports"] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, store: wasmtime.Store, context: PluginHostContext):
+    def __init__(self, store: wasmtime.Store, context: PluginImports):
         self.context = context
         self._tables: dict[int, dict[int, Any]] = {t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE,
                                                                     LOCK_GUARD_TYPE, CHANNEL_TYPE)}
@@ -276,9 +252,6 @@ def _guarded(fn: HostFunc) -> HostFunc:
     return call
 
 
-_WHENCE = {"start": io.SEEK_SET, "current": io.SEEK_CUR, "end": io.SEEK_END}
-
-
 def _bind_host_stream(inst: LinkerInstance) -> None:
     t = HOST_STREAM_TYPE
     inst.add_resource("host-stream-handle", ResourceType.host(t),
@@ -288,9 +261,9 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
         host = StoreImports.of(store)
         method = field_of(req, "method")
         request = OpenRequest(
-            kind=field_of(req, "kind"), target=field_of(req, "target"),
-            method=method,
-            headers=tuple((field_of(h, "name"), field_of(h, "value")) for h in field_of(req, "headers")),
+            kind=StreamOpenKind(field_of(req, "kind")), target=field_of(req, "target"),
+            method=HttpMethod(method) if method is not None else None,
+            headers=tuple(Header(field_of(h, "name"), field_of(h, "value")) for h in field_of(req, "headers")),
             body=field_of(req, "body"),
             connect_timeout_ms=field_of(req, "connect_timeout_ms"),
             read_timeout_ms=field_of(req, "read_timeout_ms"),
@@ -304,13 +277,15 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
 
     inst.add_func("open", _guarded(open_))
     method("read", lambda s, n: bytes(s.read(n)))
-    method("seek", lambda s, off, whence: s.seek(off, _WHENCE[whence]))
+    method("seek", lambda s, off, whence: s.seek(off, SeekWhence(whence)))
     method("tell", lambda s: s.tell())
     method("size", lambda s: s.size())
     method("close", lambda s: s.close())
 
 
-def _transport_options(values: Any) -> tuple[TransportOption, ...]:
+def _options(values: Any) -> tuple:
+    from ..host.sidecar import TransportOption
+
     return tuple(TransportOption(field_of(v, "kind"), field_of(v, "priority"), field_of(v, "max_frame_bytes"))
                  for v in values)
 
@@ -326,14 +301,7 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
 
     def launch(store: Any, spec: Any) -> Any:
         host = StoreImports.of(store)
-        launch_spec = LaunchSpec(
-            scope=field_of(spec, "scope"), executable=field_of(spec, "executable"),
-            args=tuple(field_of(spec, "args")),
-            preferred_control=_transport_options(field_of(spec, "preferred_control")),
-            preferred_data=_transport_options(field_of(spec, "preferred_data")),
-            env=tuple(tuple(kv) for kv in field_of(spec, "env")),
-        )
-        return host.insert(PROCESS_TYPE, host.context.sidecar_launch(launch_spec))
+        return host.insert(PROCESS_TYPE, host.context.sidecar_launch(spec))
 
     def method(resource: str, t: int, name: str, fn: Callable[..., Any], *, returns_channel: bool = False) -> None:
         def call(store: Any, handle: ResourceAny, *args: Any) -> Any:
@@ -346,12 +314,12 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
     inst.add_func("lock", _guarded(lock))
     inst.add_func("launch", _guarded(launch))
     method("process", PROCESS_TYPE, "open-control", lambda p: p.open_control(), returns_channel=True)
-    method("process", PROCESS_TYPE, "open-data", lambda p, role, pref: p.open_data(role, _transport_options(pref)),
+    method("process", PROCESS_TYPE, "open-data", lambda p, role, pref: p.open_data(role, _options(pref)),
            returns_channel=True)
     method("process", PROCESS_TYPE, "wait-exit", lambda p, timeout: p.wait_exit(timeout))
     method("process", PROCESS_TYPE, "terminate", lambda p, grace: p.terminate(grace))
     method("lock-guard", LOCK_GUARD_TYPE, "unlock", lambda g: g.unlock())
-    method("channel", CHANNEL_TYPE, "transport", lambda c: c.transport())
+    method("channel", CHANNEL_TYPE, "transport", lambda c: getattr(c.transport(), "value", c.transport()))
     method("channel", CHANNEL_TYPE, "write", lambda c, data: c.write(bytes(data)))
     method("channel", CHANNEL_TYPE, "read", lambda c, n, timeout: bytes(c.read(n, timeout)))
     method("channel", CHANNEL_TYPE, "close", lambda c: c.close())

@@ -19,7 +19,7 @@ from wasmtime.component import Component, Func, Instance, Linker, ResourceAny
 
 from ..errors import ActivationError, PluginError, PluginTimeout, PluginTrap, RuntimeStateError
 from .engine import ComponentEngine
-from .imports import PluginHostContext, StoreImports
+from .imports import PluginImports, StoreImports
 from .values import unwrap
 from .worlds import WorldSpec, iface
 
@@ -81,7 +81,7 @@ class PluginInstance:
     """A live instance of one component of one plugin; ``on-enable`` has run when this exists."""
 
     def __init__(self, *, engine: ComponentEngine, linker: Linker, component: Component, world: WorldSpec,
-                 plugin_id: str, component_id: str, context: PluginHostContext, log: PluginLog,
+                 plugin_id: str, component_id: str, context: PluginImports, log: PluginLog,
                  limits: InstanceLimits):
         self.plugin_id = plugin_id
         self.component_id = component_id

@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..errors import PluginError, PluginErrorCode, StellatuneError
 from .capabilities import DecoderSession
-from .imports import HostStream
+from ..host.stream import HostStream
 
 __all__ = ["normalize_ext", "decoder_score", "rank_decoders", "open_decoder"]
 
