@@ -85,7 +85,8 @@ def test_install_zip(cli, plugin_src, make_zip, plugins_dir):
     archive = make_zip(plugin_src, "GAIN.ZIP", prefix="nested/dir/")
     result = cli("plugins", "install", str(archive))
     assert (result.code, result.out) == (EXIT_OK, "dev.test.gain\n")
-    assert (plugins_dir / "dev.test.gain" / "wasm" / "main.wasm").read_bytes() == b"\0asm placeholder"
+    rel = "wasm/gain.component.wasm"
+    assert (plugins_dir / "dev.test.gain" / rel).read_bytes() == (plugin_src / rel).read_bytes()
 
 
 def test_install_invalid_writes_nothing(cli, make_plugin, plugins_dir):
