@@ -19,7 +19,7 @@ from ..grants import PluginHostContext
 from .launch import plan_launch
 from .locks import LockGuard, LockTable
 from .spec import LaunchScope, LaunchSpec, TransportKind, TransportOption, normalise_role, order_options
-from .supervisor import RestartPolicy, SidecarEvent, SidecarSlot, SidecarStats, SlotState, Supervisor
+from .supervisor import RestartPolicy, SidecarEvent, SidecarSlot, SidecarStats, SlotState, Supervisor, has_exited
 from .transports import Channel
 
 __all__ = ["SidecarManager", "SidecarProcess"]
@@ -96,7 +96,17 @@ class SidecarProcess:
 
     def _open(self, what: str, name_groups: list[tuple[str, ...]], options: list[TransportOption]) -> Channel:
         self._check()
-        gen = self._slot.current(self._manager.restart_wait_s)
+        for _attempt in range(3):
+            gen = self._slot.current(self._manager.restart_wait_s)
+            channel, errors = self._try_options(gen, name_groups, options)
+            if channel is not None:
+                return self._slot.track(channel)
+            if not has_exited(gen):
+                break
+            # The sidecar died while we were connecting: go again on the restarted process.
+        raise io_error(f"no transport for the {what} channel worked: " + "; ".join(errors))
+
+    def _try_options(self, gen, name_groups, options) -> tuple[Optional[Channel], list[str]]:
         errors: list[str] = []
         for option in options:
             names = ("stdio",) if option.kind is TransportKind.STDIO else name_groups[0]
@@ -106,13 +116,20 @@ class SidecarProcess:
                        else "no endpoint was requested at launch")
                 errors.append(f"{option.kind.value}: {why}")
                 continue
+            exit_fd = gen.pidfd
+            if exit_fd is None:
+                errors.append(f"{option.kind.value}: the sidecar exited")
+                break
             try:
-                channel = endpoint.connect(self._manager.connect_timeout_s, is_stale=lambda g=gen: self._slot.is_stale(g), exit_fd=gen.pidfd)
+                channel = endpoint.connect(self._manager.connect_timeout_s, is_stale=lambda g=gen: self._slot.is_stale(g), exit_fd=exit_fd)
             except PluginError as exc:
                 errors.append(f"{option.kind.value}: {exc.message}")
                 continue
-            return self._slot.track(channel)
-        raise io_error(f"no transport for the {what} channel worked: " + "; ".join(errors))
+            except OSError as exc:  # the generation was torn down under us
+                errors.append(f"{option.kind.value}: {exc.strerror or exc}")
+                continue
+            return channel, errors
+        return None, errors
 
 
 class SidecarManager:

@@ -33,7 +33,7 @@ from ..errors import invalid_arg, io_error
 from .launch import Generation, LaunchPlan
 from .transports import Channel
 
-__all__ = ["RestartPolicy", "SlotState", "SidecarStats", "SidecarEvent", "SidecarSlot", "Supervisor"]
+__all__ = ["RestartPolicy", "SlotState", "SidecarStats", "SidecarEvent", "SidecarSlot", "Supervisor", "has_exited"]
 
 log = logging.getLogger("stellatune.host.sidecar")
 
@@ -191,7 +191,7 @@ class SidecarSlot:
             while True:
                 gen = self.generation
                 if self.state is SlotState.RUNNING and gen is not None:
-                    if not _has_exited(gen):
+                    if not has_exited(gen):
                         return gen
                     self.on_exit(gen)  # the condition's lock is re-entrant
                     continue
@@ -202,7 +202,7 @@ class SidecarSlot:
                     raise invalid_arg(f"sidecar {self.plan.executable.name} was terminated")
                 if self.state is SlotState.EXITED:
                     self._start_locked(restart=True)
-                    continue
+                    return self.generation  # fresh: no second liveness check (no restart loop)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise io_error(f"sidecar {self.plan.executable.name} is restarting after a crash; try again")
@@ -268,7 +268,7 @@ class SidecarSlot:
             pass
 
 
-def _has_exited(gen: Generation) -> bool:
+def has_exited(gen: Generation) -> bool:
     return gen.exited.is_set() or _wait_exit_fd(gen, 0)
 
 

@@ -40,6 +40,7 @@ from .spec import TransportKind
 __all__ = ["Channel", "Endpoint", "create_endpoint", "WRITE_TIMEOUT_S", "MAX_CHANNEL_READ"]
 
 WRITE_TIMEOUT_S = 30.0
+BUSY_EXIT_WAIT_S = 0.25
 MAX_CHANNEL_READ = 16 * 1024 * 1024
 
 
@@ -108,10 +109,11 @@ class Channel:
         return self._closed
 
     def _check(self) -> None:
-        if self._closed:
-            raise invalid_arg(f"{self._describe}: channel is closed")
+        # Staleness first: a channel the host closed at teardown should say why.
         if self._is_stale():
             raise io_error(f"{self._describe}: the sidecar was restarted or stopped; open the channel again")
+        if self._closed:
+            raise invalid_arg(f"{self._describe}: channel is closed")
 
     def _io_error(self, what: str, exc: OSError) -> PluginError:
         return io_error(f"{self._describe}: {what}: {exc.strerror or exc}")
@@ -241,9 +243,13 @@ class Endpoint:
     def connect(self, timeout_s: float, *, is_stale: Callable[[], bool], exit_fd: int) -> Channel:
         """Open a channel on this endpoint, waiting up to ``timeout_s`` for the sidecar."""
         with self._lock:
-            if self._busy:
-                raise invalid_arg(f"{self.kind.value} {self.name} channel is already open; close it first")
-            self._busy = True
+            busy, self._busy = self._busy, True
+        if busy:
+            # Usually the plugin reopening right after its sidecar died, before the exit is
+            # visible: give the exit a moment to show, so the caller can move to the restart.
+            if _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S):
+                raise io_error(f"sidecar {self.name}: the sidecar exited")
+            raise invalid_arg(f"{self.kind.value} {self.name} channel is already open; close it first")
         try:
             return self._connect(timeout_s, f"sidecar {self.name} over {self.kind.value}", is_stale, exit_fd)
         except BaseException:
@@ -266,16 +272,23 @@ class _ListeningEndpoint(Endpoint):
         super().__init__(kind, name, env_value)
         self._listener = sock
 
-    def _connect(self, timeout_s, describe, is_stale, exit_fd):
-        self._listener.settimeout(timeout_s)
+    def connect(self, timeout_s: float, *, is_stale: Callable[[], bool], exit_fd: int) -> Channel:
+        # A listening socket serves any number of channels: each open accepts one connection.
+        describe = f"sidecar {self.name} over {self.kind.value}"
+        poller = select.poll()
+        poller.register(self._listener.fileno(), select.POLLIN)
+        poller.register(exit_fd, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll(max(0, int(timeout_s * 1000)))}
+        if self._listener.fileno() not in ready:
+            if exit_fd in ready:
+                raise io_error(f"{describe}: the sidecar exited before connecting")
+            raise timeout(f"{describe}: the sidecar did not connect within {timeout_s:g} s")
         try:
             conn, _ = self._listener.accept()
-        except socket.timeout:
-            raise timeout(f"{describe}: the sidecar did not connect within {timeout_s:g} s") from None
         except OSError as exc:
             raise io_error(f"{describe}: accept: {exc.strerror or exc}") from None
         conn.setblocking(True)
-        return SocketChannel(self.kind, describe, conn, is_stale=is_stale, on_close=self._release)
+        return SocketChannel(self.kind, describe, conn, is_stale=is_stale, on_close=lambda: None)
 
     def close(self) -> None:
         self._listener.close()
