@@ -90,17 +90,22 @@ int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block
 {
     if (atomic_load_explicit(&s->faulted, memory_order_acquire) || !s->has_set_param)
         return -1;
-    if (s->is_native)
-        return s->native_set_param(s->guest_ctx, id, value);
+    if (s->is_native) {
+        int32_t rc = s->native_set_param(s->guest_ctx, id, value);
+        if (rc != 0)
+            s->stats.rejected_params++;
+        return rc;
+    }
     wasmtime_val_raw_t args[3];
     args[0].i32 = (int32_t)s->guest_ctx;
     args[1].i32 = (int32_t)id;
     args[2].f32 = value;
     if (st_wasm_call(s, &s->set_param_fn, args, 3, block) != 0)
         return -1;
+    /* A non-zero status rejects the value (e.g. out of range); the stage keeps running. */
     int32_t rc = s->set_param_results ? args[0].i32 : 0;
     if (rc != 0)
-        st_fault(s, ST_FAULT_ERROR_CODE, rc, block);
+        s->stats.rejected_params++;
     return rc;
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     uint64_t max_ns;
     uint64_t soft_errors; /* SOFT_ERROR flag raised: counted, block kept */
     uint64_t short_frames; /* sink stages: frames offered but not consumed */
+    uint64_t rejected_params; /* set_param calls the module refused (non-zero status) */
     uint64_t hist[ST_HIST_BUCKETS];
 } st_stage_stats;
 
@@ -87,7 +88,8 @@ void st_stage_reset_stats(st_stage *s);
 void st_set_interrupt_code(uint8_t code);
 
 /* Call set_param now (control thread, chain idle; or audio thread via the command queue).
- * Returns the ABI status (0 ok) or -1 when the stage faulted/lacks the export. */
+ * Returns the module's status (0 ok; a refusal is counted, not a fault), or -1 when the stage
+ * has faulted, lacks the export, or faulted during this call. */
 int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block);
 
 /* Process `frames` interleaved frames of buf in place through every live stage, draining the

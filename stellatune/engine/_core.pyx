@@ -159,6 +159,7 @@ cdef class CoreStage:
         return {"calls": st.calls, "total_ns": st.total_ns,
                 "min_ns": st.min_ns if st.calls else 0, "max_ns": st.max_ns,
                 "soft_errors": st.soft_errors, "short_frames": st.short_frames,
+                "rejected_params": st.rejected_params,
                 "hist": [st.hist[i] for i in range(ST_HIST_BUCKETS)]}
 
     def reset_timing(self) -> None:

@@ -31,6 +31,7 @@ cdef extern from "st_chain.h" nogil:
         uint64_t max_ns
         uint64_t soft_errors
         uint64_t short_frames
+        uint64_t rejected_params
         uint64_t hist[128]
 
     ctypedef struct st_stage:

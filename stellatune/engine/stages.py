@@ -381,10 +381,18 @@ class HotPathStage:
                 return
             with self._ticking():
                 rc = self._core.set_param_now(param_id, value)
-        if rc != 0:
-            fault = self.fault
-            why = f"{fault.kind}: {fault.message}" if fault else f"error code {rc}"
-            raise EngineError(f"{self.name}: set_param({self.param_names[param_id]!r}) failed: {why}")
+        if rc == 0:
+            return
+        pname = self.param_names[param_id]
+        fault = self.fault
+        if fault is not None:
+            raise EngineError(f"{self.name}: set_param({pname!r}) failed: stage bypassed after"
+                              f" {fault.kind} {fault.message}".rstrip())
+        try:
+            why = abi.ErrorCode(rc).name.lower().replace("_", "-")
+        except ValueError:
+            why = "unknown"
+        raise EngineError(f"{self.name}: the module refused {pname}={value} (error code {rc}, {why})")
 
     def bypass(self, bypassed: bool = True) -> None:
         """Skip (or resume) this stage; blocks pass through it unchanged."""

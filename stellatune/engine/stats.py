@@ -39,7 +39,11 @@ class StageStats:
     max_us: float
     mean_us: float
     soft_errors: int
+    """Blocks the module flagged SOFT_ERROR (kept, counted)."""
     short_frames: int
+    """Output sinks: frames offered but not consumed."""
+    rejected_params: int
+    """set_param calls the module refused (the value was not applied)."""
     fault: Optional[StageFault]
 
 
@@ -101,5 +105,6 @@ def stage_stats(name: str, core: "_core.CoreStage") -> StageStats:
         mean_us=(t["total_ns"] / calls / 1000.0) if calls else 0.0,
         soft_errors=t["soft_errors"],
         short_frames=t["short_frames"],
+        rejected_params=t["rejected_params"],
         fault=StageFault(*raw) if raw else None,
     )

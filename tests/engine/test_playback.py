@@ -43,7 +43,7 @@ def assert_recorded(recorded, expected):
     for ch, (first, at) in enumerate(align(recorded, expected)):
         n = min(len(expected) - at, len(recorded) - first)  # the stream stops before the tail returns
         assert n > len(expected) // 3
-        np.testing.assert_array_equal(recorded[first:first + n, ch], expected[at:, ch])
+        np.testing.assert_array_equal(recorded[first:first + n, ch], expected[at:at + n, ch])
 
 
 def gain(kernels, spec, value):
