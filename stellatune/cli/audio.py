@@ -1,0 +1,139 @@
+"""``stellatune render|play|devices``: run installed DSP plugins over audio, offline or live."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..errors import EngineError
+from .context import plugins_dir
+
+__all__ = ["register"]
+
+_RENDER_CHUNK = 65536
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``render``, ``play`` and ``devices`` commands."""
+    p = subparsers.add_parser("render", help="process an audio file through DSP plugins")
+    p.add_argument("input", type=Path, metavar="IN")
+    p.add_argument("output", type=Path, metavar="OUT")
+    _chain_options(p)
+    p.set_defaults(func=cmd_render)
+
+    p = subparsers.add_parser("play", help="play an audio file through DSP plugins")
+    p.add_argument("file", type=Path, metavar="FILE")
+    _chain_options(p)
+    p.add_argument("--device", metavar="NAME", help="output device (name or part of it; default:"
+                   " the JACK server's, else the system default)")
+    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p.set_defaults(func=cmd_play)
+
+    p = subparsers.add_parser("devices", help="list audio output devices")
+    p.set_defaults(func=cmd_devices)
+
+
+def _chain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dsp", action="append", default=[], metavar="ID:TYPE[:CONFIG_JSON]",
+                   help="a DSP stage (repeat for a chain, applied in order)")
+    p.add_argument("--native", action="store_true",
+                   help="use the plugins' native builds instead of wasm (speed baseline, unsandboxed)")
+    p.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="frames per block (render: 256, play: 128)")
+
+
+def _parse_dsp(text: str) -> tuple[str, str, Optional[str]]:
+    parts = text.split(":", 2)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise EngineError(f"--dsp {text!r}: expected PLUGIN_ID:TYPE_ID[:CONFIG_JSON]")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _pipeline(args: argparse.Namespace, sample_rate: int, channels: int, frames: int):
+    from ..engine import Pipeline
+    from ..engine.resolve import dsp_stage_for
+
+    specs = [_parse_dsp(d) for d in args.dsp]
+    stages = [dsp_stage_for(plugins_dir(args), pid, tid, cfg, sample_rate, channels, native=args.native)
+              for pid, tid, cfg in specs]
+    return Pipeline(stages, sample_rate, channels, block_frames=frames)
+
+
+def _open_audio(path: Path):
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(str(path))
+    except (RuntimeError, OSError) as e:
+        raise EngineError(f"cannot open {path}: {e}") from e
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    import soundfile
+    from tqdm import tqdm
+
+    with _open_audio(args.input) as src:
+        pipe = _pipeline(args, src.samplerate, src.channels, args.frames or 256)
+        try:
+            dst = soundfile.SoundFile(str(args.output), "w", src.samplerate, src.channels,
+                                      subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
+        except (RuntimeError, OSError, TypeError, ValueError) as e:
+            raise EngineError(f"cannot write {args.output}: {e}") from e
+        with dst, tqdm(total=src.frames, unit="frame", unit_scale=True, disable=None,
+                       desc=args.input.name) as bar:
+            while True:
+                block = src.read(_RENDER_CHUNK, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                dst.write(pipe.process(block))
+                bar.update(len(block))
+    _print_stage_stats(pipe.stats())
+    return 0
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    with _open_audio(args.file) as f:
+        sample_rate, channels = f.samplerate, max(2, f.channels)
+    pipe = _pipeline(args, sample_rate, channels, 256)
+    handle = pipe.play(args.file, device=args.device, frames=args.frames or 128)
+    started = time.monotonic()
+    try:
+        while not handle.stats().finished:
+            if args.seconds is not None and time.monotonic() - started >= args.seconds:
+                break
+            time.sleep(0.5)
+            s = handle.stats()
+            worst = max((st.p99_us for st in s.stages), default=0.0)
+            print(f"\r{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}  xruns"
+                  f" {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
+                  f" {s.output_latency_ms:.2f} ms  stage p99 {worst:.1f} us", end="", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()
+        print()
+    _print_stage_stats(handle.stats().stages)
+    return 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from ..engine import list_devices
+
+    for d in list_devices():
+        if d["max_output_channels"] == 0:
+            continue
+        mark = "*" if d["is_default_of_host_api"] else " "
+        print(f"{mark} {d['index']:3d}  {d['name']}  [{d['host_api']}]  out {d['max_output_channels']}"
+              f"  in {d['max_input_channels']}  {d['default_sample_rate']:.0f} Hz"
+              f"  {d['default_low_output_latency'] * 1000:.2f} ms")
+    return 0
+
+
+def _print_stage_stats(stages) -> None:
+    for st in stages:
+        state = f"BYPASSED ({st.fault.kind}: {st.fault.message.splitlines()[-1] if st.fault.message else st.fault.code})" \
+            if st.fault else "ok"
+        print(f"{st.name}: {st.calls} blocks, p50 {st.p50_us:.2f} us, p99 {st.p99_us:.2f} us,"
+              f" max {st.max_us:.2f} us, {state}", file=sys.stderr)
