@@ -81,13 +81,13 @@ class _Configurable:
     def config_json(self) -> str:
         return self._slot.config_json
 
-    def plan_config(self, new_config_json: str) -> ConfigUpdatePlan:
-        """Ask the plugin what applying ``new_config_json`` would take."""
-        return self._slot.plan_config(new_config_json)
+    def plan_config(self, new_config: Union[str, dict]) -> ConfigUpdatePlan:
+        """Ask the plugin what applying ``new_config`` (JSON text or a dict) would take."""
+        return self._slot.plan_config(_json_text(new_config))
 
-    def apply_config(self, new_config_json: str) -> None:
+    def apply_config(self, new_config: Union[str, dict]) -> None:
         """Apply without planning (the plugin may still refuse with an error)."""
-        self._slot.apply_config(new_config_json)
+        self._slot.apply_config(_json_text(new_config))
 
     def export_state(self) -> Optional[str]:
         return self._slot.export_state()

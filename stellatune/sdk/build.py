@@ -138,6 +138,18 @@ def _build_c(src_dir: Path, manifest: dict, stage: Path) -> None:
         shutil.copytree(root, stage, dirs_exist_ok=True)
 
 
+def _check_manifest(src_dir: Path, stage: Path) -> None:
+    """Validate plugin.json against the built artifacts, so a broken package never leaves here."""
+    from ..errors import ManifestError
+    from ..manifest import load_manifest
+
+    shutil.copyfile(src_dir / "plugin.json", stage / "plugin.json")
+    try:
+        load_manifest(stage / "plugin.json")
+    except ManifestError as e:
+        raise BuildError(f"{src_dir / 'plugin.json'}: {'; '.join(str(p) for p in e.problems)}") from None
+
+
 def _write_zip(src_dir: Path, manifest: dict, stage: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".zip.tmp")
@@ -183,6 +195,7 @@ def build_plugin(src_dir: Path, out: Optional[Path] = None) -> Path:
             else:
                 for comp in manifest["components"]:
                     _build_python(src_dir, comp, stage)
+            _check_manifest(src_dir, stage)
             _write_zip(src_dir, manifest, stage, cached)
     if out is None:
         return cached
