@@ -114,7 +114,7 @@ class HotModule:
         return raw[:raw.index(b"\0\0")].decode().split("\0")
 
     def set_param(self, name: str, value: float) -> int:
-        return self.call("st_hot_set_param", self.ctx, self.param_names().index(name), value)
+        return self.call("st_hot_set_param", self.ctx, self.param_names().index(name), float(value))
 
     def configure(self, **params: float) -> None:
         for name, value in params.items():
@@ -199,8 +199,8 @@ def native(built, tmp_path):
 class ComponentDriver:
     """One instance of a plugin's component, with its capability interface's functions by name."""
 
-    def __init__(self, engine: wasmtime.Engine, path: Path, interface: str):
-        self.component = Component.from_file(engine, str(path))
+    def __init__(self, engine: wasmtime.Engine, component: Component, interface: str):
+        self.component = component
         linker = Linker(engine)
         with linker.root() as root:
             # Interfaces that only define types are still imports; they carry no functions.
@@ -230,13 +230,19 @@ class ComponentDriver:
         return spec
 
 
+@pytest.fixture(scope="session")
+def compiled_components(built, engine) -> dict[str, Component]:
+    return {name: Component.from_file(engine, str(root / "wasm" / f"{name}.component.wasm"))
+            for name, root in built.items()}
+
+
 @pytest.fixture
-def component(built, engine):
-    """``component(name)``: a fresh instance of an example plugin's component."""
+def component(compiled_components, engine):
+    """``component(name)``: a fresh instance (own store) of an example plugin's component."""
     def make(name: str) -> ComponentDriver:
         iface = "stellatune:plugin/output-sink@0.1.0" if name == "passthrough-sink" \
             else "stellatune:plugin/dsp@0.1.0"
-        return ComponentDriver(engine, built[name] / "wasm" / f"{name}.component.wasm", iface)
+        return ComponentDriver(engine, compiled_components[name], iface)
     return make
 
 
