@@ -58,8 +58,11 @@ def pair(value):
 
 def serve_fifo(value):
     paths = pair(value)
-    rfd = os.open(paths["tx"], os.O_RDONLY)  # waits for the host to open its writing end
+    # Order matters: the writing end first (the host's reader is already open), then the
+    # reading end, which completes the host's connect. The other order would let the host
+    # read before any writer exists, and a FIFO without a writer reads as end of stream.
     wfd = os.open(paths["rx"], os.O_WRONLY)
+    rfd = os.open(paths["tx"], os.O_RDONLY)
     while True:
         data = os.read(rfd, 65536)
         if not data:

@@ -9,9 +9,10 @@ Grant grammar (entries of ``permissions.<field>`` in ``plugin.json``):
 - ``files``: directories (or single files) the plugin may open; relative entries are relative
   to the plugin root. Containment is checked on real paths (symlinks resolved), so a link inside
   a root that points outside it is refused.
-- ``http``: ``host`` (the scheme's default port only) or ``host:port``; ``[v6]:port`` for IPv6.
-  A leading ``http://``/``https://`` is ignored.
-- ``tcp``: ``host:port``.
+- ``http``: ``host`` (the scheme's default port only) or ``host:port``; ``[v6]:port`` for IPv6;
+  ``*.example.org`` for any name below ``example.org``. Matching is the manifest's own
+  :func:`stellatune.manifest.match_endpoint`, so the grammar has one definition.
+- ``tcp``: ``host:port`` (same grammar; the port is required).
 - ``sidecars``: executables inside the plugin root, relative, e.g. ``bin/helper``.
 - ``env``: names of host environment variables a sidecar may inherit.
 """
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
+from ..manifest import match_endpoint
 from .errors import denied, invalid_arg, not_found
 
 __all__ = ["Grants", "HttpTarget", "PluginHostContext", "parse_host_port"]
@@ -56,10 +58,6 @@ def parse_host_port(text: str, *, default_port: Optional[int] = None) -> tuple[s
     Raises ``invalid-arg`` for a blank host or a port outside 1..65535.
     """
     spec = text.strip()
-    for prefix in ("http://", "https://", "tcp://"):
-        if spec.lower().startswith(prefix):
-            spec = spec[len(prefix):]
-    spec = spec.rstrip("/")
     port_text: Optional[str] = None
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
@@ -109,8 +107,8 @@ class Grants:
         self.root = Path(os.path.realpath(root))
         self._lock = threading.Lock()
         self._file_roots: tuple[Path, ...] = ()
-        self._http: tuple[tuple[str, Optional[int]], ...] = ()
-        self._tcp: tuple[tuple[str, int], ...] = ()
+        self._http: tuple[str, ...] = ()
+        self._tcp: tuple[str, ...] = ()
         self._sidecars = frozenset(self._normalise_sidecar(s) for s in sidecars)
         self._env = frozenset(e.strip() for e in env if e.strip())
         for f in files:
@@ -137,18 +135,18 @@ class Grants:
             self._file_roots = (*self._file_roots, p if p.is_absolute() else self.root / p)
 
     def add_http_host(self, spec: str) -> None:
-        """Allow HTTP(S) to ``host`` (default port of the scheme) or ``host:port``."""
-        entry = parse_host_port(spec)
+        """Allow HTTP(S) to ``host`` (default port of the scheme), ``host:port`` or
+        ``*.domain[:port]``."""
+        parse_host_port(spec)  # refuse a malformed grant now rather than match nothing later
         with self._lock:
-            self._http = (*self._http, entry)
+            self._http = (*self._http, spec.strip())
 
     def add_tcp_endpoint(self, spec: str) -> None:
         """Allow TCP connections to ``host:port``."""
-        host, port = parse_host_port(spec)
-        if port is None:
+        if parse_host_port(spec)[1] is None:
             raise invalid_arg(f"tcp grant {spec!r} needs a port (host:port)")
         with self._lock:
-            self._tcp = (*self._tcp, (host, port))
+            self._tcp = (*self._tcp, spec.strip())
 
     # --- checks ----------------------------------------------------------------------------
 
@@ -186,10 +184,9 @@ class Grants:
         if not host:
             raise invalid_arg(f"url {text!r} has no host")
         port = port or _DEFAULT_PORTS[scheme]
-        for g_host, g_port in self._http:
-            if g_host == host and (g_port == port or (g_port is None and port == _DEFAULT_PORTS[scheme])):
-                path = parts.path or "/"
-                return HttpTarget(scheme, host, port, f"{path}?{parts.query}" if parts.query else path)
+        if any(match_endpoint(g, host, port, _DEFAULT_PORTS[scheme]) for g in self._http):
+            path = parts.path or "/"
+            return HttpTarget(scheme, host, port, f"{path}?{parts.query}" if parts.query else path)
         raise denied(f"http host {_join_host_port(host, port)} is not in permissions.http")
 
     def check_tcp(self, target: str) -> tuple[str, int]:
@@ -197,7 +194,7 @@ class Grants:
         host, port = parse_host_port(target)
         if port is None:
             raise invalid_arg(f"tcp target {target!r} needs a port (host:port)")
-        if (host, port) not in self._tcp:
+        if not any(match_endpoint(g, host, port, 0) for g in self._tcp):  # 0: a port is required
             raise denied(f"tcp endpoint {_join_host_port(host, port)} is not in permissions.tcp")
         return host, port
 

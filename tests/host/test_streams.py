@@ -200,3 +200,30 @@ def test_tcp_stream_sends_body_reads_and_times_out(tcp_server: str, make_ctx) ->
     endpoint = f"127.0.0.1:{closed_port.getsockname()[1]}"
     closed_port.close()
     refused(PluginErrorCode.IO, open_stream, make_ctx(tcp=(endpoint,)), OpenRequest(TCP, endpoint))
+
+
+def test_http_grant_grammar_is_the_manifests(plugin_root: Path) -> None:
+    from stellatune.host import Grants
+
+    grants = Grants(plugin_root, http=("*.example.org", "api.example.com:8443", "[::1]:8080"), tcp=("127.0.0.1:9000",))
+    assert grants.check_http("https://cdn.example.org/a?b=1").path == "/a?b=1"
+    refused(PluginErrorCode.DENIED, grants.check_http, "https://example.org/")  # not the domain itself
+    refused(PluginErrorCode.DENIED, grants.check_http, "http://cdn.example.org:8080/")  # default port only
+    assert grants.check_http("https://API.example.com:8443").host == "api.example.com"
+    assert grants.check_http("http://[::1]:8080/x").port == 8080
+    assert grants.check_tcp("127.0.0.1:9000") == ("127.0.0.1", 9000)
+    refused(PluginErrorCode.DENIED, grants.check_tcp, "127.0.0.1:9001")
+    refused(PluginErrorCode.INVALID_ARG, grants.check_tcp, "127.0.0.1")
+    refused(PluginErrorCode.INVALID_ARG, grants.add_tcp_endpoint, "host-without-port")
+
+
+def test_context_from_manifest_permissions(plugin_root: Path) -> None:
+    from stellatune.host import PluginHostContext
+    from stellatune.manifest import Permissions
+
+    (plugin_root / "data" / "x").write_bytes(b"1")
+    ctx = PluginHostContext.from_permissions("dev.test.p", plugin_root, Permissions(files=("data",)))
+    with open_stream(ctx, OpenRequest(FILE, "data/x")) as s:
+        assert s.read(5) == b"1"
+    empty = PluginHostContext.from_permissions("dev.test.p", plugin_root, None)  # no block: nothing allowed
+    refused(PluginErrorCode.DENIED, open_stream, empty, OpenRequest(FILE, "data/x"))

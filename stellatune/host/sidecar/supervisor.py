@@ -202,7 +202,9 @@ class SidecarSlot:
                     raise invalid_arg(f"sidecar {self.plan.executable.name} was terminated")
                 if self.state is SlotState.EXITED:
                     self._start_locked(restart=True)
-                    return self.generation  # fresh: no second liveness check (no restart loop)
+                    fresh = self.generation
+                    assert fresh is not None
+                    return fresh  # no second liveness check: that would loop on a quick exiter
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise io_error(f"sidecar {self.plan.executable.name} is restarting after a crash; try again")

@@ -13,7 +13,10 @@ transport                    endpoint the host creates             env value
 ``stdio``                    the child's stdin/stdout              ``stdio``
 ============================ ===================================== ==============================
 
-The sidecar connects (sockets) or opens (FIFOs, rings). So a plugin can never make the host
+The sidecar connects (sockets) or opens (FIFOs, rings). With FIFOs the sidecar must open
+``rx`` for writing *before* it opens ``tx`` for reading: the host's connect completes when
+``tx`` has a reader, and by then its reads must not see a FIFO without a writer (which reads
+as end of stream). So a plugin can never make the host
 connect to an arbitrary socket on the machine; it only reaches endpoints the host made for it.
 
 Every ``read`` honours its timeout (``poll`` on the fd, or the ring's doorbell) and raises
