@@ -81,7 +81,8 @@ def _blocks(source: Union[str, Path, np.ndarray], sample_rate: int, channels: in
 
         def from_array() -> Iterator[np.ndarray]:
             for start in range(0, len(data), _FEED_FRAMES):
-                yield np.ascontiguousarray(data[start:start + _FEED_FRAMES], dtype=np.float32)
+                # A copy: design B processes blocks in place, and the caller's array is theirs.
+                yield np.array(data[start:start + _FEED_FRAMES], dtype=np.float32, order="C", copy=True)
         return from_array()
 
     import soundfile
