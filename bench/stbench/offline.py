@@ -1,0 +1,167 @@
+"""Offline measurements: per-kernel block cost on every path, the engine's fixed cost per plugin,
+the epoch watchdog's cost, and the 4-effect chain's throughput against pedalboard."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
+from .kernels import CONFIGS, EQ_ONE_PEAK, KERNELS, SAMPLE_RATE, Workspace, noise
+from .timing import chain_case, interleaved_medians, per_call_case, split_blocks
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How hard to measure: rounds of the interleaved cases and how much audio each round runs."""
+
+    hot_rounds: int
+    hot_frames: int
+    """Frames per round of a hot-path case (the engine's C loop splits them into blocks)."""
+    slow_rounds: int
+    slow_blocks: int
+    """Blocks per round of the Python-driven cases (numpy, pedalboard, wasmtime-py)."""
+    component_blocks: int
+    """Blocks per round on the component path (about a millisecond each)."""
+    chain_seconds: float
+    chain_rounds: int
+
+
+FULL = Budget(hot_rounds=31, hot_frames=32768, slow_rounds=9, slow_blocks=32, component_blocks=8,
+              chain_seconds=5.0, chain_rounds=11)
+QUICK = Budget(hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, component_blocks=2,
+               chain_seconds=1.0, chain_rounds=3)
+
+
+def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget,
+                    progress: Progress = lambda _: None) -> list[dict]:
+    """One row per kernel and block size: ns per block on every path."""
+    source = noise(max(budget.hot_frames, max(block_sizes) * budget.slow_blocks))
+    rows = []
+    for name in KERNELS:
+        config = CONFIGS[name]
+        # One instance per path, reused across block sizes, as a player would keep them.
+        wasm, wasm_unguarded, native = (ws.stage(name), ws.stage(name, epoch_interruption=False),
+                                        ws.stage(name, native=True))
+        py_call = WasmtimePyKernel(ws.wasm_path(name), config)
+        component = ws.component_processor(name)
+        for frames in block_sizes:
+            progress(f"{name} @ {frames} frames")
+            hot = interleaved_medians({
+                "wasm": chain_case([wasm], frames, source[: budget.hot_frames]),
+                "native": chain_case([native], frames, source[: budget.hot_frames]),
+                "wasm_no_watchdog": chain_case([wasm_unguarded], frames, source[: budget.hot_frames]),
+            }, budget.hot_rounds)
+            blocks = split_blocks(source, frames, budget.slow_blocks)
+            slow = interleaved_medians({
+                "wasmtime_py": per_call_case(py_call.process, blocks),
+                "numpy": per_call_case(numpy_kernel(name, config), blocks),
+                "pedalboard": per_call_case(pedalboard_block(pedalboard_plugin(name, config)),
+                                            split_blocks(source, frames, budget.slow_blocks, planar=True)),
+                "component": per_call_case(component.process, blocks[: budget.component_blocks]),
+            }, budget.slow_rounds)
+            rows.append({
+                "name": name,
+                "frames": frames,
+                "wasm_ns_per_block": hot["wasm"],
+                "native_ns_per_block": hot["native"],
+                "component_ns_per_block": slow["component"],
+                "wasm_vs_native": hot["wasm"] / hot["native"],
+                "wasm_no_watchdog_ns_per_block": hot["wasm_no_watchdog"],
+                "wasm_no_watchdog_vs_native": hot["wasm_no_watchdog"] / hot["native"],
+                "wasmtime_py_ns_per_block": slow["wasmtime_py"],
+                "numpy_ns_per_block": slow["numpy"],
+                "pedalboard_ns_per_block": slow["pedalboard"],
+                "component_vs_wasm": slow["component"] / hot["wasm"],
+            })
+        component.close()
+        for stage in (wasm, wasm_unguarded, native):
+            stage.close()
+    return rows
+
+
+def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, plugins: int = 8,
+                     progress: Progress = lambda _: None) -> list[dict]:
+    """The engine's fixed cost per plugin per block: a chain of ``plugins`` empty kernels minus an
+    empty chain, divided by ``plugins``. Wasm with and without the watchdog, and native."""
+    source = noise(budget.hot_frames)
+    kinds = {
+        "wasm": lambda: ws.stage("empty"),
+        "wasm_no_watchdog": lambda: ws.stage("empty", epoch_interruption=False),
+        "native": lambda: ws.stage("empty", native=True),
+    }
+    chains = {kind: [make() for _ in range(plugins)] for kind, make in kinds.items()}
+    rows = []
+    for frames in block_sizes:
+        progress(f"fixed overhead @ {frames} frames")
+        cases = {kind: chain_case(stages, frames, source) for kind, stages in chains.items()}
+        cases["none"] = chain_case([], frames, source)
+        t = interleaved_medians(cases, budget.hot_rounds)
+        rows.append({
+            "frames": frames,
+            "plugins": plugins,
+            "wasm_ns_per_plugin_per_block": (t["wasm"] - t["none"]) / plugins,
+            "wasm_no_watchdog_ns_per_plugin_per_block": (t["wasm_no_watchdog"] - t["none"]) / plugins,
+            "native_ns_per_plugin_per_block": (t["native"] - t["none"]) / plugins,
+            "empty_chain_ns_per_block": t["none"],
+        })
+    for stages in chains.values():
+        for stage in stages:
+            stage.close()
+    return rows
+
+
+CHAIN = ("gain", "eq", "compressor", "delay")
+
+
+def measure_chain(ws: Workspace, budget: Budget, frames: int = 256,
+                  progress: Progress = lambda _: None) -> dict:
+    """gain → peak EQ → compressor → delay over the same audio: our engine (wasm and native) in
+    blocks of ``frames`` against pedalboard rendering the whole buffer, and per call of ``frames``."""
+    import pedalboard as pb
+
+    progress(f"4-effect chain vs pedalboard @ {frames} frames")
+    configs = {name: (EQ_ONE_PEAK if name == "eq" else CONFIGS[name]) for name in CHAIN}
+    source = noise(int(budget.chain_seconds * SAMPLE_RATE) // frames * frames, seed=99)
+    n = len(source)
+    wasm = [ws.stage(name, config=configs[name]) for name in CHAIN]
+    native = [ws.stage(name, native=True, config=configs[name]) for name in CHAIN]
+    board = pb.Pedalboard([pedalboard_plugin(name, configs[name]) for name in CHAIN])
+    planar = np.ascontiguousarray(source.T)
+    calls = split_blocks(source, frames, n // frames, planar=True)
+    wasm_case, native_case = chain_case(wasm, frames, source), chain_case(native, frames, source)
+    blocks = n // frames
+
+    def offline_render() -> float:
+        board.reset()
+        return _ns(lambda: board.process(planar, SAMPLE_RATE)) / n
+
+    t = interleaved_medians({
+        "wasm": lambda: wasm_case() * blocks / n,
+        "native": lambda: native_case() * blocks / n,
+        "pedalboard": offline_render,
+        "pedalboard_per_call": per_call_case(pedalboard_block(board), calls),
+    }, budget.chain_rounds)
+    for stage in wasm + native:
+        stage.close()
+    return {
+        "stages": list(CHAIN),
+        "frames": frames,
+        "seconds_of_audio": n / SAMPLE_RATE,
+        "wasm_ns_per_frame": t["wasm"],
+        "native_ns_per_frame": t["native"],
+        "pedalboard_ns_per_frame": t["pedalboard"],
+        "pedalboard_us_per_call": t["pedalboard_per_call"] / 1000.0,
+        "wasm_us_per_call": t["wasm"] * frames / 1000.0,
+        "speedup_vs_pedalboard": t["pedalboard"] / t["wasm"],
+    }
+
+
+def _ns(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter_ns()
+    fn()
+    return float(time.perf_counter_ns() - t0)

@@ -1,0 +1,124 @@
+"""Real-time run: an 8-plugin wasm chain playing on a JACK dummy device while the other core is
+kept busy, counting callbacks, xruns and ring underruns, and how much of each block's deadline
+the chain used."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+from stellatune.engine import Pipeline
+
+from .kernels import REPO, SAMPLE_RATE, Workspace, noise
+
+VIRTUAL_AUDIO = REPO / "scripts" / "virtual-audio"
+CHAIN8 = ("gain", "eq", "compressor", "delay") * 2
+_QUANTILES = {"p50": 0.50, "p99": 0.99, "p999": 0.999}
+
+
+class RealtimeUnavailable(Exception):
+    """No JACK server could be started; the report says why instead of giving figures."""
+
+
+@contextmanager
+def jack_dummy(frames: int) -> Iterator[str]:
+    """A private JACK dummy server at ``frames`` per period; the process env points at it."""
+    if shutil.which("jackd") is None:
+        raise RealtimeUnavailable("jackd not found (Debian package jackd2)")
+    name = f"stbench-{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory(prefix="stbench-jack-") as xdg:
+        env = dict(os.environ, XDG_RUNTIME_DIR=xdg)
+        started = subprocess.run([str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", str(frames),
+                                  "--rate", str(SAMPLE_RATE)], env=env, capture_output=True, text=True)
+        if started.returncode != 0:
+            raise RealtimeUnavailable(f"virtual-audio start failed: {started.stderr.strip()[-300:]}")
+        saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+        os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+        try:
+            yield name
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            subprocess.run([str(VIRTUAL_AUDIO), "stop", "--name", name], env=env, capture_output=True)
+
+
+@contextmanager
+def busy_core() -> Iterator[None]:
+    """A process spinning on the CPU for the duration (the 'other core loaded' condition)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+def measure_realtime(ws: Workspace, frames: int, seconds: float) -> dict:
+    """Play ``seconds`` of noise through the 8-plugin chain at ``frames`` per callback."""
+    deadline_us = frames / SAMPLE_RATE * 1e6
+    stages = [ws.stage(name) for name in CHAIN8]
+    source = noise(int(seconds * SAMPLE_RATE), seed=7)
+    try:
+        with jack_dummy(frames), busy_core():
+            pipeline = Pipeline(stages, SAMPLE_RATE, 2, block_frames=frames)
+            handle = pipeline.play(source, frames=frames)
+            try:
+                # The callback rate is taken inside the run, away from start-up and the tail.
+                time.sleep(min(0.25, seconds / 8))
+                t1, first = time.monotonic(), handle.stats().callbacks
+                time.sleep(seconds * 3 / 4)
+                t2, second = time.monotonic(), handle.stats().callbacks
+                handle.wait(timeout=seconds * 3 + 5)
+                stats = handle.stats()
+            finally:
+                handle.stop()
+    finally:
+        for stage in stages:
+            stage.close()
+    # No callback can take longer than the slowest one, so the estimate is capped by it.
+    chain_us = {key: min(stats.render_max_us, sum(_stage_quantile_us(stage, q) for stage in stages))
+                for key, q in _QUANTILES.items()}
+    return {
+        "frames": frames,
+        "plugins": len(stages),
+        "seconds": seconds,
+        "deadline_us": deadline_us,
+        "callbacks": stats.callbacks,
+        "callbacks_per_s": (second - first) / (t2 - t1),
+        "expected_callbacks_per_s": SAMPLE_RATE / frames,
+        "xruns": stats.device_underflows,
+        "ring_underruns": stats.ring_underruns,
+        "faults": sum(1 for s in stats.stages if s.fault is not None),
+        **{f"chain_{key}_fraction": value / deadline_us for key, value in chain_us.items()},
+        "render_max_fraction": stats.render_max_us / deadline_us,
+    }
+
+
+def _stage_quantile_us(stage, q: float) -> float:
+    """A quantile of one stage's process-call time, from the engine's log-bucket histogram.
+
+    The engine keeps a histogram per stage, not per callback; the chain's quantile is estimated
+    as the sum of its stages' quantiles (an overestimate at the tail, since stages rarely all
+    hit their worst case in the same block). ``StageStats`` has p50/p99 only, so p99.9 reads
+    the raw histogram.
+    """
+    timing = stage._core.timing()  # the raw counters behind StageStats
+    calls = timing["calls"]
+    if not calls:
+        return 0.0
+    seen, rank = 0, q * calls
+    for bucket, count in enumerate(timing["hist"]):
+        seen += count
+        if count and seen >= rank:
+            ns = float(bucket) if bucket < 4 else 2.0 ** ((bucket + 0.5) / 4)
+            return min(max(ns, timing["min_ns"]), timing["max_ns"]) / 1000.0
+    return timing["max_ns"] / 1000.0
