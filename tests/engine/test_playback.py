@@ -164,3 +164,19 @@ def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise):
     assert total == pytest.approx(float(np.sum(x * np.float32(0.5), dtype=np.float64)), rel=1e-9, abs=1e-9)
     # Real-time pacing: 0.2 s of audio cannot be consumed much faster than 0.2 s.
     assert elapsed >= 0.15
+
+
+def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(kernels, spec, noise):
+    from stellatune.engine import ENGINE_CLOCK
+
+    x = noise(RATE // 10)
+    before = x.copy()
+    sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
+    pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
+    handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, chain_in_callback=False)
+    assert handle.wait(timeout=10)
+    np.testing.assert_array_equal(x, before)
+    store, memory = sink._wasm_memory
+    frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
+    assert frames == len(x) and handle.stats().ring_underruns == 0
+    assert total == pytest.approx(float(np.sum(x * np.float32(0.5), dtype=np.float64)), rel=1e-9, abs=1e-9)
