@@ -155,6 +155,17 @@ def test_launch_refusals(executable, code, words, manager, make_ctx, install_sid
     assert manager.stats(ctx.plugin_id).starts == 0
 
 
+def test_a_sidecar_that_cannot_start_is_an_io_error(manager, make_ctx, plugin_root) -> None:
+    broken = plugin_root / "bin" / "broken.sh"
+    broken.write_text("#!/nonexistent/interpreter\n")
+    broken.chmod(0o755)
+    ctx = make_ctx(sidecars=("bin/broken.sh",))
+    with pytest.raises(PluginError) as info:
+        manager.launch(ctx, LaunchSpec("broken.sh"))
+    assert info.value.code is PluginErrorCode.IO and "cannot start sidecar" in info.value.message
+    assert list(manager.runtime_dir.iterdir()) == []
+
+
 def test_reserved_env_names_are_refused(manager, make_ctx, install_sidecar) -> None:
     exe = install_sidecar("echo_sidecar.py")
     ctx = make_ctx(sidecars=(exe,))

@@ -103,8 +103,12 @@ class SidecarSlot:
         self.last_returncode: Optional[int] = None
         self._logger = log.getChild(plan.plugin_id.replace(".", "_"))
         directory.mkdir(mode=0o700)
-        with self._cond:
-            self._start_locked(restart=False)
+        try:
+            with self._cond:
+                self._start_locked(restart=False)
+        except BaseException:
+            directory.rmdir()  # the generation removed its own directory
+            raise
 
     # --- starting --------------------------------------------------------------------------
 
@@ -355,9 +359,17 @@ class Supervisor:
                     continue
                 slot, gen = key.data
                 self._unwatch(key.fd)
-                slot.on_exit(gen)
+                self._guard(slot.on_exit, gen)
             self._forget_closed()
             self._fire_timers()
+
+    @staticmethod
+    def _guard(fn: Callable[..., None], *args: object) -> None:
+        """Run one callback; an error in one sidecar's handling must not end supervision."""
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("sidecar supervision step failed")
 
     def _forget_closed(self) -> None:
         """Unregister generations whose exit another thread already handled."""
@@ -376,4 +388,4 @@ class Supervisor:
             while self._timers and self._timers[0][0] <= now:
                 due.append(heapq.heappop(self._timers)[2])
         for slot in due:
-            slot.restart_due()
+            self._guard(slot.restart_due)
