@@ -247,11 +247,11 @@ class SourceCapability(_Capability, _Configurable):
         any_handle: ResourceAny = handle.payload
         if handle.tag == "passthrough":
             # Move the host stream out of the source's store: it now belongs to the caller.
+            # (to_host takes the handle out of the store's table; nothing is left to drop.)
             instance = res.instance
             with instance.lock:
                 rep = any_handle.to_host(instance.store).rep
                 stream = instance.imports.take(HOST_STREAM_TYPE, rep)
-                any_handle.drop(instance.store)
             if stream is None:
                 raise PluginError(PluginErrorCode.INTERNAL, "passthrough handle is not a live host stream",
                                   plugin_id=self.plugin_id, capability=self.kind)

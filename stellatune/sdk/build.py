@@ -138,45 +138,39 @@ def _build_c(src_dir: Path, manifest: dict, stage: Path) -> None:
         shutil.copytree(root, stage, dirs_exist_ok=True)
 
 
+def _stage_package_files(src_dir: Path, stage: Path) -> None:
+    """Copy the package's own files (plugin.json, bin/ sidecars, assets) next to the artifacts."""
+    for path in _files(src_dir):
+        rel = path.relative_to(src_dir)
+        if rel.parts[0] in _SKIPPED_PARTS or rel.suffix in (".wasm", ".zip"):
+            continue
+        target = stage / rel
+        if not target.exists():  # an artifact the build produced wins over a stale copy
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)  # copy2 keeps the exec bit sidecars need
+
+
 def _check_manifest(src_dir: Path, stage: Path) -> None:
-    """Validate plugin.json against the built artifacts, so a broken package never leaves here."""
+    """Validate plugin.json against the staged package, so a broken package never leaves here."""
     from ..errors import ManifestError
     from ..manifest import load_manifest
 
-    shutil.copyfile(src_dir / "plugin.json", stage / "plugin.json")
     try:
         load_manifest(stage / "plugin.json")
     except ManifestError as e:
         raise BuildError(f"{src_dir / 'plugin.json'}: {'; '.join(str(p) for p in e.problems)}") from None
 
 
-def _write_zip(src_dir: Path, manifest: dict, stage: Path, out: Path) -> None:
+def _write_zip(stage: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".zip.tmp")
     os.close(fd)
-    names: set[str] = set()
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        def add(path: Path, arcname: str) -> None:
-            if arcname in names:
-                return
-            names.add(arcname)
-            info = zipfile.ZipInfo.from_file(path, arcname)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with open(path, "rb") as f:
-                zf.writestr(info, f.read())
-
-        add(src_dir / "plugin.json", "plugin.json")
-        for comp in manifest["components"]:
-            artifact = stage / comp["path"]
-            if not artifact.is_file():
-                raise BuildError(f"the build did not produce {comp['path']}")
-            add(artifact, Path(comp["path"]).as_posix())
         for path in _files(stage):
-            add(path, path.relative_to(stage).as_posix())  # extra artifacts (hot-path core modules)
-        for path in _files(src_dir):
-            rel = path.relative_to(src_dir)
-            if rel.parts[0] not in _SKIPPED_PARTS and rel.suffix not in (".wasm", ".zip"):
-                add(path, rel.as_posix())
+            # from_file keeps the mode bits, so an installed sidecar stays executable.
+            info = zipfile.ZipInfo.from_file(path, path.relative_to(stage).as_posix())
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, path.read_bytes())
     os.replace(tmp, out)
 
 
@@ -195,8 +189,9 @@ def build_plugin(src_dir: Path, out: Optional[Path] = None) -> Path:
             else:
                 for comp in manifest["components"]:
                     _build_python(src_dir, comp, stage)
+            _stage_package_files(src_dir, stage)
             _check_manifest(src_dir, stage)
-            _write_zip(src_dir, manifest, stage, cached)
+            _write_zip(stage, cached)
     if out is None:
         return cached
     out = Path(out)

@@ -120,7 +120,7 @@ def wav_file(tmp_path: Path) -> Callable[..., Path]:
 
     def write(name: str, frames: np.ndarray, subtype: str = "PCM_16", rate: int = 48000) -> Path:
         path = tmp_path / name
-        sf.write(path, frames, rate, subtype=subtype)
+        sf.write(path, frames, rate, subtype=subtype, format="WAV")
         return path
 
     return write
