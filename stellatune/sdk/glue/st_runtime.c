@@ -201,8 +201,9 @@ static int skip_string(json_cursor *c, const char **s, uint32_t *n) {
     return 0;
 }
 
-/* Parse a JSON number; the fast path (<= 19 digits, |exp10| <= 22, mantissa < 2^53) rounds
- * correctly, the rest is within a few ulp of double, far below float resolution. */
+/* Parse a JSON number. A mantissa below 2^53 (15 digits always fit) with |exp10| <= 22 takes one
+ * correctly rounded operation; the rest is within a few ulp of double, far below float
+ * resolution. */
 static int parse_number(json_cursor *c, double *out) {
     const char *p = c->p;
     int neg = 0, digits = 0, exp10 = 0;
@@ -234,15 +235,12 @@ static int parse_number(json_cursor *c, double *out) {
                                      1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19,
                                      1e20, 1e21, 1e22};
     double v = (double)mant;
-    if (mant == 0) {
-        v = 0.0;
-    } else if (exp10 >= 0 && exp10 <= 22) {
-        v *= pow10[exp10];
-    } else if (exp10 < 0 && exp10 >= -22) {
-        v /= pow10[-exp10];
-    } else {
-        v = exp10 > 400 ? 1.0 / 0.0 : (exp10 < -400 ? 0.0 : v * st_exp(exp10 * 2.302585092994046));
-    }
+    /* Beyond 1e22, steps of exact powers of ten: one rounding each, a few ulp in all. */
+    while (exp10 > 22 && v != 0 && v < 1e300) v *= pow10[22], exp10 -= 22;
+    while (exp10 < -22 && v != 0) v /= pow10[22], exp10 += 22;
+    if (exp10 > 22) v = v == 0 ? 0.0 : 1.0 / 0.0;
+    else if (exp10 < -22) v = 0.0;
+    else v = exp10 >= 0 ? v * pow10[exp10] : v / pow10[-exp10];
     *out = neg ? -v : v;
     c->p = p;
     return 0;
@@ -369,10 +367,10 @@ static int check_member(void *ctx, const char *key, uint32_t key_len, int is_num
                         double number, const char *value) {
     (void)is_number, (void)number, (void)value;
     key_check *k = ctx;
+    uint32_t index = k->seen++;
     for (uint32_t i = 0; i < k->count; i++)
         if (st_key_equals(key, key_len, k->params[i].name)) return 0;
-    if (k->first_unknown == k->count) k->first_unknown = k->seen;
-    k->seen++;
+    if (k->first_unknown == k->count) k->first_unknown = index;
     return 0;
 }
 

@@ -163,8 +163,8 @@ static inline float st_clampf(float x, float lo, float hi) {
  * -1 = malformed JSON or the value is not a number.
  */
 int st_json_number(const char *json, uint32_t len, const char *key, double *out);
-/* Every top-level key must be one of the `count` params: the index of the first key that is not
- * (count when all are known), or -1 on malformed JSON. */
+/* Every top-level key must be one of the `count` params: the position (0-based, in document
+ * order) of the first key that is not, `count` when all are known, or -1 on malformed JSON. */
 int st_json_check_keys(const char *json, uint32_t len, const st_param *params, uint32_t count);
 
 /* memcpy/memset for the freestanding build (clang may emit calls to them). */
