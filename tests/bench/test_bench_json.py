@@ -1,0 +1,92 @@
+"""``stellatune bench --json --quick``: one valid JSON document with the documented keys, figures
+that are consistent with each other, and targets judged by their stated thresholds. No
+assertion here is about how fast anything is."""
+import json
+import math
+import shutil
+
+import jsonschema
+import pytest
+
+from stellatune.cli import main
+
+KERNELS = ["gain", "eq", "compressor", "delay"]
+BLOCKS = [64, 128, 256, 1024]
+
+
+def test_stdout_is_exactly_one_json_document_and_progress_goes_to_stderr(quick_run):
+    assert quick_run.code == 0, quick_run.stderr[-2000:]
+    json.loads(quick_run.stdout)  # the whole of stdout, nothing before or after
+    assert quick_run.stdout.endswith("}\n")
+    assert "bench: building kernels" in quick_run.stderr
+    assert "bench:" not in quick_run.stdout
+
+
+def test_document_matches_the_schema(results, schema):
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(results, schema)
+    assert results["quick"] is True
+
+
+def test_every_kernel_is_measured_once_at_every_block_size_on_every_path(results):
+    pairs = [(r["name"], r["frames"]) for r in results["kernels"]]
+    assert sorted(pairs) == sorted((k, b) for k in KERNELS for b in BLOCKS)
+    for r in results["kernels"]:
+        for key, value in r.items():
+            if key.endswith("_ns_per_block"):
+                assert math.isfinite(value) and value > 0, (r["name"], r["frames"], key)
+
+
+def test_ratios_are_computed_from_the_reported_times(results):
+    for r in results["kernels"]:
+        assert r["wasm_vs_native"] == pytest.approx(r["wasm_ns_per_block"] / r["native_ns_per_block"])
+        assert r["wasm_no_watchdog_vs_native"] == pytest.approx(
+            r["wasm_no_watchdog_ns_per_block"] / r["native_ns_per_block"])
+        assert r["component_vs_wasm"] == pytest.approx(r["component_ns_per_block"] / r["wasm_ns_per_block"])
+    c = results["chain"]
+    assert c["speedup_vs_pedalboard"] == pytest.approx(c["pedalboard_ns_per_frame"] / c["wasm_ns_per_frame"])
+    assert c["wasm_us_per_call"] == pytest.approx(c["wasm_ns_per_frame"] * c["frames"] / 1000)
+
+
+THRESHOLDS = {
+    "wasm_vs_native": lambda v: v <= 1.3,
+    "fixed_overhead_ns": lambda v: v <= 100,
+    "component_vs_hot_path": lambda v: v >= 50,
+    "chain_vs_pedalboard": lambda v: v >= 2,
+    "ring_underruns": lambda v: v == 0,
+}
+
+
+def test_targets_are_judged_by_their_thresholds(results):
+    targets = {t["key"]: t for t in results["targets"]}
+    expected = set(THRESHOLDS) if results["realtime"] else set(THRESHOLDS) - {"ring_underruns"}
+    assert set(targets) == expected
+    for key, t in targets.items():
+        assert t["met"] is THRESHOLDS[key](t["measured"]), key
+    overhead_128 = next(r for r in results["overhead"] if r["frames"] == 128)
+    assert targets["fixed_overhead_ns"]["measured"] == overhead_128["wasm_ns_per_plugin_per_block"]
+
+
+@pytest.mark.audio
+def test_realtime_runs_play_the_whole_source_at_both_block_sizes(results):
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd (Debian jackd2) is required for the real-time benchmark")
+    assert results["realtime_skipped"] is None
+    runs = {r["frames"]: r for r in results["realtime"]}
+    assert set(runs) == {64, 128}
+    for frames, r in runs.items():
+        assert r["plugins"] == 8 and r["faults"] == 0
+        # Every frame of the source needs one callback of `frames`, plus the ones while draining.
+        assert r["callbacks"] >= r["seconds"] * results["sample_rate"] // frames
+        assert r["deadline_us"] == pytest.approx(frames / results["sample_rate"] * 1e6)
+        assert r["chain_p50_fraction"] <= r["chain_p99_fraction"] <= r["chain_p999_fraction"] <= r["render_max_fraction"]
+
+
+def test_without_a_checkout_the_command_fails_clearly(monkeypatch, tmp_path, capsys):
+    from stellatune.cli import bench
+
+    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path / "bench")
+    assert main(["bench", "--json", "--quick"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "needs a source checkout" in err and str(tmp_path / "bench") in err
