@@ -1,4 +1,4 @@
-"""``stellatune render|play|devices``: run installed DSP plugins over audio, offline or live."""
+"""``stellatune render|play|devices|demo-track``: run installed DSP plugins over audio, offline or live."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ _RENDER_CHUNK = 65536
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``render``, ``play`` and ``devices`` commands."""
+    """Add the ``render``, ``play``, ``devices`` and ``demo-track`` commands."""
     p = subparsers.add_parser("render", help="process an audio file through DSP plugins")
     p.add_argument("input", type=Path, metavar="IN")
     p.add_argument("output", type=Path, metavar="OUT")
@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("devices", help="list audio output devices")
     p.set_defaults(func=cmd_devices)
+
+    p = subparsers.add_parser("demo-track", help="write a short synthetic stereo track (WAV)")
+    p.add_argument("output", type=Path, metavar="OUT")
+    p.add_argument("--seconds", type=float, default=8.0, metavar="S")
+    p.set_defaults(func=cmd_demo_track)
 
 
 def _chain_options(p: argparse.ArgumentParser) -> None:
@@ -96,8 +101,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_play(args: argparse.Namespace) -> int:
     with _open_audio(args.file) as f:
         sample_rate, channels = f.samplerate, max(2, f.channels)
-    pipe = _pipeline(args, sample_rate, channels, 256)
-    handle = pipe.play(args.file, device=args.device, frames=args.frames or 128)
+    frames = args.frames or 128
+    pipe = _pipeline(args, sample_rate, channels, max(256, frames))
+    handle = pipe.play(args.file, device=args.device, frames=frames)
     started = time.monotonic()
     try:
         while not handle.stats().finished:
@@ -128,6 +134,15 @@ def cmd_devices(args: argparse.Namespace) -> int:
         print(f"{mark} {d['index']:3d}  {d['name']}  [{d['host_api']}]  out {d['max_output_channels']}"
               f"  in {d['max_input_channels']}  {d['default_sample_rate']:.0f} Hz"
               f"  {d['default_low_output_latency'] * 1000:.2f} ms")
+    return 0
+
+
+def cmd_demo_track(args: argparse.Namespace) -> int:
+    from ..engine.demo import write_demo_track
+
+    if args.seconds <= 0:
+        raise EngineError("--seconds must be > 0")
+    print(write_demo_track(args.output, seconds=args.seconds))
     return 0
 
 

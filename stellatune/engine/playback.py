@@ -8,8 +8,10 @@ the lower latency (docs/engine.md).
 """
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
@@ -29,6 +31,18 @@ __all__ = ["ENGINE_CLOCK", "PlaybackHandle", "list_devices", "start_playback"]
 #: ``device`` value that plays through the engine clock instead of a PortAudio device.
 ENGINE_CLOCK = "engine-clock"
 _FEED_FRAMES = 2048
+# Playbacks still running at interpreter exit are stopped first: their audio thread must not
+# call into wasm stores that finalisation is about to free.
+_LIVE: "weakref.WeakSet[PlaybackHandle]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_playbacks() -> None:
+    for handle in list(_LIVE):
+        try:
+            handle.stop()
+        except EngineError:
+            pass
 
 
 def list_devices() -> list[dict]:
@@ -125,6 +139,7 @@ class PlaybackHandle:
         self._close_lock = threading.Lock()
         self._feeder = threading.Thread(target=self._feed, args=(blocks,), name="stellatune-feeder",
                                         daemon=True)
+        _LIVE.add(self)
 
     def _feed(self, blocks: Iterator[np.ndarray]) -> None:
         try:
@@ -169,6 +184,7 @@ class PlaybackHandle:
             if self._closed:
                 return
             self._closed = True
+            _LIVE.discard(self)
             self._player.request_stop()
             if self._feeder.ident is not None:
                 self._feeder.join()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Union
 
 from stellatune.engine.stages import HotPathStage
 from stellatune.errors import EngineError, HotPathAbiError, PluginNotInstalledError

@@ -8,7 +8,6 @@ import soundfile
 
 from stellatune.cli import audio
 from stellatune.cli.context import add_plugins_dir_option
-from stellatune.engine.demo import write_demo_track
 from stellatune.errors import EngineError
 
 GAIN = "dev.stellatune.example.gain"
@@ -34,7 +33,9 @@ def plugins(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def track(tmp_path_factory):
-    return write_demo_track(tmp_path_factory.mktemp("demo") / "demo.wav", seconds=2.0)
+    path = tmp_path_factory.mktemp("demo") / "demo.wav"
+    assert run(["demo-track", str(path), "--seconds", "2"]) == 0
+    return path
 
 
 @pytest.mark.parametrize("native", [[], ["--native"]], ids=["wasm", "native"])
@@ -80,7 +81,7 @@ def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys
     assert run(["devices"]) == 0
     assert "system  [JACK Audio Connection Kit]" in capsys.readouterr().out
     assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{GAIN}:gain",
-                "--seconds", "0.6"]) == 0
+                "--seconds", "0.6", "--frames", "512"]) == 0
     captured = capsys.readouterr()
     assert "callbacks" in captured.out and "ring underruns 0" in captured.out
     assert "blocks" in captured.err

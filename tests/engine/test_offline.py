@@ -151,3 +151,23 @@ def test_init_error_code_is_reported(kernels, spec):
     # The sink fixture refuses to run as a dsp-transform (init returns 2 = unsupported).
     with pytest.raises(HotPathAbiError, match="init returned error code 2"):
         HotPathStage.from_wasm(kernels["sink"], spec(), 48000, 2)
+
+
+def test_a_module_that_loops_in_init_is_interrupted(tmp_path, spec):
+    import wasmtime
+
+    looping = tmp_path / "init_loop.wasm"
+    looping.write_bytes(wasmtime.wat2wasm(
+        '(module (memory (export "memory") 5)'
+        ' (func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)'
+        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0))'))
+    with pytest.raises(HotPathAbiError, match="(?s)init trapped.*wasm trap: interrupt"):
+        HotPathStage.from_wasm(looping, spec(), 48000, 2)
+
+
+def test_watchdog_cost_measurement_runs(tmp_path):
+    from stellatune.engine import measure
+
+    cost = measure.epoch_cost(measure._gain_module(tmp_path), seconds=0.05)
+    assert set(cost) == {"on", "off"}
+    assert all(0 < c["p50_us"] <= c["p99_us"] for c in cost.values())
