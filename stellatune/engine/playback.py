@@ -68,7 +68,8 @@ def _pick_device(device: Union[str, int, None], channels: int) -> dict:
     """Resolve ``device`` among PortAudio outputs (PortAudio initialised)."""
     outputs = [d for d in _core.list_devices() if d["max_output_channels"] >= channels]
     if not outputs:
-        raise AudioDeviceError(f"no PortAudio output device with {channels} channels")
+        raise AudioDeviceError(f"no PortAudio output device with {channels} channels (no sound card?"
+                               " scripts/virtual-audio starts a JACK dummy device)")
     if device is None:
         jack = [d for d in outputs if d["is_jack"]]
         if jack:
@@ -217,17 +218,15 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
     """
     if frames <= 0 or frames > pipeline.block_frames:
         raise EngineError(f"frames must be in 1..{pipeline.block_frames} (the pipeline's block_frames)")
+    if ring_frames & (ring_frames - 1) or ring_frames < 2 * frames:
+        raise EngineError(f"ring_frames must be a power of two >= {2 * frames}, got {ring_frames}")
     blocks = _blocks(source, pipeline.sample_rate, pipeline.channels)
     has_sink = any(s.spec.role is Role.OUTPUT_SINK for s in pipeline.stages)
     use_clock = device == ENGINE_CLOCK or (device is None and has_sink)
     running = pipeline.running()
     chain = running.__enter__()
-    try:
-        player = _core.Player(chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate),
-                              chain_in_callback)
-    except ValueError as e:
-        running.__exit__(None, None, None)
-        raise EngineError(str(e)) from e
+    player = _core.Player(chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate),
+                          chain_in_callback)
     if not use_clock:
         _pa_init()
     handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock)

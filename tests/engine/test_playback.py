@@ -144,6 +144,8 @@ def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, 
         pipe.play(wrong_rate)
     with pytest.raises(EngineError, match="cannot open"):
         pipe.play(tmp_path / "missing.wav")
+    with pytest.raises(EngineError, match="power of two >= 256"):
+        pipe.play(noise(RATE), ring_frames=3000)
     x = noise(256)
     np.testing.assert_array_equal(pipe.process(x), x * np.float32(0.5))
 
