@@ -106,9 +106,11 @@ def _world_name(world: str) -> str:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    # No Rust backtraces: the tool's own message is what a plugin author needs to read.
+    env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        out = (proc.stderr or proc.stdout).strip()
+        out = (proc.stderr or proc.stdout).split("Stack backtrace:", 1)[0].strip()
         raise BuildError(f"{what} failed (exit {proc.returncode}):\n{out[-4000:]}")
 
 

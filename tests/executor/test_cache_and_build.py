@@ -2,6 +2,7 @@
 built from C runs through the same executor and describes its hot path."""
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 from types import SimpleNamespace
@@ -9,61 +10,56 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from stellatune.errors import ActivationError
 from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import CapabilityDescriptor
 from stellatune.manifest import AbilityKind
 from stellatune.sdk.abi import Role
 from stellatune.sdk.build import BuildError, build_plugin
 
-PYGAIN = "dev.stellatune.example.pygain"
 GAIN = "dev.stellatune.example.gain"
 
 
-def _pygain(root):
-    info = SimpleNamespace(id=PYGAIN, root_dir=root, manifest=None)
-    cap = CapabilityDescriptor(PYGAIN, "pygain", "wasm/pygain.wasm", "stellatune:plugin/dsp-plugin@0.1.0",
-                               AbilityKind.DSP, "pygain", "pygain", "{}", "{}")
-    return info, [cap]
-
-
-def test_a_second_executor_loads_the_compiled_component_from_disk(built, tmp_path):
-    root = tmp_path / "pkg"
-    with zipfile.ZipFile(built("pygain")) as zf:
-        zf.extractall(root)
-    cache = tmp_path / "cache"
-    first = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
-    first.activate(*_pygain(root))
-    assert (first.cache.stats.compiled, first.cache.stats.loaded_from_disk) == (1, 0)
-    first.shutdown()
-    assert len(list((cache / "components").glob("*.cwasm"))) == 1
-
-    second = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
-    second.activate(*_pygain(root))
-    assert (second.cache.stats.compiled, second.cache.stats.loaded_from_disk) == (0, 1)
-    proc = second.dsp(PYGAIN, "pygain").create(AudioSpec(48000, 1), '{"gain_db": 6}')
-    assert np.allclose(proc.process(np.ones((3, 1), np.float32)), 10 ** (6 / 20))
-
-    # Changed bytes under the same path are a different key: the cache never runs stale code.
-    wasm = root / "wasm" / "pygain.wasm"
-    wasm.write_bytes(wasm.read_bytes() + b"\0")  # trailing junk: no longer a valid component
-    third = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
-    with pytest.raises(Exception, match="not a valid component"):
-        third.activate(*_pygain(root))
-    for ex in (second, third):
-        ex.shutdown()
-
-
-def test_a_corrupt_cache_entry_is_recompiled(built, tmp_path):
-    root = tmp_path / "pkg"
+def _gain(built, root):
+    """An unpacked C gain package and its info/capabilities, as the runtime would pass them."""
     with zipfile.ZipFile(built("gain")) as zf:
         zf.extractall(root)
     rel = "wasm/gain.component.wasm"
     info = SimpleNamespace(id=GAIN, root_dir=root, manifest=None)
     caps = [CapabilityDescriptor(GAIN, "gain", rel, "stellatune:plugin/dsp-plugin@0.1.0", AbilityKind.DSP,
                                  "gain", "gain", "{}", "{}")]
+    return root / rel, info, caps
+
+
+def test_a_second_executor_loads_the_compiled_component_from_disk(built, tmp_path):
+    wasm, info, caps = _gain(built, tmp_path / "pkg")
+    cache = tmp_path / "cache"
+    first = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
+    first.activate(info, caps)
+    assert (first.cache.stats.compiled, first.cache.stats.loaded_from_disk) == (1, 0)
+    first.shutdown()
+    assert len(list((cache / "components").glob("*.cwasm"))) == 1
+
+    second = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
+    second.activate(info, caps)
+    assert (second.cache.stats.compiled, second.cache.stats.loaded_from_disk) == (0, 1)
+    proc = second.dsp(GAIN, "gain").create(AudioSpec(48000, 1), '{"gain_db": 6}')
+    assert np.allclose(proc.process(np.ones((3, 1), np.float32)), 10 ** (6 / 20), atol=1e-6)
+
+    # Changed bytes under the same path are a different key: the cache never runs stale code.
+    wasm.write_bytes(wasm.read_bytes() + b"\0")  # trailing junk: no longer a valid component
+    third = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
+    with pytest.raises(ActivationError, match="not a valid component"):
+        third.activate(info, caps)
+    for ex in (second, third):
+        ex.shutdown()
+
+
+def test_a_corrupt_cache_entry_is_recompiled(built, tmp_path):
+    wasm, info, caps = _gain(built, tmp_path / "pkg")
     cache = tmp_path / "cache"
     ex = ComponentExecutor(cache_dir=cache, log_dir=tmp_path / "logs")
-    key = ex.cache.key_for((root / rel).read_bytes())
+    key = ex.cache.key_for(wasm.read_bytes())
     (cache / "components").mkdir(parents=True)
     (cache / "components" / f"{key}.cwasm").write_bytes(b"garbage")
     ex.activate(info, caps)
@@ -92,8 +88,10 @@ def test_builds_are_cached_by_source_hash(built, tmp_path):
 def test_a_broken_plugin_fails_to_build_with_the_compilers_message(tmp_path):
     src = tmp_path / "broken"
     shutil.copytree(_examples() / "pygain", src)
-    (src / "src" / "app.py").write_text("def oops(:\n")
-    with pytest.raises(BuildError, match="componentize-py"):
+    manifest = json.loads((src / "plugin.json").read_text())
+    manifest["components"][0]["world"] = "stellatune:plugin/no-such-plugin@0.1.0"
+    (src / "plugin.json").write_text(json.dumps(manifest))
+    with pytest.raises(BuildError, match="(?s)componentize-py.*World `no-such-plugin` not found"):
         build_plugin(src)
     (src / "plugin.json").write_text("{")
     with pytest.raises(BuildError, match="cannot read"):

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from stellatune.errors import ActivationError, PluginTimeout, PluginTrap, RuntimeStateError
+from stellatune.errors import PluginTimeout, PluginTrap, RuntimeStateError
 from stellatune.executor import AudioSpec, ComponentExecutor, GrantedHostServices, InstanceLimits
 from stellatune.runtime import WasmPluginRuntime
 
