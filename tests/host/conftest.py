@@ -161,6 +161,12 @@ def child_pids() -> set[int]:
 
 
 @pytest.fixture
+def children():
+    """``children()``: the pids of this process's children, now."""
+    return child_pids
+
+
+@pytest.fixture
 def manager(tmp_path: Path) -> Iterator[SidecarManager]:
     """A manager with a quick restart policy; after the test, shut down and prove it left no
     child process and no endpoint file behind."""

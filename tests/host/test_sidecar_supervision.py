@@ -9,7 +9,7 @@ import time
 import pytest
 
 from stellatune.errors import PluginError, PluginErrorCode
-from stellatune.host.sidecar import LaunchScope, LaunchSpec, SlotState, TransportKind, TransportOption
+from stellatune.host.sidecar import LaunchScope, LaunchSpec, SidecarManager, SlotState, TransportKind, TransportOption
 
 UNIX = [TransportOption(TransportKind.UNIX_SOCKET, 1)]
 
@@ -31,16 +31,17 @@ def echo(channel, data: bytes) -> bytes:
     return out
 
 
-def test_sidecar_killed_mid_stream_is_restarted(manager, make_ctx, install_sidecar) -> None:
+@pytest.mark.parametrize("kind", list(TransportKind), ids=[k.value for k in TransportKind])
+def test_sidecar_killed_mid_stream_is_restarted(kind, manager, make_ctx, install_sidecar) -> None:
     exe = install_sidecar("echo_sidecar.py")
     ctx = make_ctx(sidecars=(exe,))
-    proc = manager.launch(ctx, LaunchSpec(exe, preferred_control=UNIX))
+    proc = manager.launch(ctx, LaunchSpec(exe, preferred_control=[TransportOption(kind, 1)]))
     channel = proc.open_control()
     assert echo(channel, b"before") == b"before"
     old_pid = proc.pid
     os.kill(old_pid, signal.SIGKILL)
     try:
-        assert channel.read(100, timeout_ms=5000) == b""  # the stream ends...
+        assert channel.read(100, timeout_ms=5000) == b""  # the stream ends (a ring sees the pidfd)...
     except PluginError as exc:
         assert exc.code is PluginErrorCode.IO  # ...or is already marked stale
     fresh = proc.open_control()  # waits out the back-off, then connects to the new process
@@ -59,6 +60,8 @@ def test_sidecar_killed_mid_stream_is_restarted(manager, make_ctx, install_sidec
 def test_crash_loop_trips_the_breaker(manager, make_ctx, install_sidecar) -> None:
     exe = install_sidecar("crash_sidecar.py")
     ctx = make_ctx(sidecars=(exe,))
+    heard: list[str] = []
+    manager._on_event = lambda event: heard.append(event.kind)
     proc = manager.launch(ctx, LaunchSpec(exe, scope=LaunchScope.PACKAGE_SHARED))
     wait_for(lambda: proc.state is SlotState.CRASH_LOOP, "crash loop")
     stats = manager.stats(ctx.plugin_id)
@@ -71,6 +74,7 @@ def test_crash_loop_trips_the_breaker(manager, make_ctx, install_sidecar) -> Non
     assert manager.stats(ctx.plugin_id).starts == 3
     last = manager.events(ctx.plugin_id)[-1]
     assert last.kind == "crash-loop" and "status 3" in last.message
+    assert heard == ["started", "crashed", "restarted", "crashed", "restarted", "crash-loop"]
     assert "giving up" in " ".join(proc.log_tail())
 
 
@@ -199,3 +203,23 @@ def test_named_locks_serialise_per_plugin(manager, make_ctx) -> None:
     with pytest.raises(PluginError) as info:
         manager.lock(a, " ")
     assert info.value.code is PluginErrorCode.INVALID_ARG
+
+
+def test_shutdown_leaves_no_process_and_no_file(make_ctx, install_sidecar, children) -> None:
+    exe = install_sidecar("echo_sidecar.py")
+    before = children()
+    mgr = SidecarManager(shutdown_grace_ms=100)
+    everything = [TransportOption(k, 1) for k in TransportKind]
+    for plugin_id in ("dev.test.one", "dev.test.two"):
+        ctx = make_ctx(plugin_id, sidecars=(exe,))
+        for scope in LaunchScope:
+            mgr.launch(ctx, LaunchSpec(exe, scope=scope, args=["ignore-eof"], preferred_control=everything))
+    assert len(children() - before) == 4
+    runtime_dir = mgr.runtime_dir
+    assert any(runtime_dir.rglob("*.shm")) and any(runtime_dir.rglob("*.sock"))
+    mgr.shutdown()
+    assert children() - before == set()
+    assert not runtime_dir.exists()
+    mgr.shutdown()  # idempotent
+    with pytest.raises(PluginError):
+        mgr.launch(make_ctx(sidecars=(exe,)), LaunchSpec(exe))

@@ -68,6 +68,14 @@ class SidecarStats:
     restarts: int = 0
     crash_loops: int = 0
 
+    def bump(self, name: str) -> None:
+        # Slots of one plugin share this object but not a lock: count under a common one.
+        with _STATS_LOCK:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+_STATS_LOCK = threading.Lock()
+
 
 @dataclass(frozen=True)
 class SidecarEvent:
@@ -119,9 +127,9 @@ class SidecarSlot:
             self.generation.close_pipes()
         self.generation = gen
         self.state = SlotState.RUNNING
-        self._stats.starts += 1
+        self._stats.bump("starts")
         if restart:
-            self._stats.restarts += 1
+            self._stats.bump("restarts")
         self._supervisor.watch(self, gen)
         self._event("restarted" if restart else "started", f"{self.plan.executable.name} started (generation {index})", gen)
         self._cond.notify_all()
@@ -141,7 +149,7 @@ class SidecarSlot:
             gen.kill_group()  # whatever it started goes with it
             gen.exited.set()
             self.last_returncode = code
-            self._stats.exits += 1
+            self._stats.bump("exits")
             if gen is not self.generation:
                 gen.cleanup()
                 gen.close_pipes()
@@ -159,14 +167,14 @@ class SidecarSlot:
 
     def _crashed_locked(self, gen: Optional[Generation], what: str) -> None:
         now = time.monotonic()
-        self._stats.crashes += 1
+        self._stats.bump("crashes")
         self._crash_times.append(now)
         while self._crash_times and now - self._crash_times[0] > self._policy.window_s:
             self._crash_times.popleft()
         n = len(self._crash_times)
         if n >= self._policy.max_crashes:
             self.state = SlotState.CRASH_LOOP
-            self._stats.crash_loops += 1
+            self._stats.bump("crash_loops")
             self._event("crash-loop", f"{what}; {n} crashes within {self._policy.window_s:g} s, not restarting it", gen)
             self._logger.error("sidecar %s: crash loop, restarts stopped", self.plan.executable.name)
             return

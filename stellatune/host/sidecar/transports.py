@@ -341,7 +341,14 @@ class _StdioEndpoint(Endpoint):
 
     def connect(self, timeout_s: float, *, is_stale: Callable[[], bool], exit_fd: int) -> Channel:
         # Every stdio channel of a process shares its pipes (as in the original): no busy flag,
-        # and closing a channel leaves the pipes to the process.
+        # and closing a channel leaves the pipes to the process. A hung-up stdout with nothing
+        # left to read is a process on its way out: let the exit show so the caller can move
+        # to the restarted process instead of getting a channel that is dead already.
+        poller = select.poll()
+        poller.register(self._fds[0], select.POLLIN)
+        for _fd, mask in poller.poll(0):
+            if mask & select.POLLHUP and not mask & select.POLLIN and _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S):
+                raise io_error(f"sidecar {self.name}: the sidecar exited")
         return FdChannel(self.kind, f"sidecar {self.name} over stdio", *self._fds, owns_fds=False, is_stale=is_stale, on_close=lambda: None)
 
 
