@@ -7,7 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
-from ..runtime import NoopLifecycleHost, WasmPluginRuntime
+from ..executor import ComponentExecutor
+from ..runtime import WasmPluginRuntime
 
 __all__ = ["HOME_ENV", "default_plugins_dir", "add_plugins_dir_option", "plugins_dir", "open_runtime"]
 
@@ -48,4 +49,4 @@ def open_runtime(args: argparse.Namespace) -> WasmPluginRuntime:
     The one place that picks the lifecycle host, so switching the CLI to the component executor
     is a change here only.
     """
-    return WasmPluginRuntime(plugins_dir(args), host=NoopLifecycleHost())
+    return WasmPluginRuntime(plugins_dir(args), host=ComponentExecutor())

@@ -23,7 +23,7 @@ from .output import print_json, print_table
 __all__ = ["PLUGIN_COMMAND_MODULES", "register"]
 
 #: Modules (full names) adding subcommands to ``plugins`` via ``register_plugin_commands``.
-PLUGIN_COMMAND_MODULES: list[str] = []
+PLUGIN_COMMAND_MODULES: list[str] = ["stellatune.cli.plugin_tools"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

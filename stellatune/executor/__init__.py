@@ -13,7 +13,7 @@ from .imports import (
     FileHostStream, GrantedHostServices, GrantedPluginImports, HostServices, PluginImports,
 )
 from .instance import InstanceLimits
-from .selection import open_decoder, rank_decoders
+from .selection import decoder_candidates, open_decoder
 from .slot import ConfigRejected
 from .values import (
     AudioSpec, AudioTags, ConfigUpdateMode, ConfigUpdatePlan, DecoderInfo, EncodedAudioFormat, LyricCandidate,
@@ -25,7 +25,7 @@ __all__ = [
     "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream", "ProcessedSourceStream",
     "LyricsCapability", "OutputSinkCapability", "OutputSinkSession", "DspCapability", "DspProcessor",
     "HostServices", "PluginImports", "GrantedHostServices", "GrantedPluginImports", "FileHostStream",
-    "open_decoder", "rank_decoders",
+    "decoder_candidates", "open_decoder",
     "AudioSpec", "AudioTags", "ConfigUpdateMode", "ConfigUpdatePlan", "DecoderInfo", "EncodedAudioFormat",
     "LyricCandidate", "MediaMetadata", "NegotiatedSpec", "RuntimeStatus",
 ]

@@ -1,45 +1,26 @@
-"""Picking a decoder for a track: rank by extension score, then try each until one opens.
+"""Picking a decoder for a track: the runtime's ranked candidates, tried in order until one opens.
 
-The rules are the original runtime's: a candidate's score is its exact rule for the extension,
-otherwise its wildcard; score 0 drops it; order is score descending, then plugin id, then type id.
-A candidate "opens" when ``open`` succeeds and ``info`` reports a non-zero rate and channel count.
-For local files with no scored candidate, every decoder is tried (sources get no such fallback).
+The runtime ranks active decoders by extension score (exact rule, else wildcard; 0 drops a
+decoder; ties by plugin id, then type id). A candidate "opens" when ``open`` succeeds and
+``info`` reports a non-zero rate and channel count. Local files no decoder scores fall back to
+every decoder; streams from sources get no such fallback.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import PluginError, PluginErrorCode, StellatuneError
-from .capabilities import DecoderSession
 from ..host.stream import HostStream
+from .capabilities import DecoderSession
 
-__all__ = ["normalize_ext", "decoder_score", "rank_decoders", "open_decoder"]
-
-
-def normalize_ext(ext: Optional[str]) -> str:
-    """``".FLAC "`` → ``"flac"``."""
-    return (ext or "").strip().lstrip(".").lower()
+__all__ = ["decoder_candidates", "open_decoder"]
 
 
-def decoder_score(descriptor: Any, ext: str) -> int:
-    """The descriptor's score for ``ext`` (exact rule, else wildcard)."""
-    ext = normalize_ext(ext)
-    for rule in getattr(descriptor, "decoder_ext_scores", None) or ():
-        rule_ext = rule.ext if hasattr(rule, "ext") else rule[0]
-        rule_score = rule.score if hasattr(rule, "score") else rule[1]
-        if ext and normalize_ext(rule_ext) == ext:
-            return int(rule_score)
-    return int(getattr(descriptor, "decoder_wildcard_score", 0) or 0)
-
-
-def rank_decoders(descriptors: Sequence[Any], ext: Optional[str], *, fallback_all: bool = False) -> list[Any]:
-    """Decoder descriptors for ``ext``, best first; with ``fallback_all``, every decoder if none scores."""
-    decoders = [d for d in descriptors if str(getattr(d.kind, "value", d.kind)) == "decoder"]
-    scored = [(decoder_score(d, ext or ""), d) for d in decoders]
-    ranked = [d for s, d in sorted(((s, d) for s, d in scored if s > 0),
-                                   key=lambda sd: (-sd[0], sd[1].plugin_id, sd[1].type_id))]
-    if not ranked and fallback_all:
-        ranked = sorted(decoders, key=lambda d: (d.plugin_id, d.type_id))
+def decoder_candidates(runtime: Any, ext: Optional[str], *, local_file: bool) -> list[Any]:
+    """The decoders to try for ``ext``, best first (every decoder as the local-file fallback)."""
+    ranked = list(runtime.decoder_candidates(ext))
+    if not ranked and local_file:
+        ranked = list(runtime.all_decoders())
     return ranked
 
 
@@ -50,7 +31,7 @@ def open_decoder(executor: Any, candidates: Sequence[Any], open_stream: Callable
     Raises PluginError(unsupported) naming every candidate's failure when none opens.
     """
     failures: list[str] = []
-    hint = normalize_ext(ext_hint) or None
+    hint = (ext_hint or "").strip().lstrip(".").lower() or None
     for descriptor in candidates:
         label = f"{descriptor.plugin_id}/{descriptor.type_id}"
         try:

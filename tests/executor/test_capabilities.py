@@ -13,7 +13,7 @@ import soundfile as sf
 
 from stellatune.errors import PluginError, PluginErrorCode
 from stellatune.executor import (
-    AudioSpec, ConfigRejected, ConfigUpdateMode, FileHostStream, open_decoder, rank_decoders,
+    AudioSpec, ConfigRejected, ConfigUpdateMode, FileHostStream, decoder_candidates, open_decoder,
 )
 
 WAV = "dev.stellatune.example.wav-decoder"
@@ -74,10 +74,10 @@ def test_decoder_selection_ranks_by_extension_and_falls_back_for_local_files(ins
                                                                              wav_file, tone):
     install("wav-decoder")
     path = wav_file("track.bin", tone(480, 2), "FLOAT")  # an extension no decoder claims
-    assert rank_decoders(runtime.all_decoders(), "bin") == []
-    candidates = rank_decoders(runtime.all_decoders(), "bin", fallback_all=True)
+    assert decoder_candidates(runtime, "bin", local_file=False) == []
+    candidates = decoder_candidates(runtime, "bin", local_file=True)
     assert [c.plugin_id for c in candidates] == [WAV]
-    assert [c.plugin_id for c in rank_decoders(runtime.all_decoders(), ".WAV")] == [WAV]
+    assert [c.plugin_id for c in decoder_candidates(runtime, ".WAV", local_file=False)] == [WAV]
     session, chosen = open_decoder(executor, candidates, lambda: FileHostStream(path), "bin")
     assert chosen.type_id == "wav" and session.info().channels == 2
     session.close()

@@ -1,0 +1,77 @@
+"""``stellatune plugins build`` and ``stellatune plugins info``: tools for plugin authors."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .. import package
+from ..errors import PluginNotInstalledError
+from ..manifest import load_manifest
+from ..sdk.build import build_plugin
+from . import EXIT_OK
+from .context import open_runtime
+from .output import print_json, print_table
+
+__all__ = ["register_plugin_commands"]
+
+
+def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
+    """Add ``build`` and ``info`` to the ``plugins`` group."""
+    p = sub.add_parser("build", help="build a plugin source directory into an installable .zip")
+    p.add_argument("src_dir", type=Path, metavar="DIR")
+    p.add_argument("--out", type=Path, metavar="ZIP", help="where to write the zip (default: the build cache)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("info", help="show a plugin's abilities, worlds, state and last error")
+    p.add_argument("plugin_id", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    print(build_plugin(args.src_dir, args.out))
+    return EXIT_OK
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with open_runtime(args) as runtime:
+        installed = {p.id: p for p in package.list_installed(runtime.plugins_dir)}
+        row = installed.get(args.plugin_id)
+        if row is None:
+            raise PluginNotInstalledError(f"plugin not installed: {args.plugin_id}")
+        runtime.sync_plugins()
+        status = runtime.status(args.plugin_id)
+        log = getattr(runtime.host, "log_path", None)
+        doc: dict[str, Any] = {
+            "id": row.id,
+            "name": row.name,
+            "version": row.version,
+            "root_dir": str(row.root_dir),
+            "desired_state": status.desired_state.value,
+            "state": status.lifecycle_state.value,
+            "last_error": status.last_error,
+            "log": str(log(row.id)) if log else None,
+            "components": _components(Path(row.manifest_path)),
+        }
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    print(f"{doc['id']} {doc['version']} — {doc['name']}")
+    print(f"state: {doc['state']} (desired {doc['desired_state']})")
+    if doc["last_error"]:
+        print(f"last error: {doc['last_error']}")
+    if doc["log"]:
+        print(f"log: {doc['log']}")
+    print_table(["COMPONENT", "WORLD", "KIND", "TYPE", "NAME"],
+                [[c["id"], c["world"], a["kind"], a["type_id"], a["display_name"]]
+                 for c in doc["components"] for a in c["abilities"]])
+    return EXIT_OK
+
+
+def _components(manifest_path: Path) -> list[dict[str, Any]]:
+    manifest = load_manifest(manifest_path)
+    return [{"id": c.id, "path": c.path, "world": c.world,
+             "abilities": [{"kind": a.kind.value, "type_id": a.type_id, "display_name": a.display_name or a.type_id}
+                           for a in c.abilities]}
+            for c in manifest.components]
