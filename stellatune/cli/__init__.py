@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: Modules of this package that add command groups.
-COMMAND_MODULES: list[str] = ["plugins", "bench", "decode"]
+COMMAND_MODULES: list[str] = ["plugins", "decode", "audio", "bench"]
 
 EXIT_OK = 0
 #: An operation failed (plugin activation, state file, sync with errors, any other StellatuneError).
