@@ -48,6 +48,9 @@ def time_chain(benchmark):
         benchmark.extra_info["blocks"] = HOT_FRAMES // frames
         benchmark.extra_info["frames_per_block"] = frames
         benchmark.pedantic(chain.process, setup=restore_input, rounds=200, warmup_rounds=5)
+        # A stage the engine bypassed (e.g. a watchdog timeout under load) makes the figure meaningless.
+        faults = [(s.name, s.fault.kind) for s in stages if s.fault is not None]
+        assert not faults, f"stages bypassed during the benchmark: {faults}"
 
     yield run
     for running in held:

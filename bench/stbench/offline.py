@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
 from .kernels import CONFIGS, EQ_ONE_PEAK, KERNELS, SAMPLE_RATE, Workspace, noise
-from .timing import chain_case, interleaved_medians, per_call_case, split_blocks
+from .timing import ChainCase, interleaved_medians, per_call_case, split_blocks
 
 Progress = Callable[[str], None]
 
@@ -37,25 +37,40 @@ QUICK = Budget(hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, comp
                chain_seconds=1.0, chain_rounds=3)
 
 
-def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget,
+#: How each hot-path variant is built: (native, epoch_interruption).
+_VARIANTS = {"wasm": (False, True), "native": (True, True), "wasm_no_watchdog": (False, False)}
+
+
+def _hot_cases(ws: Workspace, name: str, count: int, frames: int, source: np.ndarray, faults: list[dict],
+               config: Optional[dict] = None) -> dict[str, ChainCase]:
+    """A chain of ``count`` ``name`` stages per variant (wasm, native, wasm without watchdog)."""
+    def factory(native: bool, epoch: bool) -> Callable[[], list]:
+        return lambda: [ws.stage(name, native=native, epoch_interruption=epoch, config=config)
+                        for _ in range(count)]
+    return {variant: ChainCase(factory(native, epoch), frames, source, f"{name} {variant} @ {frames}", faults)
+            for variant, (native, epoch) in _VARIANTS.items()}
+
+
+def _close(cases: dict) -> None:
+    for case in cases.values():
+        if isinstance(case, ChainCase):
+            case.close()
+
+
+def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget, faults: list[dict],
                     progress: Progress = lambda _: None) -> list[dict]:
     """One row per kernel and block size: ns per block on every path."""
     source = noise(max(budget.hot_frames, max(block_sizes) * budget.slow_blocks))
     rows = []
     for name in KERNELS:
         config = CONFIGS[name]
-        # One instance per path, reused across block sizes, as a player would keep them.
-        wasm, wasm_unguarded, native = (ws.stage(name), ws.stage(name, epoch_interruption=False),
-                                        ws.stage(name, native=True))
         py_call = WasmtimePyKernel(ws.wasm_path(name), config)
         component = ws.component_processor(name)
         for frames in block_sizes:
             progress(f"{name} @ {frames} frames")
-            hot = interleaved_medians({
-                "wasm": chain_case([wasm], frames, source[: budget.hot_frames]),
-                "native": chain_case([native], frames, source[: budget.hot_frames]),
-                "wasm_no_watchdog": chain_case([wasm_unguarded], frames, source[: budget.hot_frames]),
-            }, budget.hot_rounds)
+            cases = _hot_cases(ws, name, 1, frames, source[: budget.hot_frames], faults)
+            hot = interleaved_medians(cases, budget.hot_rounds)
+            _close(cases)
             blocks = split_blocks(source, frames, budget.slow_blocks)
             slow = interleaved_medians({
                 "wasmtime_py": per_call_case(py_call.process, blocks),
@@ -79,28 +94,21 @@ def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget,
                 "component_vs_wasm": slow["component"] / hot["wasm"],
             })
         component.close()
-        for stage in (wasm, wasm_unguarded, native):
-            stage.close()
     return rows
 
 
-def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, plugins: int = 8,
-                     progress: Progress = lambda _: None) -> list[dict]:
+def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, faults: list[dict],
+                     plugins: int = 8, progress: Progress = lambda _: None) -> list[dict]:
     """The engine's fixed cost per plugin per block: a chain of ``plugins`` empty kernels minus an
     empty chain, divided by ``plugins``. Wasm with and without the watchdog, and native."""
     source = noise(budget.hot_frames)
-    kinds = {
-        "wasm": lambda: ws.stage("empty"),
-        "wasm_no_watchdog": lambda: ws.stage("empty", epoch_interruption=False),
-        "native": lambda: ws.stage("empty", native=True),
-    }
-    chains = {kind: [make() for _ in range(plugins)] for kind, make in kinds.items()}
     rows = []
     for frames in block_sizes:
         progress(f"fixed overhead @ {frames} frames")
-        cases = {kind: chain_case(stages, frames, source) for kind, stages in chains.items()}
-        cases["none"] = chain_case([], frames, source)
+        cases: dict = _hot_cases(ws, "empty", plugins, frames, source, faults)
+        cases["none"] = ChainCase(list, frames, source, f"empty chain @ {frames}", faults)
         t = interleaved_medians(cases, budget.hot_rounds)
+        _close(cases)
         rows.append({
             "frames": frames,
             "plugins": plugins,
@@ -109,16 +117,13 @@ def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, 
             "native_ns_per_plugin_per_block": (t["native"] - t["none"]) / plugins,
             "empty_chain_ns_per_block": t["none"],
         })
-    for stages in chains.values():
-        for stage in stages:
-            stage.close()
     return rows
 
 
 CHAIN = ("gain", "eq", "compressor", "delay")
 
 
-def measure_chain(ws: Workspace, budget: Budget, frames: int = 256,
+def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int = 256,
                   progress: Progress = lambda _: None) -> dict:
     """gain → peak EQ → compressor → delay over the same audio: our engine (wasm and native) in
     blocks of ``frames`` against pedalboard rendering the whole buffer, and per call of ``frames``."""
@@ -128,26 +133,27 @@ def measure_chain(ws: Workspace, budget: Budget, frames: int = 256,
     configs = {name: (EQ_ONE_PEAK if name == "eq" else CONFIGS[name]) for name in CHAIN}
     source = noise(int(budget.chain_seconds * SAMPLE_RATE) // frames * frames, seed=99)
     n = len(source)
-    wasm = [ws.stage(name, config=configs[name]) for name in CHAIN]
-    native = [ws.stage(name, native=True, config=configs[name]) for name in CHAIN]
+
+    def chain(native: bool) -> Callable[[], list]:
+        return lambda: [ws.stage(name, native=native, config=configs[name]) for name in CHAIN]
+    wasm = ChainCase(chain(False), frames, source, f"4-effect chain wasm @ {frames}", faults)
+    native = ChainCase(chain(True), frames, source, f"4-effect chain native @ {frames}", faults)
     board = pb.Pedalboard([pedalboard_plugin(name, configs[name]) for name in CHAIN])
     planar = np.ascontiguousarray(source.T)
     calls = split_blocks(source, frames, n // frames, planar=True)
-    wasm_case, native_case = chain_case(wasm, frames, source), chain_case(native, frames, source)
-    blocks = n // frames
 
     def offline_render() -> float:
         board.reset()
         return _ns(lambda: board.process(planar, SAMPLE_RATE)) / n
 
     t = interleaved_medians({
-        "wasm": lambda: wasm_case() * blocks / n,
-        "native": lambda: native_case() * blocks / n,
+        "wasm": lambda: wasm() / frames,
+        "native": lambda: native() / frames,
         "pedalboard": offline_render,
         "pedalboard_per_call": per_call_case(pedalboard_block(board), calls),
     }, budget.chain_rounds)
-    for stage in wasm + native:
-        stage.close()
+    wasm.close()
+    native.close()
     return {
         "stages": list(CHAIN),
         "frames": frames,

@@ -109,6 +109,14 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
             for r in doc["realtime"]])
     else:
         lines.append(f"Skipped: {doc['realtime_skipped']}.")
+    lines += ["", "## Stage faults during the run", ""]
+    if doc["faults"]:
+        lines += ["Rounds in which the engine bypassed a stage (the round was discarded and taken again with"
+                  " fresh stages):", ""]
+        lines += _table(["case", "stage", "fault", "block", "message"], [
+            [f["case"], f["stage"], f["kind"], str(f["block"]), f["message"]] for f in doc["faults"]])
+    else:
+        lines.append("None: no stage was bypassed in any measured round.")
     lines += ["", "## How it was measured", "",
               "- Every figure is a median over rounds; in each round every compared case runs once, in a"
               " rotating order, so a burst of machine noise hits all of them alike.",

@@ -33,9 +33,10 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
         progress("building kernels")
         for name in ("gain", "eq", "compressor", "delay", "empty"):
             ws.package(name)
-        kernels = measure_kernels(ws, BLOCK_SIZES, budget, progress)
-        overhead = measure_overhead(ws, BLOCK_SIZES, budget, progress=progress)
-        chain = measure_chain(ws, budget, progress=progress)
+        faults: list[dict] = []  # rounds lost to a stage fault (and taken again)
+        kernels = measure_kernels(ws, BLOCK_SIZES, budget, faults, progress)
+        overhead = measure_overhead(ws, BLOCK_SIZES, budget, faults, progress=progress)
+        chain = measure_chain(ws, budget, faults, progress=progress)
         rt: list[dict] = []
         rt_skipped = None
         if realtime:
@@ -61,6 +62,7 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
         "chain": chain,
         "realtime": rt,
         "realtime_skipped": rt_skipped,
+        "faults": faults,
     }
     doc["targets"] = targets(doc)
     return doc

@@ -14,6 +14,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from stellatune.engine import HotPathStage, Pipeline
+from stellatune.errors import StellatuneError
 
 from .kernels import CHANNELS, SAMPLE_RATE
 
@@ -31,8 +32,16 @@ def interleaved_medians(cases: Mapping[str, Case], rounds: int) -> dict[str, flo
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def chain_case(stages: Sequence[HotPathStage], frames: int, source: np.ndarray) -> Case:
-    """ns per block of the engine's C block loop running ``stages`` over ``source``.
+class BenchmarkError(StellatuneError):
+    """A measurement could not be taken (a stage kept faulting, so its figure would be wrong)."""
+
+
+#: Rounds in a row a chain case may lose to a stage fault before the run gives up.
+_ATTEMPTS = 5
+
+
+class ChainCase:
+    """ns per block of the engine's C block loop running a chain over ``source``.
 
     This is the lowest entry point the engine offers (it has no single-stage timing call): one
     nogil call of the chain over all of ``source`` in blocks of ``frames``, so no Python runs per
@@ -40,20 +49,54 @@ def chain_case(stages: Sequence[HotPathStage], frames: int, source: np.ndarray) 
     linear memory, frame-count and memory-size checks, its own per-call clock reads). Each round
     restores the input first (outside the clock): processing in place would otherwise feed a
     kernel its own output round after round.
-    """
-    pipeline = Pipeline(stages, SAMPLE_RATE, CHANNELS, block_frames=frames)
-    blocks = len(source) // frames
-    source = np.ascontiguousarray(source[: blocks * frames], dtype=np.float32)
-    work = np.empty_like(source)
 
-    def run() -> float:
-        np.copyto(work, source)
-        with pipeline.running() as chain:
+    A stage the engine bypassed mid-round (a fault: e.g. a watchdog timeout on a loaded machine)
+    would make the round look fast, so such a round is logged in ``faults``, the stages are
+    rebuilt with ``make_stages`` and the round is taken again.
+    """
+
+    def __init__(self, make_stages: Callable[[], list[HotPathStage]], frames: int, source: np.ndarray,
+                 label: str, faults: list[dict]):
+        self._make_stages = make_stages
+        self.frames = frames
+        self.label = label
+        self.faults = faults
+        self._blocks = len(source) // frames
+        self._source = np.ascontiguousarray(source[: self._blocks * frames], dtype=np.float32)
+        self._work = np.empty_like(self._source)
+        self._build()
+
+    def _build(self) -> None:
+        self.stages = self._make_stages()
+        self._pipeline = Pipeline(self.stages, SAMPLE_RATE, CHANNELS, block_frames=self.frames)
+
+    def _round(self) -> float:
+        np.copyto(self._work, self._source)
+        with self._pipeline.running() as chain:
             t0 = time.perf_counter_ns()
-            chain.process(work)
+            chain.process(self._work)
             elapsed = time.perf_counter_ns() - t0
-        return elapsed / blocks
-    return run
+        return elapsed / self._blocks
+
+    def __call__(self) -> float:
+        for _ in range(_ATTEMPTS):
+            ns = self._round()
+            faulted = [(i, s.fault) for i, s in enumerate(self.stages) if s.fault is not None]
+            if not faulted:
+                return ns
+            for index, fault in faulted:
+                self.faults.append({"case": self.label, "stage": self.stages[index].name, "kind": fault.kind,
+                                    "block": fault.block,
+                                    "message": (fault.message.strip().splitlines() or [""])[-1]})
+            self.close()
+            self._build()
+        raise BenchmarkError(f"{self.label}: a stage faulted in {_ATTEMPTS} rounds in a row"
+                             f" (last: {self.faults[-1]['stage']}, {self.faults[-1]['kind']})")
+
+    def close(self) -> None:
+        """Drop the stages."""
+        for stage in self.stages:
+            stage.close()
 
 
 def per_call_case(process: Callable[[np.ndarray], object], blocks: Sequence[np.ndarray]) -> Case:
