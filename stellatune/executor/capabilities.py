@@ -387,18 +387,26 @@ class DspProcessor(_Configurable):
         self.capability = capability
         self.spec = spec
         self._slot = slot
+        self._out_channels: Optional[int] = None
 
     def process(self, frames: np.ndarray) -> np.ndarray:
         """Process (frames, channels) float32 audio; the output has the same frame count."""
         channels, data = _interleaved_bytes(frames)
+        if self._out_channels is None:
+            self._out_channels = self.output_channels()
         out = bytes(self._slot.call("process-interleaved-f32", channels, data))
-        out_channels = self.output_channels() or channels
+        out_channels = self._out_channels or channels
         result = np.frombuffer(out, dtype="<f4").astype(np.float32)
         if result.size != len(frames) * out_channels:
             raise PluginError(PluginErrorCode.INTERNAL,
                               f"process returned {result.size} samples for {len(frames)} frames",
                               plugin_id=self.capability.plugin_id, capability="dsp")
         return result.reshape(len(frames), out_channels)
+
+    def update_config(self, new_config: Union[str, dict]) -> ConfigUpdateMode:
+        mode = super().update_config(new_config)
+        self._out_channels = None  # a recreated processor may answer differently
+        return mode
 
     def supported_layouts(self) -> int:
         """Bitmask: mono 1, stereo 2, 5.1 4, 7.1 8; all bits set means any."""

@@ -46,12 +46,9 @@ class ResourceSlot:
         with self._lock:
             self._plugin.ensure_active()
             if self._res is None or self._res.instance.closed:
-                if not self._lazy and self._res is not None:
-                    raise RuntimeStateError(
-                        f"this {self._res.resource} of {self._plugin.plugin_id} was discarded after a "
-                        "failed call; create a new one")
                 if not self._lazy:
-                    raise RuntimeStateError("closed")
+                    why = "was closed" if self._res is None else "was discarded after a failed call"
+                    raise RuntimeStateError(f"this handle of {self._plugin.plugin_id} {why}; create a new one")
                 self._res = self._build(self.config_json)
             return self._res
 
