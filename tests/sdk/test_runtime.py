@@ -18,13 +18,28 @@ class Param(ctypes.Structure):
                 ("default", ctypes.c_float)]
 
 
+# The header's inline helpers, given linkage so ctypes can call them.
+INLINE_WRAPPERS = """
+#include "stellatune_sdk.h"
+float t_flush(float x) { return st_flush_denormal(x); }
+float t_select(int c, float a, float b) { return st_selectf(c, a, b); }
+"""
+
+
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    lib = tmp_path_factory.mktemp("rt") / "st_runtime.so"
+    d = tmp_path_factory.mktemp("rt")
+    (d / "wrappers.c").write_text(INLINE_WRAPPERS)
+    lib = d / "st_runtime.so"
     subprocess.run(["clang-14", "-O2", "-std=c11", "-fno-math-errno", "-shared", "-fPIC",
                     "-I", str(INCLUDE_DIR), "-I", str(GLUE_DIR), "-o", str(lib),
-                    str(GLUE_DIR / "st_runtime.c")], check=True, capture_output=True, timeout=60)
+                    str(GLUE_DIR / "st_runtime.c"), str(d / "wrappers.c")],
+                   check=True, capture_output=True, timeout=60)
     dll = ctypes.CDLL(str(lib))
+    dll.t_flush.restype = ctypes.c_float
+    dll.t_flush.argtypes = [ctypes.c_float]
+    dll.t_select.restype = ctypes.c_float
+    dll.t_select.argtypes = [ctypes.c_int, ctypes.c_float, ctypes.c_float]
     for name in ("st_exp", "st_log", "st_sin", "st_cos", "st_sqrt"):
         getattr(dll, name).restype = ctypes.c_double
         getattr(dll, name).argtypes = [ctypes.c_double]
@@ -128,3 +143,20 @@ def test_put_float_never_overflows_its_buffer(rt):
     buf = ctypes.create_string_buffer(b"\xff" * 8)
     rt.st_put_float(buf, 0, 4, -123.456)
     assert buf.raw[:4] == b"-12\0" and buf.raw[4:8] == b"\xff" * 4
+
+
+def test_flush_denormal_zeroes_below_1e_30_only(rt):
+    limit = np.float32(1e-30)
+    below = np.nextafter(limit, np.float32(0))
+    for tiny in (below, -below, np.float32(1e-38), np.float32(1e-45), -np.float32(1e-45)):
+        out = rt.t_flush(float(tiny))
+        assert out == 0.0 and math.copysign(1.0, out) == 1.0  # +0, never -0
+    for kept in (limit, -limit, np.float32(0.5), np.float32(-3e38)):
+        assert np.float32(rt.t_flush(float(kept))) == kept
+    assert rt.t_flush(math.inf) == math.inf and math.isnan(rt.t_flush(math.nan))
+
+
+def test_selectf(rt):
+    assert rt.t_select(1, 1.5, -2.0) == 1.5
+    assert rt.t_select(0, 1.5, -2.0) == -2.0
+    assert rt.t_select(7, -0.0, 0.0) == 0.0 and math.copysign(1, rt.t_select(7, -0.0, 0.0)) == -1

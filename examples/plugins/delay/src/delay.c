@@ -2,8 +2,8 @@
  *
  *   d = line[t - D];  out = (1 - mix) * x + mix * d;  line[t] = x + feedback * d
  *
- * The delay line is static memory sized for the SDK maximum (DELAY_MAX_FRAMES frames of
- * ST_MAX_CHANNELS channels per context): the hot path never allocates. At sample rates above
+ * The delay line is static memory sized for the SDK maximum (a ring of DELAY_MAX_FRAMES per
+ * channel, ST_MAX_CHANNELS channels, per context): the hot path never allocates. At sample rates above
  * 96 kHz the longest delay shrinks accordingly. */
 #include "stellatune_sdk.h"
 
@@ -23,7 +23,7 @@ typedef struct delay_state {
     uint32_t delay_frames; /* D, 1..DELAY_MAX_FRAMES */
     uint32_t write;        /* ring position of the next frame */
     float feedback, wet, dry;
-    float line[DELAY_MAX_FRAMES * ST_MAX_CHANNELS];
+    float line[ST_MAX_CHANNELS][DELAY_MAX_FRAMES]; /* one ring per channel */
 } delay_state;
 
 static void delay_set_param(void *state, const st_stream *stream, uint32_t id, float value) {
@@ -54,25 +54,38 @@ static int32_t delay_init(void *state, const st_stream *stream, const float *par
 
 static void delay_reset(void *state) {
     delay_state *s = state;
-    memset(s->line, 0, sizeof(float) * DELAY_MAX_FRAMES * s->channels);
+    for (uint32_t ch = 0; ch < s->channels; ch++) memset(s->line[ch], 0, sizeof s->line[ch]);
     s->write = 0;
 }
 
+/* In segments where neither the write head nor the tap D frames behind it wraps, and no longer
+ * than D (so a segment never reads what it writes): plain indexed loops with no per-frame
+ * branches, which matters more in wasm than natively. */
 static void delay_process(void *state, const float *in, float *out, uint32_t frames) {
     delay_state *s = state;
-    const uint32_t C = s->channels;
+    const uint32_t C = s->channels, D = s->delay_frames;
     const float fb = s->feedback, wet = s->wet, dry = s->dry;
     uint32_t w = s->write;
-    uint32_t r = w >= s->delay_frames ? w - s->delay_frames : w + DELAY_MAX_FRAMES - s->delay_frames;
-    for (uint32_t i = 0; i < frames; i++) {
-        float *tap = s->line + (size_t)r * C, *head = s->line + (size_t)w * C;
+    for (uint32_t done = 0; done < frames;) {
+        uint32_t r = w >= D ? w - D : w + DELAY_MAX_FRAMES - D;
+        uint32_t n = frames - done;
+        if (n > DELAY_MAX_FRAMES - w) n = DELAY_MAX_FRAMES - w;
+        if (n > DELAY_MAX_FRAMES - r) n = DELAY_MAX_FRAMES - r;
+        if (n > D) n = D;
         for (uint32_t ch = 0; ch < C; ch++) {
-            float x = in[i * C + ch], d = tap[ch];
-            out[i * C + ch] = dry * x + wet * d;
-            head[ch] = st_flush_denormal(x + fb * d); /* the feedback tail decays to zero */
+            const float *__restrict tap = s->line[ch] + r;
+            float *__restrict head = s->line[ch] + w;
+            const float *x = in + (size_t)done * C + ch;
+            float *y = out + (size_t)done * C + ch;
+            for (uint32_t k = 0; k < n; k++) {
+                float xv = x[k * C], d = tap[k];
+                y[k * C] = dry * xv + wet * d;
+                head[k] = st_flush_denormal(xv + fb * d); /* the feedback tail decays to zero */
+            }
         }
-        if (++w == DELAY_MAX_FRAMES) w = 0;
-        if (++r == DELAY_MAX_FRAMES) r = 0;
+        done += n;
+        w += n;
+        if (w == DELAY_MAX_FRAMES) w = 0;
     }
     s->write = w;
 }
