@@ -188,7 +188,7 @@ static void st_chain_drain_commands(st_chain *c)
 
 void st_chain_process(st_chain *c, float *buf, uint32_t frames)
 {
-    st_fpu_flush_denormals();
+    st_fpu_state fpu = st_fpu_flush_denormals();
     st_chain_drain_commands(c);
     while (frames > 0) {
         uint32_t n = frames < c->max_block ? frames : c->max_block;
@@ -202,6 +202,7 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
         buf += (size_t)n * c->channels;
         frames -= n;
     }
+    st_fpu_restore(fpu);
 }
 
 /* ---- epoch ticker ----------------------------------------------------------------------- */

@@ -171,3 +171,13 @@ def test_watchdog_cost_measurement_runs(tmp_path):
     cost = measure.epoch_cost(measure._gain_module(tmp_path), seconds=0.05)
     assert set(cost) == {"on", "off"}
     assert all(0 < c["p50_us"] <= c["p99_us"] for c in cost.values())
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
+def test_denormals_flush_inside_the_chain_only(kernels, spec, native):
+    # 1e-30 * 1e-10 is a float32 subnormal: the chain flushes it to zero (FTZ/DAZ), and the
+    # caller's thread gets its IEEE mode back afterwards.
+    x = np.full((256, 2), 1e-30, np.float32)
+    y = Pipeline([gain_stage(kernels, spec, 1e-10, native)], 48000, 2).process(x)
+    assert not y.any()
+    assert (x[0, 0] * np.float32(1e-10)) != 0
