@@ -12,6 +12,10 @@ stay a thin translation layer. See docs/host.md.
 """
 from .grants import Grants, PluginHostContext
 from .http import fetch_json
+from .sidecar import (
+    Channel, LaunchScope, LaunchSpec, LockGuard, RestartPolicy, SidecarEvent, SidecarManager, SidecarProcess, SidecarStats,
+    TransportKind, TransportOption,
+)
 from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, StreamOpenKind, open_stream
 
 __all__ = [
@@ -25,4 +29,15 @@ __all__ = [
     "SeekWhence",
     "StreamOpenKind",
     "open_stream",
+    "Channel",
+    "LaunchScope",
+    "LaunchSpec",
+    "LockGuard",
+    "RestartPolicy",
+    "SidecarEvent",
+    "SidecarManager",
+    "SidecarProcess",
+    "SidecarStats",
+    "TransportKind",
+    "TransportOption",
 ]

@@ -52,6 +52,16 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(416, b"", {"Content-Range": f"bytes */{len(BLOB)}"})
                 return self._send(206, BLOB[start:], {"Content-Range": f"bytes {start}-{len(BLOB) - 1}/{len(BLOB)}"})
             return self._send(200, BLOB, {"Accept-Ranges": "bytes"})
+        if path == "/big-blob":  # 8 MiB, sent as fast as the client takes it
+            self.send_response(200)
+            self.send_header("Content-Length", str(32 * len(BLOB)))
+            self.end_headers()
+            try:
+                for _ in range(32):
+                    self.wfile.write(BLOB)
+            except OSError:  # the client went away early: that is the test
+                pass
+            return
         if path == "/norange":
             return self._send(200, BLOB)
         if path == "/stall":

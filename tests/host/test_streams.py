@@ -110,6 +110,33 @@ def test_http_reads_fully_and_seeks_with_range(http_server, make_ctx, blob: byte
         assert s.seek(3) == 3 and s.read(4) == blob[3:7] and s.tell() == 7
 
 
+def test_http_read_ahead_is_bounded(http_server, make_ctx, blob: bytes) -> None:
+    from stellatune.host.http_stream import CHUNK_BYTES, HttpStream
+
+    ctx = make_ctx(http=(http_server.endpoint,))
+    stream = HttpStream(ctx, OpenRequest(HTTP, http_server.url("/big-blob")), read_ahead_bytes=4 * CHUNK_BYTES)
+    with stream:
+        queue = stream._pump._queue  # white box: the queue is the whole read-ahead
+        assert queue.maxsize == 4
+        for _ in range(20):  # the server could send 8 MiB at once; the host holds 4 chunks at most
+            assert queue.qsize() <= 4
+            assert len(stream.read(50_000)) == 50_000
+        assert stream.tell() == 1_000_000 and stream.size() == 32 * len(blob)
+
+
+def test_a_stream_moves_between_threads(plugin_root: Path, make_ctx, blob: bytes) -> None:
+    """Passthrough: a source opens the stream, a decoder on another thread reads on."""
+    (plugin_root / "data" / "t").write_bytes(blob)
+    stream = open_stream(make_ctx(files=("data",)), OpenRequest(FILE, "data/t"))
+    first = stream.read(1000)
+    rest: list[bytes] = []
+    reader = threading.Thread(target=lambda: rest.append(stream.read(len(blob))))
+    reader.start()
+    reader.join()
+    assert first + rest[0] == blob
+    stream.close()
+
+
 def test_http_seek_without_range_support_is_unsupported(http_server, make_ctx, blob: bytes) -> None:
     ctx = make_ctx(http=(http_server.endpoint,))
     with open_stream(ctx, OpenRequest(HTTP, http_server.url("/norange"))) as s:
