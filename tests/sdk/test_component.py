@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import wasmtime
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from stellatune.sdk import abi
@@ -210,6 +211,13 @@ def test_large_lists_are_processed_in_sdk_blocks(gain, noise):
     out = np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2, f32bytes(x))),
                         dtype="<f4").reshape(x.shape)
     np.testing.assert_array_equal(out, x * np.float32(10 ** (6 / 20)))
+
+
+def test_a_list_beyond_the_argument_heap_traps_cleanly(gain):
+    """Arguments live in a 1 MiB heap; a bigger list is refused by a trap, not by corruption."""
+    c, proc = gain
+    with pytest.raises(wasmtime.WasmtimeError):
+        c("[method]processor.process-interleaved-f32", proc, 2, bytes(2 << 20))
 
 
 def test_layouts_and_output_channels(gain):
