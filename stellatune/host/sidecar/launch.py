@@ -116,26 +116,25 @@ class Generation:
             self.close_pipes()
             raise
 
-    def _add(self, name: str, stem: str, option: TransportOption, env_names: list[str]) -> Endpoint:
+    def _add(self, env: dict[str, str], env_name: str, name: str, stem: str, option: TransportOption) -> None:
+        """Create the endpoint (once per name and kind) and publish it under ``env_name``."""
         key = (name, option.kind)
         if key not in self.endpoints:
             self.endpoints[key] = create_endpoint(option.kind, name, self.directory, stem=stem, max_frame_bytes=option.max_frame_bytes)
-        for env_name in env_names:
-            self._env[env_name] = self.endpoints[key].env_value
-        return self.endpoints[key]
+        env[env_name] = self.endpoints[key].env_value
 
     def _make_endpoints(self, plan: LaunchPlan, env: dict[str, str]) -> None:
-        self._env = env
         try:
             for o in plan.control:
                 if o.kind is not TransportKind.STDIO:
-                    self._add("control", "c", o, control_env_names(o.kind)[:1])
+                    self._add(env, control_env_names(o.kind)[0], "control", "c", o)
             for o in plan.data:
                 if o.kind is not TransportKind.STDIO:
-                    self._add("data", "d", o, data_env_names(o.kind, None)[:1])
+                    self._add(env, data_env_names(o.kind, None)[0], "data", "d", o)
             for i, r in enumerate(plan.roles):
+                # A role's ring is sized like the data options of the same kind.
                 size = max((o.max_frame_bytes or 0 for o in plan.data if o.kind is r.kind), default=0) or None
-                self._add(f"data-{r.role}", f"r{i}", TransportOption(r.kind, 0, size), [r.env_name])
+                self._add(env, r.env_name, f"data-{r.role}", f"r{i}", TransportOption(r.kind, 0, size))
         except OSError as exc:
             raise io_error(f"cannot create sidecar endpoints in {self.directory}: {exc.strerror or exc}") from None
         if plan.stdio:

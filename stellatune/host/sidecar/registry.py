@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 from ...errors import PluginError
 from ..errors import invalid_arg, io_error, unsupported
 from ..grants import PluginHostContext
-from .launch import plan_launch
+from .launch import Generation, plan_launch
 from .locks import LockGuard, LockTable
 from .spec import LaunchScope, LaunchSpec, TransportKind, TransportOption, normalise_role, order_options
 from .supervisor import RestartPolicy, SidecarEvent, SidecarSlot, SidecarStats, SlotState, Supervisor, has_exited
@@ -44,13 +44,13 @@ class SidecarProcess:
 
     def open_control(self) -> Channel:
         """A channel over the first control transport that works (launch order + stdio)."""
-        return self._open("control", [("control",)], order_options(self._slot.plan.control))
+        return self._open("control", ("control",), order_options(self._slot.plan.control))
 
     def open_data(self, role: str, preferred: Sequence[TransportOption] = ()) -> Channel:
         """A data channel for ``role``: the call-time options first, then the launch-time ones,
         by priority; a role-specific endpoint wins over the generic data endpoint."""
-        names = [f"data-{normalise_role(role)}", "data"] if normalise_role(role) else ["data"]
-        return self._open(f"data role {role!r}", [tuple(names)], order_options(preferred, self._slot.plan.data))
+        names = (f"data-{normalise_role(role)}", "data") if normalise_role(role) else ("data",)
+        return self._open(f"data role {role!r}", names, order_options(preferred, self._slot.plan.data))
 
     def wait_exit(self, timeout_ms: Optional[int] = None) -> Optional[int]:
         """Exit status of the current process (negative: killed by that signal), or ``None``
@@ -94,11 +94,12 @@ class SidecarProcess:
         if self._released:
             raise invalid_arg("sidecar handle was terminated or released")
 
-    def _open(self, what: str, name_groups: list[tuple[str, ...]], options: list[TransportOption]) -> Channel:
+    def _open(self, what: str, names: tuple[str, ...], options: list[TransportOption]) -> Channel:
+        """Try ``options`` in order on the endpoints called ``names`` (most specific first)."""
         self._check()
         for _attempt in range(3):
             gen = self._slot.current(self._manager.restart_wait_s)
-            channel, errors = self._try_options(gen, name_groups, options)
+            channel, errors = self._try_options(gen, names, options)
             if channel is not None:
                 return self._slot.track(channel)
             if not has_exited(gen):
@@ -106,11 +107,11 @@ class SidecarProcess:
             # The sidecar died while we were connecting: go again on the restarted process.
         raise io_error(f"no transport for the {what} channel worked: " + "; ".join(errors))
 
-    def _try_options(self, gen, name_groups, options) -> tuple[Optional[Channel], list[str]]:
+    def _try_options(self, gen: Generation, names: tuple[str, ...], options: list[TransportOption]) -> tuple[Optional[Channel], list[str]]:
         errors: list[str] = []
         for option in options:
-            names = ("stdio",) if option.kind is TransportKind.STDIO else name_groups[0]
-            endpoint = next((e for e in (gen.endpoint(n, option.kind) for n in names) if e is not None), None)
+            lookup = ("stdio",) if option.kind is TransportKind.STDIO else names
+            endpoint = next((e for e in (gen.endpoint(n, option.kind) for n in lookup) if e is not None), None)
             if endpoint is None:
                 why = ("stdout is not a channel (list stdio in the launch spec)" if option.kind is TransportKind.STDIO
                        else "no endpoint was requested at launch")
@@ -274,6 +275,8 @@ class SidecarManager:
                 log.exception("sidecar event listener failed")
 
     def _runtime_dir(self) -> Path:
+        if self._base is not None and not self._own_base:
+            self._base.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._base is None:
             shm = Path("/dev/shm")
             parent = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
