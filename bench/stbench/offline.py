@@ -2,6 +2,7 @@
 the epoch watchdog's cost, and the 4-effect chain's throughput against pedalboard."""
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -10,7 +11,7 @@ import numpy as np
 
 from .baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
 from .kernels import CONFIGS, EQ_ONE_PEAK, KERNELS, SAMPLE_RATE, Workspace, noise
-from .timing import ChainCase, interleaved_medians, per_call_case, split_blocks
+from .timing import ChainCase, interleaved_medians, interleaved_rounds, paired_ratio, per_call_case, split_blocks
 
 Progress = Callable[[str], None]
 
@@ -69,8 +70,9 @@ def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget, f
         for frames in block_sizes:
             progress(f"{name} @ {frames} frames")
             cases = _hot_cases(ws, name, 1, frames, source[: budget.hot_frames], faults)
-            hot = interleaved_medians(cases, budget.hot_rounds)
+            rounds = interleaved_rounds(cases, budget.hot_rounds)
             _close(cases)
+            hot = {variant: statistics.median(values) for variant, values in rounds.items()}
             blocks = split_blocks(source, frames, budget.slow_blocks)
             slow = interleaved_medians({
                 "wasmtime_py": per_call_case(py_call.process, blocks),
@@ -85,9 +87,9 @@ def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget, f
                 "wasm_ns_per_block": hot["wasm"],
                 "native_ns_per_block": hot["native"],
                 "component_ns_per_block": slow["component"],
-                "wasm_vs_native": hot["wasm"] / hot["native"],
+                "wasm_vs_native": paired_ratio(rounds["wasm"], rounds["native"]),
                 "wasm_no_watchdog_ns_per_block": hot["wasm_no_watchdog"],
-                "wasm_no_watchdog_vs_native": hot["wasm_no_watchdog"] / hot["native"],
+                "wasm_no_watchdog_vs_native": paired_ratio(rounds["wasm_no_watchdog"], rounds["native"]),
                 "wasmtime_py_ns_per_block": slow["wasmtime_py"],
                 "numpy_ns_per_block": slow["numpy"],
                 "pedalboard_ns_per_block": slow["pedalboard"],

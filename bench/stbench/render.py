@@ -46,7 +46,9 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
         "",
         "One block = `frames` stereo frames. The hot-path columns are the engine's C block loop"
         " (`Pipeline.running()` + one nogil `process` over many blocks), including the engine's copies"
-        " into and out of linear memory; the other columns are one Python call per block.",
+        " into and out of linear memory; the other columns are one Python call per block. The wasm/native"
+        " ratios are medians of the ratio within each round (both measured back to back), so they can"
+        " differ from the ratio of the two median columns.",
         "",
     ]
     rows = []
@@ -129,7 +131,7 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
               "- wasmtime-py call: the same core module, one `Func` call per block from Python.",
               "- Component path: the plugin's `dsp` component through `stellatune.executor`"
               " (`DspProcessor.process`, `list<f32>` in and out), as the original runtime runs DSP.",
-              "![results](results.png)", ""]
+              "", "![results](results.png)", ""]
     return "\n".join(lines)
 
 
@@ -151,7 +153,8 @@ def plot(doc: dict, path: Path) -> None:
     left.set_yscale("log")
     left.set_ylabel(f"µs per {frames}-frame block (log)")
     left.set_title("Per-block cost by path")
-    left.legend(fontsize=7, ncol=2)
+    left.set_ylim(top=left.get_ylim()[1] * 40)  # room for the legend above the bars
+    left.legend(fontsize=7, ncol=4, loc="upper left")
     for name in dict.fromkeys(r["name"] for r in doc["kernels"]):
         series = [r for r in doc["kernels"] if r["name"] == name]
         right.plot([r["frames"] for r in series], [r["wasm_vs_native"] for r in series], marker="o", label=name)

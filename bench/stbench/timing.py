@@ -21,15 +21,26 @@ from .kernels import CHANNELS, SAMPLE_RATE
 Case = Callable[[], float]
 
 
-def interleaved_medians(cases: Mapping[str, Case], rounds: int) -> dict[str, float]:
-    """Run every case once per round, rotating the order; return each case's median."""
+def interleaved_rounds(cases: Mapping[str, Case], rounds: int) -> dict[str, list[float]]:
+    """Run every case once per round, rotating the order; return each case's figures by round."""
     names = list(cases)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             samples[name].append(cases[name]())
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def interleaved_medians(cases: Mapping[str, Case], rounds: int) -> dict[str, float]:
+    """Each case's median over :func:`interleaved_rounds`."""
+    return {name: statistics.median(values) for name, values in interleaved_rounds(cases, rounds).items()}
+
+
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """Median over rounds of the ratio within each round: load that drifts between rounds hits
+    both sides of a round alike and cancels."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
 class BenchmarkError(StellatuneError):
@@ -69,6 +80,7 @@ class ChainCase:
     def _build(self) -> None:
         self.stages = self._make_stages()
         self._pipeline = Pipeline(self.stages, SAMPLE_RATE, CHANNELS, block_frames=self.frames)
+        self._round()  # untimed: the first touch of fresh linear memory costs page faults
 
     def _round(self) -> float:
         np.copyto(self._work, self._source)
@@ -87,7 +99,7 @@ class ChainCase:
             for index, fault in faulted:
                 self.faults.append({"case": self.label, "stage": self.stages[index].name, "kind": fault.kind,
                                     "block": fault.block,
-                                    "message": (fault.message.strip().splitlines() or [""])[-1]})
+                                    "message": (fault.message.strip().splitlines() or [""])[-1].strip()})
             self.close()
             self._build()
         raise BenchmarkError(f"{self.label}: a stage faulted in {_ATTEMPTS} rounds in a row"

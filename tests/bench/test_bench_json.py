@@ -38,10 +38,8 @@ def test_every_kernel_is_measured_once_at_every_block_size_on_every_path(results
 
 
 def test_ratios_are_computed_from_the_reported_times(results):
+    # wasm_vs_native is a median of per-round ratios (see paired_ratio), not a ratio of medians.
     for r in results["kernels"]:
-        assert r["wasm_vs_native"] == pytest.approx(r["wasm_ns_per_block"] / r["native_ns_per_block"])
-        assert r["wasm_no_watchdog_vs_native"] == pytest.approx(
-            r["wasm_no_watchdog_ns_per_block"] / r["native_ns_per_block"])
         assert r["component_vs_wasm"] == pytest.approx(r["component_ns_per_block"] / r["wasm_ns_per_block"])
     c = results["chain"]
     assert c["speedup_vs_pedalboard"] == pytest.approx(c["pedalboard_ns_per_frame"] / c["wasm_ns_per_frame"])

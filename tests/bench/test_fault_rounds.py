@@ -4,7 +4,7 @@ import pytest
 import wasmtime
 
 from stbench.kernels import noise
-from stbench.timing import BenchmarkError, ChainCase, interleaved_medians
+from stbench.timing import BenchmarkError, ChainCase, interleaved_medians, paired_ratio
 from stellatune.engine import HotPathStage
 from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
 
@@ -64,3 +64,8 @@ def test_a_stage_that_keeps_faulting_stops_the_run_with_a_clear_error(module):
     with pytest.raises(BenchmarkError, match=r"copy @ 64: a stage faulted in 5 rounds in a row \(last: copy, trap\)"):
         interleaved_medians({"copy": case}, rounds=3)
     assert len(faults) == 5
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # Round 3 ran under load on both sides: its ratio is as good as the others'.
+    assert paired_ratio([2.0, 4.0, 90.0], [1.0, 2.0, 30.0]) == 2.0
