@@ -252,6 +252,23 @@ def _guarded(fn: HostFunc) -> HostFunc:
     return call
 
 
+def _best_effort(fn: HostFunc) -> HostFunc:
+    """For functions without a result (``close``, ``unlock``): a refusal cannot be reported, and
+    must not trap the guest, so it is dropped."""
+
+    def call(store: Any, *args: Any) -> None:
+        try:
+            fn(store, *args)
+        except PluginError:
+            pass
+
+    return call
+
+
+# Imported functions that return no result, so cannot carry a plugin-error.
+_NO_RESULT = {"close", "unlock"}
+
+
 def _bind_host_stream(inst: LinkerInstance) -> None:
     t = HOST_STREAM_TYPE
     inst.add_resource("host-stream-handle", ResourceType.host(t),
@@ -273,7 +290,8 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
     def method(name: str, fn: Callable[..., Any]) -> None:
         def call(store: Any, handle: ResourceAny, *args: Any) -> Any:
             return fn(StoreImports.of(store).get(t, handle, store), *args)
-        inst.add_func(f"[method]host-stream-handle.{name}", _guarded(call))
+        inst.add_func(f"[method]host-stream-handle.{name}",
+                      _best_effort(call) if name in _NO_RESULT else _guarded(call))
 
     inst.add_func("open", _guarded(open_))
     method("read", lambda s, n: bytes(s.read(n)))
@@ -308,7 +326,8 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
             host = StoreImports.of(store)
             out = fn(host.get(t, handle, store), *args)
             return host.insert(CHANNEL_TYPE, out) if returns_channel else out
-        wrapped = call if name in ("unlock", "transport", "close") else _guarded(call)
+        # transport() cannot fail; close/unlock have no result to carry an error.
+        wrapped = call if name == "transport" else _best_effort(call) if name in _NO_RESULT else _guarded(call)
         inst.add_func(f"[method]{resource}.{name}", wrapped)
 
     inst.add_func("lock", _guarded(lock))
