@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Union
@@ -31,9 +30,10 @@ __all__ = ["ENGINE_CLOCK", "PlaybackHandle", "list_devices", "start_playback"]
 #: ``device`` value that plays through the engine clock instead of a PortAudio device.
 ENGINE_CLOCK = "engine-clock"
 _FEED_FRAMES = 2048
-# Playbacks still running at interpreter exit are stopped first: their audio thread must not
-# call into wasm stores that finalisation is about to free.
-_LIVE: "weakref.WeakSet[PlaybackHandle]" = weakref.WeakSet()
+# Every playback not yet stopped. Held strongly so a handle the caller dropped still plays to
+# the end; stopped at interpreter exit, before finalisation frees the wasm stores the audio
+# thread calls into.
+_LIVE: "set[PlaybackHandle]" = set()
 
 
 @atexit.register
@@ -126,7 +126,11 @@ def _blocks(source: Union[str, Path, np.ndarray], sample_rate: int, channels: in
 
 
 class PlaybackHandle:
-    """A running playback: ``stats()`` while it plays, ``wait()`` for the end, ``stop()``."""
+    """A running playback: ``stats()`` while it plays, ``wait()`` for the end, ``stop()``.
+
+    The device and the pipeline stay in use until ``wait()`` returns True or ``stop()`` is called
+    (or the interpreter exits), even if the handle is dropped.
+    """
 
     def __init__(self, pipeline: "Pipeline", player: "_core.Player", running: AbstractContextManager,
                  blocks: Iterator[np.ndarray], uses_portaudio: bool):
