@@ -19,6 +19,9 @@ from stellatune.sdk.build import BuildError, build_plugin
 
 GAIN = "dev.stellatune.example.gain"
 
+# Some of these build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
+
 
 def _gain(built, root):
     """An unpacked C gain package and its info/capabilities, as the runtime would pass them."""

@@ -22,6 +22,9 @@ LRC = "dev.stellatune.example.lrc-lyrics"
 SINK = "dev.stellatune.example.wav-sink"
 PYGAIN = "dev.stellatune.example.pygain"
 
+# These build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
+
 
 # --- decoder --------------------------------------------------------------------------------
 

@@ -5,11 +5,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from stellatune.cli import EXIT_FAILURE, EXIT_NOT_INSTALLED, EXIT_OK, main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+
+# These build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
 
 
 def test_build_install_info_and_decode(tmp_path, plugins_dir, capsys, tone):

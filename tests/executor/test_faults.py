@@ -15,6 +15,9 @@ PYGAIN = "dev.stellatune.example.pygain"
 FOLDER = "dev.stellatune.example.folder-source"
 SPEC = AudioSpec(48000, 2)
 
+# These build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
+
 
 def test_a_trap_raises_plugin_trap_and_only_that_processor_is_lost(install, executor, hooks):
     install("pygain")
@@ -127,3 +130,31 @@ def test_one_processor_used_from_many_threads_serialises_its_calls(install, exec
         t.join()
     assert errors == [] and results == [True] * 40
     assert proc.export_state() == '{"frames_processed": 2560}'
+
+
+def test_disabling_while_another_thread_is_inside_the_plugin_waits_then_tears_everything_down(
+        plugins_dir, tmp_path, compile_cache, built):
+    from stellatune import package
+    from stellatune.runtime import DesiredState
+
+    ex = ComponentExecutor(cache_dir=compile_cache, log_dir=tmp_path / "logs",
+                           limits=InstanceLimits(call_timeout_s=1.0, hook_timeout_s=1.0))
+    with WasmPluginRuntime(plugins_dir, ex) as rt:
+        package.install_from_artifact(plugins_dir, built("pygain"))
+        rt.sync_plugins()
+        proc = ex.dsp(PYGAIN, "pygain").create(SPEC)
+        outcome = []
+
+        def hang():
+            try:
+                proc.apply_config('{"hang": true}')
+            except (PluginTimeout, RuntimeStateError) as e:  # inside the call, or too late to enter
+                outcome.append(type(e))
+
+        worker = threading.Thread(target=hang)
+        worker.start()
+        rt.set_desired_state(PYGAIN, DesiredState.DISABLED)
+        assert ex.live_instances(PYGAIN) == 0 and not ex.is_active(PYGAIN)
+        worker.join()
+        assert outcome in ([PluginTimeout], [RuntimeStateError])
+    ex.shutdown()

@@ -16,6 +16,9 @@ from stellatune.sdk.build import build_plugin
 
 PYGAIN = "dev.stellatune.example.pygain"
 
+# These build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
+
 
 def test_hooks_follow_enable_disable_reload_and_uninstall(runtime, executor, install, hooks, plugins_dir, tmp_path):
     install("pygain")

@@ -23,6 +23,9 @@ WASM_TOOLS = str(Path(sys.executable).parent / "wasm-tools")
 COMPAT_DIR = REPO.parent / "shared" / "compat" / "stellatune-manifests"
 PYGAIN = "dev.stellatune.example.pygain"
 
+# These build Python components (cached after the first run).
+pytestmark = pytest.mark.slow
+
 
 def test_the_wit_package_is_valid():
     out = subprocess.run([WASM_TOOLS, "component", "wit", str(WIT)], capture_output=True, text=True, check=True)
