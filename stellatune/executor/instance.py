@@ -107,7 +107,12 @@ class PluginInstance:
         except Exception as e:
             self._teardown()
             raise ActivationError(f"cannot instantiate {component_id}: {_summary(e)}", plugin_id) from e
-        self.call("lifecycle", "on-enable", timeout_s=limits.hook_timeout_s)
+        try:
+            self.call("lifecycle", "on-enable", timeout_s=limits.hook_timeout_s)
+        except BaseException:
+            # An instance whose on-enable failed never served a call: drop it without on-disable.
+            self._teardown()
+            raise
 
     @property
     def imports(self) -> StoreImports:
@@ -154,7 +159,7 @@ class PluginInstance:
         where = {"plugin_id": self.plugin_id, "capability": self.world.kind}
         self._log.note(f"{what} failed, instance discarded: {_summary(error)}")
         self._teardown()
-        if "interrupt" in text:
+        if "wasm trap: interrupt" in text:
             return PluginTimeout(f"{what} ran past its {seconds:g} s deadline", **where)
         return PluginTrap(f"{what}: {_summary(error)}", **where)
 
@@ -182,6 +187,8 @@ class PluginInstance:
                 res.handle.drop(self.store)
             except PluginError as e:
                 self._log.note(f"closing {res.resource} failed: {e}")
+            except wasmtime.WasmtimeError as e:  # the guest's destructor trapped
+                self._broken(e, f"dropping {res.resource}", self._limits.hook_timeout_s)
 
     # --- teardown ---------------------------------------------------------------------------
 
