@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -93,7 +94,10 @@ def test_chatty_sidecar_never_blocks_on_its_log(manager, make_ctx, install_sidec
     proc = manager.launch(ctx, echo_spec(exe, args=["chatty"], control=[TransportOption(TransportKind.UNIX_SOCKET, 1)]))
     channel = proc.open_control()  # the sidecar only connects after writing 2 MiB of log
     assert round_trip(channel, b"still here") == b"still here"
-    assert any("serving STELLATUNE_SIDECAR_CONTROL_UNIX_SOCKET" in line for line in proc.log_tail())
+    deadline = time.monotonic() + 10  # the drain thread may still be catching up with the backlog
+    while not any("serving STELLATUNE_SIDECAR_CONTROL_UNIX_SOCKET" in line for line in proc.log_tail()):
+        assert time.monotonic() < deadline, proc.log_tail()[-3:]
+        time.sleep(0.01)
 
 
 def test_environment_is_cleared_except_grants(manager, make_ctx, install_sidecar, plugin_root, monkeypatch) -> None:
