@@ -254,3 +254,39 @@ def test_context_from_manifest_permissions(plugin_root: Path) -> None:
         assert s.read(5) == b"1"
     empty = PluginHostContext.from_permissions("dev.test.p", plugin_root, None)  # no block: nothing allowed
     refused(PluginErrorCode.DENIED, open_stream, empty, OpenRequest(FILE, "data/x"))
+
+
+@pytest.fixture
+def https_server(tmp_path: Path, http_server):
+    """The same routes over TLS, with a self-signed certificate for 127.0.0.1."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), http_server.server.RequestHandlerClass)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_verifies_certificates(https_server, make_ctx, monkeypatch, blob: bytes) -> None:
+    endpoint, cert = https_server
+    ctx = make_ctx(http=(endpoint,))
+    err = refused(PluginErrorCode.IO, open_stream, ctx, OpenRequest(HTTP, f"https://{endpoint}/blob"))
+    assert "CERTIFICATE_VERIFY_FAILED" in err.message
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the host trusts it: OpenSSL's standard knob
+    with open_stream(ctx, OpenRequest(HTTP, f"https://{endpoint}/blob")) as s:
+        assert s.seek(1000) == 1000 and s.read(10) == blob[1000:1010]
+    assert '"ok": true' in fetch_json(ctx, f"https://{endpoint}/json")
