@@ -72,7 +72,21 @@ static void delay_process(void *state, const float *in, float *out, uint32_t fra
         if (n > DELAY_MAX_FRAMES - w) n = DELAY_MAX_FRAMES - w;
         if (n > DELAY_MAX_FRAMES - r) n = DELAY_MAX_FRAMES - r;
         if (n > D) n = D;
-        for (uint32_t ch = 0; ch < C; ch++) {
+        uint32_t ch = 0;
+        for (; ch + 1 < C; ch += 2) { /* channel pairs: half the loop back-edges */
+            const float *__restrict ta = s->line[ch] + r, *__restrict tb = s->line[ch + 1] + r;
+            float *__restrict ha = s->line[ch] + w, *__restrict hb = s->line[ch + 1] + w;
+            const float *x = in + (size_t)done * C + ch;
+            float *y = out + (size_t)done * C + ch;
+            for (uint32_t k = 0; k < n; k++) {
+                float xa = x[k * C], xb = x[k * C + 1], da = ta[k], db = tb[k];
+                y[k * C] = dry * xa + wet * da;
+                y[k * C + 1] = dry * xb + wet * db;
+                ha[k] = st_flush_denormal(xa + fb * da); /* the feedback tail decays to zero */
+                hb[k] = st_flush_denormal(xb + fb * db);
+            }
+        }
+        if (ch < C) {
             const float *__restrict tap = s->line[ch] + r;
             float *__restrict head = s->line[ch] + w;
             const float *x = in + (size_t)done * C + ch;
@@ -80,7 +94,7 @@ static void delay_process(void *state, const float *in, float *out, uint32_t fra
             for (uint32_t k = 0; k < n; k++) {
                 float xv = x[k * C], d = tap[k];
                 y[k * C] = dry * xv + wet * d;
-                head[k] = st_flush_denormal(xv + fb * d); /* the feedback tail decays to zero */
+                head[k] = st_flush_denormal(xv + fb * d);
             }
         }
         done += n;
