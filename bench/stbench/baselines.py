@@ -15,6 +15,7 @@ import wasmtime
 from stellatune.sdk import abi
 
 from .kernels import CHANNELS, SAMPLE_RATE
+from .timing import BenchmarkError
 
 Process = Callable[[np.ndarray], object]
 
@@ -152,7 +153,7 @@ class WasmtimePyKernel:
                                   abi.SDK_IN_OFFSET, abi.SDK_OUT_OFFSET)
         self._memory.write(self._store, args, scratch)
         if exports[abi.DEFAULT_INIT_EXPORT](self._store, scratch, scratch + abi.SCRATCH_OUT_CTX) != 0:
-            raise RuntimeError(f"{path}: init failed")
+            raise BenchmarkError(f"{path}: st_hot_init failed")
         raw = self._memory.read(self._store, scratch + abi.SCRATCH_OUT_CTX, scratch + abi.SCRATCH_OUT_CTX + 4)
         self._ctx = struct.unpack("<I", raw)[0]
         names_at = exports[abi.PARAM_NAMES_EXPORT](self._store)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -42,12 +42,11 @@ QUICK = Budget(hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, comp
 _VARIANTS = {"wasm": (False, True), "native": (True, True), "wasm_no_watchdog": (False, False)}
 
 
-def _hot_cases(ws: Workspace, name: str, count: int, frames: int, source: np.ndarray, faults: list[dict],
-               config: Optional[dict] = None) -> dict[str, ChainCase]:
+def _hot_cases(ws: Workspace, name: str, count: int, frames: int, source: np.ndarray,
+               faults: list[dict]) -> dict[str, ChainCase]:
     """A chain of ``count`` ``name`` stages per variant (wasm, native, wasm without watchdog)."""
     def factory(native: bool, epoch: bool) -> Callable[[], list]:
-        return lambda: [ws.stage(name, native=native, epoch_interruption=epoch, config=config)
-                        for _ in range(count)]
+        return lambda: [ws.stage(name, native=native, epoch_interruption=epoch) for _ in range(count)]
     return {variant: ChainCase(factory(native, epoch), frames, source, f"{name} {variant} @ {frames}", faults)
             for variant, (native, epoch) in _VARIANTS.items()}
 
