@@ -31,7 +31,6 @@ publishes it.
 """
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import select
@@ -198,9 +197,6 @@ class ShmRing:
                 pass
         except BlockingIOError:
             pass
-        except OSError as exc:  # pragma: no cover - a bell fd should never fail otherwise
-            if exc.errno != errno.EAGAIN:
-                raise
 
     def close(self) -> None:
         if self._bell >= 0:

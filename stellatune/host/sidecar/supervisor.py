@@ -40,6 +40,8 @@ log = logging.getLogger("stellatune.host.sidecar")
 
 @dataclass(frozen=True)
 class RestartPolicy:
+    """When to restart a crashed sidecar, and when to give up (the breaker)."""
+
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
     max_crashes: int = 5
@@ -48,12 +50,15 @@ class RestartPolicy:
 
 
 class SlotState(str, enum.Enum):
+    """Where a supervised sidecar stands."""
+
     RUNNING = "running"
     BACKOFF = "backoff"
     """Crashed; a restart is scheduled."""
     EXITED = "exited"
     """Exited cleanly on its own; started again on next use."""
     CRASH_LOOP = "crash-loop"
+    """The breaker is open: no more restarts until the plugin is deactivated."""
     STOPPED = "stopped"
     """Terminated by the host; final."""
 
@@ -79,6 +84,8 @@ _STATS_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class SidecarEvent:
+    """Something that happened to a sidecar, for logs, status pages and tests."""
+
     plugin_id: str
     slot: int
     kind: str

@@ -51,12 +51,7 @@ def _wait_fd(fd: int, events: int, timeout_s: Optional[float]) -> bool:
     """``poll`` one fd; ``False`` on timeout. ``None`` waits forever."""
     poller = select.poll()
     poller.register(fd, events)
-    ms = None if timeout_s is None else max(0, int(timeout_s * 1000))
-    while True:
-        try:
-            return bool(poller.poll(ms))
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            continue
+    return bool(poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000))))
 
 
 class Channel:
