@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, Self, Union
 
 import numpy as np
 from wasmtime.component import ResourceAny, Variant
@@ -103,7 +103,7 @@ class _Configurable:
         """Close the guest resource and tear its instance down."""
         self._slot.close()
 
-    def __enter__(self) -> "_Configurable":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -129,7 +129,11 @@ class DecoderCapability(_Capability):
 
     def open(self, stream: HostStream, ext_hint: Optional[str] = None,
              config_json: Optional[str] = None) -> "DecoderSession":
-        """Open a session reading ``stream`` (the session owns and closes it)."""
+        """Open a session reading ``stream`` (the session owns and closes it).
+
+        A session cannot be recreated for a config change (its stream is consumed): when the
+        plugin plans ``recreate``, ``update_config`` raises and the caller opens a new session.
+        """
         def build(config: str) -> GuestResource:
             def create(instance: PluginInstance) -> GuestResource:
                 handle = instance.imports.insert(HOST_STREAM_TYPE, stream)
@@ -137,7 +141,7 @@ class DecoderCapability(_Capability):
                 return instance.adopt(raw, self.interface, "session")
             return self._build(create, config)
         return DecoderSession(self, ResourceSlot(self._plugin, build, config_json or self.default_config_json,
-                                                 lazy=False))
+                                                 lazy=False, recreatable=False))
 
 
 class DecoderSession(_Configurable):

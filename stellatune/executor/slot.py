@@ -33,10 +33,12 @@ Builder = Callable[[str], GuestResource]
 class ResourceSlot:
     """One guest resource, rebuilt on demand (``lazy``) or fixed for its lifetime (sessions)."""
 
-    def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool):
+    def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool,
+                 recreatable: bool = True):
         self._plugin = plugin
         self._build = build
         self._lazy = lazy
+        self._recreatable = recreatable
         self._lock = threading.RLock()
         self.config_json = config_json
         self._res: Optional[GuestResource] = None if lazy else build(config_json)
@@ -83,6 +85,11 @@ class ResourceSlot:
             if plan.mode is ConfigUpdateMode.HOT_APPLY:
                 self.apply_config(new_config_json)
             elif plan.mode is ConfigUpdateMode.RECREATE:
+                if not self._recreatable:
+                    raise PluginError(PluginErrorCode.UNSUPPORTED,
+                                      f"the plugin asks to recreate ({plan.reason or 'no reason given'}), which "
+                                      "this handle cannot do; open a new one with the new config",
+                                      plugin_id=self._plugin.plugin_id)
                 self._recreate(new_config_json)
             else:
                 raise ConfigRejected(plan.reason or "no reason given", plugin_id=self._plugin.plugin_id)
