@@ -251,9 +251,16 @@ def test_wav_sink_records_a_file_through_its_sidecar(install, executor, tmp_path
     while offset < len(signal):
         offset += session.write(signal[offset:offset + 700])
     session.flush()
+    # The plugin holds a host lock per file while recording: a second session must wait.
+    with pytest.raises(PluginError) as caught:
+        executor.output_sink(SINK, "wav-file").open({"id": "file", "path": str(out)}, AudioSpec(48000, 2))
+    assert caught.value.code is PluginErrorCode.TIMEOUT
     session.close()
     written, rate = sf.read(out, dtype="float32")
     assert rate == 48000 and np.array_equal(written, signal)
+    again = executor.output_sink(SINK, "wav-file").open({"id": "file", "path": str(out)}, AudioSpec(48000, 1))
+    again.close()
+    assert sf.info(out).channels == 1
 
 
 # --- config plans ---------------------------------------------------------------------------

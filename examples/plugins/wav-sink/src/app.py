@@ -1,7 +1,8 @@
 """wav-sink: an output sink that records what it is given to a float32 WAV file.
 
 Targets: ``{"id": "file", "path": "/abs/out.wav"}`` writes through the plugin's sidecar
-``bin/wav-writer`` (a component has no filesystem of its own); ``{"id": "null"}`` accepts and
+``bin/wav-writer`` (a component has no filesystem of its own), holding the host lock
+``file:<path>`` while open so two sessions never write one file; ``{"id": "null"}`` accepts and
 discards. ``write`` accepts at most ``max_chunk_frames`` per call, so hosts must handle partial
 writes, as with a real device.
 """
@@ -17,6 +18,7 @@ from wit_world.imports import common, sidecar
 TARGETS = [{"id": "file", "name": "WAV file (float32)"}, {"id": "null", "name": "Discard"}]
 MAX_CHANNELS = 8
 ACK_TIMEOUT_MS = 5000
+LOCK_TIMEOUT_MS = 200
 
 
 def log(text):
@@ -49,6 +51,7 @@ class Session(output_sink.Session):
         self.spec = None
         self.process = None
         self.channel = None
+        self.guard = None
         self.frames_written = 0
 
     def list_targets_json(self):
@@ -70,6 +73,7 @@ class Session(output_sink.Session):
         self._close_writer()
         self.spec = spec
         if target["id"] == "file":
+            self.guard = sidecar.lock(f"file:{target['path']}", LOCK_TIMEOUT_MS)  # Err(timeout) if taken
             stdio = sidecar.TransportOption(sidecar.TransportKind.STDIO, 0, None)
             self.process = sidecar.launch(sidecar.LaunchSpec(
                 sidecar.LaunchScope.INSTANCE, "bin/wav-writer", [], [stdio], [], []))
@@ -131,13 +135,16 @@ class Session(output_sink.Session):
         self.frames_written = int(json.loads(state_json).get("frames_written", 0))
 
     def _close_writer(self):
-        if self.channel is not None:
-            try:
+        try:
+            if self.channel is not None:
                 self._ack(b"E")
                 self.process.wait_exit(ACK_TIMEOUT_MS)
-            finally:
-                self.channel = None
-                self.process = None
+        finally:
+            self.channel = None
+            self.process = None
+            if self.guard is not None:
+                self.guard.unlock()
+                self.guard = None
 
     def close(self):
         self._close_writer()
