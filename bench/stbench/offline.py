@@ -11,7 +11,8 @@ import numpy as np
 
 from .baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
 from .kernels import CONFIGS, EQ_ONE_PEAK, KERNELS, SAMPLE_RATE, Workspace, noise
-from .timing import ChainCase, interleaved_medians, interleaved_rounds, paired_ratio, per_call_case, split_blocks
+from .timing import (ChainCase, interleaved_medians, interleaved_rounds, paired_difference, paired_ratio,
+                     per_call_case, split_blocks)
 
 Progress = Callable[[str], None]
 
@@ -32,8 +33,8 @@ class Budget:
     chain_rounds: int
 
 
-FULL = Budget(hot_rounds=31, hot_frames=32768, slow_rounds=9, slow_blocks=32, component_blocks=8,
-              chain_seconds=5.0, chain_rounds=11)
+FULL = Budget(hot_rounds=61, hot_frames=32768, slow_rounds=15, slow_blocks=32, component_blocks=8,
+              chain_seconds=5.0, chain_rounds=21)
 QUICK = Budget(hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, component_blocks=2,
                chain_seconds=1.0, chain_rounds=3)
 
@@ -108,15 +109,17 @@ def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, 
         progress(f"fixed overhead @ {frames} frames")
         cases: dict = _hot_cases(ws, "empty", plugins, frames, source, faults)
         cases["none"] = ChainCase(list, frames, source, f"empty chain @ {frames}", faults)
-        t = interleaved_medians(cases, budget.hot_rounds)
+        # One plugin alone, for comparison: a longer chain spreads over more memories and caches.
+        cases["wasm_alone"] = ChainCase(lambda: [ws.stage("empty")], frames, source, f"empty wasm x1 @ {frames}", faults)
+        rounds = interleaved_rounds(cases, budget.hot_rounds)
         _close(cases)
         rows.append({
             "frames": frames,
             "plugins": plugins,
-            "wasm_ns_per_plugin_per_block": (t["wasm"] - t["none"]) / plugins,
-            "wasm_no_watchdog_ns_per_plugin_per_block": (t["wasm_no_watchdog"] - t["none"]) / plugins,
-            "native_ns_per_plugin_per_block": (t["native"] - t["none"]) / plugins,
-            "empty_chain_ns_per_block": t["none"],
+            **{f"{variant}_ns_per_plugin_per_block": paired_difference(rounds[variant], rounds["none"]) / plugins
+               for variant in _VARIANTS},
+            "wasm_alone_ns_per_block": paired_difference(rounds["wasm_alone"], rounds["none"]),
+            "empty_chain_ns_per_block": statistics.median(rounds["none"]),
         })
     return rows
 
@@ -147,12 +150,13 @@ def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int
         board.reset()
         return _ns(lambda: board.process(planar, SAMPLE_RATE)) / n
 
-    t = interleaved_medians({
+    rounds = interleaved_rounds({
         "wasm": lambda: wasm() / frames,
         "native": lambda: native() / frames,
         "pedalboard": offline_render,
         "pedalboard_per_call": per_call_case(pedalboard_block(board), calls),
     }, budget.chain_rounds)
+    t = {case: statistics.median(values) for case, values in rounds.items()}
     wasm.close()
     native.close()
     return {
@@ -164,7 +168,7 @@ def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int
         "pedalboard_ns_per_frame": t["pedalboard"],
         "pedalboard_us_per_call": t["pedalboard_per_call"] / 1000.0,
         "wasm_us_per_call": t["wasm"] * frames / 1000.0,
-        "speedup_vs_pedalboard": t["pedalboard"] / t["wasm"],
+        "speedup_vs_pedalboard": paired_ratio(rounds["pedalboard"], rounds["wasm"]),
     }
 
 

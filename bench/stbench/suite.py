@@ -43,7 +43,7 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
             try:
                 for frames in REALTIME_FRAMES:
                     progress(f"real time on the JACK dummy device @ {frames} frames")
-                    rt.append(measure_realtime(ws, frames, 1.5 if quick else 8.0))
+                    rt.append(measure_realtime(ws, frames, 1.5 if quick else 10.0))
             except RealtimeUnavailable as e:
                 rt, rt_skipped = [], str(e)
         else:

@@ -43,6 +43,11 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
     return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
+def paired_difference(minuend: Sequence[float], subtrahend: Sequence[float]) -> float:
+    """Median over rounds of the difference within each round (see :func:`paired_ratio`)."""
+    return statistics.median(a - b for a, b in zip(minuend, subtrahend))
+
+
 class BenchmarkError(StellatuneError):
     """A measurement could not be taken (a stage kept faulting, so its figure would be wrong)."""
 

@@ -38,11 +38,10 @@ def test_every_kernel_is_measured_once_at_every_block_size_on_every_path(results
 
 
 def test_ratios_are_computed_from_the_reported_times(results):
-    # wasm_vs_native is a median of per-round ratios (see paired_ratio), not a ratio of medians.
+    # wasm_vs_native and speedup_vs_pedalboard are medians of per-round ratios (paired_ratio).
     for r in results["kernels"]:
         assert r["component_vs_wasm"] == pytest.approx(r["component_ns_per_block"] / r["wasm_ns_per_block"])
     c = results["chain"]
-    assert c["speedup_vs_pedalboard"] == pytest.approx(c["pedalboard_ns_per_frame"] / c["wasm_ns_per_frame"])
     assert c["wasm_us_per_call"] == pytest.approx(c["wasm_ns_per_frame"] * c["frames"] / 1000)
 
 
