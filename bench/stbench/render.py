@@ -123,7 +123,10 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
         lines.append("None: no stage was bypassed in any measured round.")
     lines += ["", "## How it was measured", "",
               "- Every figure is a median over rounds; in each round every compared case runs once, in a"
-              " rotating order, so a burst of machine noise hits all of them alike.",
+              " rotating order, so a burst of machine noise hits all of them alike; ratios and differences"
+              " (wasm/native, fixed cost, chain speedup) are medians of the per-round values.",
+              "- A round in which the engine bypassed a stage (see the faults section) is discarded and"
+              " taken again with fresh stages, so no figure includes a skipped plugin.",
               "- Input: seeded stereo noise in [-0.5, 0.5); kernel settings in `bench/stbench/kernels.py`"
               " (every EQ band active, the compressor above threshold, delay 250 ms with feedback).",
               "- numpy/scipy: a vectorised per-block version of each kernel (scipy `sosfilt` for the EQ; the"
