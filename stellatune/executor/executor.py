@@ -60,19 +60,19 @@ class ComponentExecutor:
         The runtime calls this before it reloads a changed plugin, so broken files on disk never
         take down the running version. The compiled components stay cached for ``activate``.
         """
-        with self._lock:
-            if self._shut_down:
-                raise RuntimeStateError("the executor is shut down")
-            self._load_components(plugin, capabilities)
+        self._ensure_running()
+        self._load_components(plugin, capabilities)
 
     def activate(self, plugin: Any, capabilities: Sequence[Any]) -> None:
         """Compile and type-check every component of ``plugin``; raise ActivationError if one is wrong."""
+        self._ensure_running()
+        # Compiling can take seconds: do it without the executor lock, so calls into other
+        # plugins are not held up.
+        components = self._load_components(plugin, capabilities)
         with self._lock:
-            if self._shut_down:
-                raise RuntimeStateError("the executor is shut down")
+            self._ensure_running()
             if plugin.id in self._plugins:
-                self.deactivate(plugin.id, "reload")
-            components = self._load_components(plugin, capabilities)
+                self._deactivate(plugin.id, "reload", keep={c.cache_key for c in components.values()})
             context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
             self._plugins[plugin.id] = ActivePlugin(
                 plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
@@ -81,13 +81,22 @@ class ComponentExecutor:
 
     def deactivate(self, plugin_id: str, reason: Any) -> None:
         """Run ``on-disable(reason)`` on every instance of the plugin and drop them all."""
+        self._deactivate(plugin_id, _reason_name(reason), keep=set())
+
+    def _deactivate(self, plugin_id: str, reason: str, keep: set[str]) -> None:
         with self._lock:
             record = self._plugins.pop(plugin_id, None)
-        if record is None:
-            return
-        record.deactivate(_reason_name(reason))
+            if record is None:
+                return
+            in_use = keep | {c.cache_key for p in self._plugins.values() for c in p.components.values()}
+        record.deactivate(reason)
         for loaded in record.components.values():
-            self.cache.forget(loaded.cache_key)
+            if loaded.cache_key not in in_use:
+                self.cache.forget(loaded.cache_key)
+
+    def _ensure_running(self) -> None:
+        if self._shut_down:
+            raise RuntimeStateError("the executor is shut down")
 
     def shutdown(self) -> None:
         """Deactivate every plugin with ``shutdown`` and stop the engine's ticker."""
