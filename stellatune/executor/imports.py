@@ -177,6 +177,8 @@ class StoreImports:
 
     def __init__(self, store: wasmtime.Store, context: PluginImports):
         self.context = context
+        self.pending: Optional[BaseException] = None
+        """An unexpected exception a host import raised during the current call."""
         self._tables: dict[int, dict[int, Any]] = {t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE,
                                                                     LOCK_GUARD_TYPE, CHANNEL_TYPE)}
         self._reps = itertools.count(1)
@@ -240,14 +242,28 @@ def _close_quietly(obj: Any) -> None:
 HostFunc = Callable[..., Any]
 
 
+def _park(store: Any, error: BaseException) -> wasmtime.WasmtimeError:
+    """Keep an unexpected exception on the calling store and trap the guest with its text.
+
+    wasmtime-py parks a plain exception in one process-global slot that any thread's next call
+    may pick up; a WasmtimeError bypasses that slot, and the executor re-raises what was parked
+    here, for this store only, after the call (docs/executor.md, "Host imports").
+    """
+    StoreImports.of(store).pending = error
+    return wasmtime.WasmtimeError(f"host import failed: {type(error).__name__}: {error}")
+
+
 def _guarded(fn: HostFunc) -> HostFunc:
-    """Turn a service's PluginError into the WIT ``plugin-error`` variant the guest expects."""
+    """A service's PluginError becomes the WIT ``plugin-error`` the guest expects; anything
+    else traps the guest call."""
 
     def call(store: Any, *args: Any) -> Any:
         try:
             return fn(store, *args)
         except PluginError as e:
             return Variant(e.code.value, e.message)
+        except BaseException as e:  # noqa: BLE001 - Ctrl-C in a host import must not abort the process
+            raise _park(store, e) from None
 
     return call
 
@@ -261,6 +277,20 @@ def _best_effort(fn: HostFunc) -> HostFunc:
             fn(store, *args)
         except PluginError:
             pass
+        except BaseException as e:  # noqa: BLE001 - see _guarded
+            raise _park(store, e) from None
+
+    return call
+
+
+def _contained(fn: HostFunc) -> HostFunc:
+    """For functions that cannot fail by contract (``transport``): any exception traps."""
+
+    def call(store: Any, *args: Any) -> Any:
+        try:
+            return fn(store, *args)
+        except BaseException as e:  # noqa: BLE001 - see _guarded
+            raise _park(store, e) from None
 
     return call
 
@@ -327,7 +357,8 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
             out = fn(host.get(t, handle, store), *args)
             return host.insert(CHANNEL_TYPE, out) if returns_channel else out
         # transport() cannot fail; close/unlock have no result to carry an error.
-        wrapped = call if name == "transport" else _best_effort(call) if name in _NO_RESULT else _guarded(call)
+        wrapped = _contained(call) if name == "transport" else _best_effort(call) if name in _NO_RESULT \
+            else _guarded(call)
         inst.add_func(f"[method]{resource}.{name}", wrapped)
 
     inst.add_func("lock", _guarded(lock))

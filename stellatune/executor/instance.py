@@ -141,27 +141,33 @@ class PluginInstance:
             func = self._func(interface, name)
             seconds = timeout_s if timeout_s is not None else self._limits.call_timeout_s
             self.store.set_epoch_deadline(self._engine.ticks_for(seconds))
+            self._imports.pending = None
             try:
                 result = func(self.store, *args)
             except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-                raise self._broken(e, f"{interface}.{name}", seconds) from e
+                cause = self._imports.pending
+                error = self._broken(e, f"{interface}.{name}", seconds, cause)
+                if cause is not None and not isinstance(cause, Exception):
+                    raise cause from None  # KeyboardInterrupt, SystemExit: the caller's, not the plugin's
+                raise error from cause or e
             except (TypeError, ValueError, OverflowError) as e:
                 # Raised while lowering our own arguments, before the guest ran: the store is fine.
                 raise PluginError("invalid-arg", f"{interface}.{name}: {e}", plugin_id=self.plugin_id,
                                   capability=self.world.kind) from e
-            except Exception as e:  # noqa: BLE001 - a host import raised something unexpected
+            except Exception as e:  # noqa: BLE001 - wasmtime-py re-raised something unexpected
                 raise self._broken(e, f"{interface}.{name}", seconds) from e
             return unwrap(result, plugin_id=self.plugin_id, capability=self.world.kind)
 
-    def _broken(self, error: BaseException, what: str, seconds: float) -> PluginError:
+    def _broken(self, error: BaseException, what: str, seconds: float,
+                cause: Optional[BaseException] = None) -> PluginError:
         """The instance can no longer be entered: tear it down now and describe why."""
-        text = str(error)
         where = {"plugin_id": self.plugin_id, "capability": self.world.kind}
-        self._log.note(f"{what} failed, instance discarded: {_summary(error)}")
+        why = f"host import failed: {type(cause).__name__}: {cause}" if cause is not None else _summary(error)
+        self._log.note(f"{what} failed, instance discarded: {why}")
         self._teardown()
-        if "wasm trap: interrupt" in text:
+        if cause is None and "wasm trap: interrupt" in str(error):
             return PluginTimeout(f"{what} ran past its {seconds:g} s deadline", **where)
-        return PluginTrap(f"{what}: {_summary(error)}", **where)
+        return PluginTrap(f"{what}: {why}", **where)
 
     # --- resources --------------------------------------------------------------------------
 

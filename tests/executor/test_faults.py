@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import wasmtime.component._enter
 
 from stellatune.errors import PluginTimeout, PluginTrap, RuntimeStateError
 from stellatune.executor import AudioSpec, ComponentExecutor, GrantedHostServices, InstanceLimits
@@ -65,29 +66,31 @@ def test_a_store_over_its_memory_cap_cannot_instantiate(plugins_dir, tmp_path, c
 class _FlakyServices(GrantedHostServices):
     """Real host services whose file opens crash once, the way a buggy host service would."""
 
-    def __init__(self):
+    def __init__(self, error: BaseException):
         super().__init__()
-        self.crash_next = True
+        self.crash_next: BaseException | None = error
 
     def for_plugin(self, plugin_id, root_dir, manifest):
         imports = super().for_plugin(plugin_id, root_dir, manifest)
         real_open = imports.open_stream
 
         def open_stream(request):
-            if self.crash_next:
-                self.crash_next = False
-                raise ZeroDivisionError("host service bug")
+            error, self.crash_next = self.crash_next, None
+            if error is not None:
+                raise error
             return real_open(request)
 
         imports.open_stream = open_stream
         return imports
 
 
+@pytest.mark.parametrize("error", [ZeroDivisionError("host service bug"), KeyboardInterrupt()],
+                         ids=["exception", "ctrl-c"])
 def test_a_crashing_host_import_traps_the_control_instance_which_is_rebuilt(plugins_dir, tmp_path, compile_cache,
-                                                                            built, hooks):
+                                                                            built, error):
     from stellatune import package
 
-    services = _FlakyServices()
+    services = _FlakyServices(error)
     ex = ComponentExecutor(cache_dir=compile_cache, host_services=services, log_dir=tmp_path / "logs")
     music = tmp_path / "music"
     music.mkdir()
@@ -99,8 +102,13 @@ def test_a_crashing_host_import_traps_the_control_instance_which_is_rebuilt(plug
             ex.host_imports(FOLDER).grants.add_file_root(music)
             source = ex.source(FOLDER, "folder")
             source.apply_config({"root": str(music)})
-            with pytest.raises(PluginTrap):
+            # An Exception is the plugin call's failure; Ctrl-C is the caller's and comes back as such.
+            expected = (PluginTrap, "host import failed: ZeroDivisionError: host service bug") \
+                if isinstance(error, Exception) else (KeyboardInterrupt, None)
+            with pytest.raises(expected[0], match=expected[1]):
                 source.list_items()
+            # The failure stayed with this store: wasmtime-py's process-wide slot was not used.
+            assert wasmtime.component._enter.LAST_EXCEPTION is None
             # The next call gets a fresh control instance, with the config it had.
             assert [i["title"] for i in source.list_items()["items"]] == ["Song"]
             assert ex.live_instances(FOLDER) == 1
