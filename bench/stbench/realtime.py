@@ -54,7 +54,9 @@ def jack_dummy(frames: int) -> Iterator[str]:
 @contextmanager
 def busy_core() -> Iterator[None]:
     """A process spinning on the CPU for the duration (the 'other core loaded' condition)."""
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # It spins until told to stop, or until its parent is gone (so a killed run leaves no hog).
+    spin = "import os, sys\nwhile os.getppid() == int(sys.argv[1]):\n    for _ in range(200000): pass\n"
+    hog = subprocess.Popen([sys.executable, "-c", spin, str(os.getpid())])
     try:
         yield
     finally:
