@@ -7,13 +7,14 @@ from typing import Any
 
 from .. import package
 from ..errors import PluginNotInstalledError
-from ..manifest import load_manifest
+from ..manifest import Manifest, load_manifest
+from ..runtime import WasmPluginRuntime
 from ..sdk.build import build_plugin
 from . import EXIT_OK
 from .context import open_runtime
 from .output import print_json, print_table
 
-__all__ = ["register_plugin_commands"]
+__all__ = ["register_plugin_commands", "plugin_grants"]
 
 
 def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="ZIP", help="where to write the zip (default: the build cache)")
     p.set_defaults(func=cmd_build)
 
-    p = sub.add_parser("info", help="show a plugin's abilities, worlds, state and last error")
+    p = sub.add_parser("info", help="show a plugin's abilities, worlds, grants, state and last error")
     p.add_argument("plugin_id", metavar="ID")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
@@ -43,6 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         runtime.sync_plugins()
         status = runtime.status(args.plugin_id)
         log = getattr(runtime.host, "log_path", None)
+        manifest = load_manifest(Path(row.manifest_path))
         doc: dict[str, Any] = {
             "id": row.id,
             "name": row.name,
@@ -52,7 +54,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             "state": status.lifecycle_state.value,
             "last_error": status.last_error,
             "log": str(log(row.id)) if log else None,
-            "components": _components(Path(row.manifest_path)),
+            "components": _components(manifest),
+            "grants": plugin_grants(runtime, args.plugin_id, manifest),
         }
     if args.json:
         print_json(doc)
@@ -63,14 +66,28 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"last error: {doc['last_error']}")
     if doc["log"]:
         print(f"log: {doc['log']}")
+    for label, grants in (("permissions", doc["grants"]["manifest"]), ("run-time grants", doc["grants"]["run_time"])):
+        print(f"{label}: " + ("; ".join(f"{kind} {', '.join(v)}" for kind, v in grants.items()) or "none"))
     print_table(["COMPONENT", "WORLD", "KIND", "TYPE", "NAME"],
                 [[c["id"], c["world"], a["kind"], a["type_id"], a["display_name"]]
                  for c in doc["components"] for a in c["abilities"]])
     return EXIT_OK
 
 
-def _components(manifest_path: Path) -> list[dict[str, Any]]:
-    manifest = load_manifest(manifest_path)
+def plugin_grants(runtime: WasmPluginRuntime, plugin_id: str, manifest: Manifest) -> dict[str, dict[str, list[str]]]:
+    """What ``plugin_id`` may reach: ``{"manifest": its permissions block, "run_time": grants the
+    host added to the active plugin}``, each by kind (``files``, ``http``, ``tcp``, ...), empty
+    kinds left out. Run-time grants exist only while the plugin is active in a host that has them."""
+    run_time: dict[str, list[str]] = {}
+    host_imports = getattr(runtime.host, "host_imports", None)
+    if host_imports is not None and runtime.is_active(plugin_id):
+        grants = getattr(host_imports(plugin_id), "grants", None)
+        if grants is not None:
+            run_time = grants.added_at_run_time()
+    return {"manifest": manifest.permissions.to_json(), "run_time": run_time}
+
+
+def _components(manifest: Manifest) -> list[dict[str, Any]]:
     return [{"id": c.id, "path": c.path, "world": c.world,
              "abilities": [{"kind": a.kind.value, "type_id": a.type_id, "display_name": a.display_name or a.type_id}
                            for a in c.abilities]}

@@ -117,6 +117,8 @@ class Grants:
             self.add_http_host(h)
         for t in tcp:
             self.add_tcp_endpoint(t)
+        # Where the manifest's grants end, so run-time additions can be told apart.
+        self._initial = (len(self._file_roots), len(self._http), len(self._tcp))
 
     @classmethod
     def from_permissions(cls, permissions: Any, root: Path) -> "Grants":
@@ -147,6 +149,15 @@ class Grants:
             raise invalid_arg(f"tcp grant {spec!r} needs a port (host:port)")
         with self._lock:
             self._tcp = (*self._tcp, spec.strip())
+
+    def added_at_run_time(self) -> dict[str, list[str]]:
+        """The grants added by the host after construction, by kind (``files`` as absolute
+        paths, ``http``, ``tcp``); kinds with none are left out."""
+        with self._lock:
+            nf, nh, nt = self._initial
+            added = {"files": [str(p) for p in self._file_roots[nf:]], "http": list(self._http[nh:]),
+                     "tcp": list(self._tcp[nt:])}
+        return {kind: entries for kind, entries in added.items() if entries}
 
     # --- checks ----------------------------------------------------------------------------
 
