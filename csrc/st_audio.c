@@ -1,6 +1,8 @@
 /* The audio thread side of playback (see st_audio.h). Nothing here allocates, locks or logs. */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include "st_audio.h"
 
+#include <dlfcn.h>
 #include <string.h>
 #include <time.h>
 
@@ -73,6 +75,7 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
     atomic_fetch_add_explicit(&p->frames_out, got, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->callbacks, 1, memory_order_relaxed);
     uint64_t dt = st_mono_ns() - t0;
+    st_hist_record(p->render_hist, dt);
     if (dt > p->render_max_ns)
         p->render_max_ns = dt;
 }
@@ -164,4 +167,29 @@ void st_player_stop_clock(st_player *p)
     if (p->clock_running)
         pthread_join(p->clock_thread, NULL);
     p->clock_running = 0;
+}
+
+/* ---- quiet initialisation --------------------------------------------------------------- */
+
+typedef void (*st_alsa_error_handler)(const char *file, int line, const char *function, int err,
+                                      const char *fmt, ...);
+
+static void st_alsa_ignore(const char *file, int line, const char *function, int err,
+                           const char *fmt, ...)
+{
+    (void)file, (void)line, (void)function, (void)err, (void)fmt;
+}
+
+PaError st_pa_initialize_quietly(void)
+{
+    /* libasound comes in through PortAudio; looked up rather than linked so a PortAudio built
+     * without ALSA still loads. */
+    int (*set_handler)(st_alsa_error_handler) = 0;
+    *(void **)(&set_handler) = dlsym(RTLD_DEFAULT, "snd_lib_error_set_handler");
+    if (set_handler)
+        set_handler(st_alsa_ignore);
+    PaError err = Pa_Initialize();
+    if (set_handler)
+        set_handler(0); /* ALSA's default handler again: later errors (opening a stream) print */
+    return err;
 }

@@ -36,6 +36,7 @@ typedef struct st_player {
     uint64_t ring_fill_sum; /* sum over callbacks of frames waiting in the ring */
     uint64_t ring_fill_min;
     uint64_t render_max_ns; /* slowest driver block (ring pop + chain) */
+    uint64_t render_hist[ST_HIST_BUCKETS]; /* driver block durations, log buckets as st_chain's */
 
     _Atomic int source_done; /* set by the feeder after its last frame */
     _Atomic int finished;    /* set by the driver once the source is done and the ring empty */
@@ -64,6 +65,12 @@ PaError st_player_open_device(st_player *p, PaDeviceIndex out_device, PaDeviceIn
                               PaTime suggested_latency);
 PaError st_player_start_device(st_player *p);
 PaError st_player_close_device(st_player *p);
+
+/* Pa_Initialize without ALSA's probe chatter: on a machine without a sound card, probing the
+ * ALSA configuration prints dozens of "ALSA lib ..." lines to stderr that mean nothing (the
+ * devices simply are not there). Only messages during the probe are dropped; a failure still
+ * comes back as the PaError. */
+PaError st_pa_initialize_quietly(void);
 
 /* No device: a C thread paced by CLOCK_MONOTONIC drives the chain (output-sink stages). */
 int st_player_start_clock(st_player *p);

@@ -27,6 +27,8 @@ static inline int st_hist_bucket(uint64_t ns)
     return b < ST_HIST_BUCKETS ? b : ST_HIST_BUCKETS - 1;
 }
 
+void st_hist_record(uint64_t *hist, uint64_t ns) { hist[st_hist_bucket(ns)]++; }
+
 static void st_stats_record(st_stage_stats *st, uint64_t ns)
 {
     st->calls++;
@@ -57,15 +59,28 @@ static void st_fault(st_stage *s, int kind, int32_t code, uint64_t block)
     atomic_store_explicit(&s->faulted, 1, memory_order_release);
 }
 
-/* A call into wasm failed. The trap/error objects are kept for Python to read the message later:
- * formatting it here would allocate on the audio thread. */
-static void st_fault_call(st_stage *s, wasmtime_error_t *err, wasm_trap_t *trap, uint64_t block)
+/* A call into wasm failed. A timeout skips the stage for this block only, unless it is the
+ * timeout_limit-th in a row: the epoch deadline is wall-clock time, so a thread descheduled
+ * inside the call times out as surely as a looping module, but only the loop repeats. A trap,
+ * or the last timeout, bypasses the stage for good; its trap/error objects are kept for Python
+ * to read the message later (formatting it here would allocate on the audio thread). */
+static void st_call_failed(st_stage *s, wasmtime_error_t *err, wasm_trap_t *trap, uint64_t block)
 {
     int kind = ST_FAULT_TRAP;
     uint8_t code = 0;
     int has_code = trap && st_wt.trap_code(trap, &code);
-    if (has_code && code == st_interrupt_code)
+    if (has_code && code == st_interrupt_code) {
         kind = ST_FAULT_TIMEOUT;
+        s->stats.timeouts++;
+        if (++s->timeout_streak < s->timeout_limit) {
+            /* wasmtime allocated these on this thread already; freeing them costs far less
+             * than the deadline this block has overrun. */
+            st_wt.trap_delete(trap);
+            if (err)
+                st_wt.error_delete(err);
+            return;
+        }
+    }
     s->fault_trap = trap;
     s->fault_error = err;
     st_fault(s, kind, has_code ? code : -1, block);
@@ -80,9 +95,10 @@ static int st_wasm_call(st_stage *s, const wasmtime_func_t *fn, wasmtime_val_raw
     wasm_trap_t *trap = NULL;
     wasmtime_error_t *err = st_wt.func_call_unchecked(s->ctx, fn, args, nargs, &trap);
     if (err || trap) {
-        st_fault_call(s, err, trap, block);
+        st_call_failed(s, err, trap, block);
         return -1;
     }
+    s->timeout_streak = 0;
     return 0;
 }
 
@@ -109,7 +125,29 @@ int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block
     return rc;
 }
 
-static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
+int32_t st_stage_reset(st_stage *s, uint64_t block)
+{
+    if (atomic_load_explicit(&s->faulted, memory_order_acquire) || !s->has_reset)
+        return -1;
+    int32_t rc;
+    if (s->is_native) {
+        rc = s->native_reset(s->guest_ctx, 0);
+    } else {
+        wasmtime_val_raw_t args[2];
+        args[0].i32 = (int32_t)s->guest_ctx;
+        args[1].i32 = 0; /* flags: none defined in ABI v1 */
+        if (st_wasm_call(s, &s->reset_fn, args, 2, block) != 0)
+            return -1;
+        rc = args[0].i32;
+    }
+    if (rc == 0)
+        s->stats.resets++;
+    return rc;
+}
+
+/* One block through one stage. Returns 0 when the stage processed it (the caller times it),
+ * -1 when it faulted or skipped the block (the block then passes through unchanged). */
+static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
 {
     size_t bytes = (size_t)frames * c->channels * sizeof(float);
     uint32_t at_frames = s->scratch_offset + ST_SCRATCH_OUT_FRAMES;
@@ -121,7 +159,7 @@ static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
         /* The base can move after a memory.grow, so it is fetched every block. */
         if (st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
             st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
-            return;
+            return -1;
         }
         base = st_wt.memory_data(s->ctx, &s->memory);
     }
@@ -131,7 +169,6 @@ static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
     memcpy(base + at_flags, &zero, 4);
 
     int32_t rc;
-    uint64_t t0 = st_now_ns();
     if (s->is_native) {
         rc = s->native_process(s->guest_ctx, frames, at_frames, at_flags);
     } else {
@@ -141,18 +178,17 @@ static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
         args[2].i32 = (int32_t)at_frames;
         args[3].i32 = (int32_t)at_flags;
         if (st_wasm_call(s, &s->process_fn, args, 4, c->blocks) != 0)
-            return;
+            return -1;
         rc = args[0].i32;
     }
-    st_stats_record(&s->stats, st_now_ns() - t0);
 
     if (!s->is_native && st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
         st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
-        return;
+        return -1;
     }
     if (rc != 0) {
         st_fault(s, ST_FAULT_ERROR_CODE, rc, c->blocks);
-        return;
+        return -1;
     }
     uint32_t out_frames, flags;
     memcpy(&out_frames, base + at_frames, 4);
@@ -162,14 +198,16 @@ static void st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
     if (s->role == ST_ROLE_DSP) {
         if (out_frames != frames) {
             st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
-            return;
+            return -1;
         }
         memcpy(buf, base + s->out_offset, bytes);
     } else if (out_frames > frames) {
         st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
+        return -1;
     } else {
         s->stats.short_frames += frames - out_frames;
     }
+    return 0;
 }
 
 static void st_chain_drain_commands(st_chain *c)
@@ -183,6 +221,8 @@ static void st_chain_drain_commands(st_chain *c)
             st_stage_set_param(s, cmd.param_id, cmd.value, c->blocks);
         else if (cmd.kind == ST_CMD_BYPASS)
             s->user_bypass = cmd.value != 0.0f;
+        else if (cmd.kind == ST_CMD_RESET)
+            st_stage_reset(s, c->blocks);
     }
 }
 
@@ -192,11 +232,18 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
     st_chain_drain_commands(c);
     while (frames > 0) {
         uint32_t n = frames < c->max_block ? frames : c->max_block;
+        /* One clock read per stage boundary (N live stages: N + 1 reads, ~25 ns each): a stage's
+         * time is from the end of the previous one to its own end, copies included. */
+        uint64_t t = st_now_ns();
         for (int i = 0; i < c->n_stages; i++) {
             st_stage *s = c->stages[i];
             if (s->user_bypass || atomic_load_explicit(&s->faulted, memory_order_relaxed))
                 continue; /* bypassed: the block passes through unchanged */
-            st_stage_run(c, s, buf, n);
+            int ran = st_stage_run(c, s, buf, n);
+            uint64_t t1 = st_now_ns();
+            if (ran == 0)
+                st_stats_record(&s->stats, t1 - t);
+            t = t1;
         }
         c->blocks++;
         buf += (size_t)n * c->channels;
@@ -205,20 +252,33 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
     st_fpu_restore(fpu);
 }
 
+uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frames,
+                       uint32_t iterations, int run_chain)
+{
+    size_t bytes = (size_t)frames * c->channels * sizeof(float);
+    uint64_t t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++) {
+        memcpy(buf, src, bytes);
+        if (run_chain)
+            st_chain_process(c, buf, frames);
+    }
+    return st_now_ns() - t0;
+}
+
 /* ---- epoch ticker ----------------------------------------------------------------------- */
 
 static void *st_ticker_main(void *arg)
 {
     st_ticker *t = arg;
-    struct timespec next;
-    clock_gettime(CLOCK_MONOTONIC, &next);
+    uint64_t period_ns = (uint64_t)t->period_us * 1000u;
+    uint64_t next = st_now_ns();
     while (atomic_load_explicit(&t->running, memory_order_acquire)) {
-        next.tv_nsec += (long)t->period_us * 1000;
-        while (next.tv_nsec >= 1000000000L) {
-            next.tv_nsec -= 1000000000L;
-            next.tv_sec++;
-        }
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        next += period_ns;
+        struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        uint64_t now = st_now_ns();
+        if (now > next + period_ns)
+            next = now; /* woke late (descheduled): resync rather than burst the missed ticks */
         st_wt.engine_increment_epoch(t->engine);
     }
     return NULL;

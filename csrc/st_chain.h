@@ -14,7 +14,7 @@
 enum st_fault_kind {
     ST_FAULT_NONE = 0,
     ST_FAULT_TRAP = 1,        /* the module trapped (unreachable, out of bounds, ...) */
-    ST_FAULT_TIMEOUT = 2,     /* epoch deadline passed: the call ran too long */
+    ST_FAULT_TIMEOUT = 2,     /* epoch deadline passed on timeout_limit blocks in a row */
     ST_FAULT_BAD_FRAMES = 3,  /* a DSP stage reported out_frames != frames */
     ST_FAULT_MEMORY_GROW = 4, /* linear memory size changed after init */
     ST_FAULT_ERROR_CODE = 5,  /* process/set_param returned a non-zero ABI error code */
@@ -32,12 +32,15 @@ typedef struct {
     uint64_t soft_errors; /* SOFT_ERROR flag raised: counted, block kept */
     uint64_t short_frames; /* sink stages: frames offered but not consumed */
     uint64_t rejected_params; /* set_param calls the module refused (non-zero status) */
+    uint64_t timeouts; /* blocks skipped because the call overran its deadline */
+    uint64_t resets;   /* st_hot_reset calls that returned 0 */
     uint64_t hist[ST_HIST_BUCKETS];
 } st_stage_stats;
 
 typedef int32_t (*st_native_process_fn)(uint32_t ctx, uint32_t frames, uint32_t out_frames_ptr,
                                         uint32_t out_flags_ptr);
 typedef int32_t (*st_native_set_param_fn)(uint32_t ctx, uint32_t id, float value);
+typedef int32_t (*st_native_reset_fn)(uint32_t ctx, uint32_t flags);
 
 typedef struct st_stage {
     int is_native;
@@ -52,13 +55,22 @@ typedef struct st_stage {
     wasmtime_func_t set_param_fn;
     int has_set_param;
     int set_param_results; /* 0 or 1 (an i32 status) */
+    wasmtime_func_t reset_fn;
+    int has_reset;
     wasmtime_memory_t memory;
     size_t memory_size;      /* bytes after init: any change is a memory.grow fault */
-    uint64_t deadline_ticks; /* epoch ticks per call; 0 = epoch interruption off */
+    /* Epoch ticks per call (0 = interruption off). Python sets it while no chain runs the stage:
+     * the live budget for playback, a generous one offline (a descheduled thread is not a
+     * looping module). */
+    uint64_t deadline_ticks;
+    /* A timeout skips the stage for that block only; this many in a row bypass it for good. */
+    uint32_t timeout_limit;
+    uint32_t timeout_streak;
 
     /* native stages: the same kernel compiled to a shared object. */
     st_native_process_fn native_process;
     st_native_set_param_fn native_set_param;
+    st_native_reset_fn native_reset;
     uint8_t *native_base;
 
     /* Written by the audio thread; `faulted` is published last (release) so a reader who sees it
@@ -92,9 +104,21 @@ void st_set_interrupt_code(uint8_t code);
  * has faulted, lacks the export, or faulted during this call. */
 int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block);
 
+/* Call st_hot_reset(ctx, 0) now (same threading rules as st_stage_set_param). Returns the
+ * module's status, or -1 when the stage has faulted, lacks the export, or faulted now. */
+int32_t st_stage_reset(st_stage *s, uint64_t block);
+
 /* Process `frames` interleaved frames of buf in place through every live stage, draining the
  * command queue first. Splits into sub-blocks of at most max_block frames. */
 void st_chain_process(st_chain *c, float *buf, uint32_t frames);
+
+/* `iterations` times: copy `src` into `buf`, then st_chain_process(c, buf, frames) unless
+ * `run_chain` is 0 (to time the copies alone). Returns the total nanoseconds. */
+uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frames,
+                       uint32_t iterations, int run_chain);
+
+/* The log-bucket histogram both stage and callback timings use. */
+void st_hist_record(uint64_t *hist, uint64_t ns);
 
 /* ---- epoch ticker: a C thread that advances the hot-path engine's epoch ---------------- */
 
@@ -105,6 +129,9 @@ typedef struct {
     pthread_t thread;
 } st_ticker;
 
+/* Advances the epoch at most once per wake-up: after a stall (the thread was descheduled) it
+ * resynchronises instead of bursting the missed ticks, which would expire every running
+ * call's deadline at once. */
 int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us);
 void st_ticker_stop(st_ticker *t);
 

@@ -1,7 +1,7 @@
 /* Lock-free single-producer/single-consumer rings.
  *
  * st_ring carries interleaved float32 frames from the feeder thread to the audio thread;
- * st_cmdq carries control commands (set_param, bypass) from Python to the audio thread.
+ * st_cmdq carries control commands (set_param, bypass, reset) from Python to the audio thread.
  * Capacities are powers of two; head and tail only grow, and each side publishes its index with
  * release semantics after touching the data, so neither side ever waits for the other. */
 #ifndef ST_RING_H
@@ -84,13 +84,13 @@ static inline uint32_t st_ring_read(st_ring *r, float *dst, uint32_t frames)
 
 /* ---- command queue ---------------------------------------------------------------------- */
 
-enum st_cmd_kind { ST_CMD_SET_PARAM = 1, ST_CMD_BYPASS = 2 };
+enum st_cmd_kind { ST_CMD_SET_PARAM = 1, ST_CMD_BYPASS = 2, ST_CMD_RESET = 3 };
 
 typedef struct {
     int32_t kind;
     int32_t stage;
     uint32_t param_id;
-    float value; /* parameter value; for BYPASS: non-zero = bypass, zero = resume */
+    float value; /* parameter value; for BYPASS: non-zero = bypass, zero = resume; RESET: unused */
 } st_cmd;
 
 #define ST_CMDQ_CAPACITY 256

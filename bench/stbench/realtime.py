@@ -19,7 +19,7 @@ from .kernels import REPO, SAMPLE_RATE, Workspace, noise
 
 VIRTUAL_AUDIO = REPO / "scripts" / "virtual-audio"
 CHAIN8 = ("gain", "eq", "compressor", "delay") * 2
-_QUANTILES = {"p50": 0.50, "p99": 0.99, "p999": 0.999}
+_QUANTILES = ("p50", "p99", "p999")
 
 
 class RealtimeUnavailable(Exception):
@@ -86,9 +86,8 @@ def measure_realtime(ws: Workspace, frames: int, seconds: float) -> dict:
     finally:
         for stage in stages:
             stage.close()
-    # No callback can take longer than the slowest one, so the estimate is capped by it.
-    chain_us = {key: min(stats.render_max_us, sum(_stage_quantile_us(stage, q) for stage in stages))
-                for key, q in _QUANTILES.items()}
+    # The engine times every callback (ring pop + chain) into a histogram of its own.
+    chain_us = {key: getattr(stats, f"callback_{key}_us") for key in _QUANTILES}
     return {
         "frames": frames,
         "plugins": len(stages),
@@ -103,24 +102,3 @@ def measure_realtime(ws: Workspace, frames: int, seconds: float) -> dict:
         **{f"chain_{key}_fraction": value / deadline_us for key, value in chain_us.items()},
         "render_max_fraction": stats.render_max_us / deadline_us,
     }
-
-
-def _stage_quantile_us(stage, q: float) -> float:
-    """A quantile of one stage's process-call time, from the engine's log-bucket histogram.
-
-    The engine keeps a histogram per stage, not per callback; the chain's quantile is estimated
-    as the sum of its stages' quantiles (an overestimate at the tail, since stages rarely all
-    hit their worst case in the same block). ``StageStats`` has p50/p99 only, so p99.9 reads
-    the raw histogram.
-    """
-    timing = stage._core.timing()  # the raw counters behind StageStats
-    calls = timing["calls"]
-    if not calls:
-        return 0.0
-    seen, rank = 0, q * calls
-    for bucket, count in enumerate(timing["hist"]):
-        seen += count
-        if count and seen >= rank:
-            ns = float(bucket) if bucket < 4 else 2.0 ** ((bucket + 0.5) / 4)
-            return min(max(ns, timing["min_ns"]), timing["max_ns"]) / 1000.0
-    return timing["max_ns"] / 1000.0

@@ -101,8 +101,8 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
     if doc["realtime"]:
         lines += ["An 8-plugin wasm chain (gain, eq, compressor, delay, twice) played through PortAudio on a"
                   " JACK dummy server, the other core spinning in a busy process. Chain time is a fraction of"
-                  " the block's deadline; p50/p99/p99.9 are estimated from the per-stage histograms (sum of"
-                  " stage quantiles, capped by the slowest callback), max is the slowest callback measured.", ""]
+                  " the block's deadline; p50/p99/p99.9 come from the engine's per-callback histogram (ring pop"
+                  " + chain, 4 buckets per octave), max is the slowest callback measured.", ""]
         lines += _table(["frames", "deadline µs", "seconds", "callbacks/s (expected)", "xruns", "ring underruns",
                          "faults", "p50", "p99", "p99.9", "max"], [
             [str(r["frames"]), f"{r['deadline_us']:.0f}", f"{r['seconds']:.1f}",

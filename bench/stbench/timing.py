@@ -59,7 +59,7 @@ _ATTEMPTS = 5
 class ChainCase:
     """ns per block of the engine's C block loop running a chain over ``source``.
 
-    This is the lowest entry point the engine offers (it has no single-stage timing call): one
+    The chain-level entry point (``HotPathStage.time_blocks`` times one stage on one block): one
     nogil call of the chain over all of ``source`` in blocks of ``frames``, so no Python runs per
     block. The figure includes what the engine pays around each call (copies into and out of
     linear memory, frame-count and memory-size checks, its own per-call clock reads). Each round

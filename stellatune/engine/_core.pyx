@@ -62,9 +62,10 @@ cdef class CoreStage:
 
     @staticmethod
     def wasm(*, uintptr_t context, uintptr_t process_func, uintptr_t set_param_func,
-             int set_param_results, uintptr_t memory, size_t memory_size, uint32_t guest_ctx,
-             int role, uint32_t in_offset, uint32_t out_offset, uint32_t channels,
-             uint32_t max_frames, uint64_t deadline_ticks, object keepalive):
+             int set_param_results, uintptr_t reset_func, uintptr_t memory, size_t memory_size,
+             uint32_t guest_ctx, int role, uint32_t in_offset, uint32_t out_offset,
+             uint32_t channels, uint32_t max_frames, uint64_t deadline_ticks,
+             uint32_t timeout_limit, object keepalive):
         """A wasm stage from the addresses of wasmtime-py's ``_func``/``_memory``/context."""
         if not _resolved:
             raise RuntimeError("resolve_wasmtime() was not called")
@@ -76,16 +77,20 @@ cdef class CoreStage:
             memcpy(&st.s.set_param_fn, <void *>set_param_func, sizeof(wasmtime_func_t))
             st.s.has_set_param = 1
             st.s.set_param_results = set_param_results
+        if reset_func:
+            memcpy(&st.s.reset_fn, <void *>reset_func, sizeof(wasmtime_func_t))
+            st.s.has_reset = 1
         memcpy(&st.s.memory, <void *>memory, sizeof(wasmtime_memory_t))
         st.s.memory_size = memory_size
         st.s.deadline_ticks = deadline_ticks
+        st.s.timeout_limit = max(1, timeout_limit)
         st.keepalive = keepalive
         return st
 
     @staticmethod
-    def native(*, uintptr_t process_fn, uintptr_t set_param_fn, uintptr_t base, uint32_t guest_ctx,
-               int role, uint32_t in_offset, uint32_t out_offset, uint32_t channels,
-               uint32_t max_frames, object keepalive):
+    def native(*, uintptr_t process_fn, uintptr_t set_param_fn, uintptr_t reset_fn, uintptr_t base,
+               uint32_t guest_ctx, int role, uint32_t in_offset, uint32_t out_offset,
+               uint32_t channels, uint32_t max_frames, object keepalive):
         """A native stage from the addresses of the ``.so``'s ``st_hot_*`` functions."""
         cdef CoreStage st = CoreStage()
         st._layout(role, guest_ctx, in_offset, out_offset, channels, max_frames)
@@ -94,6 +99,9 @@ cdef class CoreStage:
         if set_param_fn:
             st.s.native_set_param = <st_native_set_param_fn>set_param_fn
             st.s.has_set_param = 1
+        if reset_fn:
+            st.s.native_reset = <st_native_reset_fn>reset_fn
+            st.s.has_reset = 1
         st.s.native_base = <uint8_t *>base
         st.keepalive = keepalive
         return st
@@ -115,9 +123,30 @@ cdef class CoreStage:
             rc = st_stage_set_param(&self.s, param_id, value, 0)
         return rc
 
+    def reset_now(self) -> int:
+        """Call st_hot_reset on this thread (only while no chain runs the stage)."""
+        cdef int32_t rc
+        with nogil:
+            rc = st_stage_reset(&self.s, 0)
+        return rc
+
     @property
     def has_set_param(self) -> bool:
         return bool(self.s.has_set_param)
+
+    @property
+    def has_reset(self) -> bool:
+        return bool(self.s.has_reset)
+
+    @property
+    def deadline_ticks(self) -> int:
+        """Epoch ticks each call may run (0: no watchdog); set only while no chain runs it."""
+        return self.s.deadline_ticks
+
+    @deadline_ticks.setter
+    def deadline_ticks(self, uint64_t ticks):
+        if self.s.deadline_ticks:  # a stage without the watchdog stays without it
+            self.s.deadline_ticks = max(<uint64_t>1, ticks)
 
     @property
     def faulted(self) -> bool:
@@ -159,7 +188,8 @@ cdef class CoreStage:
         return {"calls": st.calls, "total_ns": st.total_ns,
                 "min_ns": st.min_ns if st.calls else 0, "max_ns": st.max_ns,
                 "soft_errors": st.soft_errors, "short_frames": st.short_frames,
-                "rejected_params": st.rejected_params,
+                "rejected_params": st.rejected_params, "timeouts": st.timeouts,
+                "resets": st.resets,
                 "hist": [st.hist[i] for i in range(ST_HIST_BUCKETS)]}
 
     def reset_timing(self) -> None:
@@ -203,11 +233,39 @@ cdef class Chain:
     def send(self, str kind, int stage, uint32_t param_id=0, float value=0.0) -> bool:
         """Queue a command for the next block; False when the queue is full."""
         cdef st_cmd cmd
-        cmd.kind = ST_CMD_SET_PARAM if kind == "set_param" else ST_CMD_BYPASS
+        if kind == "set_param":
+            cmd.kind = ST_CMD_SET_PARAM
+        elif kind == "bypass":
+            cmd.kind = ST_CMD_BYPASS
+        elif kind == "reset":
+            cmd.kind = ST_CMD_RESET
+        else:
+            raise ValueError(f"unknown command {kind!r}")
         cmd.stage = stage
         cmd.param_id = param_id
         cmd.value = value
         return bool(st_cmdq_push(&self.c.cmds, cmd))
+
+    def time_blocks(self, float[:, ::1] source, uint32_t iterations) -> float:
+        """Mean nanoseconds per ``process`` of ``source`` (one block), looped without the GIL.
+
+        Each iteration starts from a fresh copy of ``source`` (processing in place would feed a
+        stage its own output); the copies are timed separately and subtracted.
+        """
+        cdef uint32_t frames = source.shape[0]
+        if frames == 0 or iterations == 0:
+            raise ValueError("need at least one frame and one iteration")
+        if frames > self.c.max_block:
+            raise ValueError(f"a block is at most {self.c.max_block} frames")
+        if <uint32_t>source.shape[1] != self.c.channels:
+            raise ValueError(f"expected {self.c.channels} channels, got {source.shape[1]}")
+        work = np.empty_like(np.asarray(source))
+        cdef float[:, ::1] w = work
+        cdef uint64_t with_chain, copies_only
+        with nogil:
+            copies_only = st_chain_time(&self.c, &w[0, 0], &source[0, 0], frames, iterations, 0)
+            with_chain = st_chain_time(&self.c, &w[0, 0], &source[0, 0], frames, iterations, 1)
+        return max(0.0, (<double>with_chain - <double>copies_only) / iterations)
 
     @property
     def blocks(self) -> int:
@@ -256,7 +314,7 @@ def _check(int err, str what):
 
 def pa_initialize() -> None:
     """Pa_Initialize (reference counted by PortAudio; probes JACK servers at the first call)."""
-    _check(pa.Pa_Initialize(), "Pa_Initialize")
+    _check(st_pa_initialize_quietly(), "Pa_Initialize")
 
 
 def pa_terminate() -> None:
@@ -392,6 +450,7 @@ cdef class Player:
                 "mean_ring_fill_frames": (self.p.ring_fill_sum / cb) if cb else 0.0,
                 "min_ring_fill_frames": self.p.ring_fill_min if cb else 0,
                 "render_max_ns": self.p.render_max_ns,
+                "render_hist": [self.p.render_hist[i] for i in range(ST_HIST_BUCKETS)],
                 "output_latency_s": self.p.output_latency}
 
     def __dealloc__(self):

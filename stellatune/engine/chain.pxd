@@ -11,6 +11,7 @@ cdef extern from "st_chain.h" nogil:
         ST_HIST_BUCKETS
         ST_CMD_SET_PARAM
         ST_CMD_BYPASS
+        ST_CMD_RESET
 
     ctypedef struct st_cmd:
         int32_t kind
@@ -23,6 +24,7 @@ cdef extern from "st_chain.h" nogil:
 
     ctypedef int32_t (*st_native_process_fn)(uint32_t, uint32_t, uint32_t, uint32_t)
     ctypedef int32_t (*st_native_set_param_fn)(uint32_t, uint32_t, float)
+    ctypedef int32_t (*st_native_reset_fn)(uint32_t, uint32_t)
 
     ctypedef struct st_stage_stats:
         uint64_t calls
@@ -32,6 +34,8 @@ cdef extern from "st_chain.h" nogil:
         uint64_t soft_errors
         uint64_t short_frames
         uint64_t rejected_params
+        uint64_t timeouts
+        uint64_t resets
         uint64_t hist[128]
 
     ctypedef struct st_stage:
@@ -45,11 +49,16 @@ cdef extern from "st_chain.h" nogil:
         wasmtime_func_t set_param_fn
         int has_set_param
         int set_param_results
+        wasmtime_func_t reset_fn
+        int has_reset
         wasmtime_memory_t memory
         size_t memory_size
         uint64_t deadline_ticks
+        uint32_t timeout_limit
+        uint32_t timeout_streak
         st_native_process_fn native_process
         st_native_set_param_fn native_set_param
+        st_native_reset_fn native_reset
         uint8_t *native_base
         int user_bypass
         int faulted        # _Atomic int in C; read once a block has finished
@@ -71,7 +80,10 @@ cdef extern from "st_chain.h" nogil:
     void st_set_interrupt_code(uint8_t code)
     void st_stage_reset_stats(st_stage *s)
     int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
+    int32_t st_stage_reset(st_stage *s, uint64_t block)
     void st_chain_process(st_chain *c, float *buf, uint32_t frames)
+    uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frames,
+                           uint32_t iterations, int run_chain)
 
     ctypedef struct st_ticker:
         pass
@@ -93,6 +105,7 @@ cdef extern from "st_audio.h" nogil:
         uint64_t ring_fill_sum
         uint64_t ring_fill_min
         uint64_t render_max_ns
+        uint64_t render_hist[128]
         int source_done
         int finished
         int stop
@@ -109,3 +122,4 @@ cdef extern from "st_audio.h" nogil:
     PaError st_player_close_device(st_player *p)
     int st_player_start_clock(st_player *p)
     void st_player_stop_clock(st_player *p)
+    PaError st_pa_initialize_quietly()

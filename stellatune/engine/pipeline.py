@@ -1,35 +1,47 @@
-"""Pipeline: an ordered chain of hot-path stages, run offline or in live playback."""
+"""Pipeline: an ordered chain of stages, run offline or in live playback."""
 from __future__ import annotations
 
 import threading
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
 from stellatune.engine import _core
+from stellatune.engine.component import ComponentStage
 from stellatune.engine.playback import PlaybackHandle, start_playback
 from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import StageStats
 from stellatune.errors import EngineError
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "Stage"]
+
+Stage = Union[HotPathStage, ComponentStage]
+
+#: Per-call budget offline: long enough that a descheduled thread never hits it on a loaded
+#: machine, short enough that a looping module still ends.
+DEFAULT_OFFLINE_DEADLINE_MS = 1000.0
 
 
 class Pipeline:
     """Stages applied in order to interleaved float32 audio, in blocks of ``block_frames``.
 
-    ``process`` renders an array offline; ``play`` streams a file or array to a device. Both run
-    the same C block loop. A faulting stage (trap, timeout, bad frame count, memory.grow, error
-    code) is bypassed from then on, its fault recorded, and the rest of the chain keeps playing.
+    ``process`` renders an array offline; ``play`` streams a file or array to a device. Hot-path
+    stages run in the C block loop; component-path stages (Python calls) run between its
+    segments, which moves the chain off the audio callback onto the feeder thread in playback.
+    A stage that traps, fails or overruns its deadline ``timeout_limit`` times in a row is
+    bypassed from then on, its fault recorded, and the rest of the chain keeps playing; a single
+    overrun only skips that block.
     """
 
-    def __init__(self, stages: Sequence[HotPathStage], sample_rate: int, channels: int,
-                 block_frames: int = 256):
+    def __init__(self, stages: Sequence[Stage], sample_rate: int, channels: int,
+                 block_frames: int = 256, *, offline_deadline_ms: float = DEFAULT_OFFLINE_DEADLINE_MS):
         stages = list(stages)
         if block_frames <= 0:
             raise EngineError("block_frames must be > 0")
+        if offline_deadline_ms <= 0:
+            raise EngineError("offline_deadline_ms must be > 0")
         if len({id(s) for s in stages}) != len(stages):
             raise EngineError("a stage can appear only once in a pipeline")
         for s in stages:
@@ -37,16 +49,38 @@ class Pipeline:
                 raise EngineError(
                     f"{s.name} was initialised for {s.sample_rate} Hz x {s.channels} ch,"
                     f" the pipeline runs {sample_rate} Hz x {channels} ch")
-            if s.spec.buffer.max_frames < block_frames:
+            if s.max_frames < block_frames:
                 raise EngineError(
-                    f"{s.name} accepts at most {s.spec.buffer.max_frames} frames per block,"
+                    f"{s.name} accepts at most {s.max_frames} frames per block,"
                     f" block_frames is {block_frames}")
         self.stages = tuple(stages)
         self.sample_rate = sample_rate
         self.channels = channels
         self.block_frames = block_frames
-        self._chain = _core.Chain([s._core for s in stages], channels, block_frames)
+        self.offline_deadline_ms = offline_deadline_ms
+        # Runs of consecutive hot-path stages share one C chain; each component stage stands alone.
+        self._segments: list[Union[_core.Chain, ComponentStage]] = []
+        self._places: dict[int, tuple[_core.Chain, int]] = {}
+        run: list[HotPathStage] = []
+        for s in stages + [None]:
+            if isinstance(s, HotPathStage):
+                run.append(s)
+                continue
+            if run:
+                chain = _core.Chain([h._core for h in run], channels, block_frames)
+                self._segments.append(chain)
+                self._places.update({id(h): (chain, i) for i, h in enumerate(run)})
+                run = []
+            if s is not None:
+                self._segments.append(s)
+        if not self._segments:  # no stages: playback still wants a (trivial) chain to drive
+            self._segments.append(_core.Chain([], channels, block_frames))
         self._busy = threading.Lock()
+
+    @property
+    def has_component_stages(self) -> bool:
+        """True when some stage runs on the component path (Python, so never in a callback)."""
+        return any(isinstance(s, ComponentStage) for s in self.stages)
 
     def process(self, array: np.ndarray) -> np.ndarray:
         """Render ``array`` (frames x channels, float) through the chain; returns a new
@@ -57,25 +91,50 @@ class Pipeline:
         if not np.issubdtype(a.dtype, np.floating):
             raise EngineError(f"expected float samples, got {a.dtype}")
         out = np.array(a, dtype=np.float32, order="C", copy=True)
-        with self.running():
-            self._chain.process(out)
+        with self.running(offline=True):
+            self.render(out)
         return out
+
+    def render(self, buf: np.ndarray) -> None:
+        """Process ``buf`` (float32, C order, frames x channels) in place; the caller owns the
+        chain (:meth:`running`). The feeder thread calls this in design B."""
+        if len(self._segments) == 1 and isinstance(self._segments[0], _core.Chain):
+            self._segments[0].process(buf)  # one C call for the whole buffer
+            return
+        for start in range(0, len(buf), self.block_frames):
+            block = buf[start:start + self.block_frames]
+            for segment in self._segments:
+                if isinstance(segment, ComponentStage):
+                    segment.run(block)
+                else:
+                    segment.process(block)
 
     def play(self, source: Union[str, Path, np.ndarray], device: Union[str, int, None] = None,
              frames: int = 128, **options) -> PlaybackHandle:
         """Start playing ``source`` (an audio file soundfile reads, or a frames x channels
         array) and return at once. ``device`` is a PortAudio device name (substring) or index;
         None picks the JACK server's output if one runs, else the default output, or the engine
-        clock when the chain ends in an output-sink stage. ``frames`` is the device block."""
+        clock when the chain ends in an output-sink stage. ``frames`` is the device block.
+        With component-path stages the chain runs on the feeder thread (``stats().chain_thread``)."""
         return start_playback(self, source, device=device, frames=frames, **options)
+
+    def reset(self) -> None:
+        """Reset every stage's signal history (seek, restart); queued between blocks while playing."""
+        for s in self.stages:
+            s.reset()
 
     def stats(self) -> list[StageStats]:
         """Per-stage process times and faults."""
         return [s.stats() for s in self.stages]
 
+    def c_chain(self) -> Optional["_core.Chain"]:
+        """The single C chain the audio callback can run (None with component-path stages)."""
+        return None if self.has_component_stages else self._segments[0]
+
     @contextmanager
-    def running(self) -> Iterator["_core.Chain"]:
-        """Own the chain: route stage commands through its queue and keep epoch tickers on."""
+    def running(self, offline: bool = False) -> Iterator[Optional["_core.Chain"]]:
+        """Own the chain: route stage commands through its queues, keep epoch tickers on and
+        give each call the offline or the live deadline. Yields :meth:`c_chain`."""
         if not self._busy.acquire(blocking=False):
             raise EngineError("this pipeline is already processing or playing")
         try:
@@ -83,24 +142,27 @@ class Pipeline:
                 engines = {id(s._engine): s._engine for s in self.stages if s._engine is not None}
                 for engine in engines.values():
                     stack.enter_context(engine.ticking())
-                for index, stage in enumerate(self.stages):
-                    stack.enter_context(_live(stage, self._chain, index))
-                yield self._chain
+                for stage in self.stages:
+                    stack.enter_context(_live(stage, self._places.get(id(stage), self)))
+                ticks = {id(e): e.deadline_ticks(self.offline_deadline_ms / 1000.0) for e in engines.values()}
+                for stage in self.stages:
+                    stage._use_deadline(ticks.get(id(stage._engine)) if offline else None)
+                stack.callback(lambda: [stage._use_deadline(None) for stage in self.stages])
+                yield self.c_chain()
         finally:
             self._busy.release()
 
 
 @contextmanager
-def _live(stage: HotPathStage, chain: "_core.Chain", index: int) -> Iterator[None]:
+def _live(stage: Stage, place: object) -> Iterator[None]:
     with stage._lock:
         if stage._live is not None:
             raise EngineError(f"{stage.name} is already running in another pipeline")
         if stage._closed:
             raise EngineError(f"{stage.name} is closed")
-        stage._live = (chain, index)
+        stage._live = place
     try:
         yield
     finally:
         with stage._lock:
             stage._live = None
-

@@ -2,9 +2,9 @@
 
 The driver is a PortAudio stream whose callback is C (csrc/st_audio.c), or, for chains that end
 in an output-sink stage and no device, the engine clock (a C thread sleeping to each block's
-deadline). The chain runs inside the driver (design A); the alternative, running it on the
-feeder before the ring (design B), is kept for bench/engine_latency.py, which measured A to have
-the lower latency (docs/engine.md).
+deadline). The chain runs inside the driver (design A, the lower latency: docs/engine.md)
+unless it holds component-path stages: those are Python calls, so the chain then runs on the
+feeder before the ring (design B), which ``chain_in_callback=False`` also selects.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterator, Optional, Union
 import numpy as np
 
 from stellatune.engine import _core
-from stellatune.engine.stats import PlaybackStats
+from stellatune.engine.stats import PlaybackStats, quantile_us
 from stellatune.errors import AudioDeviceError, EngineError
 from stellatune.sdk.abi import Role
 
@@ -133,12 +133,16 @@ class PlaybackHandle:
     """
 
     def __init__(self, pipeline: "Pipeline", player: "_core.Player", running: AbstractContextManager,
-                 blocks: Iterator[np.ndarray], uses_portaudio: bool):
+                 blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
+                 chain_thread: str, period_us: float):
         """Internal: use :meth:`Pipeline.play`."""
         self._pipeline = pipeline
         self._player = player
         self._running = running
         self._uses_portaudio = uses_portaudio
+        self._python_render = python_render  # component stages: the feeder runs Pipeline.render
+        self._chain_thread = chain_thread
+        self._period_us = period_us
         self._feeder_error: Optional[BaseException] = None
         self._closed = False
         self._close_lock = threading.Lock()
@@ -151,6 +155,8 @@ class PlaybackHandle:
             for block in blocks:
                 if self._player.stopping:
                     break
+                if self._python_render:
+                    self._pipeline.render(block)
                 self._player.push(block)
         except BaseException as e:  # reported by wait(); the driver plays silence meanwhile
             self._feeder_error = e
@@ -160,12 +166,20 @@ class PlaybackHandle:
     def stats(self) -> PlaybackStats:
         """A snapshot of the device, ring and per-stage counters."""
         c = self._player.counters()
+        cb, hist = c["callbacks"], c["render_hist"]
+
+        def q(p: float) -> float:
+            return quantile_us(hist, cb, p, 0, c["render_max_ns"])
+
         return PlaybackStats(
             callbacks=c["callbacks"], device_underflows=c["device_underflows"],
             ring_underruns=c["ring_underruns"], ring_underrun_frames=c["ring_underrun_frames"],
             frames_played=c["frames_played"], output_latency_ms=c["output_latency_s"] * 1000.0,
             mean_ring_fill_frames=c["mean_ring_fill_frames"],
-            render_max_us=c["render_max_ns"] / 1000.0, finished=self._player.finished,
+            render_max_us=c["render_max_ns"] / 1000.0, callback_p50_us=q(0.5),
+            callback_p99_us=q(0.99), callback_p999_us=q(0.999), period_us=self._period_us,
+            chain_thread=self._chain_thread,
+            finished=self._player.finished,
             stages=self._pipeline.stats(),
         )
 
@@ -218,22 +232,31 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
     """Open the driver and start playing (see :meth:`Pipeline.play`).
 
     ``ring_frames`` (a power of two) sizes the decode ring; ``capture_seconds`` records the
-    device input for loopback checks; ``chain_in_callback=False`` selects design B.
+    device input for loopback checks; ``chain_in_callback=False`` selects design B (a chain
+    with component-path stages always runs there).
     """
     if frames <= 0 or frames > pipeline.block_frames:
         raise EngineError(f"frames must be in 1..{pipeline.block_frames} (the pipeline's block_frames)")
     if ring_frames & (ring_frames - 1) or ring_frames < 2 * frames:
         raise EngineError(f"ring_frames must be a power of two >= {2 * frames}, got {ring_frames}")
     blocks = _blocks(source, pipeline.sample_rate, pipeline.channels)
-    has_sink = any(s.spec.role is Role.OUTPUT_SINK for s in pipeline.stages)
+    has_sink = any(s.role is Role.OUTPUT_SINK for s in pipeline.stages)
     use_clock = device == ENGINE_CLOCK or (device is None and has_sink)
     running = pipeline.running()
     chain = running.__enter__()
+    python_render = chain is None
+    chain_thread = "feeder" if python_render or not chain_in_callback else "callback"
+    if python_render:
+        # Component stages: the feeder renders the whole chain in Python (Pipeline.render); the
+        # driver only moves audio, through a chain with no stages.
+        chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
     player = _core.Player(chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate),
                           chain_in_callback)
     if not use_clock:
         _pa_init()
-    handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock)
+    handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock,
+                            python_render=python_render, chain_thread=chain_thread,
+                            period_us=frames / pipeline.sample_rate * 1e6)
     try:
         if not use_clock:
             info = _pick_device(device, pipeline.channels)

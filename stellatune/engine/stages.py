@@ -14,8 +14,9 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Union
+from typing import Callable, Iterator, Mapping, Optional, Union
 
+import numpy as np
 import wasmtime
 import wasmtime._bindings as _wt_bindings
 import wasmtime._ffi as _wt_ffi
@@ -27,8 +28,12 @@ from stellatune.sdk import abi
 
 __all__ = ["HotPathEngine", "HotPathStage", "hot_path_engine"]
 
-#: Per-call budget of ``process``/``set_param`` before the epoch watchdog interrupts it.
+#: Per-call budget of ``process``/``set_param`` in live playback before the epoch watchdog
+#: interrupts it.
 DEFAULT_DEADLINE_MS = 10.0
+#: Consecutive timeouts after which a stage is bypassed for good. A single timeout only skips
+#: that block: the deadline is wall-clock time, and a descheduled thread overruns it too.
+DEFAULT_TIMEOUT_LIMIT = 3
 #: Budget for control-plane calls (init, param names, drop).
 _CONTROL_DEADLINE_S = 2.0
 _PARAM_NAMES_LIMIT = 4096
@@ -174,8 +179,12 @@ class HotPathStage:
         self.channels = channels
         self.native = native
         self.param_names = param_names
+        self.fallback_reason: Optional[str] = None
+        """Always None: a hot-path stage is what a fallback falls back from."""
         self._core = core
         self._drop = drop
+        self._held: list[Callable[[], object]] = []
+        self._live_ticks = 0  # wasm stages: the per-call deadline in playback
         self._lock = threading.Lock()
         self._live: Optional[tuple["_core.Chain", int]] = None
         self._closed = False
@@ -188,10 +197,16 @@ class HotPathStage:
     def from_wasm(
         cls, path: Union[str, Path], spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
         config: Optional[Mapping[str, float]] = None, *, epoch_interruption: bool = True,
-        deadline_ms: float = DEFAULT_DEADLINE_MS, name: Optional[str] = None,
+        deadline_ms: float = DEFAULT_DEADLINE_MS, timeout_limit: int = DEFAULT_TIMEOUT_LIMIT,
+        name: Optional[str] = None,
     ) -> "HotPathStage":
         """Compile and instantiate the core module at ``path`` in its own Store, run ``init``
-        and apply ``config`` (parameter name → value)."""
+        and apply ``config`` (parameter name → value).
+
+        ``deadline_ms`` is each call's budget in live playback (offline rendering uses the
+        pipeline's generous ``offline_deadline_ms``); ``timeout_limit`` consecutive overruns
+        bypass the stage for good, fewer only skip the blocks that overran.
+        """
         path = Path(path)
         where = name or path.name
         _validate(spec, sample_rate, channels, where)
@@ -225,7 +240,10 @@ class HotPathStage:
             set_param = export(abi.SET_PARAM_EXPORT, wasmtime.Func, False)
             names_fn = export(abi.PARAM_NAMES_EXPORT, wasmtime.Func, False)
             drop = export(spec.drop_export, wasmtime.Func, False)
+            reset = export(spec.reset_export, wasmtime.Func, False)
             _check_signature(where, store, process, ["i32"] * 4, [["i32"]])
+            if reset is not None:
+                _check_signature(where, store, reset, ["i32", "i32"], [["i32"]])
             _check_signature(where, store, init, ["i32", "i32"], [["i32"]])
             if set_param is not None:
                 _check_signature(where, store, set_param, ["i32", "i32", "f32"], [[], ["i32"]])
@@ -250,16 +268,18 @@ class HotPathStage:
             guest_ctx = struct.unpack("<I", memory.read(store, scratch + abi.SCRATCH_OUT_CTX, scratch + abi.SCRATCH_OUT_CTX + 4))[0]
             memory_size = memory.data_len(store)  # after init: any later change is a memory.grow
 
-        keep = (engine, module, store, instance, memory, process, set_param)
+        keep = (engine, module, store, instance, memory, process, set_param, reset)
         core = _core.CoreStage.wasm(
             context=_address(store._context()),
             process_func=ctypes.addressof(process._func),
             set_param_func=ctypes.addressof(set_param._func) if set_param is not None else 0,
             set_param_results=len(set_param.type(store).results) if set_param is not None else 0,
+            reset_func=ctypes.addressof(reset._func) if reset is not None else 0,
             memory=ctypes.addressof(memory._memory), memory_size=memory_size, guest_ctx=guest_ctx,
             role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
             channels=channels, max_frames=b.max_frames,
-            deadline_ticks=engine.deadline_ticks(deadline_ms / 1000.0), keepalive=keep,
+            deadline_ticks=engine.deadline_ticks(deadline_ms / 1000.0), timeout_limit=timeout_limit,
+            keepalive=keep,
         )
 
         def drop_guest() -> None:
@@ -276,6 +296,7 @@ class HotPathStage:
                     param_names=names, native=False, drop=drop_guest)
         stage._wasm_memory = (store, memory)
         stage._engine = engine
+        stage._live_ticks = core.deadline_ticks
         stage.configure(config or {})
         return stage
 
@@ -317,6 +338,7 @@ class HotPathStage:
         set_param = fn(abi.SET_PARAM_EXPORT, ctypes.c_int32, u32, u32, ctypes.c_float, required=False)
         names_fn = fn(abi.PARAM_NAMES_EXPORT, u32, required=False)
         drop = fn(spec.drop_export, None, u32, required=False) if spec.drop_export else None
+        reset = fn(spec.reset_export, ctypes.c_int32, u32, u32, required=False) if spec.reset_export else None
         base = memory_fn()
         if not base:
             raise HotPathAbiError(f"{where}: st_hot_native_memory() returned NULL")
@@ -333,9 +355,9 @@ class HotPathStage:
             names = _parse_param_names(ctypes.string_at(base + names_fn(), _PARAM_NAMES_LIMIT))
         core = _core.CoreStage.native(
             process_fn=_address(process), set_param_fn=_address(set_param) if set_param else 0,
-            base=base, guest_ctx=guest_ctx, role=int(spec.role), in_offset=b.in_offset,
+            reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx, role=int(spec.role), in_offset=b.in_offset,
             out_offset=b.out_offset or 0, channels=channels, max_frames=b.max_frames,
-            keepalive=(tmp, lib, process, set_param),
+            keepalive=(tmp, lib, process, set_param, reset),
         )
         stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
                     param_names=names, native=True,
@@ -404,6 +426,68 @@ class HotPathStage:
                 return
             self._core.user_bypass = bypassed
 
+    def reset(self) -> None:
+        """Clear the module's signal history (``st_hot_reset``), e.g. on a seek; parameters stay.
+
+        Queued to the audio thread between blocks while a pipeline plays. A module without the
+        export has nothing to reset.
+        """
+        if not self._core.has_reset:
+            return
+        with self._lock:
+            if self._live is not None:
+                chain, index = self._live
+                if not chain.send("reset", index):
+                    raise EngineError(f"{self.name}: command queue full, reset not applied")
+                return
+            with self._ticking():
+                rc = self._core.reset_now()
+        if rc != 0:
+            fault = self.fault
+            why = f"stage bypassed after {fault.kind}" if fault is not None else f"error code {rc}"
+            raise EngineError(f"{self.name}: reset failed ({why})")
+
+    def time_blocks(self, block: np.ndarray, iterations: int) -> float:
+        """Nanoseconds per ``process`` of ``block`` (frames x channels), this stage alone,
+        mean of ``iterations`` calls looped in C without the GIL (the timing benchmarks use).
+
+        The stage's statistics count these calls too. Not while a pipeline runs the stage.
+        """
+        from stellatune.engine.pipeline import Pipeline  # a one-stage pipeline owns the chain
+
+        a = np.ascontiguousarray(block, dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != self.channels or not len(a):
+            raise EngineError(f"{self.name}: expected a block of shape (frames, {self.channels}), got {a.shape}")
+        if iterations <= 0:
+            raise EngineError(f"{self.name}: iterations must be > 0")
+        pipe = Pipeline([self], self.sample_rate, self.channels, block_frames=len(a))
+        with pipe.running(offline=False) as chain:
+            return chain.time_blocks(a, iterations)
+
+    @property
+    def path(self) -> str:
+        """``native`` for the native build, else ``hot-path``."""
+        return "native" if self.native else "hot-path"
+
+    @property
+    def role(self) -> abi.Role:
+        return self.spec.role
+
+    @property
+    def max_frames(self) -> int:
+        """Largest block the module accepts."""
+        return self.spec.buffer.max_frames
+
+    def hold(self, close: Callable[[], object]) -> None:
+        """Keep something alive as long as this stage: ``close`` runs when the stage closes
+        (after the module's ``drop``). The plugin's component processor, for one."""
+        self._held.append(close)
+
+    def _use_deadline(self, offline_ticks: Optional[int]) -> None:
+        """Pipeline: per-call budget for the coming run (None: the live one)."""
+        if self._engine is not None:
+            self._core.deadline_ticks = self._live_ticks if offline_ticks is None else offline_ticks
+
     @contextmanager
     def _ticking(self) -> Iterator[None]:
         if self._engine is None:
@@ -422,18 +506,23 @@ class HotPathStage:
 
     def stats(self) -> StageStats:
         """Process-time statistics and fault state."""
-        return stage_stats(self.name, self._core)
+        return stage_stats(self.name, self._core.timing(), self._core.fault())
 
     def close(self) -> None:
-        """Call the module's ``drop`` (if any); the stage is unusable afterwards."""
+        """Call the module's ``drop`` (if any) and close what the stage holds; the stage is
+        unusable afterwards."""
         with self._lock:
             if self._live is not None:
                 raise EngineError(f"{self.name}: cannot close a stage while its pipeline runs")
             if self._closed:
                 return
             self._closed = True
-        if self._drop is not None:
-            self._drop()
+        try:
+            if self._drop is not None:
+                self._drop()
+        finally:
+            for close in reversed(self._held):
+                close()
 
     def __repr__(self) -> str:
         kind = "native" if self.native else "wasm"

@@ -6,11 +6,11 @@ this module turns a snapshot of them into plain dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
-from stellatune.engine import _core
+from typing import Any, Optional, Sequence
 
 _BUCKETS_PER_OCTAVE = 4
+#: Histogram size shared with csrc/st_chain.h (ST_HIST_BUCKETS).
+HIST_BUCKETS = 128
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,8 @@ class StageFault:
     """Why a stage was bypassed."""
 
     kind: str
-    """``trap``, ``timeout``, ``bad-frames``, ``memory-grow`` or ``error-code``."""
+    """``trap``, ``timeout`` (the last of ``timeout_limit`` in a row), ``bad-frames``,
+    ``memory-grow``, ``error-code``; component-path stages: ``plugin-error``."""
     code: int
     """Trap code, returned ABI error code, or the bad ``out_frames`` (-1 when not applicable)."""
     block: int
@@ -29,13 +30,18 @@ class StageFault:
 
 @dataclass(frozen=True)
 class StageStats:
-    """Process-time statistics of one stage, in microseconds."""
+    """Process-time statistics of one stage, in microseconds.
+
+    A hot-path stage's time runs from the end of the previous stage to its own end, so it
+    includes copying the block in and out of the module.
+    """
 
     name: str
     calls: int
     min_us: float
     p50_us: float
     p99_us: float
+    p999_us: float
     max_us: float
     mean_us: float
     soft_errors: int
@@ -44,6 +50,10 @@ class StageStats:
     """Output sinks: frames offered but not consumed."""
     rejected_params: int
     """set_param calls the module refused (the value was not applied)."""
+    timeouts: int
+    """Blocks skipped because the call overran its deadline (the stage went on afterwards)."""
+    resets: int
+    """Successful ``st_hot_reset`` calls."""
     fault: Optional[StageFault]
 
 
@@ -65,8 +75,27 @@ class PlaybackStats:
     """Frames waiting in the ring at each driver block, averaged."""
     render_max_us: float
     """Slowest driver block (ring pop + chain)."""
+    callback_p50_us: float
+    """Driver block duration quantiles (ring pop, plus the chain when it runs there)."""
+    callback_p99_us: float
+    callback_p999_us: float
+    period_us: float
+    """One driver block of audio: the time a callback may take at most."""
+    chain_thread: str
+    """Where the chain runs: ``callback`` (design A) or ``feeder`` (design B, which a chain
+    with component-path stages needs: those are Python calls)."""
     finished: bool
     stages: list[StageStats] = field(default_factory=list)
+
+    @property
+    def callback_load_p99(self) -> float:
+        """p99 callback duration as a fraction of the period (1.0 = no time left)."""
+        return self.callback_p99_us / self.period_us if self.period_us else 0.0
+
+    @property
+    def callback_load_p999(self) -> float:
+        """p99.9 callback duration as a fraction of the period."""
+        return self.callback_p999_us / self.period_us if self.period_us else 0.0
 
 
 def _bucket_value_ns(bucket: int) -> float:
@@ -76,7 +105,7 @@ def _bucket_value_ns(bucket: int) -> float:
     return 2.0 ** ((bucket + 0.5) / _BUCKETS_PER_OCTAVE)
 
 
-def _quantile_ns(hist: list[int], calls: int, q: float) -> float:
+def _quantile_ns(hist: Sequence[int], calls: int, q: float) -> float:
     rank = q * calls
     seen = 0
     for bucket, count in enumerate(hist):
@@ -86,25 +115,42 @@ def _quantile_ns(hist: list[int], calls: int, q: float) -> float:
     return 0.0
 
 
-def stage_stats(name: str, core: "_core.CoreStage") -> StageStats:
-    """Snapshot one stage's counters (safe while the audio thread runs; values may lag a block)."""
-    t = core.timing()
+def hist_bucket(ns: int) -> int:
+    """The bucket of ``ns`` (as csrc/st_chain.c files it), for timings taken in Python."""
+    if ns < 4:
+        return max(0, int(ns))
+    msb = int(ns).bit_length() - 1
+    return min(HIST_BUCKETS - 1, msb * 4 + ((int(ns) >> (msb - 2)) & 3))
+
+
+def quantile_us(hist: Sequence[int], calls: int, q: float, min_ns: float, max_ns: float) -> float:
+    """Quantile ``q`` of a histogram in microseconds, clamped to the observed range."""
+    if not calls:
+        return 0.0
+    return min(max(_quantile_ns(hist, calls, q), min_ns), max_ns) / 1000.0
+
+
+def stage_stats(name: str, t: dict[str, Any], raw_fault: Optional[tuple]) -> StageStats:
+    """Snapshot one stage's counters (``t`` as ``CoreStage.timing()`` returns them; safe while
+    the audio thread runs, values may lag a block)."""
     calls = t["calls"]
 
-    def clamp_us(ns: float) -> float:
-        return min(max(ns, t["min_ns"]), t["max_ns"]) / 1000.0 if calls else 0.0
+    def q(p: float) -> float:
+        return quantile_us(t["hist"], calls, p, t["min_ns"], t["max_ns"])
 
-    raw = core.fault()
     return StageStats(
         name=name,
         calls=calls,
         min_us=t["min_ns"] / 1000.0,
-        p50_us=clamp_us(_quantile_ns(t["hist"], calls, 0.50)),
-        p99_us=clamp_us(_quantile_ns(t["hist"], calls, 0.99)),
+        p50_us=q(0.50),
+        p99_us=q(0.99),
+        p999_us=q(0.999),
         max_us=t["max_ns"] / 1000.0,
         mean_us=(t["total_ns"] / calls / 1000.0) if calls else 0.0,
         soft_errors=t["soft_errors"],
         short_frames=t["short_frames"],
         rejected_params=t["rejected_params"],
-        fault=StageFault(*raw) if raw else None,
+        timeouts=t["timeouts"],
+        resets=t["resets"],
+        fault=StageFault(*raw_fault) if raw_fault else None,
     )

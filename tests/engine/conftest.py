@@ -33,6 +33,7 @@ KERNELS = {
     "grow": ("hostile.c", ["-DFX_GROW"], False),
     "bad_frames": ("hostile.c", ["-DFX_BAD_FRAMES"], True),
     "error": ("hostile.c", ["-DFX_ERROR"], False),
+    "stall": ("stall.c", [], False),
 }
 
 

@@ -1,0 +1,137 @@
+"""Component-path stages: a block processed by a Python call (a plugin component's ``process``).
+
+This is the fallback for plugins whose component offers no hot path, or whose hot path does not
+fit. It never runs on the audio thread: offline it is called per block between the C chain's
+segments, and in playback the whole chain moves to the feeder thread (design B). The engine only
+sees callables here, so it does not depend on the executor.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import astuple
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+
+from stellatune.engine.stats import HIST_BUCKETS, StageFault, StageStats, hist_bucket, stage_stats
+from stellatune.errors import EngineError
+from stellatune.sdk.abi import Role
+
+__all__ = ["ComponentStage"]
+
+
+class ComponentStage:
+    """A stage whose blocks go through a Python callable, with the same stats and bypass rules
+    as a :class:`~stellatune.engine.HotPathStage`.
+
+    ``process(block)`` gets a float32 (frames, channels) array and returns one of the same
+    shape (a DSP) or the number of frames it consumed (a sink; the rest count as
+    ``short_frames``). An exception from it bypasses the stage from then on
+    (fault kind ``plugin-error``) and the rest of the chain keeps going.
+    """
+
+    path = "component"
+
+    def __init__(self, *, name: str, role: Role, sample_rate: int, channels: int,
+                 process: Callable[[np.ndarray], np.ndarray], fallback_reason: str,
+                 configure: Optional[Callable[[Mapping[str, Any]], object]] = None,
+                 reset: Optional[Callable[[], object]] = None,
+                 close: Optional[Callable[[], object]] = None, max_frames: int = 1 << 16):
+        self.name = name
+        self.role = role
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.max_frames = max_frames
+        self.fallback_reason: Optional[str] = fallback_reason
+        """Why the hot path was not used (the component returned none, a spec problem, ...)."""
+        self._process = process
+        self._configure = configure
+        self._reset = reset
+        self._close = close
+        self._lock = threading.Lock()
+        self._live: Optional[object] = None  # the pipeline running it, as for hot-path stages
+        self._closed = False
+        self._engine = None  # no epoch ticker: the executor's deadlines guard component calls
+        self._bypassed = False
+        self._fault: Optional[StageFault] = None
+        self._blocks = 0
+        self._t = {"calls": 0, "total_ns": 0, "min_ns": 0, "max_ns": 0, "soft_errors": 0,
+                   "short_frames": 0, "rejected_params": 0, "timeouts": 0, "resets": 0,
+                   "hist": [0] * HIST_BUCKETS}
+
+    def run(self, block: np.ndarray) -> None:
+        """Process ``block`` in place (the pipeline's thread; never the audio callback)."""
+        block_index = self._blocks
+        self._blocks += 1
+        if self._bypassed or self._fault is not None:
+            return
+        t0 = time.perf_counter_ns()
+        try:
+            out = self._process(block)
+            if self.role is Role.DSP_TRANSFORM:
+                if out.shape != block.shape:
+                    raise EngineError(f"returned {out.shape} for a block of {block.shape}")
+                block[...] = out
+            elif isinstance(out, int):  # a sink says how many frames it took
+                self._t["short_frames"] += max(0, len(block) - out)
+        except Exception as e:  # trapped, timed out, errored, or disabled underneath the stage
+            self._fault = StageFault("plugin-error", -1, block_index, f"{type(e).__name__}: {e}")
+            return
+        self._record(time.perf_counter_ns() - t0)
+
+    def _record(self, ns: int) -> None:
+        t = self._t
+        t["min_ns"] = ns if not t["calls"] else min(t["min_ns"], ns)
+        t["max_ns"] = max(t["max_ns"], ns)
+        t["calls"] += 1
+        t["total_ns"] += ns
+        t["hist"][hist_bucket(ns)] += 1
+
+    # --- control (the same surface as HotPathStage where it applies) ------------------------
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Hand a config update to the plugin (it validates keys and values itself)."""
+        if self._configure is None:
+            raise EngineError(f"{self.name}: this stage takes no config updates")
+        if not isinstance(config, Mapping):
+            raise EngineError(f"{self.name}: config must be an object")
+        self._configure(dict(config))
+
+    def set_param(self, name: str, value: float) -> None:
+        """One config key, as a config update."""
+        self.configure({name: value})
+
+    def bypass(self, bypassed: bool = True) -> None:
+        """Skip (or resume) this stage; blocks pass through it unchanged."""
+        self._bypassed = bypassed
+
+    def reset(self) -> None:
+        """Reset the plugin's stream state, when it has such a call (sinks do)."""
+        if self._reset is not None and self._fault is None:
+            self._reset()
+        self._t["resets"] += self._reset is not None
+
+    @property
+    def fault(self) -> Optional[StageFault]:
+        return self._fault
+
+    def stats(self) -> StageStats:
+        return stage_stats(self.name, self._t, astuple(self._fault) if self._fault is not None else None)
+
+    def _use_deadline(self, offline_ticks: Optional[int]) -> None:
+        """Component calls keep the executor's own deadlines."""
+
+    def close(self) -> None:
+        """Close the plugin resource behind the stage (idempotent)."""
+        with self._lock:
+            if self._live is not None:
+                raise EngineError(f"{self.name}: cannot close a stage while its pipeline runs")
+            if self._closed:
+                return
+            self._closed = True
+        if self._close is not None:
+            self._close()
+
+    def __repr__(self) -> str:
+        return f"<ComponentStage {self.name} ({self.role.wit_name}, fallback: {self.fallback_reason})>"
