@@ -2,6 +2,8 @@
 disabling, unloading or shutting down the plugin through the runtime ends the sidecar."""
 from __future__ import annotations
 
+import os
+import signal
 import struct
 from pathlib import Path
 
@@ -107,3 +109,20 @@ def test_taking_the_plugin_down_ends_its_sidecar_and_removes_its_endpoints(
     assert np.array_equal(written, signal)
     reason = {"disable": "host-disable", "unload": "unload", "shutdown": "shutdown"}[how]
     assert f"wav-sink: on-disable {reason}" in executor.log_path(SINK).read_text()
+
+
+def test_a_hung_sidecar_is_killed_when_the_plugin_is_disabled(install, executor, runtime, services, tmp_path, tone,
+                                                               children):
+    before = children()
+    install("wav-sink")
+    record(executor, tmp_path / "hung.wav", tone(4800, 2))
+    (pid,) = children() - before
+    os.kill(pid, signal.SIGSTOP)  # neither answers the plugin nor reacts to EOF on stdin
+
+    runtime.set_desired_state(SINK, DesiredState.DISABLED)
+
+    assert children() - before == set() and endpoint_files(services) == []
+    log = executor.log_path(SINK).read_text()
+    assert "wav-sink: closing the writer failed" in log  # no answer from the stopped writer
+    assert "wav-sink: on-disable host-disable" in log  # ...and teardown went on
+    assert services.sidecars().events(SINK)[-1].kind == "stopped"

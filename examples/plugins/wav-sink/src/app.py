@@ -198,7 +198,11 @@ class Session(output_sink.Session):
                 self.guard = None
 
     def close(self):
-        self._close_writer()
+        try:
+            self._close_writer()
+        except Err as e:
+            # close() has no error result: letting this escape would trap and lose the instance.
+            log(f"closing the writer failed: {e.value}")
         self.spec = None
         log(f"closed after {self.frames_written} frames")
 
