@@ -3,7 +3,8 @@ disabling, unloading or shutting down the plugin through the runtime ends the si
 from __future__ import annotations
 
 import os
-import signal
+import signal as signal_mod
+import threading
 import struct
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def ring_header(path: Path) -> dict[str, int]:
     magic, version, capacity, flags, write_pos, read_pos = RING_HEAD.unpack(path.read_bytes()[:RING_HEAD.size])
     return {"magic": magic, "version": version, "capacity": capacity, "flags": flags,
             "write_pos": write_pos, "read_pos": read_pos}
+
+
+def _catching(fn, failures: list):
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            failures.append(e)
+    return run
 
 
 def record(executor, path: Path, signal: np.ndarray, chunk: int = 700):
@@ -65,16 +75,31 @@ def test_audio_goes_through_the_ring_and_the_wav_equals_the_input(install, execu
     assert f"wav-writer read {signal.nbytes} bytes over shared-memory-ring" in log
 
 
-def test_a_write_larger_than_the_ring_is_partial_and_a_split_frame_is_not_lost(install, executor, tmp_path, tone):
+def test_a_write_larger_than_the_ring_is_partial_and_a_split_frame_is_not_lost(
+        install, executor, tmp_path, tone, children):
+    before = children()
     install("wav-sink")
     out = tmp_path / "long.wav"
     signal = tone(100_000, 3)  # 1.2 MB; 12-byte frames do not divide the 1 MiB ring
     session = executor.output_sink(SINK, "wav-file").open(
         {"id": "file", "path": str(out)}, AudioSpec(48000, 3), '{"max_chunk_frames": 100000}')
-    first = session.write(signal)
-    # The empty ring took exactly 1 MiB: 87381 whole frames and 4 bytes of the next one, which
-    # counts as accepted (its other 8 bytes wait in the plugin and go first next time).
-    assert first == -(-(1 << 20) // 12) == 87382
+    (writer,) = children() - before
+    os.kill(writer, signal_mod.SIGSTOP)  # the ring stays full until we let the writer go on
+    try:
+        first = session.write(signal)
+        # The empty ring took exactly 1 MiB: 87381 whole frames and 4 bytes of the next one,
+        # which counts as accepted (its other 8 bytes wait in the plugin).
+        assert first == -(-(1 << 20) // 12) == 87382
+        assert session.write(signal[first:]) == 0  # full: nothing more, and no error
+        failures: list[BaseException] = []
+        flushing = threading.Thread(target=_catching(session.flush, failures))
+        flushing.start()
+        flushing.join(0.2)
+        assert flushing.is_alive()  # waiting for room for the 8 bytes: the writer is stopped
+    finally:
+        os.kill(writer, signal_mod.SIGCONT)
+    flushing.join()
+    assert failures == []
     offset = first
     while offset < len(signal):
         offset += session.write(signal[offset:])
@@ -117,7 +142,7 @@ def test_a_hung_sidecar_is_killed_when_the_plugin_is_disabled(install, executor,
     install("wav-sink")
     record(executor, tmp_path / "hung.wav", tone(4800, 2))
     (pid,) = children() - before
-    os.kill(pid, signal.SIGSTOP)  # neither answers the plugin nor reacts to EOF on stdin
+    os.kill(pid, signal_mod.SIGSTOP)  # neither answers the plugin nor reacts to EOF on stdin
 
     runtime.set_desired_state(SINK, DesiredState.DISABLED)
 
