@@ -31,11 +31,6 @@ typedef union {
     uint64_t u;
 } st_bits64;
 
-typedef union {
-    float f;
-    uint32_t u;
-} st_bits32;
-
 static const double LN2_HI = 6.93147180369123816490e-01;
 static const double LN2_LO = 1.90821492927058770002e-10;
 static const double INV_LN2 = 1.44269504088896338700e+00;
@@ -147,31 +142,13 @@ float st_db_to_gain(float db) {
     return (float)st_exp((double)db * 0.11512925464970228420); /* ln(10)/20 */
 }
 
+/* One lane of the vector versions in stellatune_sdk.h, so scalar and vector callers agree. */
 float st_fast_log2f(float x) {
-    if (!(x > 1e-30f)) return -99.657842846f; /* log2(1e-30): "silence" */
-    st_bits32 b = {x};
-    int e = (int)((b.u >> 23) & 0xff) - 127;
-    b.u = (b.u & 0x007fffffu) | 0x3f800000u;
-    float m = b.f;
-    if (m > 1.41421356f) {
-        m *= 0.5f;
-        e += 1;
-    }
-    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-    float p = s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-    return (float)e + 2.88539008f * s * (1.0f + p); /* 2/ln2 */
+    return st_fast_log2f4(st_splat4(x))[0];
 }
 
 float st_fast_exp2f(float x) {
-    x = st_clampf(x, -126.0f, 126.0f);
-    int i = (int)x;
-    if ((float)i > x) i -= 1;
-    float t = (x - (float)i) * 0.693147181f; /* 2^f = e^(f ln2), 0 <= t < ln2 */
-    float p = 1.0f + t * (1.0f + t * (1.0f / 2 + t * (1.0f / 6 + t * (1.0f / 24 + t * (1.0f / 120
-              + t * (1.0f / 720 + t * (1.0f / 5040 + t * (1.0f / 40320))))))));
-    st_bits32 b;
-    b.u = (uint32_t)(i + 127) << 23;
-    return p * b.f;
+    return st_fast_exp2f4(st_splat4(x))[0];
 }
 
 /* --- flat JSON --------------------------------------------------------------------------- */
