@@ -156,7 +156,7 @@ class Session(output_sink.Session):
             self._sync(b"F")
 
     def reset(self):
-        pass  # nothing is queued: every accepted frame is already with the writer
+        pass  # accepted frames belong to the recording (in the ring or the tail): nothing to drop
 
     def plan_config_update_json(self, new_config_json):
         cfg = self._config(new_config_json)
