@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-from ..errors import EngineError
-from .context import plugins_dir
+from ..errors import EngineError, RuntimeStateError
+from .context import open_runtime
 
 __all__ = ["register"]
 
@@ -56,14 +57,33 @@ def _parse_dsp(text: str) -> tuple[str, str, Optional[str]]:
     return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
-def _pipeline(args: argparse.Namespace, sample_rate: int, channels: int, frames: int):
+@contextmanager
+def _pipeline(args: argparse.Namespace, sample_rate: int, channels: int, frames: int) -> Iterator:
+    """The ``--dsp`` chain, each stage asked from its plugin's component (hot path, or the
+    component path as a fallback); stages and runtime are closed on the way out."""
+    from ..chain import build_dsp_stage
     from ..engine import Pipeline
-    from ..engine.resolve import dsp_stage_for
+    from ..executor import ComponentExecutor
 
     specs = [_parse_dsp(d) for d in args.dsp]
-    stages = [dsp_stage_for(plugins_dir(args), pid, tid, cfg, sample_rate, channels, native=args.native)
-              for pid, tid, cfg in specs]
-    return Pipeline(stages, sample_rate, channels, block_frames=frames)
+    with open_runtime(args) as runtime:
+        executor = runtime.host
+        if not isinstance(executor, ComponentExecutor):
+            raise RuntimeStateError("DSP plugins need the component executor as the runtime's host")
+        if specs:
+            runtime.sync_plugins()
+        stages = []
+        try:
+            for pid, tid, cfg in specs:
+                stages.append(build_dsp_stage(runtime, executor, pid, tid, cfg, sample_rate, channels,
+                                              native=args.native))
+                stage = stages[-1]
+                note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
+                print(f"{stage.name}: {stage.path}{note}", file=sys.stderr)
+            yield Pipeline(stages, sample_rate, channels, block_frames=frames)
+        finally:
+            for stage in stages:
+                stage.close()
 
 
 def _open_audio(path: Path):
@@ -79,8 +99,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     import soundfile
     from tqdm import tqdm
 
-    with _open_audio(args.input) as src:
-        pipe = _pipeline(args, src.samplerate, src.channels, args.frames or 256)
+    with _open_audio(args.input) as src, \
+            _pipeline(args, src.samplerate, src.channels, args.frames or 256) as pipe:
         try:
             dst = soundfile.SoundFile(str(args.output), "w", src.samplerate, src.channels,
                                       subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
@@ -94,7 +114,7 @@ def cmd_render(args: argparse.Namespace) -> int:
                     break
                 dst.write(pipe.process(block))
                 bar.update(len(block))
-    _print_stage_stats(pipe.stats())
+        _print_stage_stats(pipe.stats())
     return 0
 
 
@@ -102,25 +122,30 @@ def cmd_play(args: argparse.Namespace) -> int:
     with _open_audio(args.file) as f:
         sample_rate, channels = f.samplerate, max(2, f.channels)
     frames = args.frames or 128
-    pipe = _pipeline(args, sample_rate, channels, max(256, frames))
-    handle = pipe.play(args.file, device=args.device, frames=frames)
-    started = time.monotonic()
-    try:
-        while not handle.stats().finished:
-            if args.seconds is not None and time.monotonic() - started >= args.seconds:
-                break
-            time.sleep(0.5)
-            s = handle.stats()
-            worst = max((st.p99_us for st in s.stages), default=0.0)
-            print(f"\r{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}  xruns"
-                  f" {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
-                  f" {s.output_latency_ms:.2f} ms  stage p99 {worst:.1f} us", end="", flush=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.stop()
-        print()
-    _print_stage_stats(handle.stats().stages)
+    with _pipeline(args, sample_rate, channels, max(256, frames)) as pipe:
+        handle = pipe.play(args.file, device=args.device, frames=frames)
+        # Carriage returns redraw one line on a terminal; a log or pipe gets one line per update.
+        tty = sys.stdout.isatty()
+        lead = "\r" if tty else ""
+        started = time.monotonic()
+        try:
+            while not handle.stats().finished:
+                if args.seconds is not None and time.monotonic() - started >= args.seconds:
+                    break
+                time.sleep(0.5)
+                s = handle.stats()
+                print(f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
+                      f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
+                      f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
+                      f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
+                      end="" if tty else "\n", flush=True)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            handle.stop()
+            if tty:
+                print()
+        _print_stage_stats(handle.stats().stages)
     return 0
 
 
@@ -150,5 +175,6 @@ def _print_stage_stats(stages) -> None:
     for st in stages:
         state = f"BYPASSED ({st.fault.kind}: {st.fault.message.splitlines()[-1] if st.fault.message else st.fault.code})" \
             if st.fault else "ok"
+        skipped = f", {st.timeouts} blocks skipped (deadline)" if st.timeouts else ""
         print(f"{st.name}: {st.calls} blocks, p50 {st.p50_us:.2f} us, p99 {st.p99_us:.2f} us,"
-              f" max {st.max_us:.2f} us, {state}", file=sys.stderr)
+              f" p99.9 {st.p999_us:.2f} us, max {st.max_us:.2f} us{skipped}, {state}", file=sys.stderr)

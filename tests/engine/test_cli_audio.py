@@ -8,9 +8,10 @@ import soundfile
 
 from stellatune.cli import audio
 from stellatune.cli.context import add_plugins_dir_option
-from stellatune.errors import EngineError
+from stellatune.errors import EngineError, PluginError, RuntimeStateError
 
 GAIN = "dev.stellatune.example.gain"
+PYGAIN = "dev.stellatune.example.pygain"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 
 
@@ -24,10 +25,12 @@ def run(argv):
 
 @pytest.fixture(scope="module")
 def plugins(tmp_path_factory):
-    from stellatune.sdk.cbuild import build_c_plugin
+    from stellatune.package import install_from_artifact
+    from stellatune.sdk.build import build_plugin
 
     root = tmp_path_factory.mktemp("plugins")
-    build_c_plugin(EXAMPLES / "gain", root / GAIN)
+    for name in ("gain", "pygain"):
+        install_from_artifact(root, build_plugin(EXAMPLES / name))
     return root
 
 
@@ -58,13 +61,14 @@ def test_demo_track_is_musical_stereo_audio(track):
     assert not np.array_equal(x[:, 0], x[:, 1])  # panned, not dual mono
 
 
-@pytest.mark.parametrize("dsp, match", [
-    ("nocolon", "expected PLUGIN_ID:TYPE_ID"),
-    (f"{GAIN}:gain:{{bad json", "not valid JSON"),
-    (f"{GAIN}:gain:{{\"volume\": 1}}", "unknown parameter 'volume'"),
+@pytest.mark.parametrize("dsp, error, match", [
+    ("nocolon", EngineError, "expected PLUGIN_ID:TYPE_ID"),
+    (f"{GAIN}:gain:{{bad json", EngineError, "not valid JSON"),
+    (f"{GAIN}:gain:{{\"volume\": 1}}", PluginError, 'unknown config key "volume"'),
+    ("dev.nope:gain", RuntimeStateError, "'dev.nope' is not active"),
 ])
-def test_render_refuses_bad_stage_specs(plugins, track, tmp_path, dsp, match):
-    with pytest.raises(EngineError, match=match):
+def test_render_refuses_bad_stage_specs(plugins, track, tmp_path, dsp, error, match):
+    with pytest.raises(error, match=match):
         run(["--plugins-dir", str(plugins), "render", str(track), str(tmp_path / "o.wav"), "--dsp", dsp])
     assert not (tmp_path / "o.wav").exists()
 
@@ -85,3 +89,26 @@ def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys
     captured = capsys.readouterr()
     assert "callbacks" in captured.out and "ring underruns 0" in captured.out
     assert "blocks" in captured.err
+
+
+def test_render_falls_back_to_the_component_path(plugins, track, tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    rc = run(["--plugins-dir", str(plugins), "render", str(track), str(out),
+              "--dsp", f'{PYGAIN}:pygain:{{"gain_db": -6}}', "--dsp", f"{GAIN}:gain"])
+    assert rc == 0
+    x, _ = soundfile.read(track, dtype="float32")
+    y, _ = soundfile.read(out, dtype="float32")
+    np.testing.assert_allclose(y, x * 10 ** (-6 / 20), rtol=1e-5, atol=1e-7)
+    err = capsys.readouterr().err
+    assert f"{PYGAIN}/pygain: component (the component offers no hot path" in err
+    assert f"{GAIN}/gain: hot-path" in err
+
+
+@pytest.mark.audio
+def test_play_with_a_component_stage_prints_one_line_per_update(jack_server, plugins, track, capsys):
+    assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{PYGAIN}:pygain",
+                "--seconds", "1.2"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "\r" not in out and len(lines) >= 2  # stdout is not a terminal here
+    assert all("chain on the feeder" in line and "ring underruns 0" in line for line in lines)

@@ -1,14 +1,14 @@
-"""The SDK's example kernels, built from examples/plugins/*/src/*.c: wasm output equals native."""
+"""The SDK's example kernels, built from examples/plugins/*/src/*.c: wasm output equals native.
+
+Resolving installed plugins into stages is tested in tests/chain/."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stellatune.engine import HotPathStage, Pipeline
-from stellatune.engine.resolve import dsp_stage_for
-from stellatune.errors import EngineError, HotPathAbiError, PluginNotInstalledError
+from stellatune.errors import EngineError
 from stellatune.sdk.abi import Role, sdk_core_module_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
@@ -83,38 +83,14 @@ def test_wasm_output_equals_native_output(built, noise, name, role):
                     stage.set_param(param, value)
 
 
-@pytest.fixture
-def installed_gain(built, tmp_path):
-    plugins = tmp_path / "plugins"
-    shutil.copytree(built("gain"), plugins / "dev.stellatune.example.gain")
-    return plugins
+def gain_stage(built):
+    pkg = built("gain")
+    spec = sdk_core_module_spec("wasm/gain.hotpath.wasm", Role.DSP_TRANSFORM, 2)
+    return HotPathStage.from_wasm(pkg / "wasm" / "gain.hotpath.wasm", spec, RATE, 2, {"gain_db": 0})
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
-def test_resolved_gain_matches_numpy(installed_gain, noise, native):
-    stage = dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "gain", '{"gain_db": -6}',
-                          RATE, 2, native=native)
-    x = noise(1000)
-    y = Pipeline([stage], RATE, 2).process(x)
-    np.testing.assert_allclose(y, x * 10 ** (-6 / 20), rtol=1e-6, atol=0)
-
-
-def test_resolve_errors_are_clear(installed_gain):
-    with pytest.raises(PluginNotInstalledError, match="not installed"):
-        dsp_stage_for(installed_gain, "dev.nope", "gain", None, RATE, 2)
-    with pytest.raises(HotPathAbiError, match="no dsp ability 'eq' .has: gain"):
-        dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "eq", None, RATE, 2)
-    with pytest.raises(EngineError, match="unknown parameter 'volume'"):
-        dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "gain", {"volume": 1}, RATE, 2)
-    with pytest.raises(EngineError, match="not valid JSON"):
-        dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "gain", "{oops", RATE, 2)
-    (installed_gain / "dev.stellatune.example.gain" / "native" / "gain.so").unlink()
-    with pytest.raises(HotPathAbiError, match="no hot-path native build at native/gain.so"):
-        dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "gain", None, RATE, 2, native=True)
-
-
-def test_a_refused_parameter_value_is_an_error_but_not_a_fault(installed_gain, noise):
-    stage = dsp_stage_for(installed_gain, "dev.stellatune.example.gain", "gain", {"gain_db": 0}, RATE, 2)
+def test_a_refused_parameter_value_is_an_error_but_not_a_fault(built, noise):
+    stage = gain_stage(built)
     with pytest.raises(EngineError, match=r"refused gain_db=1000.0 \(error code 1, invalid-arg\)"):
         stage.set_param("gain_db", 1000)
     x = noise(256)

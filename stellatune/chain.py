@@ -1,0 +1,178 @@
+"""From installed plugins to engine stages: ask the component for its hot path, fall back to it.
+
+The component is asked first (``describe-hot-path`` for the stream's ``AudioSpec``). When it
+answers with a core-module spec that checks out and loads, the stage runs that module in the
+engine's C loop; when it answers ``none``, or anything about the answer does not fit, the stage
+runs the component's own ``process`` (the component path) and says why in
+``stage.fallback_reason``. Either way the stage holds the component processor (or sink session)
+and closes it with itself.
+
+This module joins the planes (runtime + executor → engine); the engine never imports them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from stellatune.engine import ComponentStage, HotPathStage
+from stellatune.engine.pipeline import Stage
+from stellatune.errors import EngineError, HotPathAbiError, PluginError, RuntimeStateError
+from stellatune.executor import AudioSpec, ComponentExecutor
+from stellatune.runtime import WasmPluginRuntime
+from stellatune.sdk.abi import CoreModuleSpec, Role
+
+__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config"]
+
+Config = Union[Mapping[str, Any], str, None]
+_HOTPATH_SUFFIX = ".hotpath.wasm"
+
+
+def parse_config(config: Config, what: str) -> dict[str, Any]:
+    """A config given as a mapping, JSON object text, or nothing, as a dict."""
+    if config is None or config == "":
+        return {}
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError as e:
+            raise EngineError(f"{what} is not valid JSON: {e}") from e
+    if not isinstance(config, Mapping):
+        raise EngineError(f"{what} must be a JSON object")
+    return dict(config)
+
+
+def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
+                    type_id: str, config: Config, sample_rate: int, channels: int, *,
+                    native: bool = False) -> Stage:
+    """A pipeline stage for the active plugin's DSP ability ``type_id``.
+
+    ``config`` (a mapping or JSON object text) goes over the ability's default config: to the
+    component processor as its config, and to the hot-path module through its parameter table,
+    where every key given here must be a parameter (an unknown one is an ``EngineError`` naming
+    it). ``native`` loads ``native/<name>.so`` beside the core module instead (unsandboxed; the
+    speed baseline). Raises ``RuntimeStateError`` when the plugin is not active or lacks the
+    ability, and ``PluginError`` when the plugin refuses the config.
+    """
+    where = f"{plugin_id}/{type_id}"
+    descriptor = _active_capability(runtime, plugin_id, "dsp", type_id)
+    user = parse_config(config, f"{where} config")
+    defaults = parse_config(descriptor.default_config_json, f"{where} default config")
+    spec = AudioSpec(sample_rate, channels)
+    processor = executor.dsp(plugin_id, type_id).create(spec, json.dumps({**defaults, **user}))
+    try:
+        hot, reason = _hot_path(runtime, plugin_id, where, lambda: processor.describe_hot_path(spec),
+                                Role.DSP_TRANSFORM, sample_rate, channels, native)
+        if hot is None:
+            return ComponentStage(name=where, role=Role.DSP_TRANSFORM, sample_rate=sample_rate,
+                                  channels=channels, process=processor.process,
+                                  configure=processor.update_config,
+                                  close=_closer(processor), fallback_reason=reason)
+        try:
+            # Defaults may hold settings that are not real-time parameters; given keys must be.
+            hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
+            hot.configure(user)
+        except BaseException:
+            hot.close()
+            raise
+        hot.hold(_closer(processor))
+        return hot
+    except BaseException:
+        _closer(processor)()
+        raise
+
+
+def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
+                     type_id: str, target: Union[str, Mapping[str, Any]], config: Config,
+                     sample_rate: int, channels: int, *, native: bool = False) -> Stage:
+    """A pipeline stage for the active plugin's output sink ``type_id``, opened on ``target``.
+
+    The session is opened first (with ``config`` over the default config) and asked for its
+    role-2 core module; the fallback writes each block to the session. Config keys reach the
+    hot-path module as for :func:`build_dsp_stage`.
+    """
+    where = f"{plugin_id}/{type_id}"
+    descriptor = _active_capability(runtime, plugin_id, "output_sink", type_id)
+    user = parse_config(config, f"{where} config")
+    defaults = parse_config(descriptor.default_config_json, f"{where} default config")
+    spec = AudioSpec(sample_rate, channels)
+    session = executor.output_sink(plugin_id, type_id).open(
+        target if isinstance(target, str) else json.dumps(dict(target)), spec,
+        json.dumps({**defaults, **user}))
+    try:
+        hot, reason = _hot_path(runtime, plugin_id, where, lambda: session.describe_hot_path(spec),
+                                Role.OUTPUT_SINK, sample_rate, channels, native)
+        if hot is None:
+            return ComponentStage(name=where, role=Role.OUTPUT_SINK, sample_rate=sample_rate,
+                                  channels=channels, process=session.write,
+                                  configure=session.update_config, reset=session.reset,
+                                  close=_closer(session), fallback_reason=reason)
+        try:
+            hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
+            hot.configure(user)
+        except BaseException:
+            hot.close()
+            raise
+        hot.hold(_closer(session))
+        return hot
+    except BaseException:
+        _closer(session)()
+        raise
+
+
+def _active_capability(runtime: WasmPluginRuntime, plugin_id: str, kind: str, type_id: str) -> Any:
+    descriptor = runtime.capability_of(plugin_id, kind, type_id)
+    if descriptor is not None:
+        return descriptor
+    if not runtime.is_active(plugin_id):
+        status = runtime.status(plugin_id)
+        why = f": {status.last_error}" if status.last_error else ""
+        raise RuntimeStateError(f"plugin {plugin_id!r} is not active ({status.lifecycle_state.value}){why}")
+    have = sorted(c.type_id for c in runtime.capabilities_of(plugin_id) if c.kind.value == kind)
+    raise RuntimeStateError(f"{plugin_id} has no {kind.replace('_', '-')} ability {type_id!r}"
+                            f" (has: {', '.join(have) or 'none'})")
+
+
+def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, role: Role,
+              sample_rate: int, channels: int, native: bool) -> tuple[Optional[HotPathStage], str]:
+    """The loaded hot-path stage, or None and the reason to fall back to the component."""
+    try:
+        spec: Optional[CoreModuleSpec] = describe()
+    except PluginError as e:
+        return None, f"describe-hot-path failed: {e}"
+    if spec is None:
+        return None, f"the component offers no hot path for {sample_rate} Hz x {channels} ch"
+    problems = spec.problems()
+    if spec.role is not role:
+        problems.append(f"role is {spec.role.wit_name}, expected {role.wit_name}")
+    root = runtime.plugins_dir / plugin_id
+    module = (root / spec.wasm_rel_path).resolve()
+    if not module.is_relative_to(root.resolve()):
+        problems.append(f"wasm_rel_path {spec.wasm_rel_path!r} leaves the plugin directory")
+    elif not module.is_file():
+        problems.append(f"no core module at {spec.wasm_rel_path}")
+    if problems:
+        return None, "hot-path spec rejected: " + "; ".join(problems)
+    if native:
+        name = module.name[: -len(_HOTPATH_SUFFIX)] if module.name.endswith(_HOTPATH_SUFFIX) else module.stem
+        so = root / "native" / f"{name}.so"
+        if not so.is_file():
+            # Asked for explicitly: a missing baseline is the caller's error, not a fallback.
+            raise HotPathAbiError(f"{where}: no hot-path native build at native/{name}.so")
+    try:
+        if native:
+            return HotPathStage.from_native(so, spec, sample_rate, channels, name=where), ""
+        return HotPathStage.from_wasm(module, spec, sample_rate, channels, name=where), ""
+    except HotPathAbiError as e:
+        return None, f"core module rejected: {e}"
+
+
+def _closer(resource: Any):
+    """``resource.close`` that tolerates a plugin already disabled or unloaded underneath: the
+    executor has torn the instance down then, and there is nothing left to close."""
+    def close() -> None:
+        try:
+            resource.close()
+        except RuntimeStateError:
+            pass
+    return close
