@@ -2,9 +2,9 @@
 
 Tolerances (stated in docs/c-sdk.md):
 - gain, delay: bit-exact against a float32 numpy reference (same operations, same order);
-- eq: bit-exact against a float32 reference (every operation rounded to float32, states
-  flushed once per block); within 1e-4 of the float64 filter (float32 rounding noise of a
-  low-frequency shelf);
+- eq: bit-exact against a float32 reference (every operation rounded to float32 in eq.c's
+  order, states flushed once per block); within 1e-4 of the float64 filter (float32 rounding
+  noise of a low-frequency shelf);
 - compressor: |error| <= 2e-5 against a float64 reference with exact log2/exp2 (the kernel uses
   the SDK's fast log2/exp2, error ~1e-6 in the exponent);
 - wasm vs native: bit-identical for every kernel (same C, IEEE, no FMA, SDK's own math).
@@ -86,7 +86,7 @@ def ref_eq(x: np.ndarray, params: dict[str, float], block: int = 0) -> np.ndarra
             z1 = z2 = 0.0
             for i, v in enumerate(col):
                 o = r(r(b0 * v) + z1)
-                z1 = r(r(r(b1 * v) - r(a1 * o)) + z2)
+                z1 = r(r(r(b1 * v) + z2) - r(a1 * o))  # eq.c's order: (b1 x + z2) - a1 o
                 z2 = r(r(b2 * v) - r(a2 * o))
                 col[i] = o
                 if block and (i + 1) % block == 0:
@@ -161,6 +161,31 @@ def test_eq_matches_reference_biquads(hot, noise):
     np.testing.assert_array_equal(out, ref_eq(x, EQ_SETTINGS, block=1000).astype(np.float32))
     assert np.max(np.abs(out - ref_eq(x, EQ_SETTINGS))) <= 1e-4
     assert np.max(np.abs(out - x)) > 0.01  # the bands really act
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 1000])
+def test_eq_with_some_bands_flat_matches_reference(hot, native, noise, block):
+    """0 dB bands between active ones pass samples through unchanged, at any block length."""
+    settings = dict(EQ_SETTINGS, mid1_gain_db=0.0, high_gain_db=0.0)
+    x = noise(2000, 3)
+    expected = ref_eq(x, settings, block=block).astype(np.float32)
+    for m in (hot("eq"), native("eq")):
+        assert m.init(channels=3, max_frames=block) == 0
+        m.configure(**settings)
+        np.testing.assert_array_equal(m.process_all(x, block), expected)
+
+
+def test_eq_band_switched_back_on_starts_from_rest(hot, noise):
+    m, fresh = hot("eq"), hot("eq")
+    for e in (m, fresh):
+        assert e.init(channels=2, max_frames=512) == 0
+        e.configure(mid2_freq=200.0, mid2_gain_db=9.0)
+    x = noise(512, 2)
+    m.process(x)
+    m.configure(mid2_gain_db=0.0)
+    np.testing.assert_array_equal(m.process(x), x)  # every band flat: the input, untouched
+    m.configure(mid2_gain_db=9.0)
+    np.testing.assert_array_equal(m.process(x), fresh.process(x))
 
 
 def test_eq_with_flat_bands_is_identity(hot, noise):
