@@ -66,7 +66,7 @@ def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plu
         if hot is None:
             return ComponentStage(name=where, role=Role.DSP_TRANSFORM, sample_rate=sample_rate,
                                   channels=channels, process=processor.process,
-                                  configure=processor.update_config,
+                                  configure=_merging(processor),
                                   close=_closer(processor), fallback_reason=reason)
         try:
             # Defaults may hold settings that are not real-time parameters; given keys must be.
@@ -105,7 +105,7 @@ def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, pl
         if hot is None:
             return ComponentStage(name=where, role=Role.OUTPUT_SINK, sample_rate=sample_rate,
                                   channels=channels, process=session.write,
-                                  configure=session.update_config, reset=session.reset,
+                                  configure=_merging(session), reset=session.reset,
                                   close=_closer(session), fallback_reason=reason)
         try:
             hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
@@ -165,6 +165,14 @@ def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, 
         return HotPathStage.from_wasm(module, spec, sample_rate, channels, name=where), ""
     except HotPathAbiError as e:
         return None, f"core module rejected: {e}"
+
+
+def _merging(resource: Any):
+    """A partial config update (like ``set_param`` on a hot-path stage) over the resource's
+    current config, through the plugin's plan (hot-apply, recreate or reject)."""
+    def configure(changes: Mapping[str, Any]) -> None:
+        resource.update_config({**json.loads(resource.config_json), **changes})
+    return configure
 
 
 def _closer(resource: Any):

@@ -91,7 +91,7 @@ class ComponentStage:
     # --- control (the same surface as HotPathStage where it applies) ------------------------
 
     def configure(self, config: Mapping[str, Any]) -> None:
-        """Hand a config update to the plugin (it validates keys and values itself)."""
+        """Hand a config update (the changed keys) to the plugin, which validates it."""
         if self._configure is None:
             raise EngineError(f"{self.name}: this stage takes no config updates")
         if not isinstance(config, Mapping):
@@ -110,7 +110,7 @@ class ComponentStage:
         """Reset the plugin's stream state, when it has such a call (sinks do)."""
         if self._reset is not None and self._fault is None:
             self._reset()
-        self._t["resets"] += self._reset is not None
+            self._t["resets"] += 1
 
     @property
     def fault(self) -> Optional[StageFault]:

@@ -82,7 +82,9 @@ def test_pygain_has_no_hot_path_and_runs_on_the_component_path_offline(runtime, 
     x = noise(1000)  # not a whole number of blocks
     np.testing.assert_allclose(pipe.process(x), x * db(6) * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
     assert [s.stats().calls for s in pipe.stages] == [4, 4, 4]
-    py.configure({"gain_db": 0})  # a config update through the plugin's plan
+    py.set_param("invert", True)  # a partial update through the plugin's plan: gain_db stays
+    np.testing.assert_allclose(pipe.process(x), -x * db(6) * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
+    py.configure({"gain_db": 0, "invert": False})
     np.testing.assert_allclose(pipe.process(x), x * db(6) * db(-6), rtol=1e-5, atol=1e-7)
 
 
