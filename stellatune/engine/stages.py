@@ -186,7 +186,7 @@ class HotPathStage:
         self._held: list[Callable[[], object]] = []
         self._live_ticks = 0  # wasm stages: the per-call deadline in playback
         self._lock = threading.Lock()
-        self._live: Optional[tuple["_core.Chain", int]] = None
+        self._live: Optional[tuple["_core.Chain", int]] = None  # (its C chain, index there)
         self._closed = False
         self._engine: Optional[HotPathEngine] = None  # wasm stages: whose ticker guards calls
         self._wasm_memory: Optional[tuple[wasmtime.Store, wasmtime.Memory]] = None
@@ -355,8 +355,9 @@ class HotPathStage:
             names = _parse_param_names(ctypes.string_at(base + names_fn(), _PARAM_NAMES_LIMIT))
         core = _core.CoreStage.native(
             process_fn=_address(process), set_param_fn=_address(set_param) if set_param else 0,
-            reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx, role=int(spec.role), in_offset=b.in_offset,
-            out_offset=b.out_offset or 0, channels=channels, max_frames=b.max_frames,
+            reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx,
+            role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
+            channels=channels, max_frames=b.max_frames,
             keepalive=(tmp, lib, process, set_param, reset),
         )
         stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
