@@ -34,3 +34,15 @@ def test_resolving_a_library_that_is_not_loaded_fails_cleanly(tmp_path):
             raise AssertionError("expected RuntimeError")
     finally:
         _core._resolved = True
+
+
+def test_portaudio_init_does_not_print_alsa_probe_chatter():
+    import subprocess
+    import sys
+
+    # Without a sound card, ALSA's probe printed ~60 "ALSA lib ..." lines at Pa_Initialize.
+    done = subprocess.run([sys.executable, "-c", "from stellatune.engine import list_devices; list_devices()"],
+                          capture_output=True, text=True, timeout=60, env={"JACK_NO_START_SERVER": "1",
+                                                                          "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "ALSA lib" not in done.stderr
