@@ -175,3 +175,32 @@ def test_passthrough_sink_gets_its_role_2_core_module(runtime, executor, install
     finally:
         stage.close()
     assert executor.live_instances(sink_id) == 0
+
+
+def test_disabling_a_plugin_while_it_plays_on_the_component_path(runtime, executor, install, noise):
+    install("pygain")
+    py = build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2)
+    received = []
+
+    def record(block):
+        received.append(block.copy())
+        return len(block)
+
+    sink = ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
+                          process=record, fallback_reason="test sink")
+    x = noise(RATE)
+    handle = Pipeline([py, sink], RATE, 2).play(x, frames=128)
+    try:
+        while len(received) < 8:  # the feeder has rendered some blocks
+            handle.wait(timeout=0.01)
+        runtime.set_desired_state(PYGAIN, DesiredState.DISABLED)
+        assert handle.wait(timeout=30)
+    finally:
+        handle.stop()
+    out = np.concatenate(received)
+    cut = py.fault.block * 256
+    assert py.fault.kind == "plugin-error" and 8 <= py.fault.block < len(x) // 256
+    np.testing.assert_allclose(out[:cut], x[:cut] * db(-6), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(out[cut:], x[cut:])  # passed through once the plugin was gone
+    assert handle.stats().finished and executor.live_instances(PYGAIN) == 0
+    py.close()
