@@ -54,15 +54,24 @@ class ActivePlugin:
 
     def spawn(self, component_id: str) -> PluginInstance:
         """A new instance of one of this plugin's components (``on-enable`` has run)."""
+        self.ensure_active()
+        loaded = self.components[component_id]
+        # Instantiating runs the guest's on-enable (up to the hook deadline), so it happens
+        # outside the lock: a deactivation or another spawn never waits on plugin code, and
+        # the linker (behind the executor's lock) is never fetched under this one.
+        instance = PluginInstance(
+            engine=self.engine, linker=self.linker_for(loaded.world), component=loaded.component,
+            world=loaded.world, plugin_id=self.plugin_id, component_id=component_id,
+            context=self.context, log=self.log, limits=self.limits)
         with self.lock:
-            self.ensure_active()
-            loaded = self.components[component_id]
-            instance = PluginInstance(
-                engine=self.engine, linker=self.linker_for(loaded.world), component=loaded.component,
-                world=loaded.world, plugin_id=self.plugin_id, component_id=component_id,
-                context=self.context, log=self.log, limits=self.limits)
-            self.instances.add(instance)
-            return instance
+            tracked = self.active
+            if tracked:
+                self.instances.add(instance)
+        if not tracked:
+            # Deactivated while on-enable ran: the teardown did not see this instance.
+            instance.disable(self.deactivation_reason)
+            self.ensure_active()  # raises
+        return instance
 
     def retire(self, instance: PluginInstance, reason: str = "host-disable") -> None:
         """Tear one instance down (session closed, or broken) and stop tracking it."""

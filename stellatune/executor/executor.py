@@ -69,10 +69,11 @@ class ComponentExecutor:
         # Compiling can take seconds: do it without the executor lock, so calls into other
         # plugins are not held up.
         components = self._load_components(plugin, capabilities)
+        # A previous version goes first (its on-disable outside the lock, like every teardown),
+        # so its sidecars and instances are gone before the new version can make any.
+        self._deactivate(plugin.id, "reload", keep={c.cache_key for c in components.values()})
         with self._lock:
             self._ensure_running()
-            if plugin.id in self._plugins:
-                self._deactivate(plugin.id, "reload", keep={c.cache_key for c in components.values()})
             context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
             self._plugins[plugin.id] = ActivePlugin(
                 plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
@@ -103,9 +104,14 @@ class ComponentExecutor:
         with self._lock:
             if self._shut_down:
                 return
-            for plugin_id in list(self._plugins):
-                self.deactivate(plugin_id, "shutdown")
+            # Set first: an activation still compiling sees it and gives up.
             self._shut_down = True
+            plugin_ids = list(self._plugins)
+        try:
+            # Outside the lock, like every deactivation: on-disable runs plugin code.
+            for plugin_id in plugin_ids:
+                self.deactivate(plugin_id, "shutdown")
+        finally:
             self._host_services.shutdown()
             self._engine.close()
 
