@@ -140,8 +140,15 @@ class DecoderCapability(_Capability):
                 raw = instance.call(self.interface, "open", handle, ext_hint)
                 return instance.adopt(raw, self.interface, "session")
             return self._build(create, config)
-        return DecoderSession(self, ResourceSlot(self._plugin, build, config_json or self.default_config_json,
-                                                 lazy=False, recreatable=False))
+        try:
+            slot = ResourceSlot(self._plugin, build, config_json or self.default_config_json,
+                                lazy=False, recreatable=False)
+        except BaseException:
+            # The session owned the stream from the call on: if the instance never started, its
+            # teardown did not close it (closing is idempotent when it did).
+            stream.close()
+            raise
+        return DecoderSession(self, slot)
 
 
 class DecoderSession(_Configurable):

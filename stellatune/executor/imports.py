@@ -26,7 +26,8 @@ from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost
 
 from ..errors import PluginError, PluginErrorCode
 from ..host import Grants, Header, HttpMethod, OpenRequest, PluginHostContext, StreamOpenKind, fetch_json, open_stream
-from ..host.stream import HostStream, SeekWhence
+from ..host.errors import from_os_error
+from ..host.stream import HostStream, OpenedFileStream, SeekWhence
 from .values import field_of
 from .worlds import WorldSpec, iface
 
@@ -135,35 +136,21 @@ class GrantedHostServices:
             manager.shutdown()
 
 
-class FileHostStream(HostStream):
+class FileHostStream(OpenedFileStream):
     """A stream over a file *the host* chose (the track a user plays), to hand to a decoder.
 
     No grant is involved: the plugin never names the path. Files a plugin asks for go through
     :meth:`PluginImports.open_stream` and its grants.
+
+    :raises PluginError: the file cannot be opened (``not-found``, ``denied``, ``io``).
     """
 
-    kind = StreamOpenKind.FILE
-
     def __init__(self, path: os.PathLike[str] | str):
-        super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
-
-    def _read(self, n: int) -> bytes:
-        return self._file.read(n)
-
-    def _seek(self, offset: int, whence: SeekWhence) -> int:
-        if whence is SeekWhence.START and offset < 0:
-            raise PluginError(PluginErrorCode.INVALID_ARG, f"seek to a negative position ({offset})")
-        return self._file.seek(offset, {"start": os.SEEK_SET, "current": os.SEEK_CUR, "end": os.SEEK_END}[whence.value])
-
-    def _tell(self) -> int:
-        return self._file.tell()
-
-    def _size(self) -> int:
-        return os.fstat(self._file.fileno()).st_size
-
-    def _close(self) -> None:
-        self._file.close()
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise from_os_error(f"open {os.fspath(path)!r}", exc) from None
+        super().__init__(file, Path(path))
 
 
 # --- per-store resource tables --------------------------------------------------------------
@@ -369,10 +356,14 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
     method("process", PROCESS_TYPE, "wait-exit", lambda p, timeout: p.wait_exit(timeout))
     method("process", PROCESS_TYPE, "terminate", lambda p, grace: p.terminate(grace))
     method("lock-guard", LOCK_GUARD_TYPE, "unlock", lambda g: g.unlock())
-    method("channel", CHANNEL_TYPE, "transport", lambda c: getattr(c.transport(), "value", c.transport()))
+    method("channel", CHANNEL_TYPE, "transport", lambda c: _enum_value(c.transport()))
     method("channel", CHANNEL_TYPE, "write", lambda c, data: c.write(bytes(data)))
     method("channel", CHANNEL_TYPE, "read", lambda c, n, timeout: bytes(c.read(n, timeout)))
     method("channel", CHANNEL_TYPE, "close", lambda c: c.close())
+
+
+def _enum_value(value: Any) -> Any:
+    return getattr(value, "value", value)
 
 
 def _bind_http_client(inst: LinkerInstance) -> None:

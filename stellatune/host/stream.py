@@ -22,7 +22,8 @@ import socket
 import stat
 import threading
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import BinaryIO, Optional, Sequence
 
 from .errors import from_os_error, invalid_arg, not_found, timeout, unsupported
 from .grants import PluginHostContext
@@ -35,6 +36,7 @@ __all__ = [
     "Header",
     "OpenRequest",
     "HostStream",
+    "OpenedFileStream",
     "FileStream",
     "TcpStream",
     "open_stream",
@@ -196,30 +198,15 @@ def resolve_seek(offset: int, whence: SeekWhence, position: int, size: Optional[
     return target
 
 
-class FileStream(HostStream):
-    """A regular file inside a granted root, opened read-only."""
+class OpenedFileStream(HostStream):
+    """A stream over a regular file already opened read-only; how it was chosen is the
+    subclass's business (a plugin's granted path, or a track the host picked)."""
 
     kind = StreamOpenKind.FILE
 
-    def __init__(self, ctx: PluginHostContext, target: str):
+    def __init__(self, file: BinaryIO, path: Path):
         super().__init__()
-        path = ctx.grants.check_file(target)
-        try:
-            # O_NONBLOCK so that a FIFO or device never blocks the open; only regular files pass.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            raise from_os_error(f"open {target!r}", exc) from None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise invalid_arg(f"{target!r} is not a regular file")
-            # The path was checked before the open; re-check what was really opened, so a
-            # symlink swapped in between cannot smuggle in a file outside the roots.
-            ctx.grants.check_file(os.readlink(f"/proc/self/fd/{fd}"))
-            os.set_blocking(fd, True)
-            self._file = os.fdopen(fd, "rb")
-        except BaseException:
-            os.close(fd)
-            raise
+        self._file = file
         self.path = path
 
     def _read(self, n: int) -> bytes:
@@ -240,6 +227,30 @@ class FileStream(HostStream):
 
     def _close(self) -> None:
         self._file.close()
+
+
+class FileStream(OpenedFileStream):
+    """A regular file inside a granted root, opened read-only."""
+
+    def __init__(self, ctx: PluginHostContext, target: str):
+        path = ctx.grants.check_file(target)
+        try:
+            # O_NONBLOCK so that a FIFO or device never blocks the open; only regular files pass.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            raise from_os_error(f"open {target!r}", exc) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise invalid_arg(f"{target!r} is not a regular file")
+            # The path was checked before the open; re-check what was really opened, so a
+            # symlink swapped in between cannot smuggle in a file outside the roots.
+            ctx.grants.check_file(os.readlink(f"/proc/self/fd/{fd}"))
+            os.set_blocking(fd, True)
+            file = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        super().__init__(file, path)
 
 
 class TcpStream(HostStream):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from stellatune.errors import PluginError, PluginErrorCode
+from stellatune.errors import PluginError, PluginErrorCode, RuntimeStateError
 from stellatune.executor import (
     AudioSpec, ConfigRejected, ConfigUpdateMode, FileHostStream, decoder_candidates, open_decoder,
 )
@@ -71,6 +71,22 @@ def test_wav_decoder_refuses_what_is_not_wav(install, executor, tmp_path):
         executor.decoder(WAV, "wav").open(FileHostStream(bogus), "wav")
     assert caught.value.code is PluginErrorCode.INVALID_ARG and "RIFF" in caught.value.message
     assert executor.live_instances(WAV) == 0  # the failed session's instance is gone too
+
+
+def test_a_session_whose_instance_never_starts_closes_its_stream(install, runtime, executor, wav_file, tone):
+    install("wav-decoder")
+    decoder = executor.decoder(WAV, "wav")
+    runtime.unload(WAV)  # the handle outlives its plugin: no instance can be made
+    stream = FileHostStream(wav_file("t.wav", tone(480, 2), "FLOAT"))
+    with pytest.raises(RuntimeStateError):
+        decoder.open(stream, "wav")
+    assert stream.closed  # the session owned it, so its file is not left open
+
+
+def test_a_track_that_cannot_be_opened_is_a_plugin_error(tmp_path):
+    with pytest.raises(PluginError) as caught:
+        FileHostStream(tmp_path / "missing.wav")
+    assert caught.value.code is PluginErrorCode.NOT_FOUND and "missing.wav" in caught.value.message
 
 
 def test_decoder_selection_ranks_by_extension_and_falls_back_for_local_files(install, runtime, executor,
