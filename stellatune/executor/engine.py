@@ -152,12 +152,16 @@ class CompileCache:
             self.dir.mkdir(parents=True, exist_ok=True)
             # Write-then-rename so a concurrent reader never sees half an artifact.
             fd, tmp = tempfile.mkstemp(dir=self.dir, suffix=".tmp")
+        except OSError:
+            # The cache is an optimisation: a read-only cache dir must not break activation.
+            return
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(component.serialize())
             os.replace(tmp, self._artifact(key))
         except OSError:
-            # The cache is an optimisation: a read-only cache dir must not break activation.
-            pass
+            # A full disk, say: drop the partial file rather than leave it in the cache dir.
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _first_line(e: BaseException) -> str:
