@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 __all__ = [
     "StellatuneError",
@@ -167,8 +167,3 @@ class AudioDeviceError(EngineError):
 
 class SidecarError(StellatuneError):
     """A sidecar process could not be launched, reached or supervised."""
-
-
-def join_messages(errors: Iterable[BaseException]) -> str:
-    """Join several error messages the way reports show them."""
-    return "; ".join(str(e) for e in errors)
