@@ -210,7 +210,7 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
     return 0;
 }
 
-static void st_chain_drain_commands(st_chain *c)
+void st_chain_apply_commands(st_chain *c)
 {
     st_cmd cmd;
     while (st_cmdq_pop(&c->cmds, &cmd)) {
@@ -229,7 +229,7 @@ static void st_chain_drain_commands(st_chain *c)
 void st_chain_process(st_chain *c, float *buf, uint32_t frames)
 {
     st_fpu_state fpu = st_fpu_flush_denormals();
-    st_chain_drain_commands(c);
+    st_chain_apply_commands(c);
     while (frames > 0) {
         uint32_t n = frames < c->max_block ? frames : c->max_block;
         /* One clock read per stage boundary (N live stages: N + 1 reads, ~25 ns each; none when

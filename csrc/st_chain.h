@@ -108,6 +108,11 @@ int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block
  * module's status, or -1 when the stage has faulted, lacks the export, or faulted now. */
 int32_t st_stage_reset(st_stage *s, uint64_t block);
 
+/* Apply every queued command, in order. st_chain_process does this before each call; the
+ * control thread calls it once the chain's driver has stopped, so a command queued after the
+ * last block is neither lost nor applied later over a newer idle-time change. */
+void st_chain_apply_commands(st_chain *c);
+
 /* Process `frames` interleaved frames of buf in place through every live stage, draining the
  * command queue first. Splits into sub-blocks of at most max_block frames. */
 void st_chain_process(st_chain *c, float *buf, uint32_t frames);

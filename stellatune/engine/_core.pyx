@@ -246,6 +246,11 @@ cdef class Chain:
         cmd.value = value
         return bool(st_cmdq_push(&self.c.cmds, cmd))
 
+    def apply_commands(self) -> None:
+        """Apply the queued commands now (only while no driver runs the chain)."""
+        with nogil:
+            st_chain_apply_commands(&self.c)
+
     def time_blocks(self, float[:, ::1] source, uint32_t iterations) -> float:
         """Mean nanoseconds per ``process`` of ``source`` (one block), looped without the GIL.
 

@@ -81,6 +81,7 @@ cdef extern from "st_chain.h" nogil:
     void st_stage_reset_stats(st_stage *s)
     int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
     int32_t st_stage_reset(st_stage *s, uint64_t block)
+    void st_chain_apply_commands(st_chain *c)
     void st_chain_process(st_chain *c, float *buf, uint32_t frames)
     uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frames,
                            uint32_t iterations, int run_chain)

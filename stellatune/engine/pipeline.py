@@ -166,3 +166,7 @@ def _live(stage: Stage, place: object) -> Iterator[None]:
     finally:
         with stage._lock:
             stage._live = None
+            if isinstance(place, tuple):
+                # The driver has stopped: commands it did not reach are applied now, before any
+                # idle-time change could be overwritten by them at the next run.
+                place[0].apply_commands()

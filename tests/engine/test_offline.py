@@ -47,6 +47,16 @@ def test_set_param_between_renders_reaches_the_module(kernels, spec, noise):
     np.testing.assert_array_equal(pipe.process(x), x * np.float32(2.0))
 
 
+def test_a_command_queued_after_the_last_block_is_applied_when_the_run_ends(kernels, spec, noise):
+    stage = gain_stage(kernels, spec, 1.0)
+    pipe = Pipeline([stage], 48000, 2)
+    with pipe.running():
+        stage.set_param("gain", 0.5)  # queued: no block follows it in this run
+    stage.set_param("gain", 2.0)  # idle: applied at once; the queued 0.5 must not override it
+    x = noise(512)
+    np.testing.assert_array_equal(pipe.process(x), x * np.float32(2.0))
+
+
 def test_bypass_passes_blocks_through(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 0.1)
     pipe = Pipeline([stage], 48000, 2)
@@ -145,6 +155,17 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
     garbage.write_bytes(b"not wasm")
     with pytest.raises(HotPathAbiError, match="not a valid core module"):
         HotPathStage.from_wasm(garbage, spec(), 48000, 2)
+    with pytest.raises(HotPathAbiError, match="cannot read the core module"):
+        HotPathStage.from_wasm(tmp_path / "absent.wasm", spec(), 48000, 2)
+    # The optional exports are checked too: calling a mistyped one would fail outside our errors.
+    bad_names = tmp_path / "bad_names.wasm"
+    bad_names.write_bytes(wasmtime.wat2wasm(
+        '(module (memory (export "memory") 5)'
+        ' (func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
+        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+        ' (func (export "st_hot_param_names") (param i32) (result i32) i32.const 0))'))
+    with pytest.raises(HotPathAbiError, match="signature"):
+        HotPathStage.from_wasm(bad_names, spec(), 48000, 2)
 
 
 def test_init_error_code_is_reported(kernels, spec):
