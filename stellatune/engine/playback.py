@@ -246,14 +246,18 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
     chain = running.__enter__()
     python_render = chain is None
     chain_thread = "feeder" if python_render or not chain_in_callback else "callback"
-    if python_render:
-        # Component stages: the feeder renders the whole chain in Python (Pipeline.render); the
-        # driver only moves audio, through a chain with no stages.
-        chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
-    player = _core.Player(chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate),
-                          chain_in_callback)
-    if not use_clock:
-        _pa_init()
+    try:
+        if python_render:
+            # Component stages: the feeder renders the whole chain in Python (Pipeline.render);
+            # the driver only moves audio, through a chain with no stages.
+            chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
+        player = _core.Player(chain, ring_frames, pipeline.channels, frames,
+                              float(pipeline.sample_rate), chain_in_callback)
+        if not use_clock:
+            _pa_init()
+    except BaseException:
+        running.__exit__(None, None, None)  # the pipeline is free again for the next play()
+        raise
     handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock,
                             python_render=python_render, chain_thread=chain_thread,
                             period_us=frames / pipeline.sample_rate * 1e6)
