@@ -81,7 +81,10 @@ class HotPathEngine:
 
     def module(self, path: Path) -> wasmtime.Module:
         """Compile (once per file version) a core module."""
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise HotPathAbiError(f"{path}: cannot read the core module: {e.strerror}") from e
         key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
         with self._lock:
             mod = self._modules.get(key)
@@ -133,10 +136,8 @@ def hot_path_engine(epoch_interruption: bool = True) -> HotPathEngine:
 
 def _init_args(spec: abi.CoreModuleSpec, sample_rate: int) -> bytes:
     b = spec.buffer
-    return struct.pack(
-        "<IIIHHIIIIIII", abi.ABI_VERSION, int(spec.role), sample_rate, b.channels,
-        int(b.sample_format), b.max_frames, b.in_offset, b.out_offset or 0, b.buffer_bytes, 0, 0, 0,
-    )
+    return abi.pack_init_args(spec.role, sample_rate, b.channels, b.max_frames, b.in_offset,
+                              b.out_offset, b.sample_format)
 
 
 def _parse_param_names(raw: bytes) -> tuple[str, ...]:
@@ -247,6 +248,10 @@ class HotPathStage:
             _check_signature(where, store, init, ["i32", "i32"], [["i32"]])
             if set_param is not None:
                 _check_signature(where, store, set_param, ["i32", "i32", "f32"], [[], ["i32"]])
+            if names_fn is not None:
+                _check_signature(where, store, names_fn, [], [["i32"]])
+            if drop is not None:
+                _check_signature(where, store, drop, ["i32"], [[]])
 
             b = spec.buffer
             size = memory.data_len(store)
@@ -297,8 +302,7 @@ class HotPathStage:
         stage._wasm_memory = (store, memory)
         stage._engine = engine
         stage._live_ticks = core.deadline_ticks
-        stage.configure(config or {})
-        return stage
+        return stage._configured(config)
 
     @classmethod
     def from_native(
@@ -363,8 +367,16 @@ class HotPathStage:
         stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
                     param_names=names, native=True,
                     drop=(lambda: drop(guest_ctx)) if drop is not None else None)
-        stage.configure(config or {})
-        return stage
+        return stage._configured(config)
+
+    def _configured(self, config: Optional[Mapping[str, float]]) -> "HotPathStage":
+        """Apply the initial config; a refused one closes the stage (its ``drop`` runs)."""
+        try:
+            self.configure(config or {})
+        except BaseException:
+            self.close()
+            raise
+        return self
 
     # --- parameters and control --------------------------------------------------------
 
