@@ -2,6 +2,8 @@
 
 Everything else is plain Python and lives in pyproject.toml.
 """
+import glob
+
 import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -14,6 +16,8 @@ engine = Extension(
         "csrc/st_chain.c",
         "csrc/st_audio.c",
     ],
+    # The headers hold the ring and the chain's structs: a change there must rebuild everything.
+    depends=sorted(glob.glob("csrc/*.h")) + sorted(glob.glob("stellatune/engine/*.pxd")),
     include_dirs=["csrc", "stellatune/sdk/include", numpy.get_include()],
     # libwasmtime is *not* linked: we call the copy wasmtime-py already loaded (csrc/st_wasmtime.h).
     libraries=["portaudio", "dl", "pthread"],
