@@ -27,7 +27,6 @@ __all__ = [
     "EngineError",
     "HotPathAbiError",
     "AudioDeviceError",
-    "SidecarError",
 ]
 
 
@@ -146,7 +145,7 @@ class PluginTimeout(PluginError):
         super().__init__(PluginErrorCode.TIMEOUT, message, **where)
 
 
-# --- engine and host -----------------------------------------------------------------------
+# --- engine ----------------------------------------------------------------------------------
 
 
 class EngineError(StellatuneError):
@@ -163,7 +162,3 @@ class AudioDeviceError(EngineError):
     def __init__(self, message: str, pa_code: Optional[int] = None):
         self.pa_code = pa_code
         super().__init__(message if pa_code is None else f"{message} (PortAudio error {pa_code})")
-
-
-class SidecarError(StellatuneError):
-    """A sidecar process could not be launched, reached or supervised."""
