@@ -145,7 +145,7 @@ class PluginTimeout(PluginError):
         super().__init__(PluginErrorCode.TIMEOUT, message, **where)
 
 
-# --- engine ----------------------------------------------------------------------------------
+# --- engine --------------------------------------------------------------------------------
 
 
 class EngineError(StellatuneError):
