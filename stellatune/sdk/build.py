@@ -75,9 +75,12 @@ def _source_hash(src_dir: Path) -> str:
         for path in _files(tree):
             h.update(f"\0{label}/{path.relative_to(tree).as_posix()}\0".encode())
             h.update(path.read_bytes())
-    c_sdk = Path(__file__).with_name("cbuild.py")
-    if any(src_dir.glob("src/*.c")) and c_sdk.exists():
-        h.update(c_sdk.read_bytes())
+    if any(src_dir.glob("src/*.c")):
+        # A C plugin is compiled with the SDK's headers and glue: a change there is a new build.
+        sdk = Path(__file__).parent
+        for path in [sdk / "cbuild.py", *sorted(sdk.glob("include/*.h")), *sorted(sdk.glob("glue/*.[ch]"))]:
+            h.update(f"\0sdk/{path.relative_to(sdk).as_posix()}\0".encode())
+            h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -127,17 +130,13 @@ def _build_python(src_dir: Path, component: dict, stage: Path) -> None:
          f"componentize-py for {component.get('id')}")
 
 
-def _build_c(src_dir: Path, manifest: dict, stage: Path) -> None:
+def _build_c(src_dir: Path, stage: Path) -> None:
+    from .cbuild import PluginBuildError, build_c_plugin
+
     try:
-        from .cbuild import build_c_plugin
-    except ImportError as e:
-        raise BuildError(f"C plugins need stellatune.sdk.cbuild: {e}") from None
-    built = Path(build_c_plugin(src_dir, stage))
-    # build_c_plugin may return the artifact directory or one file in it; either way the
-    # manifest's paths must now exist under the stage.
-    root = built if built.is_dir() else stage
-    if root != stage:
-        shutil.copytree(root, stage, dirs_exist_ok=True)
+        build_c_plugin(src_dir, stage)
+    except PluginBuildError as e:
+        raise BuildError(str(e)) from e
 
 
 def _stage_package_files(src_dir: Path, stage: Path) -> None:
@@ -167,13 +166,17 @@ def _write_zip(stage: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".zip.tmp")
     os.close(fd)
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for path in _files(stage):
-            # from_file keeps the mode bits, so an installed sidecar stays executable.
-            info = zipfile.ZipInfo.from_file(path, path.relative_to(stage).as_posix())
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, path.read_bytes())
-    os.replace(tmp, out)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in _files(stage):
+                # from_file keeps the mode bits, so an installed sidecar stays executable.
+                info = zipfile.ZipInfo.from_file(path, path.relative_to(stage).as_posix())
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, path.read_bytes())
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)  # no half-written zip left in the build cache
+        raise
 
 
 def build_plugin(src_dir: Path, out: Optional[Path] = None) -> Path:
@@ -187,7 +190,7 @@ def build_plugin(src_dir: Path, out: Optional[Path] = None) -> Path:
         with tempfile.TemporaryDirectory(prefix="stellatune-build-") as tmp:
             stage = Path(tmp)
             if any((src_dir / "src").glob("*.c")):
-                _build_c(src_dir, manifest, stage)
+                _build_c(src_dir, stage)
             else:
                 for comp in manifest["components"]:
                     _build_python(src_dir, comp, stage)

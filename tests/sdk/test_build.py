@@ -137,3 +137,21 @@ def test_compiler_error_carries_the_log(tmp_path):
         build_c_plugin(src, tmp_path / "out")
     assert "compile" in str(info.value) and "gain.c" in info.value.log
     assert not (tmp_path / "out").exists()  # nothing half-staged
+
+
+def test_plugins_build_cache_key_follows_the_sdk_sources(tmp_path, monkeypatch):
+    """`stellatune plugins build` reuses a cached zip only while the C SDK it compiles with is
+    unchanged: an edited header or glue file must mean a rebuild, not a stale package."""
+    from stellatune.sdk import build
+
+    sdk = tmp_path / "sdk"
+    shutil.copytree(Path(build.__file__).parent, sdk, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(build, "__file__", str(sdk / "build.py"))
+    before = build._source_hash(EXAMPLES / "gain")
+    assert build._source_hash(EXAMPLES / "gain") == before
+    for edited in ("include/stellatune_sdk.h", "glue/hotpath.c"):
+        with open(sdk / edited, "a") as f:
+            f.write("\n/* changed */\n")
+        after = build._source_hash(EXAMPLES / "gain")
+        assert after != before, edited
+        before = after
