@@ -2,9 +2,10 @@
  *
  *   d = line[t - D];  out = (1 - mix) * x + mix * d;  line[t] = x + feedback * d
  *
- * The delay line is static memory sized for the SDK maximum (a ring of DELAY_MAX_FRAMES per
- * channel, ST_MAX_CHANNELS channels, per context): the hot path never allocates. At sample rates above
- * 96 kHz the longest delay shrinks accordingly. */
+ * The delay line is static memory sized for the SDK maximum (a ring of DELAY_MAX_FRAMES frames of
+ * up to ST_MAX_CHANNELS channels, per context): the hot path never allocates. At sample rates
+ * above 96 kHz the longest delay shrinks accordingly. The ring holds frames interleaved like the
+ * audio, so a run of frames is one flat run of samples whatever the channel count. */
 #include "stellatune_sdk.h"
 
 #define DELAY_MAX_FRAMES 96000u /* 1 s at 96 kHz */
@@ -23,7 +24,7 @@ typedef struct delay_state {
     uint32_t delay_frames; /* D, 1..DELAY_MAX_FRAMES */
     uint32_t write;        /* ring position of the next frame */
     float feedback, wet, dry;
-    float line[ST_MAX_CHANNELS][DELAY_MAX_FRAMES]; /* one ring per channel */
+    float line[DELAY_MAX_FRAMES * ST_MAX_CHANNELS]; /* frame f at line[f * channels] */
 } delay_state;
 
 static void delay_set_param(void *state, const st_stream *stream, uint32_t id, float value) {
@@ -54,17 +55,17 @@ static int32_t delay_init(void *state, const st_stream *stream, const float *par
 
 static void delay_reset(void *state) {
     delay_state *s = state;
-    for (uint32_t ch = 0; ch < s->channels; ch++) memset(s->line[ch], 0, sizeof s->line[ch]);
+    memset(s->line, 0, sizeof(float) * DELAY_MAX_FRAMES * s->channels);
     s->write = 0;
 }
 
 /* In segments where neither the write head nor the tap D frames behind it wraps, and no longer
- * than D (so a segment never reads what it writes): plain indexed loops with no per-frame
- * branches, which matters more in wasm than natively. */
+ * than D (so a segment never reads what it writes): one flat loop over the segment's samples,
+ * four at a time, with no per-sample branches (which matters more in wasm than natively). */
 static void delay_process(void *state, const float *in, float *out, uint32_t frames) {
     delay_state *s = state;
     const uint32_t C = s->channels, D = s->delay_frames;
-    const float fb = s->feedback, wet = s->wet, dry = s->dry;
+    const st_f32x4 fb = st_splat4(s->feedback), wet = st_splat4(s->wet), dry = st_splat4(s->dry);
     uint32_t w = s->write;
     for (uint32_t done = 0; done < frames;) {
         uint32_t r = w >= D ? w - D : w + DELAY_MAX_FRAMES - D;
@@ -72,30 +73,25 @@ static void delay_process(void *state, const float *in, float *out, uint32_t fra
         if (n > DELAY_MAX_FRAMES - w) n = DELAY_MAX_FRAMES - w;
         if (n > DELAY_MAX_FRAMES - r) n = DELAY_MAX_FRAMES - r;
         if (n > D) n = D;
-        uint32_t ch = 0;
-        for (; ch + 1 < C; ch += 2) { /* channel pairs: half the loop back-edges */
-            const float *__restrict ta = s->line[ch] + r, *__restrict tb = s->line[ch + 1] + r;
-            float *__restrict ha = s->line[ch] + w, *__restrict hb = s->line[ch + 1] + w;
-            const float *x = in + (size_t)done * C + ch;
-            float *y = out + (size_t)done * C + ch;
-            for (uint32_t k = 0; k < n; k++) {
-                float xa = x[k * C], xb = x[k * C + 1], da = ta[k], db = tb[k];
-                y[k * C] = dry * xa + wet * da;
-                y[k * C + 1] = dry * xb + wet * db;
-                ha[k] = st_flush_denormal(xa + fb * da); /* the feedback tail decays to zero */
-                hb[k] = st_flush_denormal(xb + fb * db);
-            }
+        const float *__restrict tap = s->line + (size_t)r * C;
+        float *__restrict head = s->line + (size_t)w * C;
+        const float *x = in + (size_t)done * C;
+        float *y = out + (size_t)done * C;
+        const uint32_t samples = n * C;
+        uint32_t k = 0;
+        /* Two vectors per iteration: half the epoch checks of one. */
+        for (; k + 8 <= samples; k += 8) {
+            st_f32x4 x0 = st_load4(x + k), x1 = st_load4(x + k + 4);
+            st_f32x4 d0 = st_load4(tap + k), d1 = st_load4(tap + k + 4);
+            st_store4(y + k, dry * x0 + wet * d0);
+            st_store4(y + k + 4, dry * x1 + wet * d1);
+            st_store4(head + k, st_flush_denormal4(x0 + fb * d0)); /* the tail decays to zero */
+            st_store4(head + k + 4, st_flush_denormal4(x1 + fb * d1));
         }
-        if (ch < C) {
-            const float *__restrict tap = s->line[ch] + r;
-            float *__restrict head = s->line[ch] + w;
-            const float *x = in + (size_t)done * C + ch;
-            float *y = out + (size_t)done * C + ch;
-            for (uint32_t k = 0; k < n; k++) {
-                float xv = x[k * C], d = tap[k];
-                y[k * C] = dry * xv + wet * d;
-                head[k] = st_flush_denormal(xv + fb * d);
-            }
+        for (; k < samples; k++) {
+            float xv = x[k], d = tap[k];
+            y[k] = s->dry * xv + s->wet * d;
+            head[k] = st_flush_denormal(xv + s->feedback * d);
         }
         done += n;
         w += n;
