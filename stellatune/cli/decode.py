@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import soundfile as sf
 
-from ..errors import RuntimeStateError
-from ..executor import ComponentExecutor, FileHostStream, decoder_candidates, open_decoder
+from ..errors import RuntimeStateError, StellatuneError
+from ..executor import (
+    ComponentExecutor, DecoderInfo, DecoderSession, FileHostStream, decoder_candidates, open_decoder,
+)
 from . import EXIT_OK
 from .context import add_plugins_dir_option, open_runtime
 
@@ -30,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def cmd_decode(args: argparse.Namespace) -> int:
     source: Path = args.file
     if not source.is_file():
-        raise RuntimeStateError(f"{source} is not a file")
+        raise StellatuneError(f"{source} is not a file")
     with open_runtime(args) as runtime:
         executor = runtime.host
         if not isinstance(executor, ComponentExecutor):
@@ -39,18 +42,35 @@ def cmd_decode(args: argparse.Namespace) -> int:
         ext = source.suffix
         candidates = decoder_candidates(runtime, ext, local_file=True)
         session, chosen = open_decoder(executor, candidates, lambda: FileHostStream(source), ext)
-        frames = 0
         with session:
             info = session.info()
-            with sf.SoundFile(args.out, "w", samplerate=info.sample_rate, channels=info.channels,
-                              subtype=args.subtype, format="WAV") as out:
-                while True:
-                    chunk = session.read_pcm_f32(READ_FRAMES)
-                    out.write(chunk.frames)
-                    frames += len(chunk.frames)
-                    if chunk.eof or not len(chunk.frames):
-                        break
+            frames = _decode_to_wav(session, info, args.out, args.subtype)
     seconds = frames / info.sample_rate
     print(f"{args.out}: {frames} frames ({seconds:.2f} s), {info.sample_rate} Hz, {info.channels} ch, "
           f"decoded by {chosen.plugin_id}/{chosen.type_id}")
     return EXIT_OK
+
+
+def _decode_to_wav(session: DecoderSession, info: DecoderInfo, out: Path, subtype: str) -> int:
+    """Decode the rest of ``session`` into ``out``; returns the frame count.
+
+    The WAV is written beside ``out`` and renamed over it at the end, so a plugin that fails
+    mid-track never leaves a truncated file, least of all in place of an existing one.
+    """
+    partial = out.with_name(f".{out.name}.partial")
+    frames = 0
+    try:
+        with sf.SoundFile(partial, "w", samplerate=info.sample_rate, channels=info.channels,
+                          subtype=subtype, format="WAV") as wav:
+            while True:
+                chunk = session.read_pcm_f32(READ_FRAMES)
+                wav.write(chunk.frames)
+                frames += len(chunk.frames)
+                if chunk.eof or not len(chunk.frames):
+                    break
+        os.replace(partial, out)
+    except (OSError, sf.SoundFileError) as exc:
+        raise StellatuneError(f"cannot write {out}: {exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return frames

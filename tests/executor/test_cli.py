@@ -53,3 +53,17 @@ def test_decode_without_a_decoder_that_can_read_it(tmp_path, plugins_dir, capsys
         == EXIT_FAILURE
     assert "no decoder could open" in capsys.readouterr().err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_decode_into_a_missing_directory_is_an_error_and_leaves_nothing(tmp_path, plugins_dir, built, capsys,
+                                                                        tone):
+    home = ["--plugins-dir", str(plugins_dir)]
+    assert main([*home, "plugins", "install", str(built("wav-decoder"))]) == EXIT_OK
+    track = tmp_path / "track.wav"
+    sf.write(track, tone(480, 2), 48000)
+    out = tmp_path / "no-such-dir" / "o.wav"
+    capsys.readouterr()
+    assert main([*home, "decode", str(track), "--out", str(out)]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write") and "Traceback" not in err
+    assert not out.parent.exists()
