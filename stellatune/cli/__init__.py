@@ -34,6 +34,7 @@ __all__ = [
     "EXIT_INVALID",
     "EXIT_PACKAGE",
     "EXIT_NOT_INSTALLED",
+    "EXIT_INTERRUPTED",
     "exit_code_for",
     "format_error",
 ]
