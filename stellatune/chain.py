@@ -12,8 +12,7 @@ This module joins the planes (runtime + executor → engine); the engine never i
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from stellatune.engine import ComponentStage, HotPathStage
 from stellatune.engine.pipeline import Stage
@@ -60,26 +59,8 @@ def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plu
     defaults = parse_config(descriptor.default_config_json, f"{where} default config")
     spec = AudioSpec(sample_rate, channels)
     processor = executor.dsp(plugin_id, type_id).create(spec, json.dumps({**defaults, **user}))
-    try:
-        hot, reason = _hot_path(runtime, plugin_id, where, lambda: processor.describe_hot_path(spec),
-                                Role.DSP_TRANSFORM, sample_rate, channels, native)
-        if hot is None:
-            return ComponentStage(name=where, role=Role.DSP_TRANSFORM, sample_rate=sample_rate,
-                                  channels=channels, process=processor.process,
-                                  configure=_merging(processor),
-                                  close=_closer(processor), fallback_reason=reason)
-        try:
-            # Defaults may hold settings that are not real-time parameters; given keys must be.
-            hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
-            hot.configure(user)
-        except BaseException:
-            hot.close()
-            raise
-        hot.hold(_closer(processor))
-        return hot
-    except BaseException:
-        _closer(processor)()
-        raise
+    return _stage_over(runtime, plugin_id, where, processor, Role.DSP_TRANSFORM, processor.process,
+                       None, defaults, user, spec, native)
 
 
 def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
@@ -99,24 +80,35 @@ def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, pl
     session = executor.output_sink(plugin_id, type_id).open(
         target if isinstance(target, str) else json.dumps(dict(target)), spec,
         json.dumps({**defaults, **user}))
+    return _stage_over(runtime, plugin_id, where, session, Role.OUTPUT_SINK, session.write,
+                       session.reset, defaults, user, spec, native)
+
+
+def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource: Any, role: Role,
+                process: Callable[..., Any], reset: Optional[Callable[[], object]],
+                defaults: dict[str, Any], user: dict[str, Any],
+                spec: AudioSpec, native: bool) -> Stage:
+    """The stage over an open processor or session: its hot path if that loads, else the
+    component path. The stage owns ``resource`` from here on (closed with it, or now on error)."""
     try:
-        hot, reason = _hot_path(runtime, plugin_id, where, lambda: session.describe_hot_path(spec),
-                                Role.OUTPUT_SINK, sample_rate, channels, native)
+        hot, reason = _hot_path(runtime, plugin_id, where, lambda: resource.describe_hot_path(spec),
+                                role, spec.sample_rate, spec.channels, native)
         if hot is None:
-            return ComponentStage(name=where, role=Role.OUTPUT_SINK, sample_rate=sample_rate,
-                                  channels=channels, process=session.write,
-                                  configure=_merging(session), reset=session.reset,
-                                  close=_closer(session), fallback_reason=reason)
+            return ComponentStage(name=where, role=role, sample_rate=spec.sample_rate,
+                                  channels=spec.channels, process=process,
+                                  configure=_merging(resource), reset=reset,
+                                  close=_closer(resource), fallback_reason=reason)
         try:
+            # Defaults may hold settings that are not real-time parameters; given keys must be.
             hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
             hot.configure(user)
         except BaseException:
             hot.close()
             raise
-        hot.hold(_closer(session))
+        hot.hold(_closer(resource))
         return hot
     except BaseException:
-        _closer(session)()
+        _closer(resource)()
         raise
 
 
