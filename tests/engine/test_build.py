@@ -1,12 +1,15 @@
 """The compiled core builds, matches wasmtime-py's C layouts and uses wasmtime-py's library copy."""
 import ctypes
+import subprocess
+import sys
 from pathlib import Path
 
 import wasmtime._bindings as bindings
 import wasmtime._ffi as ffi
 
-import stellatune.engine  # noqa: F401  (resolves the C function table at import)
-from stellatune.engine import _core
+import pytest
+
+from stellatune.engine import _core  # the package import resolves the C function table
 
 
 def test_struct_sizes_match_wasmtime_py():
@@ -26,20 +29,13 @@ def test_only_one_copy_of_libwasmtime_is_mapped():
 def test_resolving_a_library_that_is_not_loaded_fails_cleanly(tmp_path):
     _core._resolved = False
     try:
-        try:
+        with pytest.raises(RuntimeError, match="is not loaded"):
             _core.resolve_wasmtime(str(tmp_path / "nope.so"), 10)
-        except RuntimeError as e:
-            assert "is not loaded" in str(e)
-        else:
-            raise AssertionError("expected RuntimeError")
     finally:
         _core._resolved = True
 
 
 def test_portaudio_init_does_not_print_alsa_probe_chatter():
-    import subprocess
-    import sys
-
     # Without a sound card, ALSA's probe printed ~60 "ALSA lib ..." lines at Pa_Initialize.
     done = subprocess.run([sys.executable, "-c", "from stellatune.engine import list_devices; list_devices()"],
                           capture_output=True, text=True, timeout=60, env={"JACK_NO_START_SERVER": "1",
