@@ -44,9 +44,6 @@ def plugins_dir(args: argparse.Namespace) -> Path:
 
 
 def open_runtime(args: argparse.Namespace) -> WasmPluginRuntime:
-    """The runtime every command uses; use it as a context manager so it shuts down.
-
-    The one place that picks the lifecycle host, so switching the CLI to the component executor
-    is a change here only.
-    """
+    """The runtime every command uses, hosted by a component executor; use it as a context
+    manager so both shut down. The one place that picks the CLI's lifecycle host."""
     return WasmPluginRuntime(plugins_dir(args), host=ComponentExecutor())

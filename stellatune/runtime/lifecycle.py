@@ -1,8 +1,8 @@
 """The seam between the runtime and whatever runs plugins: the ``LifecycleHost`` protocol.
 
 The runtime decides *which* plugins should be active; a host makes it so. The component executor
-is the real host; ``NoopLifecycleHost`` lets the runtime act as a pure registry (the CLI's default,
-and the tests of the runtime's own logic).
+is the real host (the CLI uses it); ``NoopLifecycleHost`` lets the runtime act as a pure registry
+(the runtime's default, and the tests of the runtime's own logic).
 
 Host contract (the runtime relies on each point):
 

@@ -128,6 +128,7 @@ class WasmPluginRuntime:
             return [p.info for p in self._registry.plugins()]
 
     def is_active(self, plugin_id: str) -> bool:
+        """Whether ``plugin_id`` is active now."""
         with self._data_lock:
             return plugin_id in self._registry
 
@@ -160,6 +161,7 @@ class WasmPluginRuntime:
 
     @property
     def is_shut_down(self) -> bool:
+        """Whether :meth:`shutdown` has run."""
         with self._data_lock:
             return self._shut_down
 
