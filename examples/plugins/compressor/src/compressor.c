@@ -73,6 +73,7 @@ static void detect(const float *x, uint32_t C, uint32_t n, float *level) {
     uint32_t i = 0;
     if (C == 2) { /* four stereo frames per step: split left and right, compare lane-wise */
         const st_i32x4 magnitude = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+#pragma clang loop unroll_count(2)
         for (; i + 4 <= n; i += 4) {
             st_f32x4 a = (st_f32x4)((st_i32x4)st_load4(x + 2 * i) & magnitude);
             st_f32x4 b = (st_f32x4)((st_i32x4)st_load4(x + 2 * i + 4) & magnitude);
@@ -112,7 +113,8 @@ static float envelope_and_gain(const comp_state *s, float env, float *level, uin
         e = st_select4(lv > e, a * e + ra * lv, r * e + rr * lv);                            \
         out = e;                                                                             \
     } while (0)
-    for (uint32_t i = 0; i < n; i += 4) { /* 4 frames per iteration: a quarter of the epoch checks */
+#pragma clang loop unroll_count(2)
+    for (uint32_t i = 0; i < n; i += 4) { /* 8 frames per iteration: an eighth of the epoch checks */
         st_f32x4 l4 = st_load4(level + i);
         ST_ENVELOPE_STEP(0, e0);
         ST_ENVELOPE_STEP(1, e1);
@@ -133,6 +135,7 @@ static float envelope_and_gain(const comp_state *s, float env, float *level, uin
 static void apply(const float *x, float *y, uint32_t C, uint32_t n, const float *gain) {
     uint32_t i = 0;
     if (C == 2) {
+#pragma clang loop unroll_count(2)
         for (; i + 4 <= n; i += 4) {
             st_f32x4 g = st_load4(gain + i);
             st_store4(y + 2 * i, st_load4(x + 2 * i) * __builtin_shufflevector(g, g, 0, 0, 1, 1));
