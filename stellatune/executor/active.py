@@ -87,6 +87,9 @@ class ActivePlugin:
             instances = list(self.instances)
             self.instances.clear()
             self.handles.clear()
-        for instance in instances:
-            instance.disable(reason)
-        self.context.close()
+        try:
+            for instance in instances:
+                instance.disable(reason)
+        finally:
+            # Even when a teardown is interrupted (Ctrl-C), the plugin's sidecars must not outlive it.
+            self.context.close()
