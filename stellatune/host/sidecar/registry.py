@@ -176,24 +176,30 @@ class SidecarManager:
         ``invalid-arg`` (bad env, args or options), ``io`` (could not start, crash loop)."""
         plan = plan_launch(ctx, spec)
         scope = LaunchScope(spec.scope)
+        key = (ctx.plugin_id, spec.signature())
         with self._lock:
             if self._closed:
                 raise unsupported("the sidecar manager is shut down")
-            if scope is LaunchScope.PACKAGE_SHARED:
-                key = (ctx.plugin_id, spec.signature())
-                existing = self._shared.get(key)
-                if existing is not None and existing[0].state is not SlotState.STOPPED:
-                    slot, leases = existing
-                    slot.current(self.restart_wait_s)  # liveness check; restarts a dead one
-                    self._shared[key] = (slot, leases + 1)
-                    return SidecarProcess(self, slot, scope)
-            slot_id = next(self._slot_ids)
-            slot = SidecarSlot(slot_id, plan, self._runtime_dir() / f"s{slot_id}",
-                               self.policy, self._supervisor_thread(), self._stats[ctx.plugin_id], self._emit)
-            self._slots[ctx.plugin_id].append(slot)
-            if scope is LaunchScope.PACKAGE_SHARED:
-                self._shared[key] = (slot, 1)
-            return SidecarProcess(self, slot, scope)
+            existing = self._shared.get(key) if scope is LaunchScope.PACKAGE_SHARED else None
+            if existing is None or existing[0].state is SlotState.STOPPED:
+                slot_id = next(self._slot_ids)
+                slot = SidecarSlot(slot_id, plan, self._runtime_dir() / f"s{slot_id}",
+                                   self.policy, self._supervisor_thread(), self._stats[ctx.plugin_id], self._emit)
+                self._slots[ctx.plugin_id].append(slot)
+                if scope is LaunchScope.PACKAGE_SHARED:
+                    self._shared[key] = (slot, 1)
+                return SidecarProcess(self, slot, scope)
+            slot, leases = existing
+            self._shared[key] = (slot, leases + 1)
+        lease = SidecarProcess(self, slot, scope)
+        try:
+            # Liveness check before reuse (restarts a dead one). It may wait out a back-off, so
+            # not under the manager's lock, which every other plugin's launch and teardown takes.
+            slot.current(self.restart_wait_s)
+        except BaseException:
+            lease.close()
+            raise
+        return lease
 
     def lock(self, ctx: PluginHostContext, name: str, timeout_ms: Optional[int] = None) -> LockGuard:
         """WIT ``sidecar.lock``: the plugin-wide named lock ``name``."""
