@@ -105,8 +105,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     with open_runtime(args) as runtime:
-        # A long-lived runtime may have the plugin active; stop it before its files go.
-        runtime.unload(args.plugin_id)
+        # This runtime has activated nothing yet, so no instance holds the files being deleted.
         package.uninstall_by_id(plugins_dir(args), args.plugin_id)
         states = runtime.desired_states()
         if states.pop(args.plugin_id, None) is not None:
