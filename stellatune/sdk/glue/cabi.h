@@ -18,10 +18,11 @@
 #define ST_CONCAT(a, b) ST_CONCAT_(a, b)
 /* The post-return of export `fn`: results are lifted by now, so the heap holding this call's
  * arguments and results is free again. Every export returning through the return area has one. */
-#define ST_CABI_POST_RETURN(fn)                                                             \
-    ST_EXPORT_AS("cabi_post_" fn) void ST_CONCAT(st_post_return_, __LINE__)(int32_t ret) { \
-        (void)ret;                                                                          \
-        st_cabi_heap_reset();                                                               \
+#define ST_CABI_POST_RETURN(fn) ST_CABI_POST_RETURN_AS(fn, ST_CONCAT(st_post_return_, __LINE__))
+#define ST_CABI_POST_RETURN_AS(fn, cname)                        \
+    ST_EXPORT_AS("cabi_post_" fn) void cname(int32_t ret) {      \
+        (void)ret;                                               \
+        st_cabi_heap_reset();                                    \
     }
 
 /* WIT plugin-error cases. */
@@ -64,5 +65,44 @@ uint8_t *st_cabi_describe_hot_path(uint32_t sample_rate, uint32_t channels, uint
 uint8_t *st_cabi_plan_config(st_instance *inst, const char *json, uint32_t len);
 uint8_t *st_cabi_apply_config(st_instance *inst, const char *json, uint32_t len);
 uint8_t *st_cabi_export_config(st_instance *inst);
+
+/* The lifecycle interface of both worlds: nothing to set up or tear down, since the kernel's
+ * state lives in the processors/sessions. */
+#define ST_LIFECYCLE_IFACE "stellatune:plugin/lifecycle@0.1.0"
+#define ST_CABI_LIFECYCLE_EXPORTS() ST_CABI_LIFECYCLE_EXPORTS_(ST_LIFECYCLE_IFACE)
+#define ST_CABI_LIFECYCLE_EXPORTS_(iface)                                              \
+    ST_EXPORT_AS(iface "#on-enable") uint8_t *st_world_on_enable(void) {              \
+        return st_cabi_ok();                                                           \
+    }                                                                                  \
+    ST_CABI_POST_RETURN_AS(iface "#on-enable", st_world_on_enable_post)                \
+    ST_EXPORT_AS(iface "#on-disable") uint8_t *st_world_on_disable(int32_t reason) {   \
+        (void)reason;                                                                  \
+        return st_cabi_ok();                                                           \
+    }                                                                                  \
+    ST_CABI_POST_RETURN_AS(iface "#on-disable", st_world_on_disable_post)
+
+/* The config quartet as methods of resource `res` ("processor", "session") of `iface`, for a
+ * world file that defines live(rep) (the instance, or NULL once closed) and closed_err(). The
+ * exported state is the config, so importing it is applying it. */
+#define ST_CABI_CONFIG_METHOD_(iface, res, method, cname, call)                     \
+    ST_EXPORT_AS(iface "#[method]" res "." method)                                  \
+    uint8_t *cname(int32_t rep, const char *json, uint32_t len) {                   \
+        st_instance *inst = live(rep);                                              \
+        return inst ? call(inst, json, len) : closed_err();                         \
+    }                                                                               \
+    ST_CABI_POST_RETURN_AS(iface "#[method]" res "." method, ST_CONCAT(cname, _post))
+#define ST_CABI_CONFIG_EXPORTS(iface, res)                                                  \
+    ST_CABI_CONFIG_METHOD_(iface, res, "plan-config-update-json", st_world_config_plan,     \
+                           st_cabi_plan_config)                                             \
+    ST_CABI_CONFIG_METHOD_(iface, res, "apply-config-update-json", st_world_config_apply,   \
+                           st_cabi_apply_config)                                            \
+    ST_CABI_CONFIG_METHOD_(iface, res, "import-state-json", st_world_config_import,         \
+                           st_cabi_apply_config)                                            \
+    ST_EXPORT_AS(iface "#[method]" res ".export-state-json")                                \
+    uint8_t *st_world_config_export(int32_t rep) {                                          \
+        st_instance *inst = live(rep);                                                      \
+        return inst ? st_cabi_export_config(inst) : closed_err();                           \
+    }                                                                                       \
+    ST_CABI_POST_RETURN_AS(iface "#[method]" res ".export-state-json", st_world_config_export_post)
 
 #endif /* STELLATUNE_CABI_H */

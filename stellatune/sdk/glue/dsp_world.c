@@ -9,7 +9,6 @@
 #include "cabi.h"
 
 #define DSP_IFACE "stellatune:plugin/dsp@0.1.0"
-#define LIFECYCLE_IFACE "stellatune:plugin/lifecycle@0.1.0"
 
 __attribute__((import_module("[export]" DSP_IFACE), import_name("[resource-new]processor")))
 extern int32_t processor_resource_new(int32_t rep);
@@ -26,18 +25,7 @@ static uint8_t *closed_err(void) {
     return st_cabi_err(ST_PE_INVALID_ARG, "processor is closed");
 }
 
-/* --- lifecycle: nothing to set up; the kernel's state lives in the processor ----------- */
-
-ST_EXPORT_AS(LIFECYCLE_IFACE "#on-enable") uint8_t *on_enable(void) {
-    return st_cabi_ok();
-}
-ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-enable")
-
-ST_EXPORT_AS(LIFECYCLE_IFACE "#on-disable") uint8_t *on_disable(int32_t reason) {
-    (void)reason;
-    return st_cabi_ok();
-}
-ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-disable")
+ST_CABI_LIFECYCLE_EXPORTS()
 
 /* --- dsp ------------------------------------------------------------------------------- */
 
@@ -108,34 +96,7 @@ uint32_t processor_output_channels(int32_t rep) {
     return 0; /* same as input */
 }
 
-ST_EXPORT_AS(DSP_IFACE "#[method]processor.plan-config-update-json")
-uint8_t *processor_plan(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_plan_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.plan-config-update-json")
-
-ST_EXPORT_AS(DSP_IFACE "#[method]processor.apply-config-update-json")
-uint8_t *processor_apply(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.apply-config-update-json")
-
-ST_EXPORT_AS(DSP_IFACE "#[method]processor.export-state-json")
-uint8_t *processor_export(int32_t rep) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_export_config(inst) : closed_err();
-}
-ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.export-state-json")
-
-/* The exported state is the config, so importing it is applying it. */
-ST_EXPORT_AS(DSP_IFACE "#[method]processor.import-state-json")
-uint8_t *processor_import(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.import-state-json")
+ST_CABI_CONFIG_EXPORTS(DSP_IFACE, "processor")
 
 ST_EXPORT_AS(DSP_IFACE "#[method]processor.close") void processor_close(int32_t rep) {
     if (st_instance_get((uint32_t)rep)) closed[rep] = 1;

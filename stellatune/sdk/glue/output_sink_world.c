@@ -8,7 +8,6 @@
 #include "cabi.h"
 
 #define SINK_IFACE "stellatune:plugin/output-sink@0.1.0"
-#define LIFECYCLE_IFACE "stellatune:plugin/lifecycle@0.1.0"
 
 __attribute__((import_module("[export]" SINK_IFACE), import_name("[resource-new]session")))
 extern int32_t session_resource_new(int32_t rep);
@@ -30,18 +29,7 @@ static uint8_t *not_open_err(void) {
 
 static const char TARGETS[] = "[{\"id\":\"default\",\"name\":\"Passthrough (discards audio)\"}]";
 
-/* --- lifecycle ------------------------------------------------------------------------- */
-
-ST_EXPORT_AS(LIFECYCLE_IFACE "#on-enable") uint8_t *on_enable(void) {
-    return st_cabi_ok();
-}
-ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-enable")
-
-ST_EXPORT_AS(LIFECYCLE_IFACE "#on-disable") uint8_t *on_disable(int32_t reason) {
-    (void)reason;
-    return st_cabi_ok();
-}
-ST_CABI_POST_RETURN(LIFECYCLE_IFACE "#on-disable")
+ST_CABI_LIFECYCLE_EXPORTS()
 
 /* --- output-sink ----------------------------------------------------------------------- */
 
@@ -166,33 +154,7 @@ ST_EXPORT_AS(SINK_IFACE "#[method]session.reset") uint8_t *session_reset(int32_t
 }
 ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.reset")
 
-ST_EXPORT_AS(SINK_IFACE "#[method]session.plan-config-update-json")
-uint8_t *session_plan(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_plan_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.plan-config-update-json")
-
-ST_EXPORT_AS(SINK_IFACE "#[method]session.apply-config-update-json")
-uint8_t *session_apply(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.apply-config-update-json")
-
-ST_EXPORT_AS(SINK_IFACE "#[method]session.export-state-json")
-uint8_t *session_export(int32_t rep) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_export_config(inst) : closed_err();
-}
-ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.export-state-json")
-
-ST_EXPORT_AS(SINK_IFACE "#[method]session.import-state-json")
-uint8_t *session_import(int32_t rep, const char *json, uint32_t len) {
-    st_instance *inst = live(rep);
-    return inst ? st_cabi_apply_config(inst, json, len) : closed_err();
-}
-ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.import-state-json")
+ST_CABI_CONFIG_EXPORTS(SINK_IFACE, "session")
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.close") void session_close(int32_t rep) {
     if (st_instance_get((uint32_t)rep)) closed[rep] = 1;
