@@ -357,11 +357,16 @@ class Supervisor:
         while not self._stopping:
             with self._lock:
                 for slot, gen in self._pending:
-                    if gen.pidfd is not None and not gen.exited.is_set():
-                        # Our own copy of the pidfd: the generation closes its copy whenever
-                        # its exit is handled, possibly on another thread.
-                        fd = os.dup(gen.pidfd)
-                        self._selector.register(fd, selectors.EVENT_READ, (slot, gen))
+                    pidfd = gen.pidfd
+                    if pidfd is None or gen.exited.is_set():
+                        continue
+                    # Our own copy of the pidfd: the generation closes its copy whenever
+                    # its exit is handled, possibly on another thread...
+                    try:
+                        fd = os.dup(pidfd)
+                    except OSError:
+                        continue  # ...which may just have happened: nothing left to watch.
+                    self._selector.register(fd, selectors.EVENT_READ, (slot, gen))
                 self._pending.clear()
                 wait = None if not self._timers else max(0.0, self._timers[0][0] - time.monotonic())
             for key, _ in self._selector.select(wait):
