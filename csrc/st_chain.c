@@ -5,11 +5,7 @@
 #include <time.h>
 
 #include "st_fpu.h"
-
-#define ST_SCRATCH_OUT_FRAMES 52 /* stellatune.sdk.abi.SCRATCH_OUT_FRAMES */
-#define ST_SCRATCH_OUT_FLAGS 56  /* stellatune.sdk.abi.SCRATCH_OUT_FLAGS */
-#define ST_FLAG_SOFT_ERROR (1u << 3)
-#define ST_ROLE_DSP 1
+#include "stellatune_hotpath.h" /* the ABI's scratch offsets, flags, roles and codes */
 
 static inline uint64_t st_now_ns(void)
 {
@@ -150,8 +146,8 @@ int32_t st_stage_reset(st_stage *s, uint64_t block)
 static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
 {
     size_t bytes = (size_t)frames * c->channels * sizeof(float);
-    uint32_t at_frames = s->scratch_offset + ST_SCRATCH_OUT_FRAMES;
-    uint32_t at_flags = s->scratch_offset + ST_SCRATCH_OUT_FLAGS;
+    uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
+    uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
     uint8_t *base;
     if (s->is_native) {
         base = s->native_base;
@@ -186,6 +182,11 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
         st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
         return -1;
     }
+    if (rc == ST_HOT_ERR_WOULD_BLOCK && s->role == ST_HOT_ROLE_OUTPUT_SINK) {
+        /* A full sink consumed nothing this block: a state the ABI allows, not a fault. */
+        s->stats.short_frames += frames;
+        return 0;
+    }
     if (rc != 0) {
         st_fault(s, ST_FAULT_ERROR_CODE, rc, c->blocks);
         return -1;
@@ -193,9 +194,9 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
     uint32_t out_frames, flags;
     memcpy(&out_frames, base + at_frames, 4);
     memcpy(&flags, base + at_flags, 4);
-    if (flags & ST_FLAG_SOFT_ERROR)
+    if (flags & ST_HOT_FLAG_SOFT_ERROR)
         s->stats.soft_errors++;
-    if (s->role == ST_ROLE_DSP) {
+    if (s->role == ST_HOT_ROLE_DSP_TRANSFORM) {
         if (out_frames != frames) {
             st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
             return -1;

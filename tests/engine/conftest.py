@@ -21,6 +21,7 @@ FX_ARENA = 0x20000
 FX_MAX_FRAMES = 1024
 FX_IN = FX_ARENA + 64
 FX_OUT = FX_IN + FX_MAX_FRAMES * 2 * 4
+FX_STATE = FX_OUT + FX_MAX_FRAMES * 2 * 4 + 256  # after the parameter names
 
 WASM_FLAGS = ["--target=wasm32", "-O2", "-msimd128", "-nostdlib", "-Wl,--no-entry",
               "-Wl,-z,stack-size=16384", "-Wl,--initial-memory=327680"]
@@ -28,6 +29,7 @@ WASM_FLAGS = ["--target=wasm32", "-O2", "-msimd128", "-nostdlib", "-Wl,--no-entr
 KERNELS = {
     "gain": ("gain.c", [], True),
     "sink": ("sink.c", [], False),
+    "sink_full": ("sink.c", ["-DFX_WOULD_BLOCK"], False),
     "trap": ("hostile.c", ["-DFX_TRAP"], False),
     "loop": ("hostile.c", ["-DFX_LOOP"], False),
     "grow": ("hostile.c", ["-DFX_GROW"], False),
@@ -49,6 +51,16 @@ def fixture_spec(role: Role = Role.DSP_TRANSFORM, channels: int = 2) -> CoreModu
 def spec():
     """``spec(role=..., channels=...)``: the CoreModuleSpec of a fixture kernel."""
     return fixture_spec
+
+
+@pytest.fixture(scope="session")
+def sink_totals():
+    """``sink_totals(stage)``: (frames consumed, sum of their samples) the sink fixture kept."""
+    def read(stage) -> tuple[int, float]:
+        store, memory = stage._wasm_memory
+        frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
+        return int(frames), float(total)
+    return read
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ import pytest
 
 from stellatune.engine import HotPathStage, Pipeline
 from stellatune.errors import EngineError
+from stellatune.sdk.abi import Role
 
 
 @pytest.mark.parametrize("kernel, kind, code", [
@@ -44,3 +45,18 @@ def test_native_build_faults_on_bad_frames_too(kernels, spec, noise):
     np.testing.assert_array_equal(Pipeline([stage], 48000, 2).process(x), x)
     assert stage.fault.kind == "bad-frames" and stage.fault.block == 0
 
+
+
+def test_a_full_sink_is_not_a_fault(kernels, spec, noise, sink_totals):
+    """Would-block (5) from a sink means it took nothing this block (docs/hot-path-abi.md): the
+    frames count as short and the sink keeps running."""
+    sink = HotPathStage.from_wasm(kernels["sink_full"], spec(Role.OUTPUT_SINK), 48000, 2)
+    x = noise(256 * 6)
+    Pipeline([sink], 48000, 2, block_frames=256).process(x)
+    st = sink.stats()
+    assert st.fault is None
+    assert (st.calls, st.short_frames) == (6, 256 * 3)  # every other block was refused
+    frames, total = sink_totals(sink)
+    taken = np.concatenate([x[i:i + 256] for i in range(0, len(x), 512)])
+    assert frames == len(taken)
+    assert total == pytest.approx(float(np.sum(taken, dtype=np.float64)), rel=1e-9, abs=1e-9)

@@ -12,7 +12,6 @@ from stellatune.errors import AudioDeviceError, EngineError
 from stellatune.sdk.abi import Role
 
 RATE = 48000
-FX_STATE = 0x20000 + 64 + 2 * 1024 * 2 * 4 + 256  # fixtures/fixture.h
 
 
 def loop_back(capture_ports=2):
@@ -152,7 +151,7 @@ def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, 
     np.testing.assert_array_equal(pipe.process(x), x * np.float32(0.5))
 
 
-def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise):
+def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_totals):
     x = noise(RATE // 5)
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
     pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
@@ -162,15 +161,15 @@ def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise):
     elapsed = time.monotonic() - started
     stats = handle.stats()
     assert stats.frames_played == len(x) and stats.ring_underruns == 0
-    store, memory = sink._wasm_memory
-    frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
+    frames, total = sink_totals(sink)
     assert frames == len(x)
     assert total == pytest.approx(float(np.sum(x * np.float32(0.5), dtype=np.float64)), rel=1e-9, abs=1e-9)
     # Real-time pacing: 0.2 s of audio cannot be consumed much faster than 0.2 s.
     assert elapsed >= 0.15
 
 
-def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(kernels, spec, noise):
+def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(kernels, spec, noise,
+                                                                                  sink_totals):
     from stellatune.engine import ENGINE_CLOCK
 
     x = noise(RATE // 10)
@@ -180,7 +179,6 @@ def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alo
     handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, chain_in_callback=False)
     assert handle.wait(timeout=10)
     np.testing.assert_array_equal(x, before)
-    store, memory = sink._wasm_memory
-    frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
+    frames, total = sink_totals(sink)
     assert frames == len(x) and handle.stats().ring_underruns == 0
     assert total == pytest.approx(float(np.sum(x * np.float32(0.5), dtype=np.float64)), rel=1e-9, abs=1e-9)
