@@ -263,8 +263,8 @@ class HotPathStage:
             try:
                 rc = init(store, scratch, scratch + abi.SCRATCH_OUT_CTX)
                 names = ()
-                if names_fn is not None:
-                    offset = names_fn(store)
+                offset = names_fn(store) if names_fn is not None else 0
+                if offset:  # 0: the module has no parameters (nothing to read at address 0)
                     names = _parse_param_names(memory.read(store, offset, min(size, offset + _PARAM_NAMES_LIMIT)))
             except wasmtime.Trap as e:
                 raise HotPathAbiError(f"{where}: init trapped: {e}") from e
@@ -355,8 +355,9 @@ class HotPathStage:
             raise HotPathAbiError(f"{where}: init returned error code {rc}")
         guest_ctx = ctypes.c_uint32.from_address(base + scratch + abi.SCRATCH_OUT_CTX).value
         names = ()
-        if names_fn is not None:
-            names = _parse_param_names(ctypes.string_at(base + names_fn(), _PARAM_NAMES_LIMIT))
+        offset = names_fn() if names_fn is not None else 0
+        if offset:  # 0: no parameters
+            names = _parse_param_names(ctypes.string_at(base + offset, _PARAM_NAMES_LIMIT))
         core = _core.CoreStage.native(
             process_fn=_address(process), set_param_fn=_address(set_param) if set_param else 0,
             reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx,

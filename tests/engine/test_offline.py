@@ -202,3 +202,15 @@ def test_denormals_flush_inside_the_chain_only(kernels, spec, native):
     y = Pipeline([gain_stage(kernels, spec, 1e-10, native)], 48000, 2).process(x)
     assert not y.any()
     assert (x[0, 0] * np.float32(1e-10)) != 0
+
+
+def test_a_name_table_at_offset_0_means_no_parameters(tmp_path, spec):
+    import wasmtime
+
+    module = tmp_path / "no_params.wasm"
+    module.write_bytes(wasmtime.wat2wasm(
+        '(module (memory (export "memory") 5) (data (i32.const 0) "junk\\00")'
+        ' (func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
+        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+        ' (func (export "st_hot_param_names") (result i32) i32.const 0))'))
+    assert HotPathStage.from_wasm(module, spec(), 48000, 2).param_names == ()
