@@ -23,6 +23,7 @@ INLINE_WRAPPERS = """
 #include "stellatune_sdk.h"
 float t_flush(float x) { return st_flush_denormal(x); }
 float t_select(int c, float a, float b) { return st_selectf(c, a, b); }
+void t_flush4(const float *x, float *y) { st_store4(y, st_flush_denormal4(st_load4(x))); }
 """
 
 
@@ -154,6 +155,19 @@ def test_flush_denormal_zeroes_below_1e_30_only(rt):
     for kept in (limit, -limit, np.float32(0.5), np.float32(-3e38)):
         assert np.float32(rt.t_flush(float(kept))) == kept
     assert rt.t_flush(math.inf) == math.inf and math.isnan(rt.t_flush(math.nan))
+
+
+def test_vector_flush_matches_scalar_bit_for_bit(rt):
+    limit = np.float32(1e-30)
+    values = np.array([limit, np.nextafter(limit, np.float32(0)), -limit, 1e-38, -1e-45, 0.0, -0.0,
+                       0.5, -3e38, np.inf, -np.inf, np.nan, -np.nan, 1.2e-30, 2.0 ** -126,
+                       np.float32(1e-31)], dtype=np.float32)
+    out = np.empty_like(values)
+    ptr = ctypes.POINTER(ctypes.c_float)
+    for i in range(0, len(values), 4):
+        rt.t_flush4(values[i:].ctypes.data_as(ptr), out[i:].ctypes.data_as(ptr))
+    scalar = np.array([rt.t_flush(float(v)) for v in values], dtype=np.float32)
+    np.testing.assert_array_equal(out.view(np.uint32), scalar.view(np.uint32))
 
 
 def test_selectf(rt):

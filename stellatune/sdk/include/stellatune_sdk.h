@@ -203,10 +203,12 @@ static inline st_f32x4 st_splat4(float x) {
 static inline st_f32x4 st_select4(st_i32x4 mask, st_f32x4 a, st_f32x4 b) {
     return (st_f32x4)(((st_i32x4)a & mask) | ((st_i32x4)b & ~mask));
 }
-/* st_flush_denormal on every lane. */
+/* st_flush_denormal on every lane: a lane with |x| < 1e-30 becomes +0 (NaN compares false, so
+ * it passes). A float compare here, not the scalar version's integer one: clang would turn that
+ * into an unsigned vector compare, which x86 lacks (several instructions on both targets). */
 static inline st_f32x4 st_flush_denormal4(st_f32x4 x) {
-    st_i32x4 keep = ((st_i32x4)x & 0x7fffffff) >= 0x0da24260; /* non-negative after the mask */
-    return (st_f32x4)((st_i32x4)x & keep);
+    st_f32x4 magnitude = (st_f32x4)((st_i32x4)x & 0x7fffffff);
+    return (st_f32x4)((st_i32x4)x & ~(magnitude < 1e-30f));
 }
 
 /* st_fast_log2f and st_fast_exp2f on every lane, with the same results lane for lane (the scalar
