@@ -45,17 +45,10 @@ uint64_t st_player_push(st_player *p, float *buf, uint64_t frames)
 
 uint32_t st_player_buffered(st_player *p) { return st_ring_readable(&p->ring); }
 
-static inline uint64_t st_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One driver block: pop from the ring, run the chain (design A), pad with silence. */
 static void st_player_render(st_player *p, float *out, uint32_t frames)
 {
-    uint64_t t0 = st_mono_ns();
+    uint64_t t0 = st_now_ns();
     uint32_t fill = st_ring_readable(&p->ring);
     p->ring_fill_sum += fill;
     if (fill < p->ring_fill_min)
@@ -74,7 +67,7 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
         st_chain_process(p->chain, out, got);
     atomic_fetch_add_explicit(&p->frames_out, got, memory_order_relaxed);
     atomic_fetch_add_explicit(&p->callbacks, 1, memory_order_relaxed);
-    uint64_t dt = st_mono_ns() - t0;
+    uint64_t dt = st_now_ns() - t0;
     st_hist_record(p->render_hist, dt);
     if (dt > p->render_max_ns)
         p->render_max_ns = dt;

@@ -7,13 +7,6 @@
 #include "st_fpu.h"
 #include "stellatune_hotpath.h" /* the ABI's scratch offsets, flags, roles and codes */
 
-static inline uint64_t st_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no syscall */
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static inline int st_hist_bucket(uint64_t ns)
 {
     if (ns < 4)

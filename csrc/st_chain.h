@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "st_ring.h"
 #include "st_wasmtime.h"
@@ -19,6 +20,14 @@ enum st_fault_kind {
     ST_FAULT_MEMORY_GROW = 4, /* linear memory size changed after init */
     ST_FAULT_ERROR_CODE = 5,  /* process/set_param returned a non-zero ABI error code */
 };
+
+/* CLOCK_MONOTONIC in ns: the one clock every timing here uses (vDSO, so no syscall). */
+static inline uint64_t st_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 /* 4 buckets per octave of nanoseconds: bucket b covers [2^(b/4), 2^((b+1)/4)) ns; 128 buckets
  * reach ~4 s, far beyond any sane block. */
