@@ -117,3 +117,23 @@ def test_environment_is_cleared_except_grants(manager, make_ctx, install_sidecar
     assert "STELLATUNE_TEST_SECRET" not in names and "HOME" not in names
     assert names["STELLATUNE_SIDECAR_CONTROL_STDIO"] == "stdio"
     assert names["CWD"] == os.path.realpath(plugin_root)
+
+
+def test_a_ring_the_sidecar_spoiled_is_an_io_error(manager, make_ctx, install_sidecar) -> None:
+    exe = install_sidecar("echo_sidecar.py")
+    ctx = make_ctx(sidecars=(exe,))
+    role_var = "STELLATUNE_SIDECAR_DATA_PCM_SHARED_MEMORY_RING"
+    # Control over a socket, so stdio is no channel and cannot stand in for the ring.
+    proc = manager.launch(ctx, echo_spec(exe, control=[TransportOption(TransportKind.UNIX_SOCKET)],
+                                         env=[(role_var, "")]))
+    ring = [TransportOption(TransportKind.SHARED_MEMORY_RING, 1)]
+    first = proc.open_data("pcm", ring)
+    assert round_trip(first, b"ring is up") == b"ring is up"  # the sidecar has both rings mapped
+    first.close()
+    [tx_file] = list(manager.runtime_dir.rglob("r0-tx.shm"))
+    with open(tx_file, "r+b") as f:  # the sidecar shares the file, so it can write its header
+        f.write(b"\0\0\0\0")
+    with pytest.raises(PluginError) as info:
+        proc.open_data("pcm", ring)
+    assert info.value.code is PluginErrorCode.IO and "not an STMR" in info.value.message
+    assert proc.pid is not None  # nothing else went wrong: the sidecar runs on

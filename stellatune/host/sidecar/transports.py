@@ -26,6 +26,7 @@ the original: the ring has no space wake-up).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
@@ -37,7 +38,7 @@ from typing import Callable, Optional
 
 from ...errors import PluginError
 from ..errors import invalid_arg, io_error, timeout, unsupported
-from .shm_ring import ShmRing, clamp_capacity
+from .shm_ring import RingFormatError, ShmRing, clamp_capacity
 from .spec import TransportKind
 
 __all__ = ["Channel", "Endpoint", "create_endpoint", "WRITE_TIMEOUT_S", "MAX_CHANNEL_READ"]
@@ -324,9 +325,17 @@ class _RingEndpoint(Endpoint):
         self._tx, self._rx = tx, rx
 
     def _connect(self, timeout_s, describe, is_stale, exit_fd):
-        tx = ShmRing(self._tx, writer=True)
-        rx = ShmRing(self._rx, writer=False)
-        return RingChannel(describe, tx, rx, os.dup(exit_fd), is_stale=is_stale, on_close=self._release)
+        with contextlib.ExitStack() as undo:  # a ring opened before a failure is unmapped again
+            try:
+                tx = ShmRing(self._tx, writer=True)
+                undo.callback(tx.close)
+                rx = ShmRing(self._rx, writer=False)
+                undo.callback(rx.close)
+            except RingFormatError as exc:  # the sidecar shares these files and can spoil them
+                raise io_error(f"{describe}: {exc}") from None
+            channel = RingChannel(describe, tx, rx, os.dup(exit_fd), is_stale=is_stale, on_close=self._release)
+            undo.pop_all()
+        return channel
 
 
 class _StdioEndpoint(Endpoint):
