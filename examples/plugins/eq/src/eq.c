@@ -160,14 +160,20 @@ eq_channels(const cascade *c, st_f32x4 *z1, st_f32x4 *z2, float *y, uint32_t C, 
             if (pair) y[((t) - 3) * C + 1] = ob[3];                                             \
         }                                                                                       \
     } while (0)
-    /* The edges: a lane that is not live ignores its input, so past the end any frame does. */
-    uint32_t t = 0;
-    for (; t < 3 && t < n + 3; t++) EQ_STEP(t, t < n ? t : n - 1, live_lanes(t, n), t >= 3);
+    /* The edges, three steps each, as straight code (every loop back-edge costs an epoch check
+     * in wasm). A lane that is not live ignores its input, so past the end any frame will do. */
+    EQ_STEP(0, 0, live_lanes(0, n), 0);
+    EQ_STEP(1, n > 1 ? 1 : 0, live_lanes(1, n), 0);
+    EQ_STEP(2, n > 2 ? 2 : n - 1, live_lanes(2, n), 0);
     /* Every lane live. Eight steps per loop iteration, so an eighth of the epoch checks: the
      * wasm build with the watchdog measured 1.5x native unrolled by 2, 1.1x by 8. */
+    uint32_t t = 3;
 #pragma clang loop unroll_count(8)
     for (; t < n; t++) EQ_STEP(t, t, all, 1);
-    for (; t < n + 3; t++) EQ_STEP(t, t < n ? t : n - 1, live_lanes(t, n), 1);
+    /* Steps n .. n+2, but none before step 3 (a block of n < 3 frames ended there). */
+    if (n >= 3) EQ_STEP(n, n - 1, live_lanes(n, n), 1);
+    if (n + 1 >= 3) EQ_STEP(n + 1, n - 1, live_lanes(n + 1, n), 1);
+    EQ_STEP(n + 2, n - 1, live_lanes(n + 2, n), 1);
 #undef EQ_STEP
     z1[0] = a1, z2[0] = a2;
     if (pair) z1[1] = b1, z2[1] = b2;
