@@ -7,6 +7,18 @@ from stellatune.errors import EngineError, HotPathAbiError
 from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
 
 
+_INIT = '(func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
+_PROCESS = '(func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+
+
+def wat_module(path, *items: str):
+    """Write a core module with a 5-page exported memory and ``items`` (WAT fields) to ``path``."""
+    import wasmtime
+
+    path.write_bytes(wasmtime.wat2wasm(" ".join(['(module (memory (export "memory") 5)', *items, ")"])))
+    return path
+
+
 def gain_stage(kernels, spec, gain, native=False):
     if native:
         return HotPathStage.from_native(kernels["gain.so"], spec(), 48000, 2, {"gain": gain})
@@ -140,15 +152,11 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
     importing.write_bytes(wasmtime.wat2wasm('(module (import "env" "f" (func)) (memory (export "memory") 1))'))
     with pytest.raises(HotPathAbiError, match="must not import anything.*env.f"):
         HotPathStage.from_wasm(importing, spec(), 48000, 2)
-    wrong = tmp_path / "wrong.wasm"
-    wrong.write_bytes(wasmtime.wat2wasm(
-        '(module (memory (export "memory") 5)'
-        ' (func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
-        ' (func (export "st_hot_process") (param i32) (result i32) i32.const 0))'))
+    wrong = wat_module(tmp_path / "wrong.wasm", _INIT,
+                       '(func (export "st_hot_process") (param i32) (result i32) i32.const 0)')
     with pytest.raises(HotPathAbiError, match="signature"):
         HotPathStage.from_wasm(wrong, spec(), 48000, 2)
-    missing = tmp_path / "missing.wasm"
-    missing.write_bytes(wasmtime.wat2wasm('(module (memory (export "memory") 5))'))
+    missing = wat_module(tmp_path / "missing.wasm")
     with pytest.raises(HotPathAbiError, match="missing export 'st_hot_init'"):
         HotPathStage.from_wasm(missing, spec(), 48000, 2)
     garbage = tmp_path / "garbage.wasm"
@@ -158,12 +166,8 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
     with pytest.raises(HotPathAbiError, match="cannot read the core module"):
         HotPathStage.from_wasm(tmp_path / "absent.wasm", spec(), 48000, 2)
     # The optional exports are checked too: calling a mistyped one would fail outside our errors.
-    bad_names = tmp_path / "bad_names.wasm"
-    bad_names.write_bytes(wasmtime.wat2wasm(
-        '(module (memory (export "memory") 5)'
-        ' (func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
-        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
-        ' (func (export "st_hot_param_names") (param i32) (result i32) i32.const 0))'))
+    bad_names = wat_module(tmp_path / "bad_names.wasm", _INIT, _PROCESS,
+                           '(func (export "st_hot_param_names") (param i32) (result i32) i32.const 0)')
     with pytest.raises(HotPathAbiError, match="signature"):
         HotPathStage.from_wasm(bad_names, spec(), 48000, 2)
 
@@ -175,13 +179,8 @@ def test_init_error_code_is_reported(kernels, spec):
 
 
 def test_a_module_that_loops_in_init_is_interrupted(tmp_path, spec):
-    import wasmtime
-
-    looping = tmp_path / "init_loop.wasm"
-    looping.write_bytes(wasmtime.wat2wasm(
-        '(module (memory (export "memory") 5)'
-        ' (func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)'
-        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0))'))
+    looping = wat_module(tmp_path / "init_loop.wasm", _PROCESS,
+                         '(func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)')
     with pytest.raises(HotPathAbiError, match="(?s)init trapped.*wasm trap: interrupt"):
         HotPathStage.from_wasm(looping, spec(), 48000, 2)
 
@@ -205,12 +204,6 @@ def test_denormals_flush_inside_the_chain_only(kernels, spec, native):
 
 
 def test_a_name_table_at_offset_0_means_no_parameters(tmp_path, spec):
-    import wasmtime
-
-    module = tmp_path / "no_params.wasm"
-    module.write_bytes(wasmtime.wat2wasm(
-        '(module (memory (export "memory") 5) (data (i32.const 0) "junk\\00")'
-        ' (func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
-        ' (func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
-        ' (func (export "st_hot_param_names") (result i32) i32.const 0))'))
+    module = wat_module(tmp_path / "no_params.wasm", '(data (i32.const 0) "junk\\00")', _INIT, _PROCESS,
+                        '(func (export "st_hot_param_names") (result i32) i32.const 0)')
     assert HotPathStage.from_wasm(module, spec(), 48000, 2).param_names == ()
