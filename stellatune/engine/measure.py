@@ -79,21 +79,22 @@ def control_latency(module: Path, chain_in_callback: bool, ring_frames: int, fra
     for t in threads:
         t.start()
     try:
-        handle = Pipeline([stage], RATE, 2).play(x, frames=frames, ring_frames=ring_frames,
-                                                 capture_seconds=seconds + 1,
-                                                 chain_in_callback=chain_in_callback)
-        time.sleep(0.2)
-        subprocess.run(["jack_disconnect", "system:capture_1", "PortAudio:in_0"], capture_output=True)
-        subprocess.run(["jack_connect", "PortAudio:out_0", "PortAudio:in_0"], check=True)
-        time.sleep(seconds / 2 - 0.2)
-        stage.set_param("gain", 0.5)
-        # Taken once the command is queued, so GIL waits of this thread do not count.
-        sent_at = len(handle.captured())
-        handle.wait(timeout=seconds * 3)
-        stats = handle.stats()
-        rec = handle.captured()[:, 0]
+        with Pipeline([stage], RATE, 2).play(x, frames=frames, ring_frames=ring_frames,
+                                             capture_seconds=seconds + 1,
+                                             chain_in_callback=chain_in_callback) as handle:
+            time.sleep(0.2)
+            subprocess.run(["jack_disconnect", "system:capture_1", "PortAudio:in_0"], capture_output=True)
+            subprocess.run(["jack_connect", "PortAudio:out_0", "PortAudio:in_0"], check=True)
+            time.sleep(seconds / 2 - 0.2)
+            stage.set_param("gain", 0.5)
+            # Taken once the command is queued, so GIL waits of this thread do not count.
+            sent_at = len(handle.captured())
+            handle.wait(timeout=seconds * 3)
+            stats = handle.stats()
+            rec = handle.captured()[:, 0]
     finally:
         stop.set()
+        stage.close()
     latency = _first_halved(rec, x[:, 0], sent_at)
     return {"underruns": stats.ring_underruns, "xruns": stats.device_underflows,
             "latency_ms": None if latency is None else latency * 1000 / RATE,
@@ -124,8 +125,11 @@ def epoch_cost(module: Path, seconds: float = 10.0, block_frames: int = 256) -> 
     out = {}
     for on in (True, False):
         stage = HotPathStage.from_wasm(module, _SPEC, RATE, 2, {"gain": 0.5}, epoch_interruption=on)
-        Pipeline([stage], RATE, 2, block_frames=block_frames).process(x)
-        st = stage.stats()
+        try:
+            Pipeline([stage], RATE, 2, block_frames=block_frames).process(x)
+            st = stage.stats()
+        finally:
+            stage.close()
         out["on" if on else "off"] = {"mean_us": st.mean_us, "p50_us": st.p50_us, "p99_us": st.p99_us}
     return out
 
