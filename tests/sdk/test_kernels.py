@@ -211,14 +211,15 @@ def test_eq_peak_gain_at_centre_frequency(hot):
 COMP_SETTINGS = dict(threshold_db=-20.0, ratio=4.0, attack_ms=5.0, release_ms=80.0, makeup_db=3.0)
 
 
-def test_compressor_matches_reference(hot, noise):
+@pytest.mark.parametrize("channels,block", [(2, 512), (3, 5), (1, 333), (2, 4096)])
+def test_compressor_matches_reference(hot, noise, channels, block):
     # Loud bursts over quiet noise: attack, hold above threshold, release.
-    x = noise(6000, 2, amplitude=0.05)
+    x = noise(6000, channels, amplitude=0.05)
     x[1000:3000] *= 16
     m = hot("compressor")
-    assert m.init(channels=2, max_frames=512) == 0
+    assert m.init(channels=channels, max_frames=block) == 0
     m.configure(**COMP_SETTINGS)
-    out = m.process_all(x, 512)
+    out = m.process_all(x, block)
     ref = ref_compressor(x, **COMP_SETTINGS)
     assert np.max(np.abs(out - ref)) <= 2e-5
     # It compresses: the burst's peak comes out well below its input peak (+3 dB makeup).
