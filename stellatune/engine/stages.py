@@ -52,7 +52,10 @@ def _check_layouts() -> None:
 
 
 _check_layouts()
-_core.resolve_wasmtime(str(_wt_ffi.filename), wasmtime.TrapCode.INTERRUPT.value)
+try:
+    _core.resolve_wasmtime(str(_wt_ffi.filename), wasmtime.TrapCode.INTERRUPT.value)
+except RuntimeError as e:  # a wasmtime-py whose library lacks a function we call
+    raise EngineError(f"cannot use wasmtime-py's libwasmtime from the engine: {e}") from e
 
 
 def _address(ptr: object) -> int:
