@@ -127,14 +127,14 @@ class Pipeline:
         """Per-stage process times and faults."""
         return [s.stats() for s in self.stages]
 
-    def c_chain(self) -> Optional["_core.Chain"]:
+    def _c_chain(self) -> Optional["_core.Chain"]:
         """The single C chain the audio callback can run (None with component-path stages)."""
         return None if self.has_component_stages else self._segments[0]
 
     @contextmanager
     def running(self, offline: bool = False) -> Iterator[Optional["_core.Chain"]]:
         """Own the chain: route stage commands through its queues, keep epoch tickers on and
-        give each call the offline or the live deadline. Yields :meth:`c_chain`."""
+        give each call the offline or the live deadline. Yields the single C chain the callback can run, or None with component-path stages."""
         if not self._busy.acquire(blocking=False):
             raise EngineError("this pipeline is already processing or playing")
         try:
@@ -148,7 +148,7 @@ class Pipeline:
                 for stage in self.stages:
                     stage._use_deadline(ticks.get(id(stage._engine)) if offline else None)
                 stack.callback(lambda: [stage._use_deadline(None) for stage in self.stages])
-                yield self.c_chain()
+                yield self._c_chain()
         finally:
             self._busy.release()
 
