@@ -134,7 +134,8 @@ class Pipeline:
     @contextmanager
     def running(self, offline: bool = False) -> Iterator[Optional["_core.Chain"]]:
         """Own the chain: route stage commands through its queues, keep epoch tickers on and
-        give each call the offline or the live deadline. Yields the single C chain the callback can run, or None with component-path stages."""
+        give each call the offline or the live deadline. Yields the single C chain the callback
+        can run, or None when component-path stages split it."""
         if not self._busy.acquire(blocking=False):
             raise EngineError("this pipeline is already processing or playing")
         try:
