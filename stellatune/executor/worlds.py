@@ -39,22 +39,21 @@ def iface(name: str) -> str:
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """One plugin world: the ability kind it serves and the interface that carries it."""
+    """One plugin world: the ability kind it serves and the host interfaces it imports."""
 
     name: str
     kind: str
-    capability: str
     imports: tuple[str, ...]
 
 
 WORLDS: dict[str, WorldSpec] = {
     w.name: w
     for w in (
-        WorldSpec("decoder-plugin", "decoder", "decoder", ("host-stream", "sidecar")),
-        WorldSpec("source-plugin", "source", "source", ("host-stream", "sidecar")),
-        WorldSpec("lyrics-plugin", "lyrics", "lyrics", ("sidecar", "http-client")),
-        WorldSpec("output-sink-plugin", "output_sink", "output-sink", ("sidecar",)),
-        WorldSpec("dsp-plugin", "dsp", "dsp", ("sidecar",)),
+        WorldSpec("decoder-plugin", "decoder", ("host-stream", "sidecar")),
+        WorldSpec("source-plugin", "source", ("host-stream", "sidecar")),
+        WorldSpec("lyrics-plugin", "lyrics", ("sidecar", "http-client")),
+        WorldSpec("output-sink-plugin", "output_sink", ("sidecar",)),
+        WorldSpec("dsp-plugin", "dsp", ("sidecar",)),
     )
 }
 
