@@ -203,15 +203,19 @@ class PluginInstance:
         with self.lock:
             if self.closed:
                 return
-            for res in list(self._resources):
-                self.close_resource(res)
-            if not self.closed:
-                try:
-                    self.call("lifecycle", "on-disable", reason, timeout_s=self._limits.hook_timeout_s)
-                except PluginError as e:
-                    # Teardown goes on regardless: a failing hook must not keep the plugin alive.
-                    self._log.note(f"on-disable({reason}) failed: {e}")
-            self._teardown()
+            try:
+                for res in list(self._resources):
+                    self.close_resource(res)
+                if not self.closed:
+                    try:
+                        self.call("lifecycle", "on-disable", reason, timeout_s=self._limits.hook_timeout_s)
+                    except PluginError as e:
+                        # Teardown goes on regardless: a failing hook must not keep the plugin alive.
+                        self._log.note(f"on-disable({reason}) failed: {e}")
+            finally:
+                # Also when interrupted (Ctrl-C in a host import): the store and its host
+                # resources must not outlive a teardown.
+                self._teardown()
 
     def _teardown(self) -> None:
         with self.lock:
