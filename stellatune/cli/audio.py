@@ -6,10 +6,13 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from ..errors import EngineError, RuntimeStateError
 from .context import open_runtime
+
+if TYPE_CHECKING:
+    from ..engine import StageStats
 
 __all__ = ["register"]
 
@@ -171,10 +174,13 @@ def cmd_demo_track(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_stage_stats(stages) -> None:
+def _print_stage_stats(stages: Sequence[StageStats]) -> None:
     for st in stages:
-        state = f"BYPASSED ({st.fault.kind}: {st.fault.message.splitlines()[-1] if st.fault.message else st.fault.code})" \
-            if st.fault else "ok"
+        state = "ok"
+        if st.fault:
+            # A trap message ends with the trap's cause; earlier lines are wasm backtrace.
+            why = st.fault.message.splitlines()[-1] if st.fault.message else st.fault.code
+            state = f"BYPASSED ({st.fault.kind}: {why})"
         skipped = f", {st.timeouts} blocks skipped (deadline)" if st.timeouts else ""
         print(f"{st.name}: {st.calls} blocks, p50 {st.p50_us:.2f} us, p99 {st.p99_us:.2f} us,"
               f" p99.9 {st.p999_us:.2f} us, max {st.max_us:.2f} us{skipped}, {state}", file=sys.stderr)

@@ -268,12 +268,14 @@ class HotPathStage:
                 names = ()
                 offset = names_fn(store) if names_fn is not None else 0
                 if offset:  # 0: the module has no parameters (nothing to read at address 0)
-                    names = _parse_param_names(memory.read(store, offset, min(size, offset + _PARAM_NAMES_LIMIT)))
+                    table = memory.read(store, offset, min(size, offset + _PARAM_NAMES_LIMIT))
+                    names = _parse_param_names(table)
             except wasmtime.Trap as e:
                 raise HotPathAbiError(f"{where}: init trapped: {e}") from e
             if rc != 0:
                 raise HotPathAbiError(f"{where}: init returned error code {rc}")
-            guest_ctx = struct.unpack("<I", memory.read(store, scratch + abi.SCRATCH_OUT_CTX, scratch + abi.SCRATCH_OUT_CTX + 4))[0]
+            out_ctx = scratch + abi.SCRATCH_OUT_CTX
+            guest_ctx = struct.unpack("<I", memory.read(store, out_ctx, out_ctx + 4))[0]
             memory_size = memory.data_len(store)  # after init: any later change is a memory.grow
 
         keep = (engine, module, store, instance, memory, process, set_param, reset)
