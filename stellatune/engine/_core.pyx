@@ -437,7 +437,7 @@ cdef class Player:
             with nogil:
                 st_player_stop_clock(&self.p)
             self._clock_running = False
-        _check(err, "Pa_StopStream")
+        _check(err, "Pa_StopStream/Pa_CloseStream")
 
     def captured(self):
         """The recorded input so far (a copy), or None without capture."""
