@@ -82,12 +82,12 @@ uint8_t *st_cabi_export_config(st_instance *inst);
     ST_CABI_POST_RETURN_AS(iface "#on-disable", st_world_on_disable_post)
 
 /* The config quartet as methods of resource `res` ("processor", "session") of `iface`, for a
- * world file that defines live(rep) (the instance, or NULL once closed) and closed_err(). The
- * exported state is the config, so importing it is applying it. */
+ * world file that defines closed_err() (the error for a closed rep). The exported state is the
+ * config, so importing it is applying it. */
 #define ST_CABI_CONFIG_METHOD_(iface, res, method, cname, call)                     \
     ST_EXPORT_AS(iface "#[method]" res "." method)                                  \
     uint8_t *cname(int32_t rep, const char *json, uint32_t len) {                   \
-        st_instance *inst = live(rep);                                              \
+        st_instance *inst = st_resource_live(rep);                                              \
         return inst ? call(inst, json, len) : closed_err();                         \
     }                                                                               \
     ST_CABI_POST_RETURN_AS(iface "#[method]" res "." method, ST_CONCAT(cname, _post))
@@ -100,7 +100,7 @@ uint8_t *st_cabi_export_config(st_instance *inst);
                            st_cabi_apply_config)                                            \
     ST_EXPORT_AS(iface "#[method]" res ".export-state-json")                                \
     uint8_t *st_world_config_export(int32_t rep) {                                          \
-        st_instance *inst = live(rep);                                                      \
+        st_instance *inst = st_resource_live(rep);                                                      \
         return inst ? st_cabi_export_config(inst) : closed_err();                           \
     }                                                                                       \
     ST_CABI_POST_RETURN_AS(iface "#[method]" res ".export-state-json", st_world_config_export_post)

@@ -13,14 +13,6 @@
 __attribute__((import_module("[export]" DSP_IFACE), import_name("[resource-new]processor")))
 extern int32_t processor_resource_new(int32_t rep);
 
-static uint8_t closed[ST_MAX_INSTANCES + 1];
-
-/* The instance behind a processor rep, or NULL once close() ran. */
-static st_instance *live(int32_t rep) {
-    st_instance *inst = st_instance_get((uint32_t)rep);
-    return inst && !closed[rep] ? inst : 0;
-}
-
 static uint8_t *closed_err(void) {
     return st_cabi_err(ST_PE_INVALID_ARG, "processor is closed");
 }
@@ -40,7 +32,6 @@ ST_EXPORT_AS(DSP_IFACE "#create") uint8_t *dsp_create(uint32_t sample_rate, uint
                            "audio spec beyond the plugin's limits (1..8 channels, 1..768000 Hz)");
     }
     uint32_t rep = st_instance_id(inst);
-    closed[rep] = 0;
     uint8_t *r = st_cabi_ok();
     st_cabi_put_u32(r, 4, (uint32_t)processor_resource_new((int32_t)rep));
     return r;
@@ -48,15 +39,12 @@ ST_EXPORT_AS(DSP_IFACE "#create") uint8_t *dsp_create(uint32_t sample_rate, uint
 ST_CABI_POST_RETURN(DSP_IFACE "#create")
 
 ST_EXPORT_AS(DSP_IFACE "#[dtor]processor") void processor_dtor(int32_t rep) {
-    st_instance *inst = st_instance_get((uint32_t)rep);
-    if (!inst) return;
-    st_instance_destroy(inst);
-    closed[rep] = 0;
+    st_resource_drop(rep);
 }
 
 ST_EXPORT_AS(DSP_IFACE "#[method]processor.describe-hot-path")
 uint8_t *processor_describe_hot_path(int32_t rep, uint32_t sample_rate, uint32_t channels) {
-    if (!live(rep)) return closed_err();
+    if (!st_resource_live(rep)) return closed_err();
     return st_cabi_describe_hot_path(sample_rate, channels, ST_WIT_ROLE_DSP_TRANSFORM);
 }
 ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.describe-hot-path")
@@ -64,7 +52,7 @@ ST_CABI_POST_RETURN(DSP_IFACE "#[method]processor.describe-hot-path")
 /* In place: the argument list is ours until post-return, and the result points at it. */
 ST_EXPORT_AS(DSP_IFACE "#[method]processor.process-interleaved-f32")
 uint8_t *processor_process(int32_t rep, uint32_t channels, float *samples, uint32_t len) {
-    st_instance *inst = live(rep);
+    st_instance *inst = st_resource_live(rep);
     if (!inst) return closed_err();
     if (channels != inst->stream.channels)
         return st_cabi_err(ST_PE_INVALID_ARG, "channel count differs from the processor's spec");
@@ -99,5 +87,5 @@ uint32_t processor_output_channels(int32_t rep) {
 ST_CABI_CONFIG_EXPORTS(DSP_IFACE, "processor")
 
 ST_EXPORT_AS(DSP_IFACE "#[method]processor.close") void processor_close(int32_t rep) {
-    if (st_instance_get((uint32_t)rep)) closed[rep] = 1;
+    st_resource_close(rep);
 }

@@ -12,13 +12,6 @@
 __attribute__((import_module("[export]" SINK_IFACE), import_name("[resource-new]session")))
 extern int32_t session_resource_new(int32_t rep);
 
-static uint8_t closed[ST_MAX_INSTANCES + 1];
-
-static st_instance *live(int32_t rep) {
-    st_instance *inst = st_instance_get((uint32_t)rep);
-    return inst && !closed[rep] ? inst : 0;
-}
-
 static uint8_t *closed_err(void) {
     return st_cabi_err(ST_PE_INVALID_ARG, "session is closed");
 }
@@ -37,7 +30,6 @@ ST_EXPORT_AS(SINK_IFACE "#create") uint8_t *sink_create(void) {
     st_instance *inst = st_instance_create();
     if (!inst) return st_cabi_err(ST_PE_UNSUPPORTED, "too many sessions in this instance");
     uint32_t rep = st_instance_id(inst);
-    closed[rep] = 0;
     uint8_t *r = st_cabi_ok();
     st_cabi_put_u32(r, 4, (uint32_t)session_resource_new((int32_t)rep));
     return r;
@@ -45,15 +37,12 @@ ST_EXPORT_AS(SINK_IFACE "#create") uint8_t *sink_create(void) {
 ST_CABI_POST_RETURN(SINK_IFACE "#create")
 
 ST_EXPORT_AS(SINK_IFACE "#[dtor]session") void session_dtor(int32_t rep) {
-    st_instance *inst = st_instance_get((uint32_t)rep);
-    if (!inst) return;
-    st_instance_destroy(inst);
-    closed[rep] = 0;
+    st_resource_drop(rep);
 }
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.list-targets-json")
 uint8_t *session_list_targets(int32_t rep) {
-    if (!live(rep)) return closed_err();
+    if (!st_resource_live(rep)) return closed_err();
     uint8_t *r = st_cabi_ok();
     st_cabi_put_str(r, 4, TARGETS, sizeof TARGETS - 1);
     return r;
@@ -71,7 +60,7 @@ ST_EXPORT_AS(SINK_IFACE "#[method]session.negotiate-spec-json")
 uint8_t *session_negotiate(int32_t rep, const char *target, uint32_t target_len,
                            uint32_t sample_rate, uint32_t channels) {
     (void)target, (void)target_len;
-    if (!live(rep)) return closed_err();
+    if (!st_resource_live(rep)) return closed_err();
     if (!spec_ok(sample_rate, channels))
         return st_cabi_err(ST_PE_UNSUPPORTED, "1..8 channels at 1..768000 Hz only");
     uint8_t *r = st_cabi_ok();
@@ -86,7 +75,7 @@ ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.negotiate-spec-json")
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.describe-hot-path")
 uint8_t *session_describe_hot_path(int32_t rep, uint32_t sample_rate, uint32_t channels) {
-    if (!live(rep)) return closed_err();
+    if (!st_resource_live(rep)) return closed_err();
     return st_cabi_describe_hot_path(sample_rate, channels, ST_WIT_ROLE_OUTPUT_SINK);
 }
 ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.describe-hot-path")
@@ -96,7 +85,7 @@ ST_EXPORT_AS(SINK_IFACE "#[method]session.open-json")
 uint8_t *session_open(int32_t rep, const char *target, uint32_t target_len,
                       uint32_t sample_rate, uint32_t channels) {
     (void)target, (void)target_len;
-    st_instance *inst = live(rep);
+    st_instance *inst = st_resource_live(rep);
     if (!inst) return closed_err();
     if (!spec_ok(sample_rate, channels))
         return st_cabi_err(ST_PE_UNSUPPORTED, "1..8 channels at 1..768000 Hz only");
@@ -110,7 +99,7 @@ ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.open-json")
 /* result<u32>: frames accepted, fewer than offered when the kernel is full. */
 ST_EXPORT_AS(SINK_IFACE "#[method]session.write-interleaved-f32")
 uint8_t *session_write(int32_t rep, uint32_t channels, const float *samples, uint32_t len) {
-    st_instance *inst = live(rep);
+    st_instance *inst = st_resource_live(rep);
     if (!inst) return closed_err();
     if (!inst->started) return not_open_err();
     if (channels != inst->stream.channels)
@@ -133,7 +122,7 @@ ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.write-interleaved-f32")
 /* result<runtime-status>: queued-samples 4, running 8. Nothing is ever queued. */
 ST_EXPORT_AS(SINK_IFACE "#[method]session.query-status")
 uint8_t *session_query_status(int32_t rep) {
-    st_instance *inst = live(rep);
+    st_instance *inst = st_resource_live(rep);
     if (!inst) return closed_err();
     uint8_t *r = st_cabi_ok();
     r[8] = (uint8_t)inst->started;
@@ -142,12 +131,12 @@ uint8_t *session_query_status(int32_t rep) {
 ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.query-status")
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.flush") uint8_t *session_flush(int32_t rep) {
-    return live(rep) ? st_cabi_ok() : closed_err();
+    return st_resource_live(rep) ? st_cabi_ok() : closed_err();
 }
 ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.flush")
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.reset") uint8_t *session_reset(int32_t rep) {
-    st_instance *inst = live(rep);
+    st_instance *inst = st_resource_live(rep);
     if (!inst) return closed_err();
     st_instance_reset(inst);
     return st_cabi_ok();
@@ -157,5 +146,5 @@ ST_CABI_POST_RETURN(SINK_IFACE "#[method]session.reset")
 ST_CABI_CONFIG_EXPORTS(SINK_IFACE, "session")
 
 ST_EXPORT_AS(SINK_IFACE "#[method]session.close") void session_close(int32_t rep) {
-    if (st_instance_get((uint32_t)rep)) closed[rep] = 1;
+    st_resource_close(rep);
 }

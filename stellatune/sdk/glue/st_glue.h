@@ -13,6 +13,7 @@
 typedef struct st_instance {
     uint32_t in_use;  /* slot taken (created) */
     uint32_t started; /* kernel init ran for `stream` */
+    uint32_t closed;  /* component resources: close() ran; the slot stays until the dtor */
     st_stream stream;
     float params[ST_MAX_PARAMS];
     void *state;
@@ -28,6 +29,11 @@ st_instance *st_instance_create(void);
 st_instance *st_instance_get(uint32_t id);
 uint32_t st_instance_id(const st_instance *inst);
 void st_instance_destroy(st_instance *inst);
+/* The component glue's view of a resource rep (= instance id): the instance, or NULL when the
+ * rep is unknown or its resource was closed; close marks it, drop (the dtor) frees the slot. */
+st_instance *st_resource_live(int32_t rep);
+void st_resource_close(int32_t rep);
+void st_resource_drop(int32_t rep);
 /* (Re)start the kernel for a stream with the current parameters: zeroes the state first.
  * ST_HOT_ERR_INVALID_ARG for a stream beyond the SDK limits, else what the kernel returns. */
 int32_t st_instance_start(st_instance *inst, const st_stream *stream);

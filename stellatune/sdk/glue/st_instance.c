@@ -49,6 +49,21 @@ void st_instance_destroy(st_instance *inst) {
     inst->started = 0;
 }
 
+st_instance *st_resource_live(int32_t rep) {
+    st_instance *inst = st_instance_get((uint32_t)rep);
+    return inst && !inst->closed ? inst : 0;
+}
+
+void st_resource_close(int32_t rep) {
+    st_instance *inst = st_instance_get((uint32_t)rep);
+    if (inst) inst->closed = 1;
+}
+
+void st_resource_drop(int32_t rep) {
+    st_instance *inst = st_instance_get((uint32_t)rep);
+    if (inst) st_instance_destroy(inst);
+}
+
 int32_t st_instance_start(st_instance *inst, const st_stream *stream) {
     if (stream->channels == 0 || stream->channels > ST_MAX_CHANNELS || stream->max_frames == 0 ||
         stream->max_frames > ST_MAX_FRAMES || stream->sample_rate == 0 ||
