@@ -45,25 +45,32 @@ PARAM_NAMES_EXPORT = "st_hot_param_names"
 
 
 class Role(enum.IntEnum):
+    """What a core module does with a block (``st_hot_init_args.role``)."""
+
     DSP_TRANSFORM = 1
     OUTPUT_SINK = 2
 
     @property
     def wit_name(self) -> str:
+        """The WIT enum case (``dsp-transform``, ``output-sink``)."""
         return self.name.lower().replace("_", "-")
 
 
 class SampleFormat(enum.IntEnum):
+    """Sample encoding of the audio regions (``st_hot_init_args.sample_format``)."""
+
     F32LE = 1
     I16LE = 2
     I32LE = 3
 
     @property
     def bytes_per_sample(self) -> int:
+        """2 for i16le, else 4."""
         return 2 if self is SampleFormat.I16LE else 4
 
     @property
     def wit_name(self) -> str:
+        """The WIT enum case (``f32le``, ...)."""
         return self.name.lower()
 
 
