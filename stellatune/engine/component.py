@@ -114,9 +114,11 @@ class ComponentStage:
 
     @property
     def fault(self) -> Optional[StageFault]:
+        """Why this stage is bypassed for good (kind ``plugin-error``), or None while healthy."""
         return self._fault
 
     def stats(self) -> StageStats:
+        """Call-time statistics (Python-side clock around each call) and the fault state."""
         return stage_stats(self.name, self._t, astuple(self._fault) if self._fault is not None else None)
 
     def _use_deadline(self, offline_ticks: Optional[int]) -> None:

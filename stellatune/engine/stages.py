@@ -490,6 +490,7 @@ class HotPathStage:
 
     @property
     def role(self) -> abi.Role:
+        """DSP transform or output sink, from the spec."""
         return self.spec.role
 
     @property
