@@ -51,16 +51,24 @@ def send_request(
     body: Optional[bytes] = None,
     connect_timeout_s: float,
     read_timeout_s: float,
+    deadline: Optional[float] = None,
 ) -> HttpReply:
     """Send one request to an allowed URL and return the response with its headers read.
 
-    GET and HEAD follow up to :data:`MAX_REDIRECTS` redirects to allowed hosts. The caller
-    owns the reply and must ``close()`` it.
+    GET and HEAD follow up to :data:`MAX_REDIRECTS` redirects to allowed hosts. ``deadline``
+    (``time.monotonic()`` based) bounds every hop together; each wait is cut to what is left.
+    The caller owns the reply and must ``close()`` it.
     """
     header_list = list(headers)
     for _hop in range(MAX_REDIRECTS + 1):
         target = ctx.grants.check_http(url)
-        reply = _send_once(target, method, header_list, body, connect_timeout_s, read_timeout_s)
+        connect_s, read_s = connect_timeout_s, read_timeout_s
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise timeout(f"{method} {url}: no answer within the deadline")
+            connect_s, read_s = min(connect_s, left), min(read_s, left)
+        reply = _send_once(target, method, header_list, body, connect_s, read_s)
         location = reply.response.getheader("Location")
         if reply.response.status not in _REDIRECTS or method not in ("GET", "HEAD") or not location:
             return reply
@@ -129,7 +137,8 @@ def fetch_json(
     """
     deadline = time.monotonic() + timeout_s
     reply = send_request(
-        ctx, url, headers=[("Accept", "application/json")], connect_timeout_s=timeout_s, read_timeout_s=timeout_s
+        ctx, url, headers=[("Accept", "application/json")], connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
+        deadline=deadline,
     )
     response = reply.response
     try:

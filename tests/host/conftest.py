@@ -7,6 +7,7 @@ import random
 import re
 import shutil
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -80,6 +81,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, json.dumps(["x" * 1000] * 5000).encode())
         if path == "/missing":
             return self._send(404, b"{}")
+        slow = re.fullmatch(r"/slow-redirect/(\d+)", path)
+        if slow:  # each hop answers quickly enough on its own; together they take a while
+            hops = int(slow.group(1))
+            time.sleep(0.25)
+            return self._send(302, b"", {"Location": f"/slow-redirect/{hops - 1}" if hops > 1 else "/json"})
         if path == "/redirect-in":
             return self._send(302, b"", {"Location": "/json"})
         if path == "/redirect-out":

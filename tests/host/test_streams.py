@@ -188,6 +188,13 @@ def test_fetch_json(http_server, make_ctx) -> None:
     refused(PluginErrorCode.TIMEOUT, fetch_json, ctx, http_server.url("/stall"), timeout_s=0.3)
 
 
+def test_fetch_json_has_one_deadline_across_redirects(http_server, make_ctx) -> None:
+    ctx = make_ctx(http=(http_server.endpoint,))
+    assert '"ok": true' in fetch_json(ctx, http_server.url("/slow-redirect/1"), timeout_s=5)
+    # Four hops of at least 0.25 s each: every one is within 0.6 s, all of them are not.
+    refused(PluginErrorCode.TIMEOUT, fetch_json, ctx, http_server.url("/slow-redirect/4"), timeout_s=0.6)
+
+
 # --- tcp ---------------------------------------------------------------------------------------
 
 
