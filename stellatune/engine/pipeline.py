@@ -119,9 +119,11 @@ class Pipeline:
         return start_playback(self, source, device=device, frames=frames, **options)
 
     def reset(self) -> None:
-        """Reset every stage's signal history (seek, restart); queued between blocks while playing."""
+        """Reset every stage's signal history (seek, restart); queued between blocks while playing.
+        Stages bypassed after a fault are skipped: they no longer process anything."""
         for s in self.stages:
-            s.reset()
+            if s.fault is None:
+                s.reset()
 
     def stats(self) -> list[StageStats]:
         """Per-stage process times and faults."""

@@ -98,6 +98,16 @@ def test_reset_while_playing_goes_through_the_command_queue(kernels, spec, noise
     assert stage.stats().resets == 1 and stage.fault is None
 
 
+def test_pipeline_reset_skips_a_faulted_stage_and_resets_the_rest(kernels, spec, noise):
+    broken = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2, {"stall": 1}, timeout_limit=1)
+    healthy = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2)
+    pipe = Pipeline([broken, healthy], RATE, 2, block_frames=BLOCK, offline_deadline_ms=20)
+    pipe.process(noise(BLOCK))
+    assert broken.fault is not None and broken.fault.kind == "timeout"
+    pipe.reset()  # the bypassed stage has nothing to reset; it must not stop the others'
+    assert healthy.stats().resets == 1
+
+
 def test_a_stage_without_reset_export_ignores_reset(kernels, spec, noise):
     gain = HotPathStage.from_wasm(kernels["gain"], spec(), RATE, 2, {"gain": 0.5})
     Pipeline([gain], RATE, 2).reset()
