@@ -175,12 +175,12 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
         st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
         return -1;
     }
-    if (rc == ST_HOT_ERR_WOULD_BLOCK && s->role == ST_HOT_ROLE_OUTPUT_SINK) {
-        /* A full sink consumed nothing this block: a state the ABI allows, not a fault. */
-        s->stats.short_frames += frames;
-        return 0;
-    }
     if (rc != 0) {
+        if (rc == ST_HOT_ERR_WOULD_BLOCK && s->role == ST_HOT_ROLE_OUTPUT_SINK) {
+            /* A full sink consumed nothing this block: a state the ABI allows, not a fault. */
+            s->stats.short_frames += frames;
+            return 0;
+        }
         st_fault(s, ST_FAULT_ERROR_CODE, rc, c->blocks);
         return -1;
     }
