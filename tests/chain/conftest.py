@@ -15,22 +15,6 @@ import pytest
 from stellatune import package
 from stellatune.executor import ComponentExecutor
 from stellatune.runtime import WasmPluginRuntime
-from stellatune.sdk.build import build_plugin
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
-
-
-@pytest.fixture(scope="session")
-def built() -> Callable[[str], Path]:
-    """``built(name)`` → the installable zip of ``examples/plugins/<name>`` (built once)."""
-    zips: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in zips:
-            zips[name] = build_plugin(EXAMPLES / name)
-        return zips[name]
-
-    return get
 
 
 @pytest.fixture(scope="session")

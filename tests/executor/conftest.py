@@ -19,28 +19,7 @@ from stellatune import package
 from stellatune.executor import ComponentExecutor, InstanceLimits
 from stellatune.executor.engine import default_cache_dir
 from stellatune.runtime import WasmPluginRuntime
-from stellatune.sdk.build import build_plugin
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "plugins"
-PY_EXAMPLES = ("pygain", "wav-decoder", "folder-source", "lrc-lyrics", "wav-sink")
-
-
-def example_id(name: str) -> str:
-    return f"dev.stellatune.example.{name}"
-
-
-@pytest.fixture(scope="session")
-def built() -> Callable[[str], Path]:
-    """``built(name)`` → the installable zip of ``examples/plugins/<name>`` (built once)."""
-    zips: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in zips:
-            zips[name] = build_plugin(EXAMPLES / name)
-        return zips[name]
-
-    return get
 
 
 @pytest.fixture(scope="session")
