@@ -75,7 +75,16 @@ static void st_call_failed(st_stage *s, wasmtime_error_t *err, wasm_trap_t *trap
     st_fault(s, kind, has_code ? code : -1, block);
 }
 
-/* One unchecked call with up to 4 raw args; returns 0 and the i32 result, or -1 after a fault. */
+/* Whether the stage's linear memory changed size since init. Checked once right after every
+ * call into the module (process, set_param, reset), so a memory that never grew after any call
+ * still has the size, and the base, that the block loop fetches before its call. */
+static int st_memory_grew(st_stage *s)
+{
+    return st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size;
+}
+
+/* One unchecked call with up to 4 raw args; returns 0 and the i32 result, or -1 after a fault
+ * (or a skipped block). A call that grew the memory faults the stage even when it succeeded. */
 static int st_wasm_call(st_stage *s, const wasmtime_func_t *fn, wasmtime_val_raw_t *args,
                         size_t nargs, uint64_t block)
 {
@@ -85,6 +94,13 @@ static int st_wasm_call(st_stage *s, const wasmtime_func_t *fn, wasmtime_val_raw
     wasmtime_error_t *err = st_wt.func_call_unchecked(s->ctx, fn, args, nargs, &trap);
     if (err || trap) {
         st_call_failed(s, err, trap, block);
+        /* A call skipped after a timeout may have grown the memory before the deadline hit. */
+        if (!atomic_load_explicit(&s->faulted, memory_order_relaxed) && st_memory_grew(s))
+            st_fault(s, ST_FAULT_MEMORY_GROW, 0, block);
+        return -1;
+    }
+    if (st_memory_grew(s)) {
+        st_fault(s, ST_FAULT_MEMORY_GROW, 0, block);
         return -1;
     }
     s->timeout_streak = 0;
@@ -134,25 +150,28 @@ int32_t st_stage_reset(st_stage *s, uint64_t block)
     return rc;
 }
 
-/* One block through one stage. Returns 0 when the stage processed it (the caller times it),
- * -1 when it faulted or skipped the block (the block then passes through unchanged). */
-static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
+/* One block through one stage. `*block` points at the block's current contents: the chain's
+ * buffer, or the output region of the previous live stage (read straight from there, saving a
+ * copy per boundary). Returns 0 when the stage processed the block (the caller times it; a DSP
+ * stage then points `*block` at its own output region and `*block_base` at its memory), -1 when
+ * it faulted or skipped the block (which then passes on unchanged). */
+static int st_stage_run(st_chain *c, st_stage *s, const float **block, uint8_t **block_base,
+                        float *buf, uint32_t frames)
 {
     size_t bytes = (size_t)frames * c->channels * sizeof(float);
     uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
     uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
-    uint8_t *base;
-    if (s->is_native) {
-        base = s->native_base;
-    } else {
-        /* The base can move after a memory.grow, so it is fetched every block. */
-        if (st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
-            st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
-            return -1;
-        }
-        base = st_wt.memory_data(s->ctx, &s->memory);
+    /* wasm: the base can move after a memory.grow, so it is fetched every block; the size was
+     * checked after the stage's last call (st_wasm_call), so this base is the current one. */
+    uint8_t *base = s->is_native ? s->native_base : st_wt.memory_data(s->ctx, &s->memory);
+    if (*block_base == base) {
+        /* The block sits in this stage's own memory, which its call may overwrite; should the
+         * stage then fault, the block must still pass on intact, so move it out first. */
+        memcpy(buf, *block, bytes);
+        *block = buf;
+        *block_base = NULL;
     }
-    memcpy(base + s->in_offset, buf, bytes);
+    memcpy(base + s->in_offset, *block, bytes);
     uint32_t zero = 0;
     memcpy(base + at_frames, &zero, 4);
     memcpy(base + at_flags, &zero, 4);
@@ -171,10 +190,6 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
         rc = args[0].i32;
     }
 
-    if (!s->is_native && st_wt.memory_data_size(s->ctx, &s->memory) != s->memory_size) {
-        st_fault(s, ST_FAULT_MEMORY_GROW, 0, c->blocks);
-        return -1;
-    }
     if (rc != 0) {
         if (rc == ST_HOT_ERR_WOULD_BLOCK && s->role == ST_HOT_ROLE_OUTPUT_SINK) {
             /* A full sink consumed nothing this block: a state the ABI allows, not a fault. */
@@ -194,7 +209,8 @@ static int st_stage_run(st_chain *c, st_stage *s, float *buf, uint32_t frames)
             st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
             return -1;
         }
-        memcpy(buf, base + s->out_offset, bytes);
+        *block = (const float *)(base + s->out_offset);
+        *block_base = base;
     } else if (out_frames > frames) {
         st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
         return -1;
@@ -230,18 +246,23 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
          * every stage is bypassed): a stage's time is from the end of the previous one to its
          * own end, copies included. */
         uint64_t t = 0;
+        const float *block = buf;
+        uint8_t *block_base = NULL; /* the memory `block` lives in; NULL: buf itself */
         for (int i = 0; i < c->n_stages; i++) {
             st_stage *s = c->stages[i];
             if (s->user_bypass || atomic_load_explicit(&s->faulted, memory_order_relaxed))
                 continue; /* bypassed: the block passes through unchanged */
             if (t == 0)
                 t = st_now_ns();
-            int ran = st_stage_run(c, s, buf, n);
+            int ran = st_stage_run(c, s, &block, &block_base, buf, n);
             uint64_t t1 = st_now_ns();
             if (ran == 0)
                 st_stats_record(&s->stats, t1 - t);
             t = t1;
         }
+        /* The last DSP stage's output, copied back once (untimed: it belongs to no stage). */
+        if (block != buf)
+            memcpy(buf, block, (size_t)n * c->channels * sizeof(float));
         c->blocks++;
         buf += (size_t)n * c->channels;
         frames -= n;
