@@ -29,6 +29,31 @@ static inline uint64_t st_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The per-stage timer of the block loop: the invariant TSC where the CPU has one (a few ns a
+ * read, against ~25 for clock_gettime on a VM), else CLOCK_MONOTONIC. st_clock_init picks one
+ * and calibrates ticks to ns; until it runs, the fallback is used. Stats stay in ns. */
+extern int st_clock_tsc;
+extern uint64_t st_clock_ns_per_tick_q32; /* ns per tick in 32.32 fixed point */
+
+/* Pick and calibrate the stage timer (~2 ms); returns 1 when the TSC is used. Idempotent. */
+int st_clock_init(void);
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+static inline uint64_t st_ticks(void) { return st_clock_tsc ? __rdtsc() : st_now_ns(); }
+#else
+static inline uint64_t st_ticks(void) { return st_now_ns(); }
+#endif
+
+/* Nanoseconds between two st_ticks() reads; 0 if the second is earlier (a TSC read on another
+ * core can be a few ticks behind). */
+static inline uint64_t st_ticks_to_ns(uint64_t t0, uint64_t t1)
+{
+    if (t1 <= t0)
+        return 0;
+    return (uint64_t)(((unsigned __int128)(t1 - t0) * st_clock_ns_per_tick_q32) >> 32);
+}
+
 /* 4 buckets per octave of nanoseconds: bucket b covers [2^(b/4), 2^((b+1)/4)) ns; 128 buckets
  * reach ~4 s, far beyond any sane block. */
 #define ST_HIST_BUCKETS 128

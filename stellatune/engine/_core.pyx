@@ -23,6 +23,15 @@ FAULT_KINDS = {0: None, 1: "trap", 2: "timeout", 3: "bad-frames", 4: "memory-gro
 
 _resolved = False
 
+# Picked once, at import: the stage timer must not change under a running chain.
+_stage_clock = "tsc" if st_clock_init() else "monotonic"
+
+
+def stage_clock() -> str:
+    """The timer behind the per-stage stats: ``"tsc"`` (invariant TSC, calibrated to ns at
+    import) or ``"monotonic"`` (clock_gettime, where no invariant TSC was found)."""
+    return _stage_clock
+
 
 def struct_sizes() -> dict:
     """Sizes of our C declarations, to compare with wasmtime-py's ctypes layouts."""

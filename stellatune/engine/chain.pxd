@@ -78,6 +78,7 @@ cdef extern from "st_chain.h" nogil:
         st_cmdq cmds
 
     void st_set_interrupt_code(uint8_t code)
+    int st_clock_init()
     void st_stage_reset_stats(st_stage *s)
     int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
     int32_t st_stage_reset(st_stage *s, uint64_t block)
