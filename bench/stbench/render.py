@@ -67,8 +67,8 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
 
     lines += ["## Fixed cost per plugin per block (ns)", "",
               f"A chain of {doc['overhead'][0]['plugins']} empty kernels (`bench/fixtures/empty`, `process` does"
-              " nothing) minus an empty chain, divided by the plugin count: the call, the copies in and out,"
-              " the engine's checks and per-call clock reads. The target is judged on the chain; one plugin alone is"
+              " nothing) minus an empty chain, divided by the plugin count: the call, one copy per stage"
+              " boundary, the engine's checks and one stage-boundary timestamp (TSC where invariant). The target is judged on the chain; one plugin alone is"
               " shown beside it.", ""]
     lines += _table(["frames", "wasm", "wasm, no watchdog", "native", "wasm, one plugin alone",
                      "empty chain per block"], [
