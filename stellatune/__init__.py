@@ -1,6 +1,24 @@
-"""stellatune: sandboxed WebAssembly audio plugins for a music player's backend."""
+"""stellatune: sandboxed WebAssembly audio plugins for a music player's backend.
+
+The top level holds the exception tree and :class:`Pipeline`, the pedalboard-style chain of
+installed DSP plugins. The planes live in their own modules: ``stellatune.manifest``,
+``stellatune.package``, ``stellatune.runtime``, ``stellatune.executor``, ``stellatune.host``,
+``stellatune.engine`` and ``stellatune.chain`` (see docs/architecture.md).
+"""
+from typing import Any
+
 from .errors import *  # noqa: F401,F403
 from .errors import __all__ as _errors_all
 
 __version__ = "0.1.0"
-__all__ = ["__version__", *_errors_all]
+__all__ = ["__version__", "Pipeline", "DspPlugin", *_errors_all]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing the package plane (manifest, package) never loads wasmtime or
+    # the engine extension.
+    if name in ("Pipeline", "DspPlugin"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'stellatune' has no attribute {name!r}")

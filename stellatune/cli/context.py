@@ -2,26 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
-import platformdirs
-
 from ..executor import ComponentExecutor
+from ..pipeline import HOME_ENV, default_plugins_dir
 from ..runtime import WasmPluginRuntime
 
 __all__ = ["HOME_ENV", "default_plugins_dir", "add_plugins_dir_option", "plugins_dir", "open_runtime"]
-
-#: Environment variable naming stellatune's home; plugins live in ``$STELLATUNE_HOME/plugins``.
-HOME_ENV = "STELLATUNE_HOME"
-
-
-def default_plugins_dir() -> Path:
-    """``$STELLATUNE_HOME/plugins`` if set, else ``<user data dir>/stellatune/plugins``."""
-    home = os.environ.get(HOME_ENV, "").strip()
-    if home:
-        return Path(home).expanduser() / "plugins"
-    return Path(platformdirs.user_data_dir("stellatune")) / "plugins"
 
 
 def add_plugins_dir_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
