@@ -13,6 +13,7 @@ from .context import open_runtime
 
 if TYPE_CHECKING:
     from ..engine import StageStats
+    from ..engine.playback import BlockSource
 
 __all__ = ["register"]
 
@@ -51,6 +52,10 @@ def _chain_options(p: argparse.ArgumentParser) -> None:
                    help="use the plugins' native builds instead of wasm (speed baseline, unsandboxed)")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames per block (render: 256, play: 128)")
+    p.add_argument("--rate", type=int, metavar="HZ",
+                   help="run the chain (and the device) at HZ, resampling the input (default: its rate)")
+    p.add_argument("--decoder", choices=("builtin", "plugin"), default="builtin",
+                   help="decode with soundfile (builtin) or the best active decoder plugin")
 
 
 def _parse_dsp(text: str) -> tuple[str, str, Optional[str]]:
@@ -61,95 +66,143 @@ def _parse_dsp(text: str) -> tuple[str, str, Optional[str]]:
 
 
 @contextmanager
-def _pipeline(args: argparse.Namespace, sample_rate: int, channels: int, frames: int) -> Iterator:
-    """The ``--dsp`` chain, each stage asked from its plugin's component (hot path, or the
-    component path as a fallback); stages and runtime are closed on the way out."""
-    from ..chain import build_dsp_stage
-    from ..engine import Pipeline
+def _plugins(args: argparse.Namespace) -> Iterator[tuple]:
+    """The runtime and its component executor, plugins synced when the command uses any."""
     from ..executor import ComponentExecutor
 
-    specs = [_parse_dsp(d) for d in args.dsp]
+    if args.rate is not None and args.rate <= 0:
+        raise EngineError("--rate must be > 0")
     with open_runtime(args) as runtime:
         executor = runtime.host
         if not isinstance(executor, ComponentExecutor):
-            raise RuntimeStateError("DSP plugins need the component executor as the runtime's host")
-        if specs:
+            raise RuntimeStateError("plugins need the component executor as the runtime's host")
+        if args.dsp or args.decoder == "plugin":
             runtime.sync_plugins()
-        stages = []
-        try:
-            for pid, tid, cfg in specs:
-                stages.append(build_dsp_stage(runtime, executor, pid, tid, cfg, sample_rate, channels,
-                                              native=args.native))
-                stage = stages[-1]
-                note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
-                print(f"{stage.name}: {stage.path}{note}", file=sys.stderr)
-            yield Pipeline(stages, sample_rate, channels, block_frames=frames)
-        finally:
-            for stage in stages:
-                stage.close()
+        yield runtime, executor
 
 
-def _open_audio(path: Path):
-    import soundfile
+@contextmanager
+def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator["BlockSource"]:
+    """``path`` decoded as ``--decoder`` says; closed on the way out (playback may close it first,
+    and closing twice is harmless)."""
+    from ..engine.playback import file_source
 
+    if args.decoder == "plugin":
+        from ..chain import plugin_decoded_source
+
+        source = plugin_decoded_source(runtime, executor, path)
+        print(f"decoder: {source.label} (plugin)", file=sys.stderr)
+    else:
+        source = file_source(path)
     try:
-        return soundfile.SoundFile(str(path))
-    except (RuntimeError, OSError) as e:
-        raise EngineError(f"cannot open {path}: {e}") from e
+        yield source
+    finally:
+        source.close()
+
+
+@contextmanager
+def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, channels: int,
+              frames: int) -> Iterator:
+    """The ``--dsp`` chain, each stage asked from its plugin's component (hot path, or the
+    component path as a fallback); stages are closed on the way out."""
+    from ..chain import build_dsp_stage
+    from ..engine import Pipeline
+
+    specs = [_parse_dsp(d) for d in args.dsp]
+    stages = []
+    try:
+        for pid, tid, cfg in specs:
+            stages.append(build_dsp_stage(runtime, executor, pid, tid, cfg, sample_rate, channels,
+                                          native=args.native))
+            stage = stages[-1]
+            note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
+            print(f"{stage.name}: {stage.path}{note}", file=sys.stderr)
+        yield Pipeline(stages, sample_rate, channels, block_frames=frames)
+    finally:
+        for stage in stages:
+            stage.close()
+
+
+def _report_rate(source_rate: int, pipeline_rate: int) -> None:
+    if source_rate != pipeline_rate:
+        print(f"resampling {source_rate} Hz -> {pipeline_rate} Hz (soxr HQ)", file=sys.stderr)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     import soundfile
     from tqdm import tqdm
 
-    with _open_audio(args.input) as src, \
-            _pipeline(args, src.samplerate, src.channels, args.frames or 256) as pipe:
-        try:
-            dst = soundfile.SoundFile(str(args.output), "w", src.samplerate, src.channels,
-                                      subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
-        except (RuntimeError, OSError, TypeError, ValueError) as e:
-            raise EngineError(f"cannot write {args.output}: {e}") from e
-        with dst, tqdm(total=src.frames, unit="frame", unit_scale=True, disable=None,
-                       desc=args.input.name) as bar:
-            while True:
-                block = src.read(_RENDER_CHUNK, dtype="float32", always_2d=True)
-                if not len(block):
-                    break
-                dst.write(pipe.process(block))
-                bar.update(len(block))
-        _print_stage_stats(pipe.stats())
+    from ..engine.playback import source_blocks
+
+    with _plugins(args) as (runtime, executor), _source(args, runtime, executor, args.input) as src:
+        rate = args.rate or src.sample_rate
+        _report_rate(src.sample_rate, rate)
+        with _pipeline(args, runtime, executor, rate, src.channels, args.frames or 256) as pipe:
+            blocks = source_blocks(src, rate, src.channels)
+            try:
+                dst = soundfile.SoundFile(str(args.output), "w", rate, src.channels,
+                                          subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
+            except (RuntimeError, OSError, TypeError, ValueError) as e:
+                raise EngineError(f"cannot write {args.output}: {e}") from e
+            with dst, tqdm(unit="frame", unit_scale=True, disable=None, desc=args.input.name) as bar:
+                for block in _batched(blocks, _RENDER_CHUNK):
+                    dst.write(pipe.process(block))
+                    bar.update(len(block))
+            _print_stage_stats(pipe.stats())
     return 0
+
+
+def _batched(blocks: Iterator, frames: int) -> Iterator:
+    """Source blocks joined into chunks of about ``frames``: one ``process`` call each."""
+    import numpy as np
+
+    pending, count = [], 0
+    for block in blocks:
+        pending.append(block)
+        count += len(block)
+        if count >= frames:
+            yield np.concatenate(pending)
+            pending, count = [], 0
+    if pending:
+        yield np.concatenate(pending)
 
 
 def cmd_play(args: argparse.Namespace) -> int:
-    with _open_audio(args.file) as f:
-        sample_rate, channels = f.samplerate, max(2, f.channels)
     frames = args.frames or 128
-    with _pipeline(args, sample_rate, channels, max(256, frames)) as pipe:
-        handle = pipe.play(args.file, device=args.device, frames=frames)
-        # Carriage returns redraw one line on a terminal; a log or pipe gets one line per update.
-        tty = sys.stdout.isatty()
-        lead = "\r" if tty else ""
-        started = time.monotonic()
-        try:
-            while not handle.stats().finished:
-                if args.seconds is not None and time.monotonic() - started >= args.seconds:
-                    break
-                time.sleep(0.5)
-                s = handle.stats()
-                print(f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
-                      f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
-                      f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
-                      f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
-                      end="" if tty else "\n", flush=True)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            handle.stop()
-            if tty:
-                print()
-        _print_stage_stats(handle.stats().stages)
+    with _plugins(args) as (runtime, executor), _source(args, runtime, executor, args.file) as src:
+        # The device is opened at the chain's rate; a source at another rate is resampled.
+        sample_rate, channels = args.rate or src.sample_rate, max(2, src.channels)
+        with _pipeline(args, runtime, executor, sample_rate, channels, max(256, frames)) as pipe:
+            handle = pipe.play(src, device=args.device, frames=frames)
+            _report_rate(handle.source_sample_rate, pipe.sample_rate)
+            _watch(args, handle)
+            _print_stage_stats(handle.stats().stages)
     return 0
+
+
+def _watch(args: argparse.Namespace, handle) -> None:
+    """Print the playback counters until the end, ``--seconds`` or Ctrl-C; then stop."""
+    # Carriage returns redraw one line on a terminal; a log or pipe gets one line per update.
+    tty = sys.stdout.isatty()
+    lead = "\r" if tty else ""
+    started = time.monotonic()
+    try:
+        while not handle.stats().finished:
+            if args.seconds is not None and time.monotonic() - started >= args.seconds:
+                break
+            time.sleep(0.5)
+            s = handle.stats()
+            print(f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
+                  f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
+                  f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
+                  f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
+                  end="" if tty else "\n", flush=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.stop()
+        if tty:
+            print()
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from stellatune.engine import _core
 from stellatune.engine.component import ComponentStage
-from stellatune.engine.playback import PlaybackHandle, start_playback
+from stellatune.engine.playback import BlockSource, PlaybackHandle, start_playback
 from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import StageStats
 from stellatune.errors import EngineError
@@ -109,10 +109,12 @@ class Pipeline:
                 else:
                     segment.process(block)
 
-    def play(self, source: Union[str, Path, np.ndarray], device: Union[str, int, None] = None,
+    def play(self, source: Union[str, Path, np.ndarray, BlockSource], device: Union[str, int, None] = None,
              frames: int = 128, **options) -> PlaybackHandle:
-        """Start playing ``source`` (an audio file soundfile reads, or a frames x channels
-        array) and return at once. ``device`` is a PortAudio device name (substring) or index;
+        """Start playing ``source`` and return at once: an audio file soundfile reads, a frames x
+        channels array (at the pipeline's rate), or a :class:`BlockSource` (blocks from a decoder
+        plugin, say). The feeder thread resamples a source at another rate (soxr, HQ; see
+        ``handle.source_sample_rate``) and copies mono to every channel. ``device`` is a PortAudio device name (substring) or index;
         None picks the JACK server's output if one runs, else the default output, or the engine
         clock when the chain ends in an output-sink stage. ``frames`` is the device block.
         With component-path stages the chain runs on the feeder thread (``stats().chain_thread``)."""

@@ -12,8 +12,9 @@ import atexit
 import threading
 import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from stellatune.sdk.abi import Role
 if TYPE_CHECKING:
     from stellatune.engine.pipeline import Pipeline
 
-__all__ = ["ENGINE_CLOCK", "PlaybackHandle", "list_devices", "start_playback"]
+__all__ = ["ENGINE_CLOCK", "BlockSource", "PlaybackHandle", "file_source", "list_devices", "source_blocks",
+           "start_playback"]
 
 #: ``device`` value that plays through the engine clock instead of a PortAudio device.
 ENGINE_CLOCK = "engine-clock"
@@ -87,42 +89,95 @@ def _pick_device(device: Union[str, int, None], channels: int) -> dict:
     return found[0]
 
 
-def _blocks(source: Union[str, Path, np.ndarray], sample_rate: int, channels: int) -> Iterator[np.ndarray]:
-    """Validate the source now (errors surface in play()), then yield float32 blocks."""
-    if isinstance(source, np.ndarray):
-        if source.ndim != 2 or source.shape[1] != channels:
-            raise EngineError(f"expected an array of shape (frames, {channels}), got {source.shape}")
-        data = source
+@dataclass
+class BlockSource:
+    """Audio the caller decodes: ``blocks`` yields float32 (frames, ``channels``) arrays at
+    ``sample_rate``. The feeder thread iterates it, so a decoder behind it runs off the audio
+    thread. ``label`` names the decoder for reports; ``close`` (if any) runs once when playback
+    stops or the source is exhausted (the engine calls it; so must an offline reader)."""
 
-        def from_array() -> Iterator[np.ndarray]:
-            for start in range(0, len(data), _FEED_FRAMES):
-                # A copy: design B processes blocks in place, and the caller's array is theirs.
-                yield np.array(data[start:start + _FEED_FRAMES], dtype=np.float32, order="C", copy=True)
-        return from_array()
+    blocks: Iterable[np.ndarray]
+    sample_rate: int
+    channels: int
+    label: str = ""
+    close: Optional[Callable[[], None]] = None
 
+
+def file_source(path: Union[str, Path], block_frames: int = _FEED_FRAMES) -> BlockSource:
+    """The file ``path`` decoded by soundfile (libsndfile), as a :class:`BlockSource`."""
     import soundfile
 
     try:
-        f = soundfile.SoundFile(str(source))
+        f = soundfile.SoundFile(str(path))
     except (RuntimeError, soundfile.LibsndfileError, OSError) as e:
-        raise EngineError(f"cannot open {source}: {e}") from e
-    if f.samplerate != sample_rate:
-        f.close()
-        raise EngineError(f"{source} is {f.samplerate} Hz, the pipeline runs {sample_rate} Hz")
-    if f.channels not in (1, channels):
-        f.close()
-        raise EngineError(f"{source} has {f.channels} channels, the pipeline runs {channels}")
+        raise EngineError(f"cannot open {path}: {e}") from e
 
-    def from_file() -> Iterator[np.ndarray]:
-        with f:
-            while True:
-                block = f.read(_FEED_FRAMES, dtype="float32", always_2d=True)
-                if not len(block):
-                    return
-                if block.shape[1] != channels:  # mono source: same signal on every channel
-                    block = np.repeat(block, channels, axis=1)
-                yield np.ascontiguousarray(block)
-    return from_file()
+    def read() -> Iterator[np.ndarray]:
+        while True:
+            block = f.read(block_frames, dtype="float32", always_2d=True)
+            if not len(block):
+                return
+            yield block
+    return BlockSource(read(), f.samplerate, f.channels, label="soundfile", close=f.close)
+
+
+def source_blocks(source: BlockSource, sample_rate: int, channels: int) -> Iterator[np.ndarray]:
+    """``source`` as writable C-order float32 blocks of ``channels`` at ``sample_rate``: mono is
+    copied to every channel, another rate is resampled (soxr, HQ). Validates now, so errors
+    surface before playback starts."""
+    if source.sample_rate <= 0:
+        raise EngineError(f"the source reports {source.sample_rate} Hz")
+    if source.channels not in (1, channels):
+        raise EngineError(f"the source has {source.channels} channels, the pipeline runs {channels}")
+    return _fitted(source, sample_rate, channels)
+
+
+def _fitted(source: BlockSource, sample_rate: int, channels: int) -> Iterator[np.ndarray]:
+    def checked() -> Iterator[np.ndarray]:
+        for block in source.blocks:
+            block = np.asarray(block)
+            if block.ndim != 2 or block.shape[1] != source.channels:
+                raise EngineError(f"a source block has shape {block.shape},"
+                                  f" expected (frames, {source.channels})")
+            if len(block):
+                yield np.ascontiguousarray(block, dtype=np.float32)
+
+    blocks = checked()
+    if source.sample_rate != sample_rate:
+        blocks = _resampled(blocks, source.sample_rate, sample_rate, source.channels)
+    for block in blocks:
+        if block.shape[1] != channels:  # mono source: same signal on every channel
+            block = np.repeat(block, channels, axis=1)
+        # A copy when shared: design B processes blocks in place, and the source's arrays are its own.
+        yield block if block.flags.writeable and block.flags.owndata else block.copy()
+
+
+def _resampled(blocks: Iterator[np.ndarray], from_rate: int, to_rate: int,
+               channels: int) -> Iterator[np.ndarray]:
+    """A streaming resampler: its filter state runs across blocks, so block edges leave no seams."""
+    import soxr
+
+    stream = soxr.ResampleStream(from_rate, to_rate, channels, dtype="float32", quality="HQ")
+    for block in blocks:
+        out = stream.resample_chunk(block)
+        if len(out):
+            yield out
+    tail = stream.resample_chunk(np.zeros((0, channels), np.float32), last=True)  # the filter's delay
+    if len(tail):
+        yield tail
+
+
+def _as_source(source: Union[str, Path, np.ndarray, BlockSource], sample_rate: int) -> BlockSource:
+    """A path or array as a :class:`BlockSource` (an array plays at the pipeline's rate)."""
+    if isinstance(source, BlockSource):
+        return source
+    if isinstance(source, np.ndarray):
+        if source.ndim != 2:
+            raise EngineError(f"expected an array of shape (frames, channels), got {source.shape}")
+        data = source
+        blocks = (data[start:start + _FEED_FRAMES] for start in range(0, len(data), _FEED_FRAMES))
+        return BlockSource(blocks, sample_rate, data.shape[1], label="array")
+    return file_source(source)
 
 
 class PlaybackHandle:
@@ -133,10 +188,11 @@ class PlaybackHandle:
     """
 
     def __init__(self, pipeline: "Pipeline", player: "_core.Player", running: AbstractContextManager,
-                 blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
+                 source: BlockSource, blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
                  chain_thread: str, period_us: float):
         """Internal: use :meth:`Pipeline.play`."""
         self._pipeline = pipeline
+        self._source = source
         self._player = player
         self._running = running
         self._uses_portaudio = uses_portaudio
@@ -162,6 +218,25 @@ class PlaybackHandle:
             self._feeder_error = e
         finally:
             self._player.source_done()
+            self._close_source()
+
+    def _close_source(self) -> None:
+        """Run the source's ``close`` (on the thread that read it, when the feeder ran)."""
+        try:
+            if self._source.close is not None:
+                self._source.close()
+        except BaseException as e:
+            self._feeder_error = self._feeder_error or e
+
+    @property
+    def source_sample_rate(self) -> int:
+        """The source's rate; when it differs from the pipeline's, the feeder resamples (soxr HQ)."""
+        return self._source.sample_rate
+
+    @property
+    def decoder(self) -> str:
+        """What decodes the source (``soundfile``, ``array``, or a decoder plugin's id/type)."""
+        return self._source.label
 
     def stats(self) -> PlaybackStats:
         """A snapshot of the device, ring and per-stage counters."""
@@ -207,6 +282,8 @@ class PlaybackHandle:
             self._player.request_stop()
             if self._feeder.ident is not None:
                 self._feeder.join()
+            else:
+                self._close_source()  # the feeder never ran, so it did not close the source
             try:
                 self._player.close()
             except _core.PortAudioError as e:
@@ -225,7 +302,7 @@ class PlaybackHandle:
         self.stop()
 
 
-def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
+def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray, BlockSource],
                    device: Union[str, int, None] = None, frames: int = 128, *,
                    ring_frames: int = 8192, capture_seconds: float = 0.0,
                    chain_in_callback: bool = True) -> PlaybackHandle:
@@ -239,7 +316,13 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
         raise EngineError(f"frames must be in 1..{pipeline.block_frames} (the pipeline's block_frames)")
     if ring_frames & (ring_frames - 1) or ring_frames < 2 * frames:
         raise EngineError(f"ring_frames must be a power of two >= {2 * frames}, got {ring_frames}")
-    blocks = _blocks(source, pipeline.sample_rate, pipeline.channels)
+    source = _as_source(source, pipeline.sample_rate)
+    try:
+        blocks = source_blocks(source, pipeline.sample_rate, pipeline.channels)
+    except EngineError:
+        if source.close is not None:
+            source.close()
+        raise
     has_sink = any(s.role is Role.OUTPUT_SINK for s in pipeline.stages)
     use_clock = device == ENGINE_CLOCK or (device is None and has_sink)
     running = pipeline.running()
@@ -257,8 +340,10 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray],
             _pa_init()
     except BaseException:
         running.__exit__(None, None, None)  # the pipeline is free again for the next play()
+        if source.close is not None:
+            source.close()
         raise
-    handle = PlaybackHandle(pipeline, player, running, blocks, uses_portaudio=not use_clock,
+    handle = PlaybackHandle(pipeline, player, running, source, blocks, uses_portaudio=not use_clock,
                             python_render=python_render, chain_thread=chain_thread,
                             period_us=frames / pipeline.sample_rate * 1e6)
     try:
