@@ -97,7 +97,8 @@ def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator
     try:
         yield source
     finally:
-        source.close()
+        if source.close is not None:
+            source.close()
 
 
 @contextmanager
