@@ -7,9 +7,9 @@ compiled core (``_core.pyx`` + ``csrc/``), with no Python on the audio thread.
 """
 from stellatune.engine.component import ComponentStage
 from stellatune.engine.pipeline import Pipeline
-from stellatune.engine.playback import ENGINE_CLOCK, PlaybackHandle, list_devices
+from stellatune.engine.playback import ENGINE_CLOCK, BlockSource, PlaybackHandle, file_source, list_devices
 from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import PlaybackStats, StageFault, StageStats
 
-__all__ = ["ENGINE_CLOCK", "ComponentStage", "HotPathStage", "Pipeline", "PlaybackHandle", "PlaybackStats",
-           "StageFault", "StageStats", "list_devices"]
+__all__ = ["ENGINE_CLOCK", "BlockSource", "ComponentStage", "HotPathStage", "Pipeline", "PlaybackHandle",
+           "PlaybackStats", "StageFault", "StageStats", "file_source", "list_devices"]
