@@ -6,9 +6,10 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ..errors import EngineError, RuntimeStateError
+from ..pipeline import DspPlugin
 from .context import open_runtime
 
 if TYPE_CHECKING:
@@ -58,13 +59,6 @@ def _chain_options(p: argparse.ArgumentParser) -> None:
                    help="decode with soundfile (builtin) or the best active decoder plugin")
 
 
-def _parse_dsp(text: str) -> tuple[str, str, Optional[str]]:
-    parts = text.split(":", 2)
-    if len(parts) < 2 or not parts[0] or not parts[1]:
-        raise EngineError(f"--dsp {text!r}: expected PLUGIN_ID:TYPE_ID[:CONFIG_JSON]")
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
-
-
 @contextmanager
 def _plugins(args: argparse.Namespace) -> Iterator[tuple]:
     """The runtime and its component executor, plugins synced when the command uses any."""
@@ -109,12 +103,12 @@ def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, cha
     from ..chain import build_dsp_stage
     from ..engine import Pipeline
 
-    specs = [_parse_dsp(d) for d in args.dsp]
+    specs = [DspPlugin.parse(d) for d in args.dsp]
     stages = []
     try:
-        for pid, tid, cfg in specs:
-            stages.append(build_dsp_stage(runtime, executor, pid, tid, cfg, sample_rate, channels,
-                                          native=args.native))
+        for p in specs:
+            stages.append(build_dsp_stage(runtime, executor, p.plugin_id, p.type_id, dict(p.config),
+                                          sample_rate, channels, native=args.native))
             stage = stages[-1]
             note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
             print(f"{stage.name}: {stage.path}{note}", file=sys.stderr)
