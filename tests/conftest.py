@@ -1,6 +1,7 @@
 """Fixtures every plane's tests share."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -26,3 +27,25 @@ def built() -> Callable[[str], Path]:
         return zips[name]
 
     return get
+
+
+def _child_pids() -> set[int]:
+    """Live or zombie children of this test process, read from /proc (no psutil)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:  # ppid, after "pid (comm) state"
+            found.add(int(entry))
+    return found
+
+
+@pytest.fixture(scope="session")
+def children() -> Callable[[], set[int]]:
+    """``children()``: the pids of this process's children (live or zombie), now."""
+    return _child_pids

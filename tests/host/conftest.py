@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
@@ -159,38 +158,15 @@ def install_sidecar(plugin_root: Path):
     return install
 
 
-def child_pids() -> set[int]:
-    """Live or zombie children of this test process, read from /proc (no psutil)."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
-        if int(fields[1]) == me:
-            found.add(int(entry))
-    return found
-
-
 @pytest.fixture
-def children():
-    """``children()``: the pids of this process's children, now."""
-    return child_pids
-
-
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[SidecarManager]:
+def manager(tmp_path: Path, children) -> Iterator[SidecarManager]:
     """A manager with a quick restart policy; after the test, shut down and prove it left no
     child process and no endpoint file behind."""
-    before = child_pids()
+    before = children()
     policy = RestartPolicy(backoff_initial_s=0.05, backoff_max_s=0.4, max_crashes=3, window_s=30)
     mgr = SidecarManager(policy=policy, connect_timeout_ms=5000, shutdown_grace_ms=1000)
     yield mgr
     runtime_dir = mgr.runtime_dir
     mgr.shutdown()
-    assert child_pids() - before == set()
+    assert children() - before == set()
     assert runtime_dir is None or not runtime_dir.exists()

@@ -8,7 +8,6 @@ Builds and compiled components are cached as in tests/executor, so only the firs
 """
 from __future__ import annotations
 
-import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,27 +57,6 @@ def install(runtime: WasmPluginRuntime, built: Callable[[str], Path]) -> Callabl
         return installed.id
 
     return go
-
-
-def child_pids() -> set[int]:
-    """Live or zombie children of this test process, read from /proc."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:  # ppid, after "pid (comm) state"
-            found.add(int(entry))
-    return found
-
-
-@pytest.fixture
-def children() -> Callable[[], set[int]]:
-    return child_pids
 
 
 @pytest.fixture
