@@ -181,11 +181,13 @@ def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, 
     if spec.role is not role:
         problems.append(f"role is {spec.role.wit_name}, expected {role.wit_name}")
     root = runtime.plugins_dir / plugin_id
-    module = (root / spec.wasm_rel_path).resolve()
-    if not module.is_relative_to(root.resolve()):
-        problems.append(f"wasm_rel_path {spec.wasm_rel_path!r} leaves the plugin directory")
-    elif not module.is_file():
-        problems.append(f"no core module at {spec.wasm_rel_path}")
+    module = root
+    if not problems:  # a path with problems (a NUL byte, '..') is never joined, let alone resolved
+        module = (root / spec.wasm_rel_path).resolve()
+        if not module.is_relative_to(root.resolve()):
+            problems.append(f"wasm_rel_path {spec.wasm_rel_path!r} leaves the plugin directory")
+        elif not module.is_file():
+            problems.append(f"no core module at {spec.wasm_rel_path}")
     if problems:
         return None, "hot-path spec rejected: " + "; ".join(problems)
     if native:

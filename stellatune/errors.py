@@ -24,6 +24,7 @@ __all__ = [
     "PluginError",
     "PluginTrap",
     "PluginTimeout",
+    "PluginContractError",
     "EngineError",
     "HotPathAbiError",
     "AudioDeviceError",
@@ -143,6 +144,19 @@ class PluginTimeout(PluginError):
 
     def __init__(self, message: str, **where: Optional[str]):
         super().__init__(PluginErrorCode.TIMEOUT, message, **where)
+
+
+class PluginContractError(PluginError):
+    """A plugin answered with a value outside what the host accepts (a sample rate of 0 or
+    4294967295 Hz, 1000 channels, a path with a NUL byte, megabytes of title...).
+
+    ``field`` names the value (``decoder-info.sample-rate``); the code is ``internal``: the
+    fault is the plugin's, and the call that produced the value is refused as a whole.
+    """
+
+    def __init__(self, field: str, message: str, **where: Optional[str]):
+        self.field = field
+        super().__init__(PluginErrorCode.INTERNAL, f"{field} {message}", **where)
 
 
 # --- engine --------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "exit_code_for",
     "format_error",
+    "one_line",
 ]
 
 #: Modules of this package that add command groups.
@@ -77,7 +78,13 @@ def format_error(error: StellatuneError) -> str:
         lines = [f"error: no valid plugin manifest; {len(error.candidates)} invalid candidate(s):"]
         lines += [f"  {rel}: {p}" for rel, err in error.candidates for p in err.problems]
         return "\n".join(lines)
-    return f"error: {error}"
+    return f"error: {one_line(str(error))}"
+
+
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: a plugin chooses its own error messages, so line
+    breaks and control characters (terminal escapes) in them are shown escaped, never obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:

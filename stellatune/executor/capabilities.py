@@ -13,9 +13,10 @@ from typing import Any, Callable, ClassVar, Optional, Self, Union
 import numpy as np
 from wasmtime.component import ResourceAny, Variant
 
-from ..errors import PluginError, PluginErrorCode
+from ..errors import PluginContractError, PluginError, PluginErrorCode
 from ..sdk.abi import CoreModuleSpec
 from .active import ActivePlugin
+from .boundary import MAX_CHANNELS, Boundary
 from ..host.stream import HostStream
 from .imports import HOST_STREAM_TYPE
 from .instance import GuestResource, PluginInstance
@@ -49,6 +50,8 @@ class _Capability:
         self.descriptor = descriptor
         self.plugin_id: str = plugin.plugin_id
         self.type_id: str = descriptor.type_id
+        self.check = Boundary(plugin.plugin_id, self.kind)
+        """The checks every value this plugin returns goes through (stellatune.executor.boundary)."""
 
     @property
     def default_config_json(self) -> str:
@@ -160,22 +163,22 @@ class DecoderSession(_Configurable):
         self._info: Optional[DecoderInfo] = None
 
     def info(self) -> DecoderInfo:
-        self._info = DecoderInfo.from_wit(self._slot.call("info"))
+        self._info = DecoderInfo.from_wit(self._slot.call("info"), self.capability.check)
         return self._info
 
     def metadata(self) -> MediaMetadata:
-        return MediaMetadata.from_wit(self._slot.call("metadata"))
+        return MediaMetadata.from_wit(self._slot.call("metadata"), self.capability.check)
 
     def read_pcm_f32(self, max_frames: int = 1024) -> PcmChunk:
         """Up to ``max_frames`` frames; an empty chunk with ``eof`` ends the stream."""
         channels = (self._info or self.info()).channels
         chunk = self._slot.call("read-pcm-f32", max_frames)
+        frames = self.capability.check.frames("pcm-chunk.frames", field_of(chunk, "frames"), max_frames)
         data = bytes(field_of(chunk, "interleaved_f32le"))
-        frames = field_of(chunk, "frames")
         if len(data) != frames * channels * 4:
-            raise PluginError(PluginErrorCode.INTERNAL,
-                              f"read-pcm-f32 said {frames} frames but sent {len(data)} bytes for {channels} channels",
-                              plugin_id=self.capability.plugin_id, capability="decoder")
+            raise PluginContractError("pcm-chunk.interleaved-f32le",
+                                      f"holds {len(data)} bytes, not {frames} frames x {channels} channels",
+                                      plugin_id=self.capability.plugin_id, capability="decoder")
         pcm = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(frames, channels)
         return PcmChunk(pcm, bool(field_of(chunk, "eof")))
 
@@ -200,16 +203,19 @@ class OpenedStream:
 class ProcessedSourceStream:
     """A host-side stream over a guest ``source-stream`` (sequential: no seek, no size)."""
 
-    def __init__(self, res: GuestResource):
+    def __init__(self, res: GuestResource, check: Boundary):
         self._res = res
+        self._check = check
         self._pos = 0
         self._eof = False
 
     def read(self, max_bytes: int) -> bytes:
         if self._eof:
             return b""
-        chunk = self._res.call("read", min(max(1, max_bytes), SOURCE_READ_CHUNK))
+        asked = min(max(1, max_bytes), SOURCE_READ_CHUNK)
+        chunk = self._res.call("read", asked)
         data = bytes(field_of(chunk, "bytes"))
+        self._check.integer("source-chunk.bytes (length)", len(data), 0, asked)
         self._eof = bool(field_of(chunk, "eof"))
         self._pos += len(data)
         return data
@@ -242,7 +248,7 @@ class SourceCapability(_Capability, _Configurable):
 
     def list_items(self, request: Union[str, dict] = "{}") -> Any:
         """The catalog's answer to ``request``, parsed from JSON."""
-        return json.loads(self._slot.call("list-items-json", _json_text(request)))
+        return self.check.json_value("list-items-json", self._slot.call("list-items-json", _json_text(request)))
 
     def open_stream(self, track: Union[str, dict]) -> OpenedStream:
         return self._opened(self._slot.call("open-stream-json", _json_text(track)))
@@ -254,7 +260,8 @@ class SourceCapability(_Capability, _Configurable):
         handle: Variant = field_of(rec, "handle")
         res = self._slot.resource
         meta = field_of(rec, "metadata")
-        metadata = MediaMetadata.from_wit(meta) if meta is not None else None
+        metadata = MediaMetadata.from_wit(meta, self.check) if meta is not None else None
+        ext_hint = self.check.optional_text("opened-stream.ext-hint", field_of(rec, "ext_hint"), 64)
         any_handle: ResourceAny = handle.payload
         if handle.tag == "passthrough":
             # Move the host stream out of the source's store: it now belongs to the caller.
@@ -266,9 +273,9 @@ class SourceCapability(_Capability, _Configurable):
             if stream is None:
                 raise PluginError(PluginErrorCode.INTERNAL, "passthrough handle is not a live host stream",
                                   plugin_id=self.plugin_id, capability=self.kind)
-            return OpenedStream(stream, True, field_of(rec, "ext_hint"), metadata)
+            return OpenedStream(stream, True, ext_hint, metadata)
         stream_res = res.instance.adopt(any_handle, self.interface, "source-stream")
-        return OpenedStream(ProcessedSourceStream(stream_res), False, field_of(rec, "ext_hint"), metadata)
+        return OpenedStream(ProcessedSourceStream(stream_res, self.check), False, ext_hint, metadata)
 
 
 # --- lyrics ---------------------------------------------------------------------------------
@@ -288,11 +295,16 @@ class LyricsCapability(_Capability, _Configurable):
         self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
 
     def search(self, keyword: str) -> list[LyricCandidate]:
-        return [LyricCandidate(field_of(c, "id"), field_of(c, "title"), field_of(c, "artist"))
-                for c in self._slot.call("search", keyword)]
+        found = self._slot.call("search", keyword)
+        self.check.integer("search (result count)", len(found), 0, _MAX_LYRIC_CANDIDATES)
+        return [LyricCandidate(*(self.check.text(f"lyric-candidate.{n}", field_of(c, n)) for n in ("id", "title", "artist")))
+                for c in found]
 
     def fetch(self, lyric_id: str) -> str:
-        return self._slot.call("fetch", lyric_id)
+        return self.check.json_text("fetch", self._slot.call("fetch", lyric_id))
+
+
+_MAX_LYRIC_CANDIDATES = 1000
 
 
 # --- output sink ----------------------------------------------------------------------------
@@ -305,8 +317,8 @@ def _interleaved_bytes(frames: np.ndarray) -> tuple[int, bytes]:
     return block.shape[1], np.ascontiguousarray(block).tobytes()
 
 
-def _hot_path(value: Any) -> Optional[CoreModuleSpec]:
-    return core_module_spec_from(value) if value is not None else None
+def _hot_path(value: Any, check: Boundary) -> Optional[CoreModuleSpec]:
+    return core_module_spec_from(value, check) if value is not None else None
 
 
 class OutputSinkCapability(_Capability, _Configurable):
@@ -331,13 +343,14 @@ class OutputSinkCapability(_Capability, _Configurable):
         return lambda config: self._build(create, config, open_)
 
     def list_targets(self) -> Any:
-        return json.loads(self._slot.call("list-targets-json"))
+        return self.check.json_value("list-targets-json", self._slot.call("list-targets-json"))
 
     def negotiate_spec(self, target: Union[str, dict], desired: AudioSpec) -> NegotiatedSpec:
-        return NegotiatedSpec.from_wit(self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()))
+        return NegotiatedSpec.from_wit(self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()),
+                                       self.check)
 
     def describe_hot_path(self, spec: AudioSpec) -> Optional[CoreModuleSpec]:
-        return _hot_path(self._slot.call("describe-hot-path", spec.to_wit()))
+        return _hot_path(self._slot.call("describe-hot-path", spec.to_wit()), self.check)
 
     def open(self, target: Union[str, dict], spec: AudioSpec, config_json: Optional[str] = None) -> "OutputSinkSession":
         """A session opened on ``target`` with ``spec`` (``config_json`` defaults to the control one)."""
@@ -357,11 +370,14 @@ class OutputSinkSession(_Configurable):
     def write(self, frames: np.ndarray) -> int:
         """Offer (frames, channels) float32 audio; returns how many frames the sink accepted."""
         channels, data = _interleaved_bytes(frames)
-        return self._slot.call("write-interleaved-f32", channels, data)
+        accepted = self._slot.call("write-interleaved-f32", channels, data)
+        return self.capability.check.frames("write-interleaved-f32 (accepted frames)", accepted, len(frames))
 
     def query_status(self) -> RuntimeStatus:
         st = self._slot.call("query-status")
-        return RuntimeStatus(field_of(st, "queued_samples"), field_of(st, "running"))
+        queued = self.capability.check.integer("runtime-status.queued-samples", field_of(st, "queued_samples"),
+                                               0, 2**64 - 1)
+        return RuntimeStatus(queued, bool(field_of(st, "running")))
 
     def flush(self) -> None:
         self._slot.call("flush")
@@ -370,7 +386,7 @@ class OutputSinkSession(_Configurable):
         self._slot.call("reset")
 
     def describe_hot_path(self, spec: Optional[AudioSpec] = None) -> Optional[CoreModuleSpec]:
-        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()))
+        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()), self.capability.check)
 
 
 # --- dsp ------------------------------------------------------------------------------------
@@ -409,9 +425,9 @@ class DspProcessor(_Configurable):
         out_channels = self._out_channels or channels
         result = np.frombuffer(out, dtype="<f4").astype(np.float32)
         if result.size != len(frames) * out_channels:
-            raise PluginError(PluginErrorCode.INTERNAL,
-                              f"process returned {result.size} samples for {len(frames)} frames",
-                              plugin_id=self.capability.plugin_id, capability="dsp")
+            raise PluginContractError("process-interleaved-f32",
+                                      f"returned {result.size} samples for {len(frames)} frames x {out_channels} channels",
+                                      plugin_id=self.capability.plugin_id, capability="dsp")
         return result.reshape(len(frames), out_channels)
 
     def update_config(self, new_config: Union[str, dict]) -> ConfigUpdateMode:
@@ -425,10 +441,10 @@ class DspProcessor(_Configurable):
 
     def output_channels(self) -> int:
         """0 means the same as the input."""
-        return self._slot.call("output-channels")
+        return self.capability.check.integer("output-channels", self._slot.call("output-channels"), 0, MAX_CHANNELS)
 
     def describe_hot_path(self, spec: Optional[AudioSpec] = None) -> Optional[CoreModuleSpec]:
-        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()))
+        return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()), self.capability.check)
 
 
 CAPABILITY_CLASSES: dict[str, type[_Capability]] = {

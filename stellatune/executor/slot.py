@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import PluginError, PluginErrorCode, RuntimeStateError
 from .active import ActivePlugin
+from .boundary import Boundary
 from .instance import GuestResource
 from .values import ConfigUpdateMode, ConfigUpdatePlan
 
@@ -36,6 +37,7 @@ class ResourceSlot:
     def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool,
                  recreatable: bool = True):
         self._plugin = plugin
+        self._check = Boundary(plugin.plugin_id)
         self._build = build
         self._lazy = lazy
         self._recreatable = recreatable
@@ -66,14 +68,15 @@ class ResourceSlot:
     # --- the config quartet -----------------------------------------------------------------
 
     def plan_config(self, new_config_json: str) -> ConfigUpdatePlan:
-        return ConfigUpdatePlan.from_wit(self.call("plan-config-update-json", new_config_json))
+        return ConfigUpdatePlan.from_wit(self.call("plan-config-update-json", new_config_json), self._check)
 
     def apply_config(self, new_config_json: str) -> None:
         self.call("apply-config-update-json", new_config_json)
         self.config_json = new_config_json
 
     def export_state(self) -> Optional[str]:
-        return self.call("export-state-json")
+        state = self.call("export-state-json")
+        return None if state is None else self._check.json_text("export-state-json", state)
 
     def import_state(self, state_json: str) -> None:
         self.call("import-state-json", state_json)

@@ -14,6 +14,7 @@ from wasmtime.component import Record, Variant
 
 from ..errors import PluginError, PluginErrorCode
 from ..sdk.abi import BufferLayout, CoreModuleSpec, Role, SampleFormat
+from .boundary import Boundary
 
 __all__ = [
     "field_of", "record", "unwrap", "AudioSpec", "DecoderInfo", "AudioTags", "EncodedAudioFormat",
@@ -57,8 +58,9 @@ class AudioSpec:
         return record(sample_rate=self.sample_rate, channels=self.channels)
 
     @classmethod
-    def from_wit(cls, rec: Any) -> "AudioSpec":
-        return cls(field_of(rec, "sample_rate"), field_of(rec, "channels"))
+    def from_wit(cls, rec: Any, check: Boundary = Boundary(), what: str = "audio-spec") -> "AudioSpec":
+        return cls(check.sample_rate(f"{what}.sample-rate", field_of(rec, "sample_rate")),
+                   check.channels(f"{what}.channels", field_of(rec, "channels")))
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,17 @@ class DecoderInfo:
     encoder_padding_frames: int
 
     @classmethod
-    def from_wit(cls, rec: Any) -> "DecoderInfo":
-        return cls(*(field_of(rec, n) for n in (
-            "sample_rate", "channels", "duration_ms", "seekable", "encoder_delay_frames",
-            "encoder_padding_frames")))
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "DecoderInfo":
+        return cls(
+            sample_rate=check.sample_rate("decoder-info.sample-rate", field_of(rec, "sample_rate")),
+            channels=check.channels("decoder-info.channels", field_of(rec, "channels")),
+            duration_ms=check.duration_ms("decoder-info.duration-ms", field_of(rec, "duration_ms")),
+            seekable=bool(field_of(rec, "seekable")),
+            encoder_delay_frames=check.frames("decoder-info.encoder-delay-frames",
+                                              field_of(rec, "encoder_delay_frames")),
+            encoder_padding_frames=check.frames("decoder-info.encoder-padding-frames",
+                                                field_of(rec, "encoder_padding_frames")),
+        )
 
 
 @dataclass(frozen=True)
@@ -117,16 +126,45 @@ class MediaMetadata:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_wit(cls, rec: Any) -> "MediaMetadata":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "MediaMetadata":
         t = field_of(rec, "tags")
-        tags = AudioTags(**{
-            n: (tuple(v) if isinstance(v, list) else v)
-            for n in AudioTags.__dataclass_fields__ for v in [field_of(t, n)]
-        })
+        tags = AudioTags(**{n: _checked_tag(check, n, field_of(t, n)) for n in AudioTags.__dataclass_fields__})
         f = field_of(rec, "format")
-        fmt = EncodedAudioFormat(**{n: field_of(f, n) for n in EncodedAudioFormat.__dataclass_fields__})
-        extras = {field_of(e, "key"): field_of(e, "value").payload for e in field_of(rec, "extras")}
-        return cls(tags=tags, format=fmt, duration_ms=field_of(rec, "duration_ms"), extras=extras)
+        where = "media-metadata.format"
+        fmt = EncodedAudioFormat(
+            codec=check.text(f"{where}.codec", field_of(f, "codec")),
+            sample_rate=None if field_of(f, "sample_rate") is None
+            else check.sample_rate(f"{where}.sample-rate", field_of(f, "sample_rate")),
+            channels=None if field_of(f, "channels") is None
+            else check.channels(f"{where}.channels", field_of(f, "channels")),
+            bitrate_kbps=field_of(f, "bitrate_kbps"),
+            container=check.optional_text(f"{where}.container", field_of(f, "container")),
+        )
+        extras_in = field_of(rec, "extras")
+        if len(extras_in) > _MAX_EXTRAS:
+            check.integer("media-metadata.extras (count)", len(extras_in), 0, _MAX_EXTRAS)
+        extras = {}
+        for e in extras_in:
+            key = check.text("media-metadata.extras.key", field_of(e, "key"))
+            value = field_of(e, "value").payload
+            extras[key] = check.text(f"media-metadata.extras[{key}]", value) if isinstance(value, str) else value
+        return cls(tags=tags, format=fmt,
+                   duration_ms=check.duration_ms("media-metadata.duration-ms", field_of(rec, "duration_ms")),
+                   extras=extras)
+
+
+_MAX_EXTRAS = 1024
+_MAX_TAG_VALUES = 256
+
+
+def _checked_tag(check: Boundary, name: str, value: Any) -> Any:
+    where = f"media-metadata.tags.{name.replace('_', '-')}"
+    if isinstance(value, list):
+        check.integer(f"{where} (count)", len(value), 0, _MAX_TAG_VALUES)
+        return tuple(check.text(where, v) for v in value)
+    if isinstance(value, str):
+        return check.text(where, value)
+    return value
 
 
 class ConfigUpdateMode(str, enum.Enum):
@@ -145,8 +183,9 @@ class ConfigUpdatePlan:
     reason: Optional[str] = None
 
     @classmethod
-    def from_wit(cls, rec: Any) -> "ConfigUpdatePlan":
-        return cls(ConfigUpdateMode(field_of(rec, "mode")), field_of(rec, "reason"))
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "ConfigUpdatePlan":
+        return cls(ConfigUpdateMode(field_of(rec, "mode")),
+                   check.optional_text("config-update-plan.reason", field_of(rec, "reason")))
 
 
 @dataclass(frozen=True)
@@ -158,9 +197,10 @@ class NegotiatedSpec:
     prefer_track_rate: bool
 
     @classmethod
-    def from_wit(cls, rec: Any) -> "NegotiatedSpec":
-        return cls(AudioSpec.from_wit(field_of(rec, "spec")), field_of(rec, "preferred_chunk_frames"),
-                   field_of(rec, "prefer_track_rate"))
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "NegotiatedSpec":
+        return cls(AudioSpec.from_wit(field_of(rec, "spec"), check, "negotiated-spec.spec"),
+                   check.frames("negotiated-spec.preferred-chunk-frames", field_of(rec, "preferred_chunk_frames")),
+                   bool(field_of(rec, "prefer_track_rate")))
 
 
 @dataclass(frozen=True)
@@ -180,19 +220,35 @@ class LyricCandidate:
     artist: str
 
 
-def core_module_spec_from(rec: Any) -> CoreModuleSpec:
-    """WIT ``core-module-spec`` → the shared :class:`stellatune.sdk.abi.CoreModuleSpec`."""
+def core_module_spec_from(rec: Any, check: Boundary = Boundary()) -> CoreModuleSpec:
+    """WIT ``core-module-spec`` → the shared :class:`stellatune.sdk.abi.CoreModuleSpec`.
+
+    The numbers are range-checked here; whether the layout fits ABI v1 is
+    :meth:`CoreModuleSpec.problems`, asked by the loader."""
     b = field_of(rec, "buffer")
+    where = "core-module-spec"
+    u32 = 0xFFFF_FFFF
     buffer = BufferLayout(
-        in_offset=field_of(b, "in_offset"), out_offset=field_of(b, "out_offset"),
-        max_frames=field_of(b, "max_frames"), channels=field_of(b, "channels"),
+        in_offset=check.integer(f"{where}.buffer.in-offset", field_of(b, "in_offset"), 0, u32),
+        out_offset=check.optional_integer(f"{where}.buffer.out-offset", field_of(b, "out_offset"), 0, u32),
+        max_frames=check.frames(f"{where}.buffer.max-frames", field_of(b, "max_frames")),
+        channels=check.channels(f"{where}.buffer.channels", field_of(b, "channels")),
         sample_format=SampleFormat[field_of(b, "sample_format").upper()],
-        interleaved=field_of(b, "interleaved"),
+        interleaved=bool(field_of(b, "interleaved")),
     )
+
+    def export(name: str) -> Any:
+        return check.optional_text(f"{where}.{name.replace('_', '-')}", field_of(rec, name), _MAX_EXPORT_NAME)
+
     return CoreModuleSpec(
         role=Role[field_of(rec, "role").upper().replace("-", "_")],
-        wasm_rel_path=field_of(rec, "wasm_rel_path"), buffer=buffer,
-        abi_version=field_of(rec, "abi_version"), memory_export=field_of(rec, "memory_export"),
-        init_export=field_of(rec, "init_export"), process_export=field_of(rec, "process_export"),
-        reset_export=field_of(rec, "reset_export"), drop_export=field_of(rec, "drop_export"),
+        wasm_rel_path=check.rel_path(f"{where}.wasm-rel-path", field_of(rec, "wasm_rel_path")), buffer=buffer,
+        abi_version=check.integer(f"{where}.abi-version", field_of(rec, "abi_version"), 0, u32),
+        memory_export=export("memory_export"), init_export=export("init_export"),
+        process_export=export("process_export"), reset_export=export("reset_export"),
+        drop_export=export("drop_export"),
     )
+
+
+#: Export names are identifiers, not text: a generous bound still refuses megabyte names.
+_MAX_EXPORT_NAME = 256

@@ -133,6 +133,7 @@ class CoreModuleSpec:
         for name in ("wasm_rel_path", "memory_export", "init_export", "process_export"):
             if not getattr(self, name).strip():
                 out.append(f"{name.replace('_', '-')} is blank")
+        out += rel_path_problems(self.wasm_rel_path)
         b = self.buffer
         if b.max_frames <= 0:
             out.append("max-frames must be > 0")
@@ -154,6 +155,16 @@ class CoreModuleSpec:
         if max(b.in_offset, b.out_offset or 0) + b.buffer_bytes > 0xFFFF_FFFF:
             out.append("regions end beyond the 32-bit address space")
         return out
+
+
+def rel_path_problems(path: str) -> list[str]:
+    """Why ``path`` is not a plain relative path inside a package (empty when it is one)."""
+    if "\0" in path:
+        return ["wasm-rel-path contains a NUL byte"]
+    parts = path.split("/")
+    if path.startswith("/") or "\\" in path or ".." in parts or len(path) > 4096:
+        return [f"wasm-rel-path {path!r} is not a relative path inside the package"]
+    return []
 
 
 def pack_init_args(
