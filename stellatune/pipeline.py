@@ -132,10 +132,11 @@ class Pipeline:
         return out.reshape(data.shape)
 
     def play(self, source: Union[str, Path, np.ndarray], *, sample_rate: Optional[int] = None,
-             device: Union[str, int, None] = None, frames: int = 128) -> Any:
+             device: Union[str, int, None] = None, frames: int = 128, ring_frames: int = 8192) -> Any:
         """Play a file (its own rate and channels) or a ``(frames, channels)`` array at
         ``sample_rate`` through the real-time engine; returns its ``PlaybackHandle``
-        (``stop()``, ``wait()``, ``stats()``)."""
+        (``stop()``, ``wait()``, ``stats()``). ``ring_frames`` (a power of two) is how far the
+        decoder may run ahead of the device."""
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise EngineError("playing an array needs its sample_rate")
@@ -149,7 +150,7 @@ class Pipeline:
             except (RuntimeError, OSError) as e:
                 raise EngineError(f"cannot open {source}: {e}") from e
             rate, channels = int(info.samplerate), int(info.channels)
-        return self.chain(rate, channels).play(source, device=device, frames=frames)
+        return self.chain(rate, channels).play(source, device=device, frames=frames, ring_frames=ring_frames)
 
     def close(self) -> None:
         """Close every stage, and the runtime if this object opened it. Idempotent."""

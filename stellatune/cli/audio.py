@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", metavar="NAME", help="output device (name or part of it; default:"
                    " the JACK server's, else the system default)")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--ring", type=int, default=8192, metavar="FRAMES",
+                   help="how far decoding may run ahead of the device (a power of two; default 8192)")
     p.set_defaults(func=cmd_play)
 
     p = subparsers.add_parser("devices", help="list audio output devices")
@@ -168,7 +170,7 @@ def cmd_play(args: argparse.Namespace) -> int:
         # The device is opened at the chain's rate; a source at another rate is resampled.
         sample_rate, channels = args.rate or src.sample_rate, max(2, src.channels)
         with _pipeline(args, runtime, executor, sample_rate, channels, max(256, frames)) as pipe:
-            handle = pipe.play(src, device=args.device, frames=frames)
+            handle = pipe.play(src, device=args.device, frames=frames, ring_frames=args.ring)
             _report_rate(handle.source_sample_rate, pipe.sample_rate)
             _watch(args, handle)
             _print_stage_stats(handle.stats().stages)

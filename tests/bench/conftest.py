@@ -33,7 +33,8 @@ def stellatune_command() -> list[str]:
 
 @pytest.fixture(scope="session")
 def quick_run() -> Run:
-    """``stellatune bench --json --quick`` in a child process (about 15 s with warm build caches)."""
+    """``stellatune bench --json --quick`` in a child process (about 15 s with warm build caches,
+    plus the real-time runs). Only tests marked ``bench`` use it: the default suite leaves it out."""
     proc = subprocess.run([*stellatune_command(), "bench", "--json", "--quick"], capture_output=True,
                           text=True, timeout=300, cwd=REPO)
     return Run(proc.returncode, proc.stdout, proc.stderr)
@@ -43,6 +44,13 @@ def quick_run() -> Run:
 def results(quick_run: Run) -> dict:
     assert quick_run.code == 0, quick_run.stderr[-2000:]
     return json.loads(quick_run.stdout)
+
+
+@pytest.fixture(scope="session")
+def committed_results() -> dict:
+    """The results of the last full run, as committed (bench/results.json): a document the report
+    and schema tests can check without running a benchmark."""
+    return json.loads((BENCH_DIR / "results.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """build_dsp_stage / build_sink_stage: the component is asked for its hot path first; a plugin
 without one (pygain, Python) falls back to the component path, offline and live."""
+import time
+
 import numpy as np
 import pytest
 
@@ -188,11 +190,13 @@ def test_disabling_a_plugin_while_it_plays_on_the_component_path(runtime, execut
 
     sink = ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
                           process=record, fallback_reason="test sink")
-    x = noise(RATE)
+    x = noise(2 * RATE)  # 2 s played in real time: room to disable it mid-play on a loaded machine
     handle = Pipeline([py, sink], RATE, 2).play(x, frames=128)
     try:
+        deadline = time.monotonic() + 30
         while len(received) < 8:  # the feeder has rendered some blocks
-            handle.wait(timeout=0.01)
+            assert time.monotonic() < deadline, "the feeder rendered fewer than 8 blocks in 30 s"
+            assert not handle.wait(timeout=0.01), "played out before the plugin could be disabled"
         runtime.set_desired_state(PYGAIN, DesiredState.DISABLED)
         assert handle.wait(timeout=30)
     finally:

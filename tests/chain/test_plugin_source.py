@@ -95,10 +95,10 @@ def jack_server(tmp_path):
 
 @pytest.mark.audio
 def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(jack_server, runtime, executor, install,
-                                                                 track):
+                                                                 track, ring_frames):
     install("wav-decoder")
     source = plugin_decoded_source(runtime, executor, track)
-    handle = Pipeline([], RATE, 2).play(source, frames=128)
+    handle = Pipeline([], RATE, 2).play(source, frames=128, ring_frames=ring_frames)
     assert handle.decoder == f"{WAV}/wav" and handle.source_sample_rate == SOURCE_RATE
     assert handle.wait(timeout=10)
     stats = handle.stats()
@@ -107,10 +107,10 @@ def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(jack_server, ru
 
 
 @pytest.mark.audio
-def test_cli_play_with_the_decoder_plugin(jack_server, runtime, install, track, capsys):
+def test_cli_play_with_the_decoder_plugin(jack_server, runtime, install, track, capsys, ring_frames):
     install("wav-decoder")
     argv = ["--plugins-dir", str(runtime.plugins_dir), "play", str(track), "--decoder", "plugin",
-            "--rate", str(RATE)]
+            "--rate", str(RATE), "--ring", str(ring_frames)]
     assert run(argv) == 0
     captured = capsys.readouterr()
     assert f"decoder: {WAV}/wav (plugin)" in captured.err

@@ -81,11 +81,11 @@ def test_render_refuses_unreadable_input(plugins, tmp_path):
 
 
 @pytest.mark.audio
-def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys):
+def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys, ring_frames):
     assert run(["devices"]) == 0
     assert "system  [JACK Audio Connection Kit]" in capsys.readouterr().out
     assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{GAIN}:gain",
-                "--seconds", "0.6", "--frames", "512"]) == 0
+                "--seconds", "0.6", "--frames", "512", "--ring", str(ring_frames)]) == 0
     captured = capsys.readouterr()
     assert "callbacks" in captured.out and "ring underruns 0" in captured.out
     assert "blocks" in captured.err
@@ -105,9 +105,10 @@ def test_render_falls_back_to_the_component_path(plugins, track, tmp_path, capsy
 
 
 @pytest.mark.audio
-def test_play_with_a_component_stage_prints_one_line_per_update(jack_server, plugins, track, capsys):
+def test_play_with_a_component_stage_prints_one_line_per_update(jack_server, plugins, track, capsys,
+                                                               ring_frames):
     assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{PYGAIN}:pygain",
-                "--seconds", "1.2"]) == 0
+                "--seconds", "1.2", "--ring", str(ring_frames)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert "\r" not in out and len(lines) >= 2  # stdout is not a terminal here

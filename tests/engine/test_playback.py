@@ -50,10 +50,10 @@ def gain(kernels, spec, value):
 
 
 @pytest.mark.audio
-def test_loopback_records_exactly_what_the_chain_produced(jack_server, kernels, spec, noise):
+def test_loopback_records_exactly_what_the_chain_produced(jack_server, kernels, spec, noise, ring_frames):
     x = noise(RATE)
     pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
-    handle = pipe.play(x, frames=128, capture_seconds=1.5)
+    handle = pipe.play(x, frames=128, capture_seconds=1.5, ring_frames=ring_frames)
     time.sleep(0.1)
     loop_back()
     assert handle.wait(timeout=10)
@@ -88,20 +88,22 @@ def test_set_param_while_playing_reaches_the_module(jack_server, kernels, spec, 
 
 @pytest.mark.audio
 def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
-        jack_server, kernels, spec, noise):
+        jack_server, kernels, spec, noise, ring_frames):
     x = noise(RATE)
     trap = HotPathStage.from_wasm(kernels["trap"], spec(), RATE, 2, {"after": 50})
     looping = HotPathStage.from_wasm(kernels["loop"], spec(), RATE, 2, {"after": 100})
     pipe = Pipeline([trap, looping, gain(kernels, spec, 0.5)], RATE, 2)
-    handle = pipe.play(x, frames=128, capture_seconds=1.5)
+    handle = pipe.play(x, frames=128, capture_seconds=1.5, ring_frames=ring_frames)
     time.sleep(0.1)
     loop_back()
     assert handle.wait(timeout=10)
     stats = handle.stats()
     assert [s.fault.kind if s.fault else None for s in stats.stages] == ["trap", "timeout", None]
-    assert stats.stages[0].fault.block == 50
-    # The loop overruns blocks 100, 101 and 102: the third timeout in a row bypasses it.
-    assert stats.stages[1].fault.block == 102 and stats.stages[1].timeouts == 3
+    # Bounds, not exact blocks: a call the machine descheduled past its 10 ms deadline is skipped
+    # like an overrun (and not counted by the module), so a loaded machine shifts these later.
+    assert stats.stages[0].fault.block >= 50
+    # The loop overruns from its block 100 on: the third timeout in a row bypasses it.
+    assert stats.stages[1].fault.block >= 102 and stats.stages[1].timeouts >= 3
     assert stats.finished and stats.frames_played == len(x) and stats.ring_underruns == 0
     assert_recorded(handle.captured(), x * np.float32(0.5))
 
@@ -109,7 +111,8 @@ def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
 @pytest.mark.audio
 def test_audio_thread_runs_while_another_thread_holds_the_gil(jack_server, kernels, spec, noise):
     x = noise(3 * RATE)
-    handle = Pipeline([gain(kernels, spec, 0.5)], RATE, 2).play(x, frames=128, ring_frames=1 << 17)
+    # The ring holds 2.7 s once prefilled: the 1 s without the GIL cannot drain it.
+    handle = Pipeline([gain(kernels, spec, 0.5)], RATE, 2).play(x, frames=128, ring_frames=1 << 18)
     try:
         time.sleep(0.3)
         before = handle.stats().callbacks
@@ -151,12 +154,12 @@ def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, 
     np.testing.assert_array_equal(pipe.process(x), x * np.float32(0.5))
 
 
-def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_totals):
+def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_totals, ring_frames):
     x = noise(RATE // 5)
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
     pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
     started = time.monotonic()
-    handle = pipe.play(x, frames=256)
+    handle = pipe.play(x, frames=256, ring_frames=ring_frames)
     assert handle.wait(timeout=10)
     elapsed = time.monotonic() - started
     stats = handle.stats()
@@ -169,14 +172,14 @@ def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_tot
 
 
 def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(kernels, spec, noise,
-                                                                                  sink_totals):
+                                                                                  sink_totals, ring_frames):
     from stellatune.engine import ENGINE_CLOCK
 
     x = noise(RATE // 10)
     before = x.copy()
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
     pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
-    handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, chain_in_callback=False)
+    handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, chain_in_callback=False, ring_frames=ring_frames)
     assert handle.wait(timeout=10)
     np.testing.assert_array_equal(x, before)
     frames, total = sink_totals(sink)

@@ -82,10 +82,10 @@ def test_render_resamples_to_the_rate_asked_for(tmp_path, capsys):
 
 
 @pytest.mark.audio
-def test_a_44k_file_plays_through_a_48k_pipeline(jack_server, tmp_path):
+def test_a_44k_file_plays_through_a_48k_pipeline(jack_server, tmp_path, ring_frames):
     path = tmp_path / "44k.wav"
     soundfile.write(path, sine(1.0), SOURCE_RATE, subtype="FLOAT")
-    handle = Pipeline([], RATE, 2).play(path, frames=128)
+    handle = Pipeline([], RATE, 2).play(path, frames=128, ring_frames=ring_frames)
     assert handle.source_sample_rate == SOURCE_RATE and handle.decoder == "soundfile"
     assert handle.wait(timeout=10)
     stats = handle.stats()

@@ -81,10 +81,10 @@ def test_bad_specs_and_use_after_close_are_clear_errors(plugins_dir):
 
 
 @pytest.mark.audio
-def test_play_an_array_on_the_virtual_device(plugins_dir, jack_server):
+def test_play_an_array_on_the_virtual_device(plugins_dir, jack_server, ring_frames):
     audio = _noise(48000 // 4, 2) * 0.1
     with stellatune.Pipeline([GAIN], plugins_dir=plugins_dir) as board:
-        handle = board.play(audio, sample_rate=48000)
+        handle = board.play(audio, sample_rate=48000, ring_frames=ring_frames)
         assert handle.wait(timeout=10)
         stats = handle.stats()
     assert stats.callbacks > 0

@@ -12,6 +12,10 @@ from stellatune.errors import EngineError
 
 RATE = 48000
 BLOCK = 256
+#: Offline deadline of the stall tests. A stall spins until the watchdog interrupts it, so this
+#: is how long each stalled block takes; a healthy call takes microseconds, so only one that the
+#: machine deschedules for a quarter of a second could overrun it by accident.
+STALL_DEADLINE_MS = 250
 
 
 def halved(x, fresh_block=None):
@@ -24,7 +28,7 @@ def halved(x, fresh_block=None):
 
 def stall_pipeline(kernels, spec, **options):
     stage = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2, **options)
-    return stage, Pipeline([stage], RATE, 2, block_frames=BLOCK, offline_deadline_ms=20)
+    return stage, Pipeline([stage], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
 
 
 def test_one_overrun_skips_that_block_and_the_stage_keeps_processing(kernels, spec, noise):
@@ -68,7 +72,7 @@ def test_offline_runs_use_the_offline_deadline_and_restore_the_live_one(kernels,
     live = stage._core.deadline_ticks
     assert live == engine.deadline_ticks(0.010)
     with pipe.running(offline=True):
-        assert stage._core.deadline_ticks == engine.deadline_ticks(0.020)
+        assert stage._core.deadline_ticks == engine.deadline_ticks(STALL_DEADLINE_MS / 1000)
     assert stage._core.deadline_ticks == live
     default = Pipeline([stage], RATE, 2)
     with default.running(offline=True):
@@ -101,7 +105,7 @@ def test_reset_while_playing_goes_through_the_command_queue(kernels, spec, noise
 def test_pipeline_reset_skips_a_faulted_stage_and_resets_the_rest(kernels, spec, noise):
     broken = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2, {"stall": 1}, timeout_limit=1)
     healthy = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2)
-    pipe = Pipeline([broken, healthy], RATE, 2, block_frames=BLOCK, offline_deadline_ms=20)
+    pipe = Pipeline([broken, healthy], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
     pipe.process(noise(BLOCK))
     assert broken.fault is not None and broken.fault.kind == "timeout"
     pipe.reset()  # the bypassed stage has nothing to reset; it must not stop the others'
