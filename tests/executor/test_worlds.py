@@ -20,7 +20,7 @@ from stellatune.runtime import CapabilityDescriptor, LifecycleState
 REPO = Path(__file__).resolve().parents[2]
 WIT = REPO / "wit" / "stellatune-plugin"
 WASM_TOOLS = str(Path(sys.executable).parent / "wasm-tools")
-COMPAT_DIR = REPO.parent / "shared" / "compat" / "stellatune-manifests"
+COMPAT_DIR = REPO / "tests" / "fixtures" / "original-manifests"
 PYGAIN = "dev.stellatune.example.pygain"
 
 # These build Python components (cached after the first run).

@@ -10,7 +10,7 @@ import pytest
 from stellatune.errors import ManifestError
 from stellatune.manifest import Permissions, load_manifest, match_endpoint, parse_manifest
 
-COMPAT_DIR = Path(__file__).resolve().parents[3] / "shared" / "compat" / "stellatune-manifests"
+COMPAT_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "original-manifests"
 
 GOOD_PERMISSIONS = {
     "files": ["data", "media/covers", "."],
