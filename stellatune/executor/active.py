@@ -79,17 +79,33 @@ class ActivePlugin:
         with self.lock:
             self.instances.discard(instance)
 
+    def interrupt(self) -> None:
+        """Cancel the call in flight of every instance (their host waits end at once) and make
+        the instances refuse new calls; takes no instance lock (docs/executor.md, Deadlines)."""
+        with self.lock:
+            instances = list(self.instances)
+        for instance in instances:
+            instance.interrupt()
+
     def deactivate(self, reason: str) -> None:
-        """Tear down every instance with ``reason``; when this returns, none is left."""
+        """Tear down every instance with ``reason``; when this returns, none is tracked.
+
+        Every call in flight is cancelled before any instance lock is taken, so a call blocked
+        in a host import ends at once. An instance whose call still runs after
+        ``limits.disable_wait_s`` (a guest spinning in wasm) is left to that call, which tears it
+        down when its epoch deadline stops it.
+        """
         with self.lock:
             self.active = False
             self.deactivation_reason = reason
             instances = list(self.instances)
             self.instances.clear()
             self.handles.clear()
+        for instance in instances:
+            instance.interrupt()
         try:
             for instance in instances:
-                instance.disable(reason)
+                instance.disable(reason, wait_s=self.limits.disable_wait_s)
         finally:
             # Even when a teardown is interrupted (Ctrl-C), the plugin's sidecars must not outlive it.
             self.context.close()

@@ -51,6 +51,8 @@ class ComponentEngine:
         cfg.wasm_component_model = True
         cfg.epoch_interruption = True
         self.engine = wasmtime.Engine(cfg)
+        self._max_lock = threading.Lock()
+        self._max_ticks = 1  # the longest deadline handed out, for interrupt_all
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="stellatune-epoch", daemon=True)
         self._ticker.start()
@@ -59,13 +61,28 @@ class ComponentEngine:
         while not self._stop.wait(EPOCH_TICK_S):
             self.engine.increment_epoch()
 
-    @staticmethod
-    def ticks_for(seconds: float) -> int:
+    def ticks_for(self, seconds: float) -> int:
         """Epoch ticks that cover at least ``seconds`` (one extra: the current tick is partial)."""
-        return max(1, int(seconds / EPOCH_TICK_S + 0.999)) + 1
+        ticks = max(1, int(seconds / EPOCH_TICK_S + 0.999)) + 1
+        with self._max_lock:
+            self._max_ticks = max(self._max_ticks, ticks)
+        return ticks
+
+    def interrupt_all(self) -> None:
+        """Make every call in flight trap with an interrupt at its next epoch check (shutdown).
+
+        Deadlines are set relative to the epoch when a call starts, so advancing the epoch past
+        the longest deadline ever set ends every running call; later calls are unaffected.
+        """
+        with self._max_lock:
+            ticks = self._max_ticks
+        for _ in range(ticks + 1):
+            self.engine.increment_epoch()
 
     def close(self) -> None:
-        """Stop the epoch ticker. Stores created from this engine must not be called afterwards."""
+        """Stop the epoch ticker, after interrupting every call in flight (with no ticker their
+        deadlines would never come). Stores must not be called afterwards."""
+        self.interrupt_all()
         self._stop.set()
         self._ticker.join(timeout=1.0)
 

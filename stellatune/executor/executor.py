@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence
 import wasmtime
 from wasmtime.component import Linker
 
+from .. import diagnostics
 from ..errors import ActivationError, RuntimeStateError
 from .active import ActivePlugin, LoadedComponent
 from .capabilities import (
@@ -107,7 +108,13 @@ class ComponentExecutor:
             # Set first: an activation still compiling sees it and gives up.
             self._shut_down = True
             plugin_ids = list(self._plugins)
+            records = list(self._plugins.values())
         try:
+            # Every call in flight first, so no plugin's teardown waits behind another's:
+            # host waits are cancelled, and wasm loops end at their next epoch check.
+            for record in records:
+                record.interrupt()
+            self._engine.interrupt_all()
             # Outside the lock, like every deactivation: on-disable runs plugin code.
             for plugin_id in plugin_ids:
                 self.deactivate(plugin_id, "shutdown")
@@ -156,7 +163,7 @@ class ComponentExecutor:
 
     def _check_linkable(self, plugin_id: str, component_id: str, component: Any, world: WorldSpec) -> None:
         # A throwaway instantiation (no hooks run) proves every import, WASI included, resolves.
-        store = wasmtime.Store(self._engine.engine)
+        store = diagnostics.track("component_stores", wasmtime.Store(self._engine.engine))
         store.set_wasi(wasmtime.WasiConfig())
         store.set_limits(memory_size=self.limits.memory_bytes)
         store.set_epoch_deadline(self._engine.ticks_for(self.limits.hook_timeout_s))
@@ -168,6 +175,7 @@ class ComponentExecutor:
                                   plugin_id) from e
         finally:
             store.close()
+            diagnostics.release("component_stores", store)
 
     # --- handles ----------------------------------------------------------------------------
 

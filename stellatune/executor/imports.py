@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
 import wasmtime
+from wasmtime import _ffi as ffi
 from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost, ResourceType, Variant
+from wasmtime.component import _types
 
 from ..errors import PluginError, PluginErrorCode
 from ..host import Grants, Header, HttpMethod, OpenRequest, PluginHostContext, StreamOpenKind, fetch_json, open_stream
@@ -240,6 +242,40 @@ def _park(store: Any, error: BaseException) -> wasmtime.WasmtimeError:
     return wasmtime.WasmtimeError(f"host import failed: {type(error).__name__}: {error}")
 
 
+class ErrResult:
+    """The ``err`` case of a ``result``, said explicitly.
+
+    wasmtime-py lowers a ``result`` untagged: it picks the first case whose Python types accept
+    the value, and an ``option<T>`` ok case accepts anything, so ``Variant("timeout", ...)``
+    returned for ``result<option<s32>, plugin-error>`` (``wait-exit``) was taken for the ok case
+    and failed. :func:`_result_to_c` lowers this wrapper as ``err`` whatever the ok type.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
+_original_result_to_c = _types.ResultType.convert_to_c
+
+
+def _result_to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
+    if not isinstance(val, ErrResult):
+        return _original_result_to_c(self, store, val, ptr)
+    payload = None
+    if self.err is not None:
+        raw = ffi.wasmtime_component_val_t()
+        self.err.convert_to_c(store, val.value, ctypes.pointer(raw))
+        payload = ffi.wasmtime_component_val_new(ctypes.byref(raw))
+    ptr.contents.kind = ffi.WASMTIME_COMPONENT_RESULT
+    ptr.contents.of.result.is_ok = False
+    ptr.contents.of.result.val = payload
+
+
+_types.ResultType.convert_to_c = _result_to_c  # type: ignore[method-assign]
+
+
 def _guarded(fn: HostFunc) -> HostFunc:
     """A service's PluginError becomes the WIT ``plugin-error`` the guest expects; anything
     else traps the guest call."""
@@ -248,7 +284,7 @@ def _guarded(fn: HostFunc) -> HostFunc:
         try:
             return fn(store, *args)
         except PluginError as e:
-            return Variant(e.code.value, e.message)
+            return ErrResult(Variant(e.code.value, e.message))
         except BaseException as e:  # noqa: BLE001 - Ctrl-C in a host import must not abort the process
             raise _park(store, e) from None
 

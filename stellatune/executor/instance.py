@@ -6,10 +6,16 @@ an epoch deadline, and maps failures: a ``plugin-error`` result becomes :class:`
 trap becomes :class:`PluginTrap`, a deadline overrun :class:`PluginTimeout`. After a trap the
 component instance refuses re-entry, so the instance is torn down at once and the caller must
 get a fresh one.
+
+The epoch deadline only interrupts wasm code. Host imports run in Python on the calling thread,
+so each call also publishes a :class:`~stellatune.host.budget.CallBudget` (the same deadline, and
+a cancel signal) that every blocking host import waits under: a wait ends at the deadline, or at
+once when :meth:`PluginInstance.interrupt` cancels it because the plugin is being disabled.
 """
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +23,9 @@ from typing import Any, Optional
 import wasmtime
 from wasmtime.component import Component, Func, Instance, Linker, ResourceAny
 
+from .. import diagnostics
 from ..errors import ActivationError, PluginError, PluginTimeout, PluginTrap, RuntimeStateError
+from ..host.budget import CallBudget, running_under
 from .engine import ComponentEngine
 from .imports import PluginImports, StoreImports
 from .values import unwrap
@@ -28,11 +36,13 @@ __all__ = ["InstanceLimits", "PluginLog", "PluginInstance", "GuestResource"]
 
 @dataclass(frozen=True)
 class InstanceLimits:
-    """Containment for each store: call deadlines and a linear-memory cap."""
+    """Containment for each store: call deadlines, a linear-memory cap, and how long a
+    deactivation waits for a call in flight before leaving the teardown to that call."""
 
     call_timeout_s: float = 10.0
     hook_timeout_s: float = 5.0
     memory_bytes: int = 512 << 20
+    disable_wait_s: float = 2.0
 
 
 class PluginLog:
@@ -93,7 +103,14 @@ class PluginInstance:
         self._funcs: dict[tuple[str, str], Func] = {}
         self._resources: list[GuestResource] = []
         self.closed = False
-        self.store = wasmtime.Store(engine.engine)
+        # Deactivation state, guarded by _state_lock (never held while plugin code runs):
+        self._state_lock = threading.Lock()
+        self._budget: Optional[CallBudget] = None  # the call in flight, if any
+        self._interrupted = False  # the plugin is being disabled: refuse new calls
+        self._in_teardown = False  # disable() is running its own calls (close, on-disable)
+        self._doomed: Optional[str] = None  # disable gave up waiting: the running call tears down
+        diagnostics.track("component_instances", self)
+        self.store = diagnostics.track("component_stores", wasmtime.Store(engine.engine))
         self.store.set_limits(memory_size=limits.memory_bytes)
         wasi = wasmtime.WasiConfig()
         # Nothing granted: no preopens, env, args or stdin; output goes to the plugin's log.
@@ -136,36 +153,93 @@ class PluginInstance:
     def call(self, interface: str, name: str, *args: Any, timeout_s: Optional[float] = None) -> Any:
         """Call an export under the store lock and a deadline; return its ``ok`` value."""
         with self.lock:
-            if self.closed:
-                raise RuntimeStateError(f"instance of {self.plugin_id}/{self.component_id} is gone")
-            func = self._func(interface, name)
-            seconds = timeout_s if timeout_s is not None else self._limits.call_timeout_s
-            self.store.set_epoch_deadline(self._engine.ticks_for(seconds))
-            self._imports.pending = None
             try:
+                return self._call_locked(interface, name, args, timeout_s)
+            finally:
+                self._after_call()
+
+    def _call_locked(self, interface: str, name: str, args: tuple, timeout_s: Optional[float]) -> Any:
+        if self.closed:
+            raise RuntimeStateError(f"instance of {self.plugin_id}/{self.component_id} is gone")
+        what = f"{interface}.{name}"
+        func = self._func(interface, name)
+        seconds = timeout_s if timeout_s is not None else self._limits.call_timeout_s
+        budget = self._begin_call(seconds)
+        self.store.set_epoch_deadline(self._engine.ticks_for(seconds))
+        self._imports.pending = None
+        try:
+            with running_under(budget):
                 result = func(self.store, *args)
-            except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
-                cause = self._imports.pending
-                error = self._broken(e, f"{interface}.{name}", seconds, cause)
-                if cause is not None and not isinstance(cause, Exception):
-                    raise cause from None  # KeyboardInterrupt, SystemExit: the caller's, not the plugin's
-                raise error from cause or e
-            except (TypeError, ValueError, OverflowError) as e:
-                # Raised while lowering our own arguments, before the guest ran: the store is fine.
-                raise PluginError("invalid-arg", f"{interface}.{name}: {e}", plugin_id=self.plugin_id,
-                                  capability=self.world.kind) from e
-            except Exception as e:  # noqa: BLE001 - wasmtime-py re-raised something unexpected
-                raise self._broken(e, f"{interface}.{name}", seconds) from e
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+            cause = self._imports.pending
+            error = self._broken(e, what, seconds, cause, overran=budget.expired())
+            if cause is not None and not isinstance(cause, Exception):
+                raise cause from None  # KeyboardInterrupt, SystemExit: the caller's, not the plugin's
+            raise error from cause or e
+        except (TypeError, ValueError, OverflowError) as e:
+            # Raised while lowering our own arguments, before the guest ran: the store is fine.
+            raise PluginError("invalid-arg", f"{what}: {e}", plugin_id=self.plugin_id,
+                              capability=self.world.kind) from e
+        except Exception as e:  # noqa: BLE001 - wasmtime-py re-raised something unexpected
+            raise self._broken(e, what, seconds) from e
+        finally:
+            self._end_call(budget)
+        try:
             return unwrap(result, plugin_id=self.plugin_id, capability=self.world.kind)
+        except PluginError as e:
+            raise self._overrun(e, budget, what, seconds) from e
+
+    def _overrun(self, error: PluginError, budget: CallBudget, what: str, seconds: float) -> Exception:
+        """The error a failed call reports: the plugin's own, unless the call was cut short (a
+        host import gave up because the deadline passed or the plugin is being disabled)."""
+        where = {"plugin_id": self.plugin_id, "capability": self.world.kind}
+        if budget.cancel.is_set():
+            return RuntimeStateError(f"{what} of {self.plugin_id} was interrupted: the plugin is being disabled")
+        if budget.expired():
+            return PluginTimeout(f"{what} ran past its {seconds:g} s deadline (waiting in a host import)", **where)
+        return error
+
+    # --- deadlines, cancellation, deactivation ------------------------------------------------
+
+    def _begin_call(self, seconds: float) -> CallBudget:
+        """Publish the budget of the call about to start (so :meth:`interrupt` can cancel it)."""
+        budget = CallBudget(time.monotonic() + seconds)
+        with self._state_lock:
+            if self._interrupted and not self._in_teardown:
+                raise RuntimeStateError(f"plugin {self.plugin_id} is being disabled")
+            self._budget = budget
+        return budget
+
+    def _end_call(self, budget: CallBudget) -> None:
+        with self._state_lock:
+            self._budget = None
+        budget.cancel.close()
+
+    def _after_call(self) -> None:
+        """Runs under the store lock as a call returns: finish a teardown that gave up waiting."""
+        with self._state_lock:
+            reason = None if self._in_teardown else self._doomed
+        if reason is not None and not self.closed:
+            self._disable_locked(reason)
+
+    def interrupt(self) -> None:
+        """The plugin is being disabled: cancel the call in flight (every host wait it is in
+        ends at once with ``timeout``) and refuse new calls. Takes no store lock, so it never
+        waits for plugin code."""
+        with self._state_lock:
+            self._interrupted = True
+            budget = self._budget
+        if budget is not None:
+            budget.cancel.set()
 
     def _broken(self, error: BaseException, what: str, seconds: float,
-                cause: Optional[BaseException] = None) -> PluginError:
+                cause: Optional[BaseException] = None, *, overran: bool = False) -> PluginError:
         """The instance can no longer be entered: tear it down now and describe why."""
         where = {"plugin_id": self.plugin_id, "capability": self.world.kind}
         why = f"host import failed: {type(cause).__name__}: {cause}" if cause is not None else _summary(error)
         self._log.note(f"{what} failed, instance discarded: {why}")
         self._teardown()
-        if cause is None and "wasm trap: interrupt" in str(error):
+        if cause is None and (overran or "wasm trap: interrupt" in str(error)):
             return PluginTimeout(f"{what} ran past its {seconds:g} s deadline", **where)
         return PluginTrap(f"{what}: {why}", **where)
 
@@ -191,31 +265,54 @@ class PluginInstance:
                 self.call(res.interface, f"[method]{res.resource}.close", res.handle,
                           timeout_s=self._limits.hook_timeout_s)
                 res.handle.drop(self.store)
-            except PluginError as e:
+            except (PluginError, RuntimeStateError) as e:  # RuntimeStateError: interrupted again
                 self._log.note(f"closing {res.resource} failed: {e}")
             except wasmtime.WasmtimeError as e:  # the guest's destructor trapped
                 self._broken(e, f"dropping {res.resource}", self._limits.hook_timeout_s)
 
     # --- teardown ---------------------------------------------------------------------------
 
-    def disable(self, reason: str) -> None:
-        """Close every guest resource, run ``on-disable(reason)``, then drop the store."""
-        with self.lock:
-            if self.closed:
-                return
+    def disable(self, reason: str, wait_s: Optional[float] = None) -> bool:
+        """Close every guest resource, run ``on-disable(reason)``, then drop the store.
+
+        ``wait_s`` bounds the wait for a call in flight. If that call is still running then
+        (a guest spinning in wasm until its epoch deadline), the instance is *doomed*: the
+        call tears it down when it returns, and this returns ``False`` at once.
+        """
+        if self.lock.acquire(timeout=-1 if wait_s is None else wait_s):
             try:
-                for res in list(self._resources):
-                    self.close_resource(res)
-                if not self.closed:
-                    try:
-                        self.call("lifecycle", "on-disable", reason, timeout_s=self._limits.hook_timeout_s)
-                    except PluginError as e:
-                        # Teardown goes on regardless: a failing hook must not keep the plugin alive.
-                        self._log.note(f"on-disable({reason}) failed: {e}")
+                self._disable_locked(reason)
             finally:
-                # Also when interrupted (Ctrl-C in a host import): the store and its host
-                # resources must not outlive a teardown.
-                self._teardown()
+                self.lock.release()
+            return True
+        with self._state_lock:
+            if self._budget is not None:  # still in a guest call; _after_call sees this
+                self._doomed = reason
+                self._log.note(f"on-disable({reason}) left to the call in flight, which did not end "
+                               f"within {wait_s:g} s")
+                return False
+        with self.lock:  # the call ended in between: the lock is free or about to be
+            self._disable_locked(reason)
+        return True
+
+    def _disable_locked(self, reason: str) -> None:
+        if self.closed:
+            return
+        with self._state_lock:
+            self._in_teardown = True
+        try:
+            for res in list(self._resources):
+                self.close_resource(res)
+            if not self.closed:
+                try:
+                    self.call("lifecycle", "on-disable", reason, timeout_s=self._limits.hook_timeout_s)
+                except (PluginError, RuntimeStateError) as e:
+                    # Teardown goes on regardless: a failing hook must not keep the plugin alive.
+                    self._log.note(f"on-disable({reason}) failed: {e}")
+        finally:
+            # Also when interrupted (Ctrl-C in a host import): the store and its host
+            # resources must not outlive a teardown.
+            self._teardown()
 
     def _teardown(self) -> None:
         with self.lock:
@@ -228,6 +325,8 @@ class PluginInstance:
             self._funcs.clear()
             self._imports.close()
             self.store.close()
+            diagnostics.release("component_stores", self.store)
+            diagnostics.release("component_instances", self)
 
 
 def _summary(error: BaseException) -> str:

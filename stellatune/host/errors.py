@@ -10,7 +10,7 @@ import socket
 
 from ..errors import PluginError, PluginErrorCode
 
-__all__ = ["denied", "invalid_arg", "io_error", "not_found", "timeout", "unsupported", "from_os_error"]
+__all__ = ["denied", "invalid_arg", "io_error", "not_found", "timeout", "unsupported", "from_os_error", "os_reason"]
 
 
 def denied(message: str) -> PluginError:
@@ -37,9 +37,21 @@ def unsupported(message: str) -> PluginError:
     return PluginError(PluginErrorCode.UNSUPPORTED, message)
 
 
+def os_reason(exc: BaseException) -> str:
+    """The OS's words for an error (``strerror``), never ``str(exc)``: that carries the file
+    names involved, which are host paths a plugin must not learn."""
+    strerror = getattr(exc, "strerror", None)
+    if strerror:
+        return str(strerror)
+    code = getattr(exc, "errno", None)
+    return errno.errorcode.get(code, type(exc).__name__) if isinstance(code, int) else type(exc).__name__
+
+
 def from_os_error(what: str, exc: OSError) -> PluginError:
-    """Map an ``OSError`` to the closest ``plugin-error`` case, keeping the OS message."""
-    detail = f"{what}: {exc.strerror or exc}"
+    """Map an ``OSError`` to the closest ``plugin-error`` case, keeping the OS message.
+
+    ``what`` must name only what the plugin asked for; the OS's file names are dropped."""
+    detail = f"{what}: {os_reason(exc)}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return timeout(f"{what}: timed out")
     if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ENOENT, errno.ENOTDIR):

@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
+from ..errors import PluginError
 from ..manifest import match_endpoint
 from .errors import denied, invalid_arg, not_found
 
@@ -173,10 +174,19 @@ class Grants:
             raise invalid_arg("file target is blank or contains NUL")
         candidate = Path(text)
         real = os.path.realpath(candidate if candidate.is_absolute() else self.root / candidate)
-        for root in self._file_roots:
-            if _is_within(real, os.path.realpath(root)):
-                return Path(real)
-        raise denied(f"file {text!r} (resolved to {real}) is not inside a granted root in permissions.files")
+        if self.file_allowed(real):
+            return Path(real)
+        raise self.file_denied(text)
+
+    def file_allowed(self, real_path: str) -> bool:
+        """Whether an already resolved path lies inside a granted root."""
+        return any(_is_within(real_path, os.path.realpath(root)) for root in self._file_roots)
+
+    @staticmethod
+    def file_denied(target: str) -> PluginError:
+        # Only the plugin's own string: never the resolved path, which may be a symlink's
+        # target, the plugins directory or anything else on the host.
+        return denied(f"file {target!r} is not inside a granted root in permissions.files")
 
     def check_http(self, url: str) -> HttpTarget:
         """Split ``url`` and check its host and port against ``permissions.http``."""

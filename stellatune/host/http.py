@@ -2,7 +2,8 @@
 
 Requests go through ``http.client`` from the standard library: one connection per request,
 explicit connect and read timeouts, and redirects followed only to hosts the plugin may reach
-(each hop is checked against ``permissions.http`` again).
+(each hop is checked against ``permissions.http`` again). Inside a plugin call every wait is
+also cut to the call's budget, and a cancelled call shuts the socket down (``budget.py``).
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 from urllib.parse import urljoin
 
-from .errors import from_os_error, invalid_arg, io_error, not_found, timeout
+from . import budget
+from .errors import invalid_arg, io_error, timeout
 from .grants import HttpTarget, PluginHostContext
+from .net import connect_tcp, socket_wait
 
 __all__ = ["FETCH_JSON_MAX_BYTES", "FETCH_JSON_TIMEOUT_S", "HttpReply", "fetch_json", "send_request"]
 
@@ -85,41 +88,52 @@ def _send_once(
     connect_timeout_s: float,
     read_timeout_s: float,
 ) -> HttpReply:
-    if target.scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            target.host, target.port, timeout=connect_timeout_s, context=ssl.create_default_context()
-        )
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=connect_timeout_s)
     where = f"{method} {target.scheme}://{target.endpoint}{target.path}"
+    sock = connect_tcp(target.host, target.port, connect_timeout_s, f"{where}: connect")
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=read_timeout_s)
     try:
-        conn.connect()
-    except socket.gaierror as exc:
-        raise not_found(f"cannot resolve http host {target.host!r}: {exc.strerror}") from None
-    except (socket.timeout, TimeoutError):
-        raise timeout(f"{where}: connect timed out after {connect_timeout_s:g} s") from None
-    except OSError as exc:
-        raise from_os_error(f"{where}: connect", exc) from None
-    try:
-        sock = conn.sock
-        assert sock is not None
-        sock.settimeout(read_timeout_s)
-        conn.putrequest(method, target.path, skip_accept_encoding=True)
-        for name, value in headers:
-            conn.putheader(name, value)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        return HttpReply(conn.getresponse(), sock, target)
+        if target.scheme == "https":
+            with socket_wait(sock, read_timeout_s, where):
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+        with socket_wait(sock, read_timeout_s, where):
+            conn.sock = sock  # connected by us, so that the connect can be cut short
+            conn.putrequest(method, target.path, skip_accept_encoding=True)
+            for name, value in headers:
+                conn.putheader(name, value)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            return HttpReply(conn.getresponse(), sock, target)
+    except ssl.SSLError as exc:  # before ValueError: a failed certificate check is both
+        conn.close()
+        sock.close()
+        budget.check(where)
+        raise io_error(f"{where}: {exc}") from None
     except ValueError as exc:  # http.client refuses header names/values with CR/LF and the like
         conn.close()
+        sock.close()
         raise invalid_arg(f"{where}: {exc}") from None
     except (socket.timeout, TimeoutError):
         conn.close()
+        sock.close()
+        budget.check(where)
         raise timeout(f"{where}: no response within {read_timeout_s:g} s") from None
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
-        raise io_error(f"{where}: {exc}") from None
+        sock.close()
+        budget.check(where)  # a cancelled call shut the socket down: that is the error to report
+        raise io_error(f"{where}: {_os_text(exc)}") from None
+    except BaseException:
+        conn.close()
+        sock.close()
+        raise
+
+
+def _os_text(exc: BaseException) -> str:
+    """The OS's words for an error, without the file names an OSError may carry."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def fetch_json(
@@ -135,7 +149,7 @@ def fetch_json(
     ``timeout`` (the whole call exceeded ``timeout_s``), ``io`` (non-2xx status, a body over
     ``max_bytes``, a body that is not UTF-8 JSON, a broken connection).
     """
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + timeout_s  # the call's budget cuts every wait further
     reply = send_request(
         ctx, url, headers=[("Accept", "application/json")], connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
         deadline=deadline,
@@ -161,17 +175,21 @@ def fetch_json(
 def _read_capped(reply: HttpReply, url: str, max_bytes: int, deadline: float) -> bytes:
     chunks: list[bytes] = []
     total = 0
+    what = f"GET {url}"
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             raise timeout(f"GET {url}: body not received within the deadline")
-        reply.sock.settimeout(left)  # each wait is bounded by what is left of the deadline
         try:
-            chunk = reply.response.read1(64 * 1024)
+            # Each wait is bounded by what is left of the deadline and of the call's budget.
+            with socket_wait(reply.sock, left, what):
+                chunk = reply.response.read1(64 * 1024)
         except (socket.timeout, TimeoutError):
+            budget.check(what)
             raise timeout(f"GET {url}: body not received within the deadline") from None
         except (OSError, http.client.HTTPException) as exc:
-            raise io_error(f"GET {url}: reading body: {exc}") from None
+            budget.check(what)
+            raise io_error(f"GET {url}: reading body: {_os_text(exc)}") from None
         if not chunk:
             return b"".join(chunks)
         total += len(chunk)

@@ -8,12 +8,15 @@ and the stream keeps its old position).
 """
 from __future__ import annotations
 
-import queue
+import collections
 import re
 import socket
 import threading
+import time
 from typing import Optional, Union
 
+from ..errors import PluginError
+from . import budget
 from .errors import io_error, timeout, unsupported
 from .grants import PluginHostContext
 from .http import HttpReply, send_request
@@ -28,15 +31,18 @@ _EOF = b""
 
 
 class _BodyPump:
-    """Moves one response body into a bounded queue on a worker thread.
+    """Moves one response body into a bounded buffer on a worker thread.
 
-    The queue carries ``bytes`` chunks, then one terminal item: ``b""`` (end of body) or the
-    ``PluginError`` that ended the transfer.
+    The buffer carries ``bytes`` chunks, then one terminal item: ``b""`` (end of body) or the
+    ``PluginError`` that ended the transfer. The reader waits on a Condition, so a plugin
+    call's budget can cut the wait and its cancel can wake it (``budget.condition_wait``).
     """
 
     def __init__(self, reply: HttpReply, max_chunks: int):
         self._reply = reply
-        self._queue: "queue.Queue[Union[bytes, Exception]]" = queue.Queue(maxsize=max(1, max_chunks))
+        self._max_chunks = max(1, max_chunks)
+        self._items: "collections.deque[Union[bytes, Exception]]" = collections.deque()
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stellatune-http-read-ahead", daemon=True)
         self._thread.start()
@@ -48,19 +54,46 @@ class _BodyPump:
                 chunk = self._reply.response.read1(CHUNK_BYTES)
                 if not chunk:
                     break
-                self._queue.put(chunk)
+                self._put(chunk)
         except (socket.timeout, TimeoutError):
             terminal = timeout(f"http body from {self._reply.target.endpoint} stalled past the read timeout")
         except Exception as exc:  # noqa: BLE001 - any failure ends this body; the reader gets it
             terminal = io_error(f"reading http body from {self._reply.target.endpoint}: {exc}")
-        if not self._stop.is_set():
-            self._queue.put(terminal)
+        self._put(terminal, terminal=True)
+
+    @property
+    def maxsize(self) -> int:
+        """Chunks the read-ahead holds at most."""
+        return self._max_chunks
+
+    def qsize(self) -> int:
+        """Chunks held now."""
+        with self._cond:
+            return len(self._items)
+
+    def _put(self, item: Union[bytes, Exception], *, terminal: bool = False) -> None:
+        """Append, waiting while the buffer is full (never for the terminal item)."""
+        with self._cond:
+            while not terminal and len(self._items) >= self._max_chunks and not self._stop.is_set():
+                self._cond.wait()
+            if not self._stop.is_set():
+                self._items.append(item)
+                self._cond.notify_all()
 
     def get(self, wait_s: float) -> Union[bytes, Exception]:
-        try:
-            return self._queue.get(timeout=wait_s)
-        except queue.Empty:
-            return timeout(f"no http data from {self._reply.target.endpoint} within {wait_s:g} s")
+        """The next item, or a ``timeout`` error after ``wait_s``; inside a plugin call the wait
+        is cut to the call's budget (and raises ``timeout`` when that ends)."""
+        deadline = time.monotonic() + wait_s
+        what = f"read from http {self._reply.target.endpoint}"
+        with self._cond:
+            while not self._items:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return timeout(f"no http data from {self._reply.target.endpoint} within {wait_s:g} s")
+                budget.condition_wait(what, self._cond, left)
+            item = self._items.popleft()
+            self._cond.notify_all()  # room for the worker
+            return item
 
     def cancel(self) -> None:
         """Stop the worker and release the connection; returns once the worker has exited."""
@@ -69,13 +102,10 @@ class _BodyPump:
             self._reply.sock.shutdown(socket.SHUT_RDWR)  # wakes a worker blocked in recv
         except OSError:
             pass
-        while self._thread.is_alive():
-            try:  # make room in case the worker is blocked on a full queue
-                while True:
-                    self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(0.05)
+        with self._cond:
+            self._items.clear()
+            self._cond.notify_all()  # wakes a worker blocked on a full buffer
+        self._thread.join()
         self._reply.close()
 
 
@@ -114,6 +144,9 @@ class HttpStream(HostStream):
             connect_timeout_s=self._connect_s,
             read_timeout_s=self._read_s,
         )
+        # The request's waits were cut to the calling plugin call; the body's read-ahead runs on
+        # its own thread, past this call, under the stream's read timeout.
+        reply.sock.settimeout(self._read_s)
         status = reply.response.status
         if offset and status != 206:
             reply.close()
@@ -144,7 +177,12 @@ class HttpStream(HostStream):
         parts = [self._leftover]
         have = len(self._leftover)
         while have < n and self._pump is not None:
-            item = self._pump.get(self._read_s + 5)  # the worker's own read timeout fires first
+            try:
+                item = self._pump.get(self._read_s + 5)  # the worker's own read timeout fires first
+            except PluginError:  # the plugin call's budget ended: keep what arrived for this read
+                if not have:
+                    raise
+                break
             if isinstance(item, Exception):
                 if have:  # hand out what arrived; the error comes with the next read
                     self._pending_error = item

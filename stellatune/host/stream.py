@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import enum
 import os
-import socket
+import select
 import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Optional, Sequence
 
-from .errors import from_os_error, invalid_arg, not_found, timeout, unsupported
+from . import budget
+from .errors import from_os_error, invalid_arg, timeout, unsupported
 from .grants import PluginHostContext
+from .net import connect_tcp, socket_wait
 
 __all__ = [
     "MAX_READ_BYTES",
@@ -204,16 +206,18 @@ class OpenedFileStream(HostStream):
 
     kind = StreamOpenKind.FILE
 
-    def __init__(self, file: BinaryIO, path: Path):
+    def __init__(self, file: BinaryIO, path: Path, display: str = "file"):
         super().__init__()
         self._file = file
         self.path = path
+        self._display = display
+        """How errors name the file: what the plugin asked for, never the host's path."""
 
     def _read(self, n: int) -> bytes:
         try:
             return self._file.read(n)  # buffered: fills n unless EOF
         except OSError as exc:
-            raise from_os_error(f"read {self.path}", exc) from None
+            raise from_os_error(f"read {self._display}", exc) from None
 
     def _seek(self, offset: int, whence: SeekWhence) -> int:
         target = resolve_seek(offset, whence, self._file.tell(), self._size())
@@ -244,13 +248,14 @@ class FileStream(OpenedFileStream):
                 raise invalid_arg(f"{target!r} is not a regular file")
             # The path was checked before the open; re-check what was really opened, so a
             # symlink swapped in between cannot smuggle in a file outside the roots.
-            ctx.grants.check_file(os.readlink(f"/proc/self/fd/{fd}"))
+            if not ctx.grants.file_allowed(os.readlink(f"/proc/self/fd/{fd}")):
+                raise ctx.grants.file_denied(target.strip())
             os.set_blocking(fd, True)
             file = os.fdopen(fd, "rb")
         except BaseException:
             os.close(fd)
             raise
-        super().__init__(file, path)
+        super().__init__(file, path, f"file {target.strip()!r}")
 
 
 class TcpStream(HostStream):
@@ -264,27 +269,29 @@ class TcpStream(HostStream):
         host, port = ctx.grants.check_tcp(request.target)
         self.endpoint = f"{host}:{port}"
         self._position = 0
+        self._read_s = request.read_timeout_s()
+        self._sock = connect_tcp(host, port, request.connect_timeout_s(), f"connect to tcp {self.endpoint}")
         try:
-            self._sock = socket.create_connection((host, port), timeout=request.connect_timeout_s())
-        except socket.gaierror as exc:
-            raise not_found(f"cannot resolve tcp host {host!r}: {exc.strerror}") from None
-        except OSError as exc:
-            raise from_os_error(f"connect to {self.endpoint}", exc) from None
-        try:
-            self._sock.settimeout(request.read_timeout_s())
             if request.body:
-                self._sock.sendall(request.body)
+                with socket_wait(self._sock, self._read_s, f"send to tcp {self.endpoint}"):
+                    self._sock.sendall(request.body)
         except OSError as exc:
             self._sock.close()
-            raise from_os_error(f"send to {self.endpoint}", exc) from None
+            budget.check(f"send to tcp {self.endpoint}")  # a cancelled call shut the socket down
+            raise from_os_error(f"send to tcp {self.endpoint}", exc) from None
+        except BaseException:
+            self._sock.close()
+            raise
 
     def _read(self, n: int) -> bytes:
+        # poll first (cut to the call's budget, woken by its cancel); recv then never blocks.
+        what = f"read from tcp {self.endpoint}"
+        if not budget.wait_fds(what, [(self._sock.fileno(), select.POLLIN)], self._read_s):
+            raise timeout(f"no data from tcp {self.endpoint} within the read timeout")
         try:
             data = self._sock.recv(n)
-        except socket.timeout:
-            raise timeout(f"no data from {self.endpoint} within the read timeout") from None
         except OSError as exc:
-            raise from_os_error(f"read from {self.endpoint}", exc) from None
+            raise from_os_error(what, exc) from None
         self._position += len(data)
         return data
 

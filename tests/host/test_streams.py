@@ -116,7 +116,7 @@ def test_http_read_ahead_is_bounded(http_server, make_ctx, blob: bytes) -> None:
     ctx = make_ctx(http=(http_server.endpoint,))
     stream = HttpStream(ctx, OpenRequest(HTTP, http_server.url("/big-blob")), read_ahead_bytes=4 * CHUNK_BYTES)
     with stream:
-        queue = stream._pump._queue  # white box: the queue is the whole read-ahead
+        queue = stream._pump  # white box: the pump's buffer is the whole read-ahead
         assert queue.maxsize == 4
         for _ in range(20):  # the server could send 8 MiB at once; the host holds 4 chunks at most
             assert queue.qsize() <= 4

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..errors import invalid_arg, io_error
+from ... import diagnostics
+from ..errors import invalid_arg, io_error, os_reason
 from ..grants import PluginHostContext
 from .spec import ENV_PREFIX, LaunchSpec, TransportKind, TransportOption, control_env_names, data_env_names, normalise_role
 from .transports import Endpoint, create_endpoint
@@ -58,6 +59,9 @@ class LaunchPlan:
     roles: tuple[RoleEndpoint, ...]
     stdio: bool
     """Whether stdin/stdout form a channel (stdio listed, or no transport listed at all)."""
+    name: str = ""
+    """The executable as the plugin named it: what messages to the plugin say (never the
+    resolved path, which may be a symlink's target)."""
 
 
 def plan_launch(ctx: PluginHostContext, spec: LaunchSpec) -> LaunchPlan:
@@ -79,7 +83,8 @@ def plan_launch(ctx: PluginHostContext, spec: LaunchSpec) -> LaunchPlan:
         env[name] = value
     listed = {o.kind for o in control + data}
     stdio = TransportKind.STDIO in listed or not listed
-    return LaunchPlan(ctx.plugin_id, ctx.grants.root, executable, tuple(spec.args), env, control, data, tuple(roles), stdio)
+    return LaunchPlan(ctx.plugin_id, ctx.grants.root, executable, tuple(spec.args), env, control, data, tuple(roles), stdio,
+                      name=spec.executable.strip())
 
 
 def _role_endpoint(name: str) -> RoleEndpoint:
@@ -136,7 +141,7 @@ class Generation:
                 size = max((o.max_frame_bytes or 0 for o in plan.data if o.kind is r.kind), default=0) or None
                 self._add(env, r.env_name, f"data-{r.role}", f"r{i}", TransportOption(r.kind, 0, size))
         except OSError as exc:
-            raise io_error(f"cannot create sidecar endpoints in {self.directory}: {exc.strerror or exc}") from None
+            raise io_error(f"cannot create sidecar endpoints: {os_reason(exc)}") from None
         if plan.stdio:
             env[control_env_names(TransportKind.STDIO)[0]] = "stdio"
             env[data_env_names(TransportKind.STDIO, None)[0]] = "stdio"
@@ -156,10 +161,11 @@ class Generation:
             )
         except OSError as exc:
             os.close(log_r)
-            raise io_error(f"cannot start sidecar {plan.executable.name}: {exc.strerror or exc}") from None
+            raise io_error(f"cannot start sidecar {plan.name!r}: {os_reason(exc)}") from None
         finally:
             os.close(log_w)
         self.pid = self.popen.pid
+        diagnostics.track("sidecar_processes", self)
         self.pidfd = os.pidfd_open(self.pid)
         if plan.stdio:
             assert self.popen.stdin is not None and self.popen.stdout is not None
@@ -196,6 +202,7 @@ class Generation:
     def reap(self) -> int:
         """Collect the exit status (the process must have exited); negative = killed by signal."""
         self.returncode = self.popen.wait()
+        diagnostics.release("sidecar_processes", self)
         return self.returncode
 
     def cleanup(self) -> None:

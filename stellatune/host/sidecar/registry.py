@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ...errors import PluginError
-from ..errors import invalid_arg, io_error, unsupported
+from ..errors import invalid_arg, io_error, os_reason, unsupported
 from ..grants import PluginHostContext
 from .launch import Generation, plan_launch
 from .locks import LockGuard, LockTable
@@ -127,7 +127,7 @@ class SidecarProcess:
                 errors.append(f"{option.kind.value}: {exc.message}")
                 continue
             except OSError as exc:  # the generation was torn down under us
-                errors.append(f"{option.kind.value}: {exc.strerror or exc}")
+                errors.append(f"{option.kind.value}: {os_reason(exc)}")
                 continue
             return channel, errors
         return None, errors
@@ -219,6 +219,7 @@ class SidecarManager:
         deadline = time.monotonic() + grace
         for slot, gen in pending:
             slot.finish_terminate(gen, deadline)
+        self._locks.forget(plugin_id)
 
     def shutdown(self, grace_ms: Optional[int] = None) -> None:
         """End every sidecar, stop the supervisor and remove the runtime directory. Idempotent."""

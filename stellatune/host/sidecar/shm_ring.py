@@ -89,17 +89,17 @@ class ShmRing:
         try:
             size = os.fstat(fd).st_size
             if size < HEADER_BYTES:
-                raise RingFormatError(f"{path}: {size} bytes is smaller than the header")
+                raise RingFormatError(f"ring file: {size} bytes is smaller than the header")
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         magic, version, capacity, _flags = _HEAD.unpack_from(self._map, 0)
         if magic != MAGIC or version != VERSION:
             self._map.close()
-            raise RingFormatError(f"{path}: not an STMR v{VERSION} ring (magic {magic:#x}, version {version})")
+            raise RingFormatError(f"ring file: not an STMR v{VERSION} ring (magic {magic:#x}, version {version})")
         if not MIN_CAPACITY <= capacity <= MAX_CAPACITY or size != HEADER_BYTES + capacity:
             self._map.close()
-            raise RingFormatError(f"{path}: capacity {capacity} does not fit the file size {size}")
+            raise RingFormatError(f"ring file: capacity {capacity} does not fit the file size {size}")
         self.capacity = capacity
         self._words = memoryview(self._map)[:HEADER_BYTES].cast("Q")  # [2] write_pos, [3] read_pos
         self._flags = memoryview(self._map)[12:16].cast("I")
@@ -167,14 +167,17 @@ class ShmRing:
         self._words[3] = pos + n
         return out
 
-    def wait_readable(self, timeout_s: Optional[float], extra_fd: Optional[int] = None) -> str:
-        """Sleep until the ring has data, the writer is gone, ``extra_fd`` is readable, or the
-        timeout ends. Returns ``"data"``, ``"hangup"``, ``"extra"`` or ``"timeout"``."""
+    def wait_readable(self, timeout_s: Optional[float], extra_fd: Optional[int] = None,
+                      wake_fd: Optional[int] = None) -> str:
+        """Sleep until the ring has data, the writer is gone, ``extra_fd`` is readable, ``wake_fd``
+        is readable (a cancelled call), or the timeout ends. Returns ``"data"``, ``"hangup"``,
+        ``"extra"``, ``"wake"`` or ``"timeout"``."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         poller = select.poll()
         poller.register(self._bell, select.POLLIN)
-        if extra_fd is not None:
-            poller.register(extra_fd, select.POLLIN)
+        for fd in (extra_fd, wake_fd):
+            if fd is not None:
+                poller.register(fd, select.POLLIN)
         while True:
             self._drain_bell()
             if self.readable() > 0:
@@ -186,6 +189,8 @@ class ShmRing:
                 left = _FALLBACK_SLEEP_S if left is None else min(left, _FALLBACK_SLEEP_S)
             events = poller.poll(None if left is None else max(1, int(left * 1000)))
             for fd, mask in events:
+                if fd == wake_fd:
+                    return "wake"
                 if fd == extra_fd:
                     return "data" if self.readable() > 0 else "extra"
                 if mask & select.POLLHUP and not mask & select.POLLIN:

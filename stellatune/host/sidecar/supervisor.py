@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ...errors import PluginError
+from .. import budget
 from ..errors import invalid_arg, io_error
 from .launch import Generation, LaunchPlan
 from .transports import Channel
@@ -138,7 +139,7 @@ class SidecarSlot:
         if restart:
             self._stats.bump("restarts")
         self._supervisor.watch(self, gen)
-        self._event("restarted" if restart else "started", f"{self.plan.executable.name} started (generation {index})", gen)
+        self._event("restarted" if restart else "started", f"{self.plan.name} started (generation {index})", gen)
         self._cond.notify_all()
 
     def _event(self, kind: str, message: str, gen: Optional[Generation] = None) -> None:
@@ -183,7 +184,7 @@ class SidecarSlot:
             self.state = SlotState.CRASH_LOOP
             self._stats.bump("crash_loops")
             self._event("crash-loop", f"{what}; {n} crashes within {self._policy.window_s:g} s, not restarting it", gen)
-            self._logger.error("sidecar %s: crash loop, restarts stopped", self.plan.executable.name)
+            self._logger.error("sidecar %s: crash loop, restarts stopped", self.plan.name)
             return
         delay = min(self._policy.backoff_initial_s * 2 ** (n - 1), self._policy.backoff_max_s)
         self.state = SlotState.BACKOFF
@@ -215,10 +216,10 @@ class SidecarSlot:
                     self.on_exit(gen)  # the condition's lock is re-entrant
                     continue
                 if self.state is SlotState.CRASH_LOOP:
-                    raise io_error(f"sidecar {self.plan.executable.name} is in a crash loop "
+                    raise io_error(f"sidecar {self.plan.name} is in a crash loop "
                                    f"({self._policy.max_crashes} crashes within {self._policy.window_s:g} s); not restarted")
                 if self.state is SlotState.STOPPED:
-                    raise invalid_arg(f"sidecar {self.plan.executable.name} was terminated")
+                    raise invalid_arg(f"sidecar {self.plan.name} was terminated")
                 if self.state is SlotState.EXITED:
                     self._start_locked(restart=True)
                     fresh = self.generation
@@ -226,8 +227,8 @@ class SidecarSlot:
                     return fresh  # no second liveness check: that would loop on a quick exiter
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise io_error(f"sidecar {self.plan.executable.name} is restarting after a crash; try again")
-                self._cond.wait(left)
+                    raise io_error(f"sidecar {self.plan.name} is restarting after a crash; try again")
+                budget.condition_wait(f"sidecar {self.plan.name}", self._cond, left)
 
     def is_stale(self, gen: Generation) -> bool:
         return self.generation is not gen or self.state is SlotState.STOPPED
@@ -242,7 +243,7 @@ class SidecarSlot:
             gen = self.generation
             if gen is None or self.state is not SlotState.RUNNING:
                 return self.last_returncode
-        if not _wait_exit_fd(gen, timeout_s):
+        if not _wait_exit_fd(gen, timeout_s, f"sidecar {self.plan.name}: wait-exit"):
             return None
         self.on_exit(gen)
         return gen.returncode
@@ -264,9 +265,13 @@ class SidecarSlot:
     def finish_terminate(self, gen: Optional[Generation], deadline: float) -> None:
         """Wait for ``gen`` until ``deadline``, then SIGKILL its group and reap it."""
         if gen is not None:
-            if not _wait_exit_fd(gen, max(0.0, deadline - time.monotonic())):
+            try:
+                exited = _wait_exit_fd(gen, max(0.0, deadline - time.monotonic()), f"sidecar {self.plan.name}: terminate")
+            except PluginError:  # a plugin's terminate ran out of call budget: kill now, not after the grace
+                exited = False
+            if not exited:
                 gen.kill_group()
-                _wait_exit_fd(gen, None)
+                _wait_exit_fd(gen, None)  # not cut by any budget: the process must be reaped
             self.on_exit(gen)
         with self._cond:
             self._finish_locked()
@@ -293,14 +298,17 @@ def has_exited(gen: Generation) -> bool:
     return gen.exited.is_set() or _wait_exit_fd(gen, 0)
 
 
-def _wait_exit_fd(gen: Generation, timeout_s: Optional[float]) -> bool:
-    """Wait on the pidfd (readable once the process has exited)."""
+def _wait_exit_fd(gen: Generation, timeout_s: Optional[float], what: Optional[str] = None) -> bool:
+    """Wait on the pidfd (readable once the process has exited). With ``what`` (a wait a plugin
+    asked for) the wait is cut to the calling plugin call's budget (``timeout`` when it ends)."""
     if gen.exited.is_set():
         return True
-    poller = select.poll()
     pidfd = gen.pidfd
     if pidfd is None:
         return True
+    if what is not None:
+        return bool(budget.wait_fds(what, [(pidfd, select.POLLIN)], timeout_s))
+    poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000))))
 

@@ -20,7 +20,9 @@ as end of stream). So a plugin can never make the host
 connect to an arbitrary socket on the machine; it only reaches endpoints the host made for it.
 
 Every ``read`` honours its timeout (``poll`` on the fd, or the ring's doorbell) and raises
-``timeout`` when it ends; ``b""`` means end of stream. ``write`` sends everything within
+``timeout`` when it ends; ``b""`` means end of stream. Inside a plugin call every wait (reads,
+writes, connects) is also cut to the call's remaining budget and woken by its cancel
+(``stellatune.host.budget``). ``write`` sends everything within
 :data:`WRITE_TIMEOUT_S`, except on a ring, where it is non-blocking and may be partial (as in
 the original: the ring has no space wake-up).
 """
@@ -37,7 +39,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ...errors import PluginError
-from ..errors import invalid_arg, io_error, timeout, unsupported
+from .. import budget
+from ..errors import invalid_arg, io_error, os_reason, timeout, unsupported
 from .shm_ring import RingFormatError, ShmRing, clamp_capacity
 from .spec import TransportKind
 
@@ -48,11 +51,10 @@ BUSY_EXIT_WAIT_S = 0.25
 MAX_CHANNEL_READ = 16 * 1024 * 1024
 
 
-def _wait_fd(fd: int, events: int, timeout_s: Optional[float]) -> bool:
-    """``poll`` one fd; ``False`` on timeout. ``None`` waits forever."""
-    poller = select.poll()
-    poller.register(fd, events)
-    return bool(poller.poll(None if timeout_s is None else max(0, int(timeout_s * 1000))))
+def _wait_fd(fd: int, events: int, timeout_s: Optional[float], what: str = "sidecar") -> bool:
+    """``poll`` one fd; ``False`` on timeout. ``None`` waits forever. Inside a plugin call the
+    wait is cut to the call's budget and ends with ``timeout`` when that runs out or is cancelled."""
+    return bool(budget.wait_fds(what, [(fd, events)], timeout_s))
 
 
 class Channel:
@@ -115,7 +117,7 @@ class Channel:
             raise invalid_arg(f"{self._describe}: channel is closed")
 
     def _io_error(self, what: str, exc: OSError) -> PluginError:
-        return io_error(f"{self._describe}: {what}: {exc.strerror or exc}")
+        return io_error(f"{self._describe}: {what}: {os_reason(exc)}")
 
     # Implemented per transport; _read returns None on timeout.
     def _write(self, data: bytes) -> int:
@@ -149,7 +151,7 @@ class FdChannel(Channel):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return None
-            _wait_fd(self._rfd, select.POLLIN, left)
+            _wait_fd(self._rfd, select.POLLIN, left, self._describe)
 
     def _write(self, data: bytes) -> int:
         view, deadline = memoryview(data), time.monotonic() + WRITE_TIMEOUT_S
@@ -162,7 +164,7 @@ class FdChannel(Channel):
             except OSError as exc:  # EPIPE: the sidecar closed its end or died
                 raise self._io_error("write", exc) from None
             left = deadline - time.monotonic()
-            if left <= 0 or not _wait_fd(self._wfd, select.POLLOUT, left):
+            if left <= 0 or not _wait_fd(self._wfd, select.POLLOUT, left, self._describe):
                 raise timeout(f"{self._describe}: the sidecar read nothing for {WRITE_TIMEOUT_S:g} s")
         return len(data)
 
@@ -173,29 +175,41 @@ class FdChannel(Channel):
 
 
 class SocketChannel(Channel):
-    """An accepted unix or loopback-TCP connection."""
+    """An accepted unix or loopback-TCP connection, non-blocking: every wait is a ``poll``, so
+    it can be cut to the calling plugin call's budget."""
 
     def __init__(self, kind: TransportKind, describe: str, sock: socket.socket, **hooks: Callable):
         super().__init__(kind, describe, **hooks)
         self._sock = sock
+        sock.setblocking(False)
 
     def _read(self, n: int, timeout_s: Optional[float]) -> Optional[bytes]:
-        self._sock.settimeout(timeout_s)
-        try:
-            return self._sock.recv(n)
-        except socket.timeout:
-            return None
-        except OSError as exc:
-            raise self._io_error("read", exc) from None
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            try:
+                return self._sock.recv(n)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._io_error("read", exc) from None
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            _wait_fd(self._sock.fileno(), select.POLLIN, left, self._describe)
 
     def _write(self, data: bytes) -> int:
-        self._sock.settimeout(WRITE_TIMEOUT_S)
-        try:
-            self._sock.sendall(data)
-        except socket.timeout:
-            raise timeout(f"{self._describe}: the sidecar read nothing for {WRITE_TIMEOUT_S:g} s") from None
-        except OSError as exc:
-            raise self._io_error("write", exc) from None
+        view, deadline = memoryview(data), time.monotonic() + WRITE_TIMEOUT_S
+        while view:
+            try:
+                view = view[self._sock.send(view):]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise self._io_error("write", exc) from None
+            left = deadline - time.monotonic()
+            if left <= 0 or not _wait_fd(self._sock.fileno(), select.POLLOUT, left, self._describe):
+                raise timeout(f"{self._describe}: the sidecar read nothing for {WRITE_TIMEOUT_S:g} s")
         return len(data)
 
     def _close(self) -> None:
@@ -214,7 +228,10 @@ class RingChannel(Channel):
         self._tx, self._rx, self._exit_fd = tx, rx, exit_fd
 
     def _read(self, n: int, timeout_s: Optional[float]) -> Optional[bytes]:
-        outcome = self._rx.wait_readable(timeout_s, extra_fd=self._exit_fd)
+        wait_s = budget.allowed_wait(self._describe, timeout_s)
+        outcome = self._rx.wait_readable(wait_s, extra_fd=self._exit_fd, wake_fd=budget.wake_fd())
+        if outcome in ("wake", "timeout"):
+            budget.check(self._describe)  # the call's budget, not the plugin's timeout, ended it
         if outcome == "data":
             return self._rx.read(n)
         return None if outcome == "timeout" else b""  # hangup, or the sidecar exited
@@ -246,7 +263,7 @@ class Endpoint:
         if busy:
             # Usually the plugin reopening right after its sidecar died, before the exit is
             # visible: give the exit a moment to show, so the caller can move to the restart.
-            if _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S):
+            if _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S, f"sidecar {self.name}"):
                 raise io_error(f"sidecar {self.name}: the sidecar exited")
             raise invalid_arg(f"{self.kind.value} {self.name} channel is already open; close it first")
         try:
@@ -274,10 +291,7 @@ class _ListeningEndpoint(Endpoint):
     def connect(self, timeout_s: float, *, is_stale: Callable[[], bool], exit_fd: int) -> Channel:
         # A listening socket serves any number of channels: each open accepts one connection.
         describe = f"sidecar {self.name} over {self.kind.value}"
-        poller = select.poll()
-        poller.register(self._listener.fileno(), select.POLLIN)
-        poller.register(exit_fd, select.POLLIN)
-        ready = {fd for fd, _ in poller.poll(max(0, int(timeout_s * 1000)))}
+        ready = budget.wait_fds(describe, [(self._listener.fileno(), select.POLLIN), (exit_fd, select.POLLIN)], timeout_s)
         if self._listener.fileno() not in ready:
             if exit_fd in ready:
                 raise io_error(f"{describe}: the sidecar exited before connecting")
@@ -285,7 +299,7 @@ class _ListeningEndpoint(Endpoint):
         try:
             conn, _ = self._listener.accept()
         except OSError as exc:
-            raise io_error(f"{describe}: accept: {exc.strerror or exc}") from None
+            raise io_error(f"{describe}: accept: {os_reason(exc)}") from None
         conn.setblocking(True)
         return SocketChannel(self.kind, describe, conn, is_stale=is_stale, on_close=lambda: None)
 
@@ -313,7 +327,12 @@ class _FifoEndpoint(Endpoint):
                     raise io_error(f"{describe}: open: {exc.strerror}") from None
             # The sidecar opens its end right after start-up; a short nap while connecting
             # costs nothing (FIFOs offer no readiness event for "a reader appeared").
-            if _wait_fd(exit_fd, select.POLLIN, 0.005):
+            try:
+                exited = _wait_fd(exit_fd, select.POLLIN, 0.005, describe)
+            except PluginError:  # the call's budget ended or was cancelled
+                os.close(rfd)
+                raise
+            if exited:
                 os.close(rfd)
                 raise io_error(f"{describe}: the sidecar exited before opening its pipe")
         return FdChannel(self.kind, describe, rfd, wfd, owns_fds=True, is_stale=is_stale, on_close=self._release)
@@ -351,7 +370,7 @@ class _StdioEndpoint(Endpoint):
         poller = select.poll()
         poller.register(self._fds[0], select.POLLIN)
         for _fd, mask in poller.poll(0):
-            if mask & select.POLLHUP and not mask & select.POLLIN and _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S):
+            if mask & select.POLLHUP and not mask & select.POLLIN and _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S, f"sidecar {self.name}"):
                 raise io_error(f"sidecar {self.name}: the sidecar exited")
         return FdChannel(self.kind, f"sidecar {self.name} over stdio", *self._fds, owns_fds=False, is_stale=is_stale, on_close=lambda: None)
 
