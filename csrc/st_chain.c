@@ -6,6 +6,7 @@
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#include <immintrin.h>
 #endif
 
 #include "st_fpu.h"
@@ -106,6 +107,147 @@ int st_clock_init(void)
 #else
 int st_clock_init(void) { return 0; }
 #endif
+
+/* ---- sample hygiene ------------------------------------------------------------------------ *
+ * With a = bits & 0x7fffffff (|x| as an integer, ordered like |x|):
+ *   NaN/Inf    <=> a >= 0x7f800000 (exponent all ones)  -> track max(a);
+ *   subnormal  <=> 1 <= a <= 0x007fffff                  -> track min(a + 0x7fffffff): the add
+ *     wraps 0 to INT32_MAX and moves subnormals to the bottom of the signed range, so one signed
+ *     min finds them while +-0 stays out of the way.
+ * Two accumulators per pass, no branch per sample; a 128x2 block is 32 AVX2 loads. */
+
+typedef uint32_t __attribute__((may_alias)) st_bits;
+
+static inline unsigned st_scan_result(int32_t hi, int32_t lo)
+{
+    return (hi >= 0x7f800000 ? ST_SAMPLES_NONFINITE : 0u) |
+           (lo < INT32_MIN + 0x7fffff ? ST_SAMPLES_SUBNORMAL : 0u);
+}
+
+static inline void st_scan_scalar(const float *x, size_t n, int32_t *hi, int32_t *lo)
+{
+    const st_bits *u = (const st_bits *)x;
+    for (size_t i = 0; i < n; i++) {
+        int32_t a = (int32_t)(u[i] & 0x7fffffffu);
+        int32_t b = (int32_t)((uint32_t)a + 0x7fffffffu);
+        *hi = a > *hi ? a : *hi;
+        *lo = b < *lo ? b : *lo;
+    }
+}
+
+static unsigned st_scan_portable(const float *x, size_t n)
+{
+    int32_t hi = 0, lo = INT32_MAX;
+    st_scan_scalar(x, n, &hi, &lo);
+    return st_scan_result(hi, lo);
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__SSE2__)
+/* AVX2 (chosen at load time where the CPU has it): 8 samples per op, max/min accumulators. */
+__attribute__((target("avx2"))) static unsigned st_scan_avx2(const float *x, size_t n)
+{
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+    __m256i hi0 = _mm256_setzero_si256(), hi1 = hi0;
+    __m256i lo0 = _mm256_set1_epi32(INT32_MAX), lo1 = lo0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) { /* two chains: max/min latency does not serialise the loop */
+        __m256i a0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), abs);
+        __m256i a1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), abs);
+        hi0 = _mm256_max_epi32(hi0, a0);
+        hi1 = _mm256_max_epi32(hi1, a1);
+        lo0 = _mm256_min_epi32(lo0, _mm256_add_epi32(a0, abs));
+        lo1 = _mm256_min_epi32(lo1, _mm256_add_epi32(a1, abs));
+    }
+    __m256i hi = _mm256_max_epi32(hi0, hi1), lo = _mm256_min_epi32(lo0, lo1);
+    __m128i h = _mm_max_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256(hi, 1));
+    __m128i l = _mm_min_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256(lo, 1));
+    h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    l = _mm_min_epi32(l, _mm_shuffle_epi32(l, 0x4e));
+    l = _mm_min_epi32(l, _mm_shuffle_epi32(l, 0xb1));
+    int32_t hs = _mm_cvtsi128_si32(h), ls = _mm_cvtsi128_si32(l);
+    st_scan_scalar(x + i, n - i, &hs, &ls); /* the tail (block sizes not a multiple of 8) */
+    return st_scan_result(hs, ls);
+}
+
+/* SSE2 (every x86-64): no 32-bit max/min, so OR-reduce instead: a + 0x00800000 has its sign
+ * bit set exactly for NaN/Inf, and a signed compare against the wrapped bound finds subnormals. */
+static unsigned st_scan_sse2(const float *x, size_t n)
+{
+    const __m128i abs = _mm_set1_epi32(0x7fffffff);
+    const __m128i exp_carry = _mm_set1_epi32(0x00800000);
+    const __m128i sub_bound = _mm_set1_epi32(INT32_MIN + 0x7fffff);
+    __m128i nf = _mm_setzero_si128(), sub = nf;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i a0 = _mm_and_si128(_mm_loadu_si128((const __m128i *)(x + i)), abs);
+        __m128i a1 = _mm_and_si128(_mm_loadu_si128((const __m128i *)(x + i + 4)), abs);
+        nf = _mm_or_si128(nf, _mm_or_si128(_mm_add_epi32(a0, exp_carry), _mm_add_epi32(a1, exp_carry)));
+        sub = _mm_or_si128(sub, _mm_or_si128(_mm_cmpgt_epi32(sub_bound, _mm_add_epi32(a0, abs)),
+                                             _mm_cmpgt_epi32(sub_bound, _mm_add_epi32(a1, abs))));
+    }
+    int32_t hs = _mm_movemask_ps(_mm_castsi128_ps(nf)) ? 0x7f800000 : 0;
+    int32_t ls = _mm_movemask_ps(_mm_castsi128_ps(sub)) ? INT32_MIN : INT32_MAX;
+    st_scan_scalar(x + i, n - i, &hs, &ls);
+    return st_scan_result(hs, ls);
+}
+
+static unsigned (*st_scan_impl)(const float *, size_t) = st_scan_sse2;
+
+/* Picked once when the extension loads, long before any chain runs. */
+__attribute__((constructor)) static void st_scan_pick(void)
+{
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        st_scan_impl = st_scan_avx2;
+}
+#else
+static unsigned (*st_scan_impl)(const float *, size_t) = st_scan_portable;
+#endif
+
+unsigned st_samples_scan(const float *x, size_t n) { return st_scan_impl(x, n); }
+
+/* The rare paths below are plain loops: they run only after a scan found something. */
+void st_samples_flush(float *x, size_t n)
+{
+    st_bits *u = (st_bits *)x;
+    for (size_t i = 0; i < n; i++)
+        if ((u[i] & 0x7f800000u) == 0)
+            u[i] &= 0x80000000u; /* keep the sign: -1e-40 becomes -0 */
+}
+
+size_t st_samples_sanitize(float *x, size_t n)
+{
+    st_bits *u = (st_bits *)x;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t e = u[i] & 0x7f800000u;
+        if (e == 0x7f800000u) {
+            u[i] = 0;
+            bad++;
+        } else if (e == 0) {
+            u[i] &= 0x80000000u;
+        }
+    }
+    return bad;
+}
+
+size_t st_samples_first_nonfinite(const float *x, size_t n)
+{
+    const st_bits *u = (const st_bits *)x;
+    for (size_t i = 0; i < n; i++)
+        if ((u[i] & 0x7f800000u) == 0x7f800000u)
+            return i;
+    return n;
+}
+
+/* The chain's input: a decoder or a component stage may hand over NaN/Inf, which no stage
+ * should see (a recursive filter would keep the NaN forever). Replaced by 0 and counted. */
+static void st_chain_clean_input(st_chain *c, float *x, size_t n)
+{
+    if (st_samples_scan(x, n))
+        c->input_nonfinite += st_samples_sanitize(x, n);
+}
 
 /* wasmtime's interrupt trap code, set once by _core.pyx from wasmtime.TrapCode.INTERRUPT. */
 static uint8_t st_interrupt_code = 10;
@@ -281,7 +423,20 @@ static int st_stage_run(st_chain *c, st_stage *s, const float **block, uint8_t *
             st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
             return -1;
         }
-        *block = (const float *)(base + s->out_offset);
+        /* The output must be finite before anything downstream sees it. A NaN/Inf faults the
+         * stage like a trap: `*block` still points at this stage's input, which lives outside
+         * its memory (moved to buf above otherwise), so the input passes on intact. Subnormal
+         * bit patterns are zeroed in the out region (the block handed on, nothing else). */
+        float *out = (float *)(base + s->out_offset);
+        size_t n = (size_t)frames * c->channels;
+        unsigned found = st_samples_scan(out, n);
+        if (found & ST_SAMPLES_NONFINITE) {
+            st_fault(s, ST_FAULT_NON_FINITE, (int32_t)st_samples_first_nonfinite(out, n), c->blocks);
+            return -1;
+        }
+        if (found & ST_SAMPLES_SUBNORMAL)
+            st_samples_flush(out, n);
+        *block = out;
         *block_base = base;
     } else if (out_frames > frames) {
         st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
@@ -318,6 +473,7 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
          * is bypassed): a stage's time is from the end of the previous one to its own end,
          * copies included. */
         uint64_t t = 0;
+        st_chain_clean_input(c, buf, (size_t)n * c->channels);
         const float *block = buf;
         uint8_t *block_base = NULL; /* the memory `block` lives in; NULL: buf itself */
         for (int i = 0; i < c->n_stages; i++) {

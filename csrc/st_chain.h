@@ -19,7 +19,25 @@ enum st_fault_kind {
     ST_FAULT_BAD_FRAMES = 3,  /* a DSP stage reported out_frames != frames */
     ST_FAULT_MEMORY_GROW = 4, /* linear memory size changed after init */
     ST_FAULT_ERROR_CODE = 5,  /* process/set_param returned a non-zero ABI error code */
+    ST_FAULT_NON_FINITE = 6,  /* a DSP stage's output block held a NaN or an infinity */
 };
+
+/* ---- sample hygiene at stage boundaries --------------------------------------------------
+ * No NaN/Inf may reach an output (a NaN poisons every recursive filter after it and a device
+ * plays Inf as full-scale noise), and no subnormal bit pattern may leave a stage (FTZ/DAZ only
+ * covers arithmetic; a module can store the bits directly). One read-only pass per block finds
+ * both; a subnormal (rare) costs a second, writing pass. Safe on any thread: no allocation. */
+#define ST_SAMPLES_NONFINITE 1u /* some sample is NaN or +-Inf */
+#define ST_SAMPLES_SUBNORMAL 2u /* some sample is a non-zero subnormal */
+
+/* Which of the two the `n` samples at x hold (0: all finite and normal or zero). */
+unsigned st_samples_scan(const float *x, size_t n);
+/* Replace each subnormal by a zero of the same sign, in place. */
+void st_samples_flush(float *x, size_t n);
+/* Replace NaN/Inf by 0 and subnormals by a signed zero, in place; returns how many were NaN/Inf. */
+size_t st_samples_sanitize(float *x, size_t n);
+/* Index of the first NaN/Inf among the n samples (n when there is none). */
+size_t st_samples_first_nonfinite(const float *x, size_t n);
 
 /* CLOCK_MONOTONIC in ns: the one clock every timing here uses (vDSO, so no syscall). */
 static inline uint64_t st_now_ns(void)
@@ -125,6 +143,9 @@ typedef struct st_chain {
     uint32_t channels;
     uint32_t max_block; /* largest block every stage accepts */
     uint64_t blocks;
+    /* Samples of the chain's own input (a decoder's, a component stage's) that were NaN/Inf and
+     * were replaced by 0 before the first stage; written by the thread running the chain. */
+    uint64_t input_nonfinite;
     st_cmdq cmds;
 } st_chain;
 

@@ -48,7 +48,7 @@ def parse_config(config: Config, what: str) -> dict[str, Any]:
 
 def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
                     type_id: str, config: Config, sample_rate: int, channels: int, *,
-                    native: bool = False) -> Stage:
+                    native: bool = False, memory_limit_bytes: Optional[int] = None) -> Stage:
     """A pipeline stage for the active plugin's DSP ability ``type_id``.
 
     ``config`` (a mapping or JSON object text) goes over the ability's default config: to the
@@ -57,6 +57,11 @@ def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plu
     it). ``native`` loads ``native/<name>.so`` beside the core module instead (unsandboxed; the
     speed baseline). Raises ``RuntimeStateError`` when the plugin is not active or lacks the
     ability, and ``PluginError`` when the plugin refuses the config.
+
+    ``memory_limit_bytes`` caps the hot-path module's linear memory; it wins over the manifest's
+    ``limits.hot_path_memory_mib``, which wins over the engine's 64 MiB default. A module over
+    the cap is refused at load and the stage falls back to the component path, with the cap
+    named in ``fallback_reason`` (as for any other hot-path ABI problem).
     """
     where = f"{plugin_id}/{type_id}"
     descriptor = _active_capability(runtime, plugin_id, "dsp", type_id)
@@ -65,17 +70,18 @@ def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plu
     spec = AudioSpec(sample_rate, channels)
     processor = executor.dsp(plugin_id, type_id).create(spec, json.dumps({**defaults, **user}))
     return _stage_over(runtime, plugin_id, where, processor, Role.DSP_TRANSFORM, processor.process,
-                       None, defaults, user, spec, native)
+                       None, defaults, user, spec, native, memory_limit_bytes)
 
 
 def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
                      type_id: str, target: Union[str, Mapping[str, Any]], config: Config,
-                     sample_rate: int, channels: int, *, native: bool = False) -> Stage:
+                     sample_rate: int, channels: int, *, native: bool = False,
+                     memory_limit_bytes: Optional[int] = None) -> Stage:
     """A pipeline stage for the active plugin's output sink ``type_id``, opened on ``target``.
 
     The session is opened first (with ``config`` over the default config) and asked for its
     role-2 core module; the fallback writes each block to the session. Config keys reach the
-    hot-path module as for :func:`build_dsp_stage`.
+    hot-path module, and ``memory_limit_bytes`` applies, as for :func:`build_dsp_stage`.
     """
     where = f"{plugin_id}/{type_id}"
     descriptor = _active_capability(runtime, plugin_id, "output_sink", type_id)
@@ -86,7 +92,7 @@ def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, pl
         target if isinstance(target, str) else json.dumps(dict(target)), spec,
         json.dumps({**defaults, **user}))
     return _stage_over(runtime, plugin_id, where, session, Role.OUTPUT_SINK, session.write,
-                       session.reset, defaults, user, spec, native)
+                       session.reset, defaults, user, spec, native, memory_limit_bytes)
 
 
 def plugin_decoded_source(runtime: WasmPluginRuntime, executor: ComponentExecutor,
@@ -130,12 +136,13 @@ def plugin_decoded_source(runtime: WasmPluginRuntime, executor: ComponentExecuto
 def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource: Any, role: Role,
                 process: Callable[..., Any], reset: Optional[Callable[[], object]],
                 defaults: dict[str, Any], user: dict[str, Any],
-                spec: AudioSpec, native: bool) -> Stage:
+                spec: AudioSpec, native: bool, memory_limit_bytes: Optional[int] = None) -> Stage:
     """The stage over an open processor or session: its hot path if that loads, else the
     component path. The stage owns ``resource`` from here on (closed with it, or now on error)."""
     try:
         hot, reason = _hot_path(runtime, plugin_id, where, lambda: resource.describe_hot_path(spec),
-                                role, spec.sample_rate, spec.channels, native)
+                                role, spec.sample_rate, spec.channels, native,
+                                _memory_limit(runtime, plugin_id, memory_limit_bytes))
         if hot is None:
             return ComponentStage(name=where, role=role, sample_rate=spec.sample_rate,
                                   channels=spec.channels, process=process,
@@ -168,8 +175,21 @@ def _active_capability(runtime: WasmPluginRuntime, plugin_id: str, kind: str, ty
                             f" (has: {', '.join(have) or 'none'})")
 
 
+def _memory_limit(runtime: WasmPluginRuntime, plugin_id: str, host_limit: Optional[int]) -> Optional[int]:
+    """The hot-path memory cap in bytes: the host's, else the manifest's
+    ``limits.hot_path_memory_mib``, else None (the engine's default)."""
+    if host_limit is not None:
+        return host_limit
+    for info in runtime.active_plugins():
+        if info.id == plugin_id:
+            mib = info.manifest.limits.hot_path_memory_mib
+            return None if mib is None else mib << 20
+    return None
+
+
 def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, role: Role,
-              sample_rate: int, channels: int, native: bool) -> tuple[Optional[HotPathStage], str]:
+              sample_rate: int, channels: int, native: bool,
+              memory_limit_bytes: Optional[int] = None) -> tuple[Optional[HotPathStage], str]:
     """The loaded hot-path stage, or None and the reason to fall back to the component."""
     try:
         spec: Optional[CoreModuleSpec] = describe()
@@ -199,7 +219,8 @@ def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, 
     try:
         if native:
             return HotPathStage.from_native(so, spec, sample_rate, channels, name=where), ""
-        return HotPathStage.from_wasm(module, spec, sample_rate, channels, name=where), ""
+        return HotPathStage.from_wasm(module, spec, sample_rate, channels, name=where,
+                                      memory_limit_bytes=memory_limit_bytes), ""
     except HotPathAbiError as e:
         return None, f"core module rejected: {e}"
 

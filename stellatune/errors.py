@@ -27,6 +27,7 @@ __all__ = [
     "PluginContractError",
     "EngineError",
     "HotPathAbiError",
+    "HotPathMemoryLimitError",
     "AudioDeviceError",
 ]
 
@@ -168,6 +169,19 @@ class EngineError(StellatuneError):
 
 class HotPathAbiError(EngineError):
     """A core module does not follow hot-path ABI v1 (docs/hot-path-abi.md)."""
+
+
+class HotPathMemoryLimitError(HotPathAbiError):
+    """A core module needs more linear memory than the hot-path cap allows (docs/engine.md).
+
+    ``cap_bytes`` is the cap in force; ``needed_bytes`` what the module declared, or None when
+    the cap was hit by a ``memory.grow`` in ``init`` (the amount asked for is not observable).
+    """
+
+    def __init__(self, message: str, cap_bytes: int, needed_bytes: Optional[int] = None):
+        self.cap_bytes = cap_bytes
+        self.needed_bytes = needed_bytes
+        super().__init__(message)
 
 
 class AudioDeviceError(EngineError):

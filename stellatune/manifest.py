@@ -35,6 +35,7 @@ __all__ = [
     "Ability",
     "Component",
     "Permissions",
+    "Limits",
     "Manifest",
     "parse_manifest",
     "load_manifest",
@@ -155,6 +156,28 @@ class Permissions:
 
 _PERMISSION_KEYS = ("files", "http", "tcp", "sidecars", "env")
 
+#: The largest ``limits.hot_path_memory_mib`` a manifest may ask for (4 GiB: all a wasm32
+#: memory can address).
+MAX_HOT_PATH_MEMORY_MIB = 4096
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits the plugin asks for instead of the host's defaults (docs/manifest.md)."""
+
+    hot_path_memory_mib: Optional[int] = None
+    """Linear memory its hot-path core modules may use, in MiB (None: the engine's 64 MiB).
+    A host's own ``memory_limit_bytes`` wins over it."""
+
+    def is_empty(self) -> bool:
+        return self.hot_path_memory_mib is None
+
+    def to_json(self) -> dict[str, int]:
+        return {} if self.hot_path_memory_mib is None else {"hot_path_memory_mib": self.hot_path_memory_mib}
+
+
+_LIMIT_KEYS = ("hot_path_memory_mib",)
+
 
 @dataclass(frozen=True)
 class Manifest:
@@ -169,6 +192,7 @@ class Manifest:
     api_version: int
     components: tuple[Component, ...]
     permissions: Permissions = Permissions()
+    limits: Limits = Limits()
     raw: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
     """The parsed JSON document as read (unknown keys included)."""
 
@@ -193,6 +217,8 @@ class Manifest:
         }
         if not self.permissions.is_empty():
             out["permissions"] = self.permissions.to_json()
+        if not self.limits.is_empty():
+            out["limits"] = self.limits.to_json()
         return out
 
 
@@ -518,6 +544,7 @@ def _parse_document(data: object, root: Optional[Path], problems: _Problems) -> 
             components.append(component)
 
     permissions = _parse_permissions(data.get("permissions"), root, problems)
+    limits = _parse_limits(data.get("limits"), problems)
 
     if problems.items:
         return None
@@ -530,6 +557,7 @@ def _parse_document(data: object, root: Optional[Path], problems: _Problems) -> 
         api_version=api_version,
         components=tuple(components),
         permissions=permissions,
+        limits=limits,
         raw=data,
     )
 
@@ -790,6 +818,31 @@ def _parse_permissions(raw: object, root: Optional[Path], problems: _Problems) -
                 entries.append(item.strip())
         lists[key] = entries
     return Permissions(**{key: tuple(value) for key, value in lists.items()})
+
+
+def _parse_limits(raw: object, problems: _Problems) -> Limits:
+    """The optional ``limits`` block. Unlike elsewhere, unknown keys are refused: a misspelt
+    limit would otherwise be silently ignored and the default applied."""
+    if raw is None:
+        return Limits()
+    if not isinstance(raw, dict):
+        problems.add("limits", "type", f"must be an object, not {_type_name(raw)}")
+        return Limits()
+    for key in raw:
+        if key not in _LIMIT_KEYS:
+            problems.add(_join("limits", str(key)), "unknown-key",
+                         f"unknown limit '{key}' (known: {', '.join(_LIMIT_KEYS)})")
+    mib = raw.get("hot_path_memory_mib")
+    if mib is None:
+        return Limits()
+    if not isinstance(mib, int) or isinstance(mib, bool):
+        problems.add("limits.hot_path_memory_mib", "type", f"must be an integer, not {_type_name(mib)}")
+        return Limits()
+    if not 1 <= mib <= MAX_HOT_PATH_MEMORY_MIB:
+        problems.add("limits.hot_path_memory_mib", "memory-mib",
+                     f"{mib} is outside 1-{MAX_HOT_PATH_MEMORY_MIB} (MiB)")
+        return Limits()
+    return Limits(hot_path_memory_mib=mib)
 
 
 def _check_permission(

@@ -75,13 +75,17 @@ class Pipeline:
     this object opens, syncs and closes; pass ``runtime`` (whose host must be a
     ``ComponentExecutor``) to share one you already have. ``native`` runs the plugins' native
     builds (the unsandboxed speed baseline) instead of their wasm core modules.
+    ``memory_limit_bytes`` caps each hot-path module's linear memory (over the manifests'
+    ``limits.hot_path_memory_mib`` and the engine's 64 MiB default; docs/engine.md).
     """
 
     def __init__(self, plugins: Sequence[PluginSpec], *, plugins_dir: Union[str, Path, None] = None,
-                 runtime: Any = None, block_frames: int = 256, native: bool = False):
+                 runtime: Any = None, block_frames: int = 256, native: bool = False,
+                 memory_limit_bytes: Optional[int] = None):
         self.plugins = tuple(p if isinstance(p, DspPlugin) else DspPlugin.parse(p) for p in plugins)
         self.block_frames = block_frames
         self.native = native
+        self.memory_limit_bytes = memory_limit_bytes
         self._owns_runtime = runtime is None
         self._runtime = runtime if runtime is not None else self._open_runtime(plugins_dir)
         self._chains: dict[tuple[int, int], Any] = {}
@@ -114,7 +118,8 @@ class Pipeline:
         try:
             for p in self.plugins:
                 stages.append(build_dsp_stage(self._runtime, self._runtime.host, p.plugin_id, p.type_id,
-                                              dict(p.config), sample_rate, channels, native=self.native))
+                                              dict(p.config), sample_rate, channels, native=self.native,
+                                              memory_limit_bytes=self.memory_limit_bytes))
             return EnginePipeline(stages, sample_rate, channels, block_frames=self.block_frames)
         except BaseException:
             for s in stages:

@@ -124,6 +124,34 @@ def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, 
     return rows
 
 
+#: The block size the non-finite check's cost is judged at (the real-time callback size).
+CHECK_FRAMES = 128
+
+
+def measure_nonfinite_check(kernels: Sequence[dict], budget: Budget, frames: int = CHECK_FRAMES,
+                            progress: Progress = lambda _: None) -> dict:
+    """What the engine's per-stage output check (NaN/Inf, subnormals: ``_core.scan_samples``)
+    costs per block, against each example kernel's whole wasm block at ``frames`` (from
+    ``kernels``). The check runs once per DSP stage per block, on data the stage just wrote, so
+    it is timed alone over a block of finite noise (the common case: one read-only pass) in a
+    nogil C loop, median of ``hot_rounds`` rounds."""
+    from stellatune.engine import _core
+
+    progress(f"non-finite check @ {frames} frames")
+    block = noise(frames)
+    iterations = max(1000, budget.hot_frames)
+    check_ns = statistics.median(_core.time_scan(block, iterations) for _ in range(budget.hot_rounds))
+    # The kernel's block already includes the check (the engine runs it), so compare against
+    # the block without it.
+    rows = [{"name": r["name"], "wasm_ns_per_block": r["wasm_ns_per_block"],
+             "overhead_fraction": check_ns / max(r["wasm_ns_per_block"] - check_ns, 1.0)}
+            for r in kernels if r["frames"] == frames]
+    fractions = [r["overhead_fraction"] for r in rows]
+    return {"frames": frames, "check_ns_per_block": check_ns, "kernels": rows,
+            "median_overhead_fraction": statistics.median(fractions),
+            "max_overhead_fraction": max(fractions)}
+
+
 CHAIN = ("gain", "eq", "compressor", "delay")
 
 

@@ -19,7 +19,8 @@ from stellatune.engine.chain cimport *
 
 import numpy as np
 
-FAULT_KINDS = {0: None, 1: "trap", 2: "timeout", 3: "bad-frames", 4: "memory-grow", 5: "error-code"}
+FAULT_KINDS = {0: None, 1: "trap", 2: "timeout", 3: "bad-frames", 4: "memory-grow", 5: "error-code",
+               6: "non-finite"}
 
 _resolved = False
 
@@ -49,6 +50,55 @@ def resolve_wasmtime(str library_path, int interrupt_trap_code) -> None:
         raise RuntimeError(err.decode(errors="replace"))
     st_set_interrupt_code(<uint8_t>interrupt_trap_code)
     _resolved = True
+
+
+def scan_samples(const float[:, ::1] block) -> tuple:
+    """``(non_finite, subnormal)``: whether ``block`` (frames x channels, float32, C order) holds
+    a NaN/Inf, and a non-zero subnormal. The check the block loop runs on every DSP output."""
+    cdef unsigned found = 0
+    if block.shape[0] and block.shape[1]:
+        with nogil:
+            found = st_samples_scan(&block[0, 0], <size_t>(block.shape[0] * block.shape[1]))
+    return bool(found & ST_SAMPLES_NONFINITE), bool(found & ST_SAMPLES_SUBNORMAL)
+
+
+def sanitize_samples(float[:, ::1] block) -> int:
+    """In place: NaN/Inf become 0 and subnormals a zero of their sign; returns how many samples
+    were NaN/Inf. What the block loop does to the chain's input."""
+    cdef size_t n = <size_t>(block.shape[0] * block.shape[1])
+    cdef size_t bad = 0
+    if n:
+        with nogil:
+            if st_samples_scan(&block[0, 0], n):
+                bad = st_samples_sanitize(&block[0, 0], n)
+    return bad
+
+
+def first_nonfinite(const float[:, ::1] block) -> int:
+    """Index (frame * channels + channel) of the first NaN/Inf in ``block``, or its size."""
+    cdef size_t n = <size_t>(block.shape[0] * block.shape[1])
+    if n == 0:
+        return 0
+    return st_samples_first_nonfinite(&block[0, 0], n)
+
+
+def time_scan(const float[:, ::1] block, uint32_t iterations) -> float:
+    """Mean nanoseconds of one :func:`scan_samples` of ``block``, looped in C without the GIL
+    (the benchmark of the per-stage check)."""
+    cdef size_t n = <size_t>(block.shape[0] * block.shape[1])
+    cdef uint64_t t0, t1
+    cdef unsigned sink = 0
+    cdef uint32_t i
+    if n == 0 or iterations == 0:
+        raise ValueError("need a non-empty block and at least one iteration")
+    with nogil:
+        t0 = st_now_ns()
+        for i in range(iterations):
+            sink |= st_samples_scan(&block[0, 0], n)
+        t1 = st_now_ns()
+    if sink & 0x80000000u:  # never: keeps the loop from being optimised away
+        print(sink)
+    return (<double>(t1 - t0)) / iterations
 
 
 cdef str _take_vec(wasm_byte_vec_t *vec):
@@ -284,6 +334,11 @@ cdef class Chain:
     @property
     def blocks(self) -> int:
         return self.c.blocks
+
+    @property
+    def input_nonfinite(self) -> int:
+        """Samples of the chain's input that were NaN/Inf and were replaced by 0."""
+        return self.c.input_nonfinite
 
     def __dealloc__(self):
         PyMem_Free(self.c.stages)

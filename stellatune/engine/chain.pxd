@@ -75,7 +75,17 @@ cdef extern from "st_chain.h" nogil:
         uint32_t channels
         uint32_t max_block
         uint64_t blocks
+        uint64_t input_nonfinite
         st_cmdq cmds
+
+    enum:
+        ST_SAMPLES_NONFINITE
+        ST_SAMPLES_SUBNORMAL
+    uint64_t st_now_ns()
+    unsigned st_samples_scan(const float *x, size_t n)
+    void st_samples_flush(float *x, size_t n)
+    size_t st_samples_sanitize(float *x, size_t n)
+    size_t st_samples_first_nonfinite(const float *x, size_t n)
 
     void st_set_interrupt_code(uint8_t code)
     int st_clock_init()

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from stellatune.engine import _core
 from stellatune.engine.stats import HIST_BUCKETS, StageFault, StageStats, hist_bucket, stage_stats
 from stellatune.errors import EngineError
 from stellatune.sdk.abi import Role
@@ -28,7 +29,10 @@ class ComponentStage:
     ``process(block)`` gets a float32 (frames, channels) array and returns one of the same
     shape (a DSP) or the number of frames it consumed (a sink; the rest count as
     ``short_frames``). An exception from it bypasses the stage from then on
-    (fault kind ``plugin-error``) and the rest of the chain keeps going.
+    (fault kind ``plugin-error``) and the rest of the chain keeps going. A DSP output holding a
+    NaN or an infinity (after the cast to float32) does the same with fault kind ``non-finite``,
+    and its input passes on for that block; subnormals in the output are flushed to zero: the
+    guarantees the C block loop gives hot-path stages.
     """
 
     path = "component"
@@ -67,15 +71,30 @@ class ComponentStage:
         if self._bypassed or self._fault is not None:
             return
         t0 = time.perf_counter_ns()
+        dsp = self.role is Role.DSP_TRANSFORM
+        # The input is what passes on if the output is unusable, and the callable may have
+        # written into the block it was given: keep a copy (noise next to a component call).
+        original = block.copy() if dsp else None
         try:
             out = self._process(block)
-            if self.role is Role.DSP_TRANSFORM:
+            if dsp:
                 if out.shape != block.shape:
                     raise EngineError(f"returned {out.shape} for a block of {block.shape}")
-                block[...] = out
+                with np.errstate(over="ignore", invalid="ignore"):  # 1e300 -> inf: caught below
+                    out32 = np.ascontiguousarray(out, dtype=np.float32)
+                non_finite, subnormal = _core.scan_samples(out32)
+                if non_finite:
+                    block[...] = original
+                    self._fault = StageFault("non-finite", _core.first_nonfinite(out32), block_index, "")
+                    return
+                block[...] = out32
+                if subnormal:
+                    _core.sanitize_samples(block)  # no NaN/Inf left: this only flushes subnormals
             elif isinstance(out, int):  # a sink says how many frames it took
                 self._t["short_frames"] += max(0, len(block) - out)
         except Exception as e:  # trapped, timed out, errored, or disabled underneath the stage
+            if original is not None:
+                block[...] = original
             self._fault = StageFault("plugin-error", -1, block_index, f"{type(e).__name__}: {e}")
             return
         self._record(time.perf_counter_ns() - t0)

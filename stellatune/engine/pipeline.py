@@ -76,6 +76,15 @@ class Pipeline:
         if not self._segments:  # no stages: playback still wants a (trivial) chain to drive
             self._segments.append(_core.Chain([], channels, block_frames))
         self._busy = threading.Lock()
+        self._input_nonfinite = 0  # counted by render() when a component stage comes first
+
+    @property
+    def nonfinite_input_samples(self) -> int:
+        """Samples of the chain's input (the audio given to ``process``, or the decoded source
+        in playback) that were NaN or infinite and were replaced by 0 before the first stage.
+        Subnormals in the input are flushed to zero too, uncounted."""
+        first = self._segments[0]
+        return self._input_nonfinite + (first.input_nonfinite if isinstance(first, _core.Chain) else 0)
 
     @property
     def has_component_stages(self) -> bool:
@@ -101,8 +110,13 @@ class Pipeline:
         if len(self._segments) == 1 and isinstance(self._segments[0], _core.Chain):
             self._segments[0].process(buf)  # one C call for the whole buffer
             return
+        # A C segment cleans its own input (NaN/Inf -> 0, counted); a component stage first in
+        # line gets the same treatment here, so no stage ever sees a non-finite input sample.
+        clean_first = isinstance(self._segments[0], ComponentStage)
         for start in range(0, len(buf), self.block_frames):
             block = buf[start:start + self.block_frames]
+            if clean_first:
+                self._input_nonfinite += _core.sanitize_samples(block)
             for segment in self._segments:
                 if isinstance(segment, ComponentStage):
                     segment.run(block)

@@ -256,6 +256,9 @@ class PlaybackHandle:
             chain_thread=self._chain_thread,
             finished=self._player.finished,
             stages=self._pipeline.stats(),
+            # With component stages the driver runs a chain of its own, which cleans again.
+            nonfinite_input_samples=self._pipeline.nonfinite_input_samples
+            + (self._player.chain.input_nonfinite if self._python_render else 0),
         )
 
     def captured(self) -> Optional[np.ndarray]:

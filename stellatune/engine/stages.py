@@ -7,11 +7,14 @@ builds); from then on only the Cython core calls it, on whichever thread runs th
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import math
 import shutil
 import struct
 import tempfile
 import threading
+import weakref
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Union
@@ -21,9 +24,10 @@ import wasmtime
 import wasmtime._bindings as _wt_bindings
 import wasmtime._ffi as _wt_ffi
 
+from stellatune import diagnostics
 from stellatune.engine import _core
 from stellatune.engine.stats import StageFault, StageStats, stage_stats
-from stellatune.errors import EngineError, HotPathAbiError
+from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
 from stellatune.sdk import abi
 
 __all__ = ["HotPathEngine", "HotPathStage", "hot_path_engine"]
@@ -34,8 +38,14 @@ DEFAULT_DEADLINE_MS = 10.0
 #: Consecutive timeouts after which a stage is bypassed for good. A single timeout only skips
 #: that block: the deadline is wall-clock time, and a descheduled thread overruns it too.
 DEFAULT_TIMEOUT_LIMIT = 3
+#: Linear memory a hot-path core module may have (declared or grown to), unless the manifest
+#: (``limits.hot_path_memory_mib``) or the host (``memory_limit_bytes``) says otherwise.
+DEFAULT_MEMORY_LIMIT_BYTES = 64 << 20
 #: Budget for control-plane calls (init, param names, drop).
 _CONTROL_DEADLINE_S = 2.0
+#: Compiled core modules each engine keeps after their last stage closed (LRU), so a chain
+#: rebuilt with the same plugins does not recompile; each holds one memfd and its code.
+MODULE_CACHE_PINNED = 4
 _PARAM_NAMES_LIMIT = 4096
 
 
@@ -62,6 +72,22 @@ def _address(ptr: object) -> int:
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
+class _Unloader:
+    """``dlclose`` a native kernel's private copy once the core stage that calls it is freed
+    (ctypes never unloads a library: each native stage used to leave ~50 KB and 6 mappings)."""
+
+    def __init__(self, lib: ctypes.CDLL):
+        self._handle = lib._handle
+
+    def __del__(self) -> None:
+        import _ctypes
+
+        try:
+            _ctypes.dlclose(self._handle)
+        except OSError:
+            pass
+
+
 class HotPathEngine:
     """The wasmtime ``Engine`` hot-path core modules are compiled for, and its epoch ticker.
 
@@ -80,25 +106,50 @@ class HotPathEngine:
         self._ticker = _core.EpochTicker()
         self._users = 0
         self._lock = threading.Lock()
-        self._modules: dict[tuple[str, int, int], wasmtime.Module] = {}
+        # Compiled modules by the sha256 of their bytes (docs/engine.md, "Module cache"): weakly,
+        # so a module lives exactly as long as a stage uses it, plus a few strong references
+        # (most recently used first out) so rebuilding a chain does not recompile.
+        self._modules: "weakref.WeakValueDictionary[str, wasmtime.Module]" = weakref.WeakValueDictionary()
+        self._recent: "OrderedDict[str, wasmtime.Module]" = OrderedDict()
+        self.pinned_limit = MODULE_CACHE_PINNED
 
     def module(self, path: Path) -> wasmtime.Module:
-        """Compile (once per file version) a core module."""
+        """Compile (once per content, while any stage or the small LRU holds it) a core module."""
         try:
-            st = path.stat()
+            wasm = path.read_bytes()
         except OSError as e:
             raise HotPathAbiError(f"{path}: cannot read the core module: {e.strerror}") from e
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        key = hashlib.sha256(wasm).hexdigest()
         with self._lock:
             mod = self._modules.get(key)
         if mod is None:
             try:
-                mod = wasmtime.Module.from_file(self.engine, str(path))
+                mod = wasmtime.Module(self.engine, wasm)
             except wasmtime.WasmtimeError as e:
                 raise HotPathAbiError(f"{path}: not a valid core module: {e}") from e
             with self._lock:
-                self._modules[key] = mod
+                mod = self._modules.setdefault(key, mod)  # another thread may have won the race
+            diagnostics.track("hotpath_modules", mod)
+        with self._lock:
+            self._recent[key] = mod
+            self._recent.move_to_end(key)
+            while len(self._recent) > self.pinned_limit:
+                self._recent.popitem(last=False)
         return mod
+
+    def clear_cache(self) -> None:
+        """Drop the LRU's references: a module then lives only while a stage uses it."""
+        with self._lock:
+            self._recent.clear()
+
+    def cached_modules(self) -> int:
+        """Modules alive in the cache (pinned by the LRU or used by a live stage)."""
+        with self._lock:
+            return len(self._modules)
+
+    def pinned_modules(self) -> int:
+        with self._lock:
+            return len(self._recent)
 
     def deadline_ticks(self, seconds: float) -> int:
         """Epoch ticks that cover ``seconds`` (0 when interruption is off)."""
@@ -135,6 +186,18 @@ def hot_path_engine(epoch_interruption: bool = True) -> HotPathEngine:
         if epoch_interruption not in _ENGINES:
             _ENGINES[epoch_interruption] = HotPathEngine(epoch_interruption)
         return _ENGINES[epoch_interruption]
+
+
+def clear_module_caches() -> None:
+    """Drop every engine's LRU of compiled modules (modules of live stages stay)."""
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+    for engine in engines:
+        engine.clear_cache()
+
+
+diagnostics.register_gauge(
+    "hotpath_modules_pinned", lambda: sum(e.pinned_modules() for e in list(_ENGINES.values())))
 
 
 def _init_args(spec: abi.CoreModuleSpec, sample_rate: int) -> bytes:
@@ -194,6 +257,7 @@ class HotPathStage:
         self._closed = False
         self._engine: Optional[HotPathEngine] = None  # wasm stages: whose ticker guards calls
         self._wasm_memory: Optional[tuple[wasmtime.Store, wasmtime.Memory]] = None
+        diagnostics.track("hotpath_stages", self)
 
     # --- construction ------------------------------------------------------------------
 
@@ -202,10 +266,15 @@ class HotPathStage:
         cls, path: Union[str, Path], spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
         config: Optional[Mapping[str, float]] = None, *, epoch_interruption: bool = True,
         deadline_ms: float = DEFAULT_DEADLINE_MS, timeout_limit: int = DEFAULT_TIMEOUT_LIMIT,
-        name: Optional[str] = None,
+        name: Optional[str] = None, memory_limit_bytes: Optional[int] = None,
     ) -> "HotPathStage":
         """Compile and instantiate the core module at ``path`` in its own Store, run ``init``
         and apply ``config`` (parameter name → value).
+
+        The store's linear memory is capped at ``memory_limit_bytes`` (None: 64 MiB,
+        :data:`DEFAULT_MEMORY_LIMIT_BYTES`): a module declaring more is refused before it is
+        instantiated, and one whose ``init`` fails after a ``memory.grow`` past the cap was
+        refused inside wasm, with :class:`~stellatune.errors.HotPathMemoryLimitError`.
 
         ``deadline_ms`` is each call's budget in live playback (offline rendering uses the
         pipeline's generous ``offline_deadline_ms``); ``timeout_limit`` consecutive overruns
@@ -219,7 +288,12 @@ class HotPathStage:
         if module.imports:
             wanted = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
             raise HotPathAbiError(f"{where}: a hot-path core module must not import anything ({wanted})")
-        store = wasmtime.Store(engine.engine)
+        cap = _memory_cap(memory_limit_bytes, where)
+        _check_declared_memory(module, cap, where)  # before instantiating: nothing is reserved
+        store = diagnostics.track("hotpath_stores", wasmtime.Store(engine.engine))
+        # The same mechanism as the component cap: wasmtime's store limiter fails instantiation
+        # of a bigger memory and makes memory.grow past the cap return -1 inside wasm.
+        store.set_limits(memory_size=cap)
         control_ticks = engine.deadline_ticks(_CONTROL_DEADLINE_S)
         with engine.ticking():
             if control_ticks:
@@ -227,6 +301,10 @@ class HotPathStage:
             try:
                 instance = wasmtime.Instance(store, module, [])
             except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
+                if "exceeds memory limits" in str(e):  # e.g. a memory the module does not export
+                    raise HotPathMemoryLimitError(
+                        f"{where}: core module needs more memory than the {_mib(cap)} cap"
+                        f" ({e}; {_RAISE_CAP})", cap) from e
                 raise HotPathAbiError(f"{where}: instantiation failed: {e}") from e
             exports = instance.exports(store)
 
@@ -271,9 +349,9 @@ class HotPathStage:
                     table = memory.read(store, offset, min(size, offset + _PARAM_NAMES_LIMIT))
                     names = _parse_param_names(table)
             except wasmtime.Trap as e:
-                raise HotPathAbiError(f"{where}: init trapped: {e}") from e
+                _init_failed(where, store, memory, cap, f"init trapped: {e}", e)
             if rc != 0:
-                raise HotPathAbiError(f"{where}: init returned error code {rc}")
+                _init_failed(where, store, memory, cap, f"init returned error code {rc}", None)
             out_ctx = scratch + abi.SCRATCH_OUT_CTX
             guest_ctx = struct.unpack("<I", memory.read(store, out_ctx, out_ctx + 4))[0]
             memory_size = memory.data_len(store)  # after init: any later change is a memory.grow
@@ -368,7 +446,7 @@ class HotPathStage:
             reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx,
             role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
             channels=channels, max_frames=b.max_frames,
-            keepalive=(tmp, lib, process, set_param, reset),
+            keepalive=(_Unloader(lib), tmp, lib, process, set_param, reset),  # first: freed last
         )
         stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
                     param_names=names, native=True,
@@ -537,6 +615,7 @@ class HotPathStage:
             if self._closed:
                 return
             self._closed = True
+        diagnostics.release("hotpath_stages", self)
         try:
             if self._drop is not None:
                 self._drop()
@@ -547,6 +626,55 @@ class HotPathStage:
     def __repr__(self) -> str:
         kind = "native" if self.native else "wasm"
         return f"<HotPathStage {self.name} ({kind}, {self.spec.role.wit_name})>"
+
+
+_RAISE_CAP = "manifest limits.hot_path_memory_mib or memory_limit_bytes raise it"
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+def _memory_cap(memory_limit_bytes: Optional[int], where: str) -> int:
+    if memory_limit_bytes is None:
+        return DEFAULT_MEMORY_LIMIT_BYTES
+    if isinstance(memory_limit_bytes, bool) or not isinstance(memory_limit_bytes, int) or memory_limit_bytes <= 0:
+        raise EngineError(f"{where}: memory_limit_bytes must be a positive integer, got {memory_limit_bytes!r}")
+    return memory_limit_bytes
+
+
+def _check_declared_memory(module: wasmtime.Module, cap: int, where: str) -> None:
+    """Refuse a module whose exported memories declare a minimum over ``cap`` (the limiter
+    would refuse it at instantiation too, with a message that names neither side)."""
+    for item in module.exports:
+        ty = item.type
+        if isinstance(ty, wasmtime.MemoryType):
+            needed = ty.limits.min * ty.page_size
+            if needed > cap:
+                raise HotPathMemoryLimitError(
+                    f"{where}: core module needs {_mib(needed)} of memory, over the {_mib(cap)} cap"
+                    f" ({_RAISE_CAP})", cap, needed)
+
+
+def _init_failed(where: str, store: wasmtime.Store, memory: wasmtime.Memory, cap: int, what: str,
+                 trap: Optional[wasmtime.Trap]) -> None:
+    """Raise for a failed ``init``. The cap makes a ``memory.grow`` past it return -1 inside
+    wasm, which the host cannot observe; a module that then used the memory it did not get
+    traps out of bounds. So: an out-of-bounds trap in a memory that may grow past the cap (no
+    declared maximum within it) is a :class:`HotPathMemoryLimitError`; any other failure of
+    such a module names the cap as a possible cause but stays a :class:`HotPathAbiError`."""
+    ty = memory.type(store)
+    limit = ty.limits.max
+    could_grow_past = limit is None or limit * ty.page_size > cap
+    if not could_grow_past:
+        raise HotPathAbiError(f"{where}: {what}") from trap
+    if trap is not None and trap.trap_code is wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
+        raise HotPathMemoryLimitError(
+            f"{where}: core module needs more memory than the {_mib(cap)} cap: a memory.grow past"
+            f" it fails inside wasm, and {what.replace(chr(10), ' ')} ({_RAISE_CAP})", cap) from trap
+    raise HotPathAbiError(
+        f"{where}: {what} (its memory is capped at {_mib(cap)}, where memory.grow fails;"
+        f" if it needs more, {_RAISE_CAP})") from trap
 
 
 def _check_signature(where: str, store: wasmtime.Store, func: wasmtime.Func,

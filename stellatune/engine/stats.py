@@ -19,9 +19,11 @@ class StageFault:
 
     kind: str
     """``trap``, ``timeout`` (the last of ``timeout_limit`` in a row), ``bad-frames``,
-    ``memory-grow``, ``error-code``; component-path stages: ``plugin-error``."""
+    ``memory-grow``, ``error-code``, ``non-finite`` (a NaN/Inf in a DSP stage's output block);
+    component-path stages: ``plugin-error`` or ``non-finite``."""
     code: int
-    """Trap code, returned ABI error code, or the bad ``out_frames`` (-1 when not applicable)."""
+    """Trap code, returned ABI error code, the bad ``out_frames``, or for ``non-finite`` the index
+    (``frame * channels + channel``) of the first NaN/Inf in the block (-1 when not applicable)."""
     block: int
     """Chain block index at which it happened."""
     message: str
@@ -86,6 +88,9 @@ class PlaybackStats:
     with component-path stages needs: those are Python calls)."""
     finished: bool
     stages: list[StageStats] = field(default_factory=list)
+    nonfinite_input_samples: int = 0
+    """Source samples that were NaN/Inf and were replaced by 0 before the chain (counted since
+    the pipeline was built: ``Pipeline.nonfinite_input_samples``). No NaN/Inf reaches the device."""
 
     @property
     def callback_load_p99(self) -> float:

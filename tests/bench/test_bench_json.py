@@ -55,6 +55,7 @@ THRESHOLDS = {
     "component_vs_hot_path": lambda v: v >= 50,
     "chain_vs_pedalboard": lambda v: v >= 2,
     "ring_underruns": lambda v: v == 0,
+    "nonfinite_check_overhead": lambda v: v <= 5,
 }
 
 
@@ -66,6 +67,9 @@ def test_targets_are_judged_by_their_thresholds(results):
         assert t["met"] is THRESHOLDS[key](t["measured"]), key
     overhead_128 = next(r for r in results["overhead"] if r["frames"] == 128)
     assert targets["fixed_overhead_ns"]["measured"] == overhead_128["wasm_ns_per_plugin_per_block"]
+    check = results["nonfinite_check"]
+    assert targets["nonfinite_check_overhead"]["measured"] == pytest.approx(100 * check["median_overhead_fraction"])
+    assert sorted(r["name"] for r in check["kernels"]) == sorted(KERNELS)
 
 
 @pytest.mark.audio
