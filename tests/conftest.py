@@ -1,12 +1,15 @@
 """Fixtures every plane's tests share."""
 from __future__ import annotations
 
+import gc
 import os
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
+from stellatune import diagnostics
 from stellatune.sdk.build import build_plugin
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "plugins"
@@ -49,6 +52,62 @@ def _child_pids() -> set[int]:
 def children() -> Callable[[], set[int]]:
     """``children()``: the pids of this process's children (live or zombie), now."""
     return _child_pids
+
+
+# --- leak check -------------------------------------------------------------------------------
+
+#: Counters (stellatune.diagnostics) that must be back where they were when a test started.
+_LEAK_COUNTERS = ("hotpath_stages", "hotpath_stores", "component_instances", "component_stores",
+                  "sidecar_processes")
+
+
+def _leaks(before: dict[str, int]) -> dict[str, tuple[int, int]]:
+    now = diagnostics.live_counts()
+    grown = {k: (before.get(k, 0), now.get(k, 0)) for k in _LEAK_COUNTERS if now.get(k, 0) > before.get(k, 0)}
+    # Compiled hot-path modules: the engine's LRU may keep a few on purpose (pinned); the rest
+    # must have gone with the stages that used them.
+    unpinned = [c.get("hotpath_modules", 0) - c.get("hotpath_modules_pinned", 0) for c in (before, now)]
+    if unpinned[1] > unpinned[0]:
+        grown["hotpath_modules (not pinned)"] = (unpinned[0], unpinned[1])
+    return grown
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    if call.when == "call":
+        item._leak_check_failed_call = outcome.get_result().failed  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_resources(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every stage, store, component instance and sidecar a test made is gone when it ends.
+
+    Compared with the counts at the test's start, not with zero: module- and session-scoped
+    fixtures are set up before this function-scoped fixture (and torn down after the module),
+    so what they hold is in both snapshots. This fixture is autouse, so it is set up before
+    (and torn down after) the test's other function-scoped fixtures: their executors and
+    runtimes have shut down when it checks. A test whose module-scoped objects create more
+    objects lazily, on purpose, opts out with ``@pytest.mark.keeps_resources``.
+    Skipped when the test itself failed (its traceback keeps its objects alive).
+    Cheap: the counters are compared first, and ``gc.collect()`` (then a short wait, for a
+    supervisor thread reaping a sidecar) runs only when they differ.
+    """
+    if request.node.get_closest_marker("keeps_resources") is not None:
+        yield
+        return
+    before = diagnostics.live_counts()
+    yield
+    if getattr(request.node, "_leak_check_failed_call", False):
+        return  # the failure's traceback holds the test's objects: its own error says enough
+    grown = _leaks(before)
+    deadline = time.monotonic() + 2.0
+    while grown and time.monotonic() < deadline:
+        gc.collect()
+        grown = _leaks(before)
+        if grown:
+            time.sleep(0.05)
+    assert not grown, f"test left live resources behind (counter: (at start, at end)): {grown}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
