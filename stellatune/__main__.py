@@ -39,7 +39,7 @@ def _engine() -> str:
 
 
 def _plugins_dir() -> str:
-    from stellatune.cli.context import default_plugins_dir
+    from stellatune.paths import default_plugins_dir
 
     return str(default_plugins_dir())
 

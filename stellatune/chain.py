@@ -21,7 +21,7 @@ from stellatune.engine.playback import BlockSource
 from stellatune.errors import EngineError, HotPathAbiError, PluginError, PluginErrorCode, RuntimeStateError
 from stellatune.executor import AudioSpec, ComponentExecutor, FileHostStream, decoder_candidates, open_decoder
 from stellatune.runtime import WasmPluginRuntime
-from stellatune.sdk.abi import CoreModuleSpec, Role
+from stellatune.abi import CoreModuleSpec, Role
 
 __all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "plugin_decoded_source"]
 

@@ -15,28 +15,16 @@ over between ``process`` calls of the same format, as with a live stream.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
-import platformdirs
 
 from .errors import EngineError, RuntimeStateError
+from .paths import default_plugins_dir
 
-__all__ = ["DspPlugin", "Pipeline", "default_plugins_dir"]
-
-#: Environment variable naming stellatune's home (plugins live in ``$STELLATUNE_HOME/plugins``).
-HOME_ENV = "STELLATUNE_HOME"
-
-
-def default_plugins_dir() -> Path:
-    """``$STELLATUNE_HOME/plugins`` if set, else ``<user data dir>/stellatune/plugins``."""
-    home = os.environ.get(HOME_ENV, "").strip()
-    if home:
-        return Path(home).expanduser() / "plugins"
-    return Path(platformdirs.user_data_dir("stellatune")) / "plugins"
+__all__ = ["DspPlugin", "Pipeline"]
 
 
 @dataclass(frozen=True)

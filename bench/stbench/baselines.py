@@ -12,7 +12,7 @@ import numpy as np
 import scipy.signal
 import wasmtime
 
-from stellatune.sdk import abi
+from stellatune import abi
 
 from .kernels import CHANNELS, SAMPLE_RATE
 from .timing import BenchmarkError

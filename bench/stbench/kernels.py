@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
-import platformdirs
 
+from stellatune import paths
 from stellatune.engine import HotPathStage
 from stellatune.errors import StellatuneError
-from stellatune.sdk.abi import Role, sdk_core_module_spec
+from stellatune.abi import Role, sdk_core_module_spec
 from stellatune.sdk.cbuild import build_c_plugin
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ _SOURCES["empty"] = BENCH_DIR / "fixtures" / "empty"
 
 def default_cache_dir() -> Path:
     """Where built kernels and compiled components are kept between runs."""
-    return Path(platformdirs.user_cache_dir("stellatune")) / "bench"
+    return paths.default_cache_dir() / "bench"
 
 
 def noise(frames: int, seed: int = 1234) -> np.ndarray:

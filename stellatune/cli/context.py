@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..executor import ComponentExecutor
-from ..pipeline import HOME_ENV, default_plugins_dir
+from ..paths import HOME_ENV, default_plugins_dir
 from ..runtime import WasmPluginRuntime
 
 __all__ = ["HOME_ENV", "default_plugins_dir", "add_plugins_dir_option", "plugins_dir", "open_runtime"]

@@ -17,7 +17,7 @@ import numpy as np
 from stellatune.engine import _core
 from stellatune.engine.stats import HIST_BUCKETS, StageFault, StageStats, hist_bucket, stage_stats
 from stellatune.errors import EngineError
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 __all__ = ["ComponentStage"]
 

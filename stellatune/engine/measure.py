@@ -22,7 +22,7 @@ import wasmtime
 
 from stellatune.engine.pipeline import Pipeline
 from stellatune.engine.stages import HotPathStage
-from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
+from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 RATE = 48000
 _IN, _OUT, _MAX_FRAMES = 1024, 1024 + 8192, 1024

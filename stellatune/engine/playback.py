@@ -21,7 +21,7 @@ import numpy as np
 from stellatune.engine import _core
 from stellatune.engine.stats import PlaybackStats, quantile_us
 from stellatune.errors import AudioDeviceError, EngineError
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 if TYPE_CHECKING:
     from stellatune.engine.pipeline import Pipeline

@@ -28,7 +28,7 @@ from stellatune import diagnostics
 from stellatune.engine import _core
 from stellatune.engine.stats import StageFault, StageStats, stage_stats
 from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
-from stellatune.sdk import abi
+from stellatune import abi
 
 __all__ = ["HotPathEngine", "HotPathStage", "hot_path_engine"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from wasmtime.component import ResourceAny, Variant
 
 from ..errors import PluginContractError, PluginError, PluginErrorCode
-from ..sdk.abi import CoreModuleSpec
+from ..abi import CoreModuleSpec
 from .active import ActivePlugin
 from .boundary import MAX_CHANNELS, Boundary
 from ..host.stream import HostStream

@@ -17,25 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import platformdirs
 import wasmtime
 from wasmtime.component import Component
 
 from ..errors import ActivationError
+from ..paths import default_cache_dir
 from . import fastbytes
 
-__all__ = ["ComponentEngine", "CompileCache", "CacheStats", "default_cache_dir"]
+__all__ = ["ComponentEngine", "CompileCache", "CacheStats"]
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 #: Part of every cache key: bump it when the engine configuration below changes.
 ENGINE_PROFILE = "cm+epoch+simd.v1"
 EPOCH_TICK_S = 0.02
-
-
-def default_cache_dir() -> Path:
-    """``$STELLATUNE_CACHE`` if set, else the per-user cache directory of stellatune."""
-    env = os.environ.get("STELLATUNE_CACHE")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("stellatune"))
 
 
 class ComponentEngine:

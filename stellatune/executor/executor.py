@@ -15,7 +15,8 @@ from .capabilities import (
     CAPABILITY_CLASSES, DecoderCapability, DspCapability, LyricsCapability, OutputSinkCapability,
     SourceCapability,
 )
-from .engine import CompileCache, ComponentEngine, default_cache_dir
+from ..paths import default_cache_dir
+from .engine import CompileCache, ComponentEngine
 from .imports import GrantedHostServices, HostServices, PluginImports, build_linker
 from .instance import InstanceLimits, PluginLog
 from .worlds import WorldSpec, check_component, world_of

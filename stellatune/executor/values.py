@@ -13,7 +13,7 @@ from typing import Any, Optional
 from wasmtime.component import Record, Variant
 
 from ..errors import PluginError, PluginErrorCode
-from ..sdk.abi import BufferLayout, CoreModuleSpec, Role, SampleFormat
+from ..abi import BufferLayout, CoreModuleSpec, Role, SampleFormat
 from .boundary import Boundary
 
 __all__ = [
@@ -221,7 +221,7 @@ class LyricCandidate:
 
 
 def core_module_spec_from(rec: Any, check: Boundary = Boundary()) -> CoreModuleSpec:
-    """WIT ``core-module-spec`` → the shared :class:`stellatune.sdk.abi.CoreModuleSpec`.
+    """WIT ``core-module-spec`` → the shared :class:`stellatune.abi.CoreModuleSpec`.
 
     The numbers are range-checked here; whether the layout fits ABI v1 is
     :meth:`CoreModuleSpec.problems`, asked by the loader."""

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from ..errors import PackageError
+from ..paths import build_cache_dir
 
-__all__ = ["build_plugin", "BuildError", "WIT_DIR", "build_cache_dir"]
+__all__ = ["build_plugin", "BuildError", "WIT_DIR"]
 
 WIT_DIR = Path(__file__).resolve().parents[2] / "wit" / "stellatune-plugin"
 #: Bump when the layout of the zip or the build commands change.
@@ -35,12 +36,6 @@ _SKIPPED_PARTS = {"src", "__pycache__", "build", "dist"}
 
 class BuildError(PackageError):
     """A plugin could not be built (bad plugin dir, a compiler failed); the message has the tool's output."""
-
-
-def build_cache_dir() -> Path:
-    from ..executor.engine import default_cache_dir
-
-    return default_cache_dir() / "builds"
 
 
 def _tool(name: str) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from stellatune.errors import StellatuneError
-from stellatune.sdk.abi import SDK_ARENA_END
+from stellatune.abi import SDK_ARENA_END
 
 __all__ = ["PluginBuildError", "build_c_plugin"]
 

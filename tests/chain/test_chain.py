@@ -9,7 +9,7 @@ from stellatune.chain import build_dsp_stage, build_sink_stage
 from stellatune.engine import ComponentStage, HotPathStage, Pipeline
 from stellatune.errors import EngineError, HotPathAbiError, PluginError, RuntimeStateError
 from stellatune.runtime.model import DesiredState
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 RATE = 48000
 GAIN, PYGAIN = "dev.stellatune.example.gain", "dev.stellatune.example.pygain"

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
+from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]

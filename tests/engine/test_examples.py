@@ -9,7 +9,7 @@ import pytest
 
 from stellatune.engine import HotPathStage, Pipeline
 from stellatune.errors import EngineError
-from stellatune.sdk.abi import Role, sdk_core_module_spec
+from stellatune.abi import Role, sdk_core_module_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 RATE = 48000

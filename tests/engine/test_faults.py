@@ -4,7 +4,7 @@ import pytest
 
 from stellatune.engine import HotPathStage, Pipeline
 from stellatune.errors import EngineError
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 
 @pytest.mark.parametrize("kernel, kind, code", [

@@ -13,7 +13,7 @@ import wasmtime
 from stellatune.chain import build_dsp_stage
 from stellatune.engine import ComponentStage, HotPathStage, Pipeline
 from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
-from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
+from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 from .conftest import FX_IN, FX_OUT
 from ..chain.conftest import component_cache, executor, install, runtime  # noqa: F401 (fixtures)

@@ -10,7 +10,7 @@ import shutil
 from stellatune import diagnostics
 from stellatune.engine import HotPathStage
 from stellatune.engine.stages import MODULE_CACHE_PINNED, HotPathEngine, clear_module_caches, hot_path_engine
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 
 def memfds() -> int:

@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from stellatune.engine import ENGINE_CLOCK, ComponentStage, HotPathStage, Pipeline, _core
 from stellatune.errors import EngineError
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 from .conftest import WASM_FLAGS
 from .test_playback import assert_recorded, loop_back

@@ -4,7 +4,7 @@ import pytest
 
 from stellatune.engine import HotPathStage, Pipeline
 from stellatune.errors import EngineError, HotPathAbiError
-from stellatune.sdk.abi import BufferLayout, CoreModuleSpec, Role
+from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 
 _INIT = '(func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'

@@ -9,7 +9,7 @@ import soundfile
 
 from stellatune.engine import HotPathStage, Pipeline
 from stellatune.errors import AudioDeviceError, EngineError
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 
 RATE = 48000
 

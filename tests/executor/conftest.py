@@ -17,7 +17,7 @@ import soundfile as sf
 
 from stellatune import package
 from stellatune.executor import ComponentExecutor, InstanceLimits
-from stellatune.executor.engine import default_cache_dir
+from stellatune.paths import default_cache_dir
 from stellatune.runtime import WasmPluginRuntime
 
 

@@ -14,7 +14,7 @@ from stellatune.errors import ActivationError
 from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import CapabilityDescriptor
 from stellatune.manifest import AbilityKind
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 from stellatune.sdk.build import BuildError, build_plugin
 
 GAIN = "dev.stellatune.example.gain"

@@ -23,7 +23,7 @@ import pytest
 from stellatune import package
 from stellatune.errors import PluginError, PluginErrorCode, PluginTimeout, RuntimeStateError
 from stellatune.executor import ComponentExecutor, GrantedHostServices, InstanceLimits
-from stellatune.executor.engine import default_cache_dir
+from stellatune.paths import default_cache_dir
 from stellatune.runtime import DesiredState, WasmPluginRuntime
 from stellatune.sdk.build import build_plugin
 

@@ -19,7 +19,7 @@ import pytest
 
 from stellatune import package
 from stellatune.executor import ComponentExecutor, GrantedHostServices, InstanceLimits
-from stellatune.executor.engine import default_cache_dir
+from stellatune.paths import default_cache_dir
 from stellatune.runtime import WasmPluginRuntime
 
 

@@ -16,7 +16,7 @@ import pytest
 import wasmtime
 from wasmtime.component import Component, Linker, Record
 
-from stellatune.sdk import abi
+from stellatune import abi
 from stellatune.sdk.cbuild import build_c_plugin
 
 REPO = Path(__file__).resolve().parents[2]

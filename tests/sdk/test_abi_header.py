@@ -1,4 +1,4 @@
-"""The C header and stellatune.sdk.abi say the same thing, and CoreModuleSpec.problems() catches
+"""The C header and stellatune.abi say the same thing, and CoreModuleSpec.problems() catches
 specs the ABI cannot drive."""
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stellatune.sdk import abi
+from stellatune import abi
+from stellatune.sdk.cbuild import INCLUDE_DIR
 
-INCLUDE = Path(abi.__file__).resolve().parent / "include"
+INCLUDE = INCLUDE_DIR
 
 PROBE = r"""
 #include <stdio.h>

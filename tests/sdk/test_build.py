@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stellatune.sdk.abi import Role
+from stellatune.abi import Role
 from stellatune.sdk.cbuild import PluginBuildError, build_c_plugin
 
 WASM_TOOLS = str(Path(sys.executable).parent / "wasm-tools")

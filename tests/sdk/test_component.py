@@ -12,7 +12,7 @@ import pytest
 import wasmtime
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from stellatune.sdk import abi
+from stellatune import abi
 
 DSP = "stellatune:plugin/dsp@0.1.0"
 LIFECYCLE = "stellatune:plugin/lifecycle@0.1.0"

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from stellatune.sdk import abi
+from stellatune import abi
 
 SCRATCH = abi.SDK_SCRATCH_OFFSET
 INVALID, UNSUPPORTED, WOULD_BLOCK, NOT_READY = (abi.ErrorCode.INVALID_ARG, abi.ErrorCode.UNSUPPORTED,

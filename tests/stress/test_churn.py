@@ -26,7 +26,7 @@ from stellatune.chain import build_dsp_stage, build_sink_stage
 from stellatune.engine import Pipeline
 from stellatune.engine.stages import clear_module_caches
 from stellatune.executor import ComponentExecutor
-from stellatune.executor.engine import default_cache_dir
+from stellatune.paths import default_cache_dir
 from stellatune.runtime import DesiredState, WasmPluginRuntime
 
 pytestmark = [pytest.mark.stress, pytest.mark.slow]

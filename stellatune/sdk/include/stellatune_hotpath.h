@@ -2,7 +2,7 @@
  * stellatune_hotpath.h: hot-path core-module ABI v1, the byte-level contract between a host
  * (stellatune's real-time engine) and a plugin's hot-path module.
  *
- * docs/hot-path-abi.md is the prose version of this file; stellatune/sdk/abi.py mirrors the
+ * docs/hot-path-abi.md is the prose version of this file; stellatune/abi.py mirrors the
  * constants in Python. The header is plain C11 with no wasm specifics, so the engine (gcc,
  * x86-64) and the SDK (clang, wasm32 or native) include the same definitions.
  *
