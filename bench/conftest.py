@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from stbench.kernels import CHANNELS, SAMPLE_RATE, Workspace, noise  # noqa: E402
 
-from stellatune.engine import Pipeline  # noqa: E402
+from stellatune.engine import Chain  # noqa: E402
 
 #: Frames each hot-path benchmark call processes.
 HOT_FRAMES = 16384
@@ -35,7 +35,7 @@ def time_chain(benchmark):
     held = []
 
     def run(stages, frames: int) -> None:
-        pipeline = Pipeline(stages, SAMPLE_RATE, CHANNELS, block_frames=frames)
+        pipeline = Chain(stages, SAMPLE_RATE, CHANNELS, block_frames=frames)
         source = noise(HOT_FRAMES)
         work = np.empty_like(source)
         running = pipeline.running()

@@ -3,7 +3,7 @@
 The top level holds the exception tree and :class:`Pipeline`, the pedalboard-style chain of
 installed DSP plugins. The planes live in their own modules: ``stellatune.manifest``,
 ``stellatune.package``, ``stellatune.runtime``, ``stellatune.executor``, ``stellatune.host``,
-``stellatune.engine`` and ``stellatune.chain`` (see docs/architecture.md).
+``stellatune.engine`` and ``stellatune.compose`` (see docs/architecture.md).
 """
 from typing import Any
 
@@ -18,7 +18,7 @@ def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package plane (manifest, package) never loads wasmtime or
     # the engine extension.
     if name in ("Pipeline", "DspPlugin"):
-        from . import pipeline
+        from . import compose
 
-        return getattr(pipeline, name)
+        return getattr(compose, name)
     raise AttributeError(f"module 'stellatune' has no attribute {name!r}")

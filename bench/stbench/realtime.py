@@ -13,7 +13,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
-from stellatune.engine import Pipeline
+from stellatune.engine import Chain
 
 from .kernels import REPO, SAMPLE_RATE, Workspace, noise
 
@@ -71,7 +71,7 @@ def measure_realtime(ws: Workspace, frames: int, seconds: float) -> dict:
     source = noise(int(seconds * SAMPLE_RATE), seed=7)
     try:
         with jack_dummy(frames), busy_core():
-            pipeline = Pipeline(stages, SAMPLE_RATE, 2, block_frames=frames)
+            pipeline = Chain(stages, SAMPLE_RATE, 2, block_frames=frames)
             handle = pipeline.play(source, frames=frames)
             try:
                 # The callback rate is taken inside the run, away from start-up and the tail.

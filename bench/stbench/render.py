@@ -45,7 +45,7 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
         "## Per kernel and block size (µs per block, median)",
         "",
         "One block = `frames` stereo frames. The hot-path columns are the engine's C block loop"
-        " (`Pipeline.running()` + one nogil `process` over many blocks), including the engine's copies"
+        " (`Chain.running()` + one nogil `process` over many blocks), including the engine's copies"
         " into and out of linear memory; the other columns are one Python call per block. The wasm/native"
         " ratios are medians of the ratio within each round (both measured back to back), so they can"
         " differ from the ratio of the two median columns.",

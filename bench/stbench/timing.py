@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import StellatuneError
 
 from .kernels import CHANNELS, SAMPLE_RATE
@@ -59,7 +59,7 @@ _ATTEMPTS = 5
 class ChainCase:
     """ns per block of the engine's C block loop running a chain over ``source``.
 
-    The chain-level entry point (``HotPathStage.time_blocks`` times one stage on one block): one
+    The chain-level entry point (``Chain.time_blocks`` over one stage times it on one block): one
     nogil call of the chain over all of ``source`` in blocks of ``frames``, so no Python runs per
     block. The figure includes what the engine pays around each call (copies into and out of
     linear memory, frame-count and memory-size checks, its own per-call clock reads). Each round
@@ -85,7 +85,7 @@ class ChainCase:
 
     def _build(self) -> None:
         self.stages = self._make_stages()
-        self._pipeline = Pipeline(self.stages, SAMPLE_RATE, CHANNELS, block_frames=self.frames)
+        self._pipeline = Chain(self.stages, SAMPLE_RATE, CHANNELS, block_frames=self.frames)
         self._round()  # untimed: the first touch of fresh linear memory costs page faults
 
     def _round(self) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
 from ..errors import EngineError, RuntimeStateError
-from ..pipeline import DspPlugin
+from ..compose import DspPlugin
 from .context import open_runtime
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator
     from ..engine.playback import file_source
 
     if args.decoder == "plugin":
-        from ..chain import plugin_decoded_source
+        from ..compose import plugin_decoded_source
 
         source = plugin_decoded_source(runtime, executor, path)
         print(f"decoder: {source.label} (plugin)", file=sys.stderr)
@@ -102,8 +102,8 @@ def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, cha
               frames: int) -> Iterator:
     """The ``--dsp`` chain, each stage asked from its plugin's component (hot path, or the
     component path as a fallback); stages are closed on the way out."""
-    from ..chain import build_dsp_stage
-    from ..engine import Pipeline
+    from ..compose import build_dsp_stage
+    from ..engine import Chain
 
     specs = [DspPlugin.parse(d) for d in args.dsp]
     stages = []
@@ -113,8 +113,8 @@ def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, cha
                                           sample_rate, channels, native=args.native))
             stage = stages[-1]
             note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
-            print(f"{stage.name}: {stage.path}{note}", file=sys.stderr)
-        yield Pipeline(stages, sample_rate, channels, block_frames=frames)
+            print(f"{stage.name}: {stage.route}{note}", file=sys.stderr)
+        yield Chain(stages, sample_rate, channels, block_frames=frames)
     finally:
         for stage in stages:
             stage.close()

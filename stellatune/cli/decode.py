@@ -62,12 +62,9 @@ def _decode_to_wav(session: DecoderSession, info: DecoderInfo, out: Path, subtyp
     try:
         with sf.SoundFile(partial, "w", samplerate=info.sample_rate, channels=info.channels,
                           subtype=subtype, format="WAV") as wav:
-            while True:
-                chunk = session.read_pcm_f32(READ_FRAMES)
-                wav.write(chunk.frames)
-                frames += len(chunk.frames)
-                if chunk.eof or not len(chunk.frames):
-                    break
+            for block in session.pcm_blocks(READ_FRAMES):
+                wav.write(block)
+                frames += len(block)
         os.replace(partial, out)
     except (OSError, sf.SoundFileError) as exc:
         raise StellatuneError(f"cannot write {out}: {exc}") from exc

@@ -35,7 +35,7 @@ class ComponentStage:
     guarantees the C block loop gives hot-path stages.
     """
 
-    path = "component"
+    route = "component"
 
     def __init__(self, *, name: str, role: Role, sample_rate: int, channels: int,
                  process: Callable[[np.ndarray], np.ndarray], fallback_reason: str,

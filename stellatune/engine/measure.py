@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import wasmtime
 
-from stellatune.engine.pipeline import Pipeline
+from stellatune.engine.chain import Chain
 from stellatune.engine.stages import HotPathStage
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
@@ -79,7 +79,7 @@ def control_latency(module: Path, chain_in_callback: bool, ring_frames: int, fra
     for t in threads:
         t.start()
     try:
-        with Pipeline([stage], RATE, 2).play(x, frames=frames, ring_frames=ring_frames,
+        with Chain([stage], RATE, 2).play(x, frames=frames, ring_frames=ring_frames,
                                              capture_seconds=seconds + 1,
                                              chain_in_callback=chain_in_callback) as handle:
             time.sleep(0.2)
@@ -126,7 +126,7 @@ def epoch_cost(module: Path, seconds: float = 10.0, block_frames: int = 256) -> 
     for on in (True, False):
         stage = HotPathStage.from_wasm(module, _SPEC, RATE, 2, {"gain": 0.5}, epoch_interruption=on)
         try:
-            Pipeline([stage], RATE, 2, block_frames=block_frames).process(x)
+            Chain([stage], RATE, 2, block_frames=block_frames).process(x)
             st = stage.stats()
         finally:
             stage.close()

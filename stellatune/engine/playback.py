@@ -14,17 +14,34 @@ import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence, Union
 
 import numpy as np
 
 from stellatune.engine import _core
-from stellatune.engine.stats import PlaybackStats, quantile_us
+from stellatune.engine.stats import PlaybackStats, StageStats, quantile_us
 from stellatune.errors import AudioDeviceError, EngineError
 from stellatune.abi import Role
 
-if TYPE_CHECKING:
-    from stellatune.engine.pipeline import Pipeline
+
+
+class Playable(Protocol):
+    """What playback needs of a chain of stages (:class:`stellatune.engine.Chain`). Named
+    here, so this module, which the pipeline's ``play`` calls, never imports the pipeline."""
+
+    sample_rate: int
+    channels: int
+    block_frames: int
+    stages: Sequence[Any]
+
+    @property
+    def nonfinite_input_samples(self) -> int: ...
+
+    def running(self, offline: bool = False) -> AbstractContextManager[Optional["_core.Chain"]]: ...
+
+    def render(self, buf: np.ndarray) -> None: ...
+
+    def stats(self) -> list[StageStats]: ...
 
 __all__ = ["ENGINE_CLOCK", "BlockSource", "PlaybackHandle", "file_source", "list_devices", "source_blocks",
            "start_playback"]
@@ -187,16 +204,16 @@ class PlaybackHandle:
     (or the interpreter exits), even if the handle is dropped.
     """
 
-    def __init__(self, pipeline: "Pipeline", player: "_core.Player", running: AbstractContextManager,
+    def __init__(self, pipeline: Playable, player: "_core.Player", running: AbstractContextManager,
                  source: BlockSource, blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
                  chain_thread: str, period_us: float):
-        """Internal: use :meth:`Pipeline.play`."""
+        """Internal: use :meth:`Chain.play`."""
         self._pipeline = pipeline
         self._source = source
         self._player = player
         self._running = running
         self._uses_portaudio = uses_portaudio
-        self._python_render = python_render  # component stages: the feeder runs Pipeline.render
+        self._python_render = python_render  # component stages: the feeder runs Chain.render
         self._chain_thread = chain_thread
         self._period_us = period_us
         self._feeder_error: Optional[BaseException] = None
@@ -305,11 +322,11 @@ class PlaybackHandle:
         self.stop()
 
 
-def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray, BlockSource],
+def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, BlockSource],
                    device: Union[str, int, None] = None, frames: int = 128, *,
                    ring_frames: int = 8192, capture_seconds: float = 0.0,
                    chain_in_callback: bool = True) -> PlaybackHandle:
-    """Open the driver and start playing (see :meth:`Pipeline.play`).
+    """Open the driver and start playing (see :meth:`Chain.play`).
 
     ``ring_frames`` (a power of two) sizes the decode ring; ``capture_seconds`` records the
     device input for loopback checks; ``chain_in_callback=False`` selects design B (a chain
@@ -334,7 +351,7 @@ def start_playback(pipeline: "Pipeline", source: Union[str, Path, np.ndarray, Bl
     chain_thread = "feeder" if python_render or not chain_in_callback else "callback"
     try:
         if python_render:
-            # Component stages: the feeder renders the whole chain in Python (Pipeline.render);
+            # Component stages: the feeder renders the whole chain in Python (Chain.render);
             # the driver only moves audio, through a chain with no stages.
             chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
         player = _core.Player(chain, ring_frames, pipeline.channels, frames,

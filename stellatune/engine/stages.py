@@ -229,7 +229,7 @@ def _validate(spec: abi.CoreModuleSpec, sample_rate: int, channels: int, where: 
 
 
 class HotPathStage:
-    """A loaded, initialised core module, ready to be placed in a :class:`Pipeline`.
+    """A loaded, initialised core module, ready to be placed in a :class:`Chain`.
 
     Build one with :meth:`from_wasm` or :meth:`from_native`. Parameters are set by name
     (:meth:`set_param`); while a pipeline plays, the change is queued to the audio thread and
@@ -544,26 +544,9 @@ class HotPathStage:
             why = f"stage bypassed after {fault.kind}" if fault is not None else f"error code {rc}"
             raise EngineError(f"{self.name}: reset failed ({why})")
 
-    def time_blocks(self, block: np.ndarray, iterations: int) -> float:
-        """Nanoseconds per ``process`` of ``block`` (frames x channels), this stage alone,
-        mean of ``iterations`` calls looped in C without the GIL (the timing benchmarks use).
-
-        The stage's statistics count these calls too. Not while a pipeline runs the stage.
-        """
-        from stellatune.engine.pipeline import Pipeline  # a one-stage pipeline owns the chain
-
-        a = np.ascontiguousarray(block, dtype=np.float32)
-        if a.ndim != 2 or a.shape[1] != self.channels or not len(a):
-            raise EngineError(f"{self.name}: expected a block of shape (frames, {self.channels}), got {a.shape}")
-        if iterations <= 0:
-            raise EngineError(f"{self.name}: iterations must be > 0")
-        pipe = Pipeline([self], self.sample_rate, self.channels, block_frames=len(a))
-        with pipe.running(offline=False) as chain:
-            return chain.time_blocks(a, iterations)
-
     @property
-    def path(self) -> str:
-        """``native`` for the native build, else ``hot-path``."""
+    def route(self) -> str:
+        """How blocks reach the plugin: ``native`` for the native build, else ``hot-path``."""
         return "native" if self.native else "hot-path"
 
     @property
@@ -582,7 +565,7 @@ class HotPathStage:
         self._held.append(close)
 
     def _use_deadline(self, offline_ticks: Optional[int]) -> None:
-        """Pipeline: per-call budget for the coming run (None: the live one)."""
+        """Chain: per-call budget for the coming run (None: the live one)."""
         if self._engine is not None:
             self._core.deadline_ticks = self._live_ticks if offline_ticks is None else offline_ticks
 

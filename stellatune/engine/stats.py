@@ -90,7 +90,7 @@ class PlaybackStats:
     stages: list[StageStats] = field(default_factory=list)
     nonfinite_input_samples: int = 0
     """Source samples that were NaN/Inf and were replaced by 0 before the chain (counted since
-    the pipeline was built: ``Pipeline.nonfinite_input_samples``). No NaN/Inf reaches the device."""
+    the pipeline was built: ``Chain.nonfinite_input_samples``). No NaN/Inf reaches the device."""
 
     @property
     def callback_load_p99(self) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Optional, Self, Union
+from typing import Any, Callable, ClassVar, Iterator, Optional, Self, Union
 
 import numpy as np
 from wasmtime.component import ResourceAny, Variant
@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 SOURCE_READ_CHUNK = 64 * 1024
+#: Reads in a row that return no audio and no end: a decoder that never finishes is refused.
+MAX_EMPTY_READS = 64
 
 
 def _json_text(value: Union[str, dict, list]) -> str:
@@ -184,6 +186,28 @@ class DecoderSession(_Configurable):
 
     def seek_ms(self, position_ms: int) -> None:
         self._slot.call("seek-ms", position_ms)
+
+    def pcm_blocks(self, block_frames: int = 2048) -> Iterator[np.ndarray]:
+        """Every remaining frame, as float32 (frames, channels) blocks of at most ``block_frames``.
+
+        The one decode loop (``stellatune decode``, plugin-decoded playback): it ends at the
+        chunk that says ``eof``. An empty chunk without ``eof`` is allowed (a decoder may need
+        several reads to produce audio), but :data:`MAX_EMPTY_READS` of them in a row is a
+        decoder that never finishes: ``PluginContractError``.
+        """
+        empty = 0
+        while True:
+            chunk = self.read_pcm_f32(block_frames)
+            if len(chunk.frames):
+                empty = 0
+                yield chunk.frames
+            elif not chunk.eof:
+                empty += 1
+                if empty >= MAX_EMPTY_READS:
+                    raise PluginContractError("read-pcm-f32", f"returned no audio {empty} times without ending the stream",
+                                              plugin_id=self.capability.plugin_id, capability="decoder")
+            if chunk.eof:
+                return
 
 
 # --- source ---------------------------------------------------------------------------------

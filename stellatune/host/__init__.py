@@ -16,7 +16,8 @@ from .sidecar import (
     Channel, LaunchScope, LaunchSpec, LockGuard, RestartPolicy, SidecarEvent, SidecarManager, SidecarProcess, SidecarStats,
     TransportKind, TransportOption,
 )
-from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, StreamOpenKind, open_stream
+from .opener import open_stream
+from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, StreamOpenKind
 
 __all__ = [
     "Grants",

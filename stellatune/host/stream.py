@@ -301,20 +301,3 @@ class TcpStream(HostStream):
     def _close(self) -> None:
         self._sock.close()
 
-
-def open_stream(ctx: PluginHostContext, request: OpenRequest) -> HostStream:
-    """WIT ``host-stream.open``: check the grants, then open the stream ``request`` names."""
-    from .http_stream import HttpStream  # http_stream imports this module
-
-    try:
-        kind = StreamOpenKind(request.kind)
-    except ValueError:
-        raise invalid_arg(f"unknown stream kind {request.kind!r}") from None
-    if kind is StreamOpenKind.FILE:
-        return FileStream(ctx, request.target)
-    if kind is StreamOpenKind.HTTP:
-        return HttpStream(ctx, request)
-    if kind is StreamOpenKind.TCP:
-        return TcpStream(ctx, request)
-    raise unsupported("udp streams are not supported")
-

@@ -5,7 +5,7 @@ import pytest
 
 from stbench.baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
 from stbench.kernels import CONFIGS, KERNELS, SAMPLE_RATE, Workspace, noise
-from stellatune.engine import Pipeline
+from stellatune.engine import Chain
 
 BLOCK = 256
 
@@ -17,7 +17,7 @@ def ws():
 
 
 def engine_output(ws, name, x):
-    return Pipeline([ws.stage(name)], SAMPLE_RATE, 2, block_frames=BLOCK).process(x)
+    return Chain([ws.stage(name)], SAMPLE_RATE, 2, block_frames=BLOCK).process(x)
 
 
 def blockwise(process, x, planar=False):

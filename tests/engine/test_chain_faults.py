@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import EngineError
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -64,7 +64,7 @@ def scribbler(scribble, spec, build: str, native: bool = False, **config) -> Hot
 def test_memory_grown_in_set_param_bypasses_the_stage_idle(kernels, spec, scribble, noise):
     before, after = gain(kernels, spec, 0.5, False), gain(kernels, spec, 0.25, True)
     grower = scribbler(scribble, spec, "plain", gain=2.0)
-    pipe = Pipeline([before, grower, after], 48000, 2, block_frames=BLOCK)
+    pipe = Chain([before, grower, after], 48000, 2, block_frames=BLOCK)
     x = noise(BLOCK * 4)
     half, quarter, two = np.float32(0.5), np.float32(0.25), np.float32(2.0)
     np.testing.assert_array_equal(pipe.process(x), ((x * half) * two) * quarter)
@@ -91,7 +91,7 @@ def test_memory_grown_in_a_queued_set_param_bypasses_the_stage_before_the_next_b
     the growth itself: nothing in Python sees the call's result."""
     grower = scribbler(scribble, spec, "plain", gain=2.0)
     after = gain(kernels, spec, 0.25, False)
-    pipe = Pipeline([grower, after], 48000, 2, block_frames=BLOCK)
+    pipe = Chain([grower, after], 48000, 2, block_frames=BLOCK)
     x = noise(BLOCK * 3)
     buf = x.copy()
     with pipe.running(offline=True):
@@ -109,7 +109,7 @@ def test_memory_grown_in_a_queued_set_param_bypasses_the_stage_before_the_next_b
 def test_memory_grown_in_reset_bypasses_the_stage(kernels, spec, scribble, noise):
     grower = scribbler(scribble, spec, "plain", gain=2.0)
     after = gain(kernels, spec, 0.25, True)
-    pipe = Pipeline([grower, after], 48000, 2, block_frames=BLOCK)
+    pipe = Chain([grower, after], 48000, 2, block_frames=BLOCK)
     x = noise(BLOCK * 2)
     pipe.process(x)
     grower.set_param("grow", 2)  # arms the growth for the next reset; this call grows nothing
@@ -144,12 +144,12 @@ def test_a_faulting_stage_passes_the_block_on_unchanged(kernels, spec, scribble,
     def gains():
         return [gain(kernels, spec, 0.5, neighbours[0]), gain(kernels, spec, 0.25, neighbours[1])]
 
-    reference = Pipeline(gains(), 48000, 2, block_frames=BLOCK)
+    reference = Chain(gains(), 48000, 2, block_frames=BLOCK)
     first, second = gains()
     # gain=1 keeps its healthy blocks identical to a pass-through, so only a fault could differ.
     bad = scribbler(scribble, spec, build, native, gain=1.0, after=FAULT_AFTER)
     chain = [first, bad, second] if where == "middle" else [first, second, bad]
-    pipe = Pipeline(chain, 48000, 2, block_frames=BLOCK)
+    pipe = Chain(chain, 48000, 2, block_frames=BLOCK)
 
     x = noise(BLOCK * 6)
     np.testing.assert_array_equal(pipe.process(x), reference.process(x))
@@ -169,7 +169,7 @@ def test_consecutive_faulting_stages_in_the_middle(kernels, spec, scribble, nois
     first, last = gain(kernels, spec, 0.5, True), gain(kernels, spec, 0.25, False)
     trap = scribbler(scribble, spec, "trap", gain=1.0, after=1)
     bad = scribbler(scribble, spec, "bad_frames", True, gain=1.0, after=2)
-    pipe = Pipeline([first, trap, bad, last], 48000, 2, block_frames=BLOCK)
+    pipe = Chain([first, trap, bad, last], 48000, 2, block_frames=BLOCK)
     x = noise(BLOCK * 4)
     np.testing.assert_array_equal(pipe.process(x), (x * np.float32(0.5)) * np.float32(0.25))
     assert (trap.fault.kind, trap.fault.block) == ("trap", 1)

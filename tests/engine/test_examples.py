@@ -1,13 +1,13 @@
 """The SDK's example kernels, built from examples/plugins/*/src/*.c: wasm output equals native.
 
-Resolving installed plugins into stages is tested in tests/chain/."""
+Resolving installed plugins into stages is tested in tests/compose/."""
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import EngineError
 from stellatune.abi import Role, sdk_core_module_spec
 
@@ -69,7 +69,7 @@ def test_wasm_output_equals_native_output(built, noise, name, role):
     wasm = HotPathStage.from_wasm(pkg / "wasm" / f"{stem}.hotpath.wasm", spec, RATE, 2)
     native = HotPathStage.from_native(pkg / "native" / f"{stem}.so", spec, RATE, 2)
     assert wasm.param_names == native.param_names
-    pipes = [Pipeline([s], RATE, 2, block_frames=256) for s in (wasm, native)]
+    pipes = [Chain([s], RATE, 2, block_frames=256) for s in (wasm, native)]
     x = noise(RATE // 2)
     # Both builds run the same C with IEEE float ops and no FMA contraction: bit-exact.
     for render in range(2):
@@ -94,5 +94,5 @@ def test_a_refused_parameter_value_is_an_error_but_not_a_fault(built, noise):
     with pytest.raises(EngineError, match=r"refused gain_db=1000.0 \(error code 1, invalid-arg\)"):
         stage.set_param("gain_db", 1000)
     x = noise(256)
-    np.testing.assert_array_equal(Pipeline([stage], RATE, 2).process(x), x)
+    np.testing.assert_array_equal(Chain([stage], RATE, 2).process(x), x)
     assert stage.fault is None and stage.stats().rejected_params == 1

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import EngineError
 from stellatune.abi import Role
 
@@ -19,7 +19,7 @@ def test_fault_bypasses_the_stage_and_keeps_the_chain(kernels, spec, noise, kern
     gain = HotPathStage.from_wasm(kernels["gain"], spec(), 48000, 2, {"gain": 0.5})
     # The looping case takes three overruns of this deadline; a healthy call takes microseconds,
     # so only a call descheduled for a quarter of a second could overrun it by accident.
-    pipe = Pipeline([hostile, gain], 48000, 2, block_frames=256, offline_deadline_ms=250)
+    pipe = Chain([hostile, gain], 48000, 2, block_frames=256, offline_deadline_ms=250)
     x = noise(256 * 8)
     y = pipe.process(x)
     # The hostile stage passes audio through until it faults, and is skipped afterwards: either
@@ -46,7 +46,7 @@ def test_fault_bypasses_the_stage_and_keeps_the_chain(kernels, spec, noise, kern
 def test_native_build_faults_on_bad_frames_too(kernels, spec, noise):
     stage = HotPathStage.from_native(kernels["bad_frames.so"], spec(), 48000, 2, {"after": 0})
     x = noise(512)
-    np.testing.assert_array_equal(Pipeline([stage], 48000, 2).process(x), x)
+    np.testing.assert_array_equal(Chain([stage], 48000, 2).process(x), x)
     assert stage.fault.kind == "bad-frames" and stage.fault.block == 0
 
 
@@ -56,7 +56,7 @@ def test_a_full_sink_is_not_a_fault(kernels, spec, noise, sink_totals):
     frames count as short and the sink keeps running."""
     sink = HotPathStage.from_wasm(kernels["sink_full"], spec(Role.OUTPUT_SINK), 48000, 2)
     x = noise(256 * 6)
-    Pipeline([sink], 48000, 2, block_frames=256).process(x)
+    Chain([sink], 48000, 2, block_frames=256).process(x)
     st = sink.stats()
     assert st.fault is None
     assert (st.calls, st.short_frames) == (6, 256 * 3)  # every other block was refused

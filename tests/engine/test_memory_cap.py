@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import wasmtime
 
-from stellatune.chain import build_dsp_stage
-from stellatune.engine import ComponentStage, HotPathStage, Pipeline
+from stellatune.compose import build_dsp_stage
+from stellatune.engine import ComponentStage, HotPathStage, Chain
 from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 from .conftest import FX_IN, FX_OUT
-from ..chain.conftest import component_cache, executor, install, runtime  # noqa: F401 (fixtures)
+from ..compose.conftest import component_cache, executor, install, runtime  # noqa: F401 (fixtures)
 
 RATE = 48000
 MIB = 1 << 20
@@ -93,7 +93,7 @@ def test_the_same_growth_within_a_raised_host_cap_loads(tmp_path, spec, noise):
     before = rss_bytes()
     stage = load(path, spec, memory_limit_bytes=2048 * MIB)
     x = noise(512)
-    np.testing.assert_array_equal(Pipeline([stage], RATE, 2).process(x), x)
+    np.testing.assert_array_equal(Chain([stage], RATE, 2).process(x), x)
     assert stage.fault is None
     assert rss_bytes() - before < 200 * MIB
     stage.close()
@@ -102,7 +102,7 @@ def test_the_same_growth_within_a_raised_host_cap_loads(tmp_path, spec, noise):
 def test_a_module_within_the_cap_loads_and_runs(tmp_path, spec, noise):
     stage = load(core_module(tmp_path, "small", pages=5, grow_pages=16), spec)  # +1 MiB in init
     x = noise(1024)
-    np.testing.assert_array_equal(Pipeline([stage], RATE, 2).process(x), x)
+    np.testing.assert_array_equal(Chain([stage], RATE, 2).process(x), x)
     assert stage.fault is None
     stage.close()
 
@@ -157,7 +157,7 @@ def test_over_the_cap_the_plugin_falls_back_to_its_component_naming_the_cap(runt
         assert isinstance(stage, ComponentStage)
         assert "needs 128 MiB of memory, over the 64 MiB cap" in stage.fallback_reason
         x = noise(512)
-        np.testing.assert_allclose(Pipeline([stage], RATE, 2).process(x), x, rtol=1e-6)
+        np.testing.assert_allclose(Chain([stage], RATE, 2).process(x), x, rtol=1e-6)
     finally:
         stage.close()
 
@@ -165,9 +165,9 @@ def test_over_the_cap_the_plugin_falls_back_to_its_component_naming_the_cap(runt
 def test_the_host_override_loads_the_hot_path(runtime, executor, big_gain, noise):
     stage = build_dsp_stage(runtime, executor, GAIN, "gain", None, RATE, 2, memory_limit_bytes=256 * MIB)
     try:
-        assert isinstance(stage, HotPathStage) and stage.path == "hot-path"
+        assert isinstance(stage, HotPathStage) and stage.route == "hot-path"
         x = noise(512)
-        np.testing.assert_array_equal(Pipeline([stage], RATE, 2).process(x), x)
+        np.testing.assert_array_equal(Chain([stage], RATE, 2).process(x), x)
     finally:
         stage.close()
 

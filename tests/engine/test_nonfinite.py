@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from stellatune.engine import ENGINE_CLOCK, ComponentStage, HotPathStage, Pipeline, _core
+from stellatune.engine import ENGINE_CLOCK, ComponentStage, HotPathStage, Chain, _core
 from stellatune.errors import EngineError
 from stellatune.abi import Role
 
@@ -83,11 +83,11 @@ def close_all(*pipes):
 @pytest.mark.parametrize("index", [0, 100, BLOCK * 2 - 1], ids=["first", "inside", "last"])
 def test_a_non_finite_output_faults_the_stage_and_its_input_passes_on(
         kernels, spec, noise, hostile, kind, where, native, index):
-    reference = Pipeline([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2,
+    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2,
                          block_frames=BLOCK)
     first, second = gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)
     bad = bad_stage(hostile, spec, kind, native, index=index)
-    pipe = Pipeline([first, bad, second] if where == "middle" else [first, second, bad], RATE, 2,
+    pipe = Chain([first, bad, second] if where == "middle" else [first, second, bad], RATE, 2,
                     block_frames=BLOCK)
     x = noise(BLOCK * 6)
     out = pipe.process(x)
@@ -105,7 +105,7 @@ def test_a_non_finite_output_faults_the_stage_and_its_input_passes_on(
 def test_the_fault_is_for_good_and_the_stage_is_never_called_again(kernels, spec, noise, hostile):
     bad = bad_stage(hostile, spec, "nan", after=0)
     after = gain(kernels, spec, 2.0)
-    pipe = Pipeline([bad, after], RATE, 2, block_frames=BLOCK)
+    pipe = Chain([bad, after], RATE, 2, block_frames=BLOCK)
     x = noise(BLOCK * 2)
     np.testing.assert_array_equal(pipe.process(x), x * np.float32(2.0))
     assert (bad.fault.kind, bad.fault.block) == ("non-finite", 0)
@@ -124,7 +124,7 @@ def test_subnormal_outputs_are_flushed_to_a_signed_zero_without_a_fault(
     index = 5
     first, last = gain(kernels, spec, 0.5), gain(kernels, spec, 1.0, native=True)
     sub = bad_stage(hostile, spec, kind, native, index=index, after=0)
-    pipe = Pipeline([first, sub, last] if where == "middle" else [first, last, sub], RATE, 2,
+    pipe = Chain([first, sub, last] if where == "middle" else [first, last, sub], RATE, 2,
                     block_frames=BLOCK)
     x = noise(BLOCK * 3)
     out = pipe.process(x)
@@ -153,7 +153,7 @@ def test_non_finite_input_is_replaced_by_zero_and_counted(kernels, spec, noise, 
         chain = [ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2,
                                 process=lambda b: (seen.append(np.isfinite(b).all()), b * 2)[1],
                                 fallback_reason="test"), gain(kernels, spec, 1.0)]
-    pipe = Pipeline(chain, RATE, 2, block_frames=BLOCK)
+    pipe = Chain(chain, RATE, 2, block_frames=BLOCK)
     out = pipe.process(x)
     assert_clean(out)
     clean = x.copy()
@@ -184,7 +184,7 @@ def test_a_component_stage_with_a_non_finite_output_is_faulted(kernels, spec, no
     py = ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process,
                         fallback_reason="test")
     after = gain(kernels, spec, 0.5)
-    pipe = Pipeline([py, after], RATE, 2, block_frames=BLOCK)
+    pipe = Chain([py, after], RATE, 2, block_frames=BLOCK)
     x = noise(BLOCK * 4)
     out = pipe.process(x)
     assert_clean(out)
@@ -204,7 +204,7 @@ def test_a_component_stage_output_with_subnormals_is_flushed(noise):
 
     py = ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process,
                         fallback_reason="test")
-    pipe = Pipeline([py], RATE, 2, block_frames=BLOCK)
+    pipe = Chain([py], RATE, 2, block_frames=BLOCK)
     out = pipe.process(noise(BLOCK))
     assert_clean(out)
     assert bits(out)[0, 0] == 0x80000000 and py.fault is None
@@ -218,7 +218,7 @@ def test_live_playback_on_the_device_never_plays_a_non_finite_sample(
     x = noise(RATE)
     x[5000, 0] = np.nan  # the source's own NaN: replaced by 0 before the chain
     bad = bad_stage(hostile, spec, "+inf", after=40)
-    pipe = Pipeline([gain(kernels, spec, 0.5), bad], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5), bad], RATE, 2)
     handle = pipe.play(x, frames=128, capture_seconds=1.5, ring_frames=ring_frames)
     time.sleep(0.1)
     loop_back()
@@ -242,7 +242,7 @@ def test_an_output_sink_stage_never_receives_a_non_finite_sample(
     x[100, 1] = -np.inf
     bad = bad_stage(hostile, spec, "nan", after=5, index=3)
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
-    pipe = Pipeline([gain(kernels, spec, 0.5), bad, sink], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5), bad, sink], RATE, 2)
     handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, ring_frames=ring_frames,
                        chain_in_callback=design == "callback")
     assert handle.wait(timeout=10)
@@ -267,7 +267,7 @@ def test_design_b_with_a_component_stage_records_only_finite_blocks(kernels, spe
     bad = bad_stage(hostile, spec, "-inf", after=2)
     recorder = ComponentStage(name="rec", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2, process=record,
                               fallback_reason="test")
-    pipe = Pipeline([bad, gain(kernels, spec, 0.5), recorder], RATE, 2)
+    pipe = Chain([bad, gain(kernels, spec, 0.5), recorder], RATE, 2)
     handle = pipe.play(x, device=ENGINE_CLOCK, frames=128)
     assert handle.wait(timeout=10)
     got = np.concatenate(recorded)

@@ -1,8 +1,8 @@
-"""Pipeline.process: the same C block loop as live playback, checked against numpy."""
+"""Chain.process: the same C block loop as live playback, checked against numpy."""
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import EngineError, HotPathAbiError
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
@@ -29,15 +29,15 @@ def gain_stage(kernels, spec, gain, native=False):
 @pytest.mark.parametrize("frames", [1, 255, 256, 1000, 48000])
 def test_gain_equals_numpy_reference(kernels, spec, noise, native, frames):
     x = noise(frames)
-    y = Pipeline([gain_stage(kernels, spec, 0.3, native)], 48000, 2).process(x)
+    y = Chain([gain_stage(kernels, spec, 0.3, native)], 48000, 2).process(x)
     assert y.dtype == np.float32 and y.shape == x.shape
     np.testing.assert_array_equal(y, x * np.float32(0.3))
 
 
 def test_wasm_and_native_builds_agree_bit_exactly(kernels, spec, noise):
     x = noise(10_000)
-    wasm = Pipeline([gain_stage(kernels, spec, 0.7)], 48000, 2).process(x)
-    native = Pipeline([gain_stage(kernels, spec, 0.7, native=True)], 48000, 2).process(x)
+    wasm = Chain([gain_stage(kernels, spec, 0.7)], 48000, 2).process(x)
+    native = Chain([gain_stage(kernels, spec, 0.7, native=True)], 48000, 2).process(x)
     np.testing.assert_array_equal(wasm, native)
 
 
@@ -45,14 +45,14 @@ def test_chain_applies_stages_in_order_and_leaves_input_alone(kernels, spec, noi
     x = noise(4096)
     before = x.copy()
     chain = [gain_stage(kernels, spec, 0.5), gain_stage(kernels, spec, 0.25, native=True)]
-    y = Pipeline(chain, 48000, 2, block_frames=128).process(x)
+    y = Chain(chain, 48000, 2, block_frames=128).process(x)
     np.testing.assert_array_equal(y, (x * np.float32(0.5)) * np.float32(0.25))
     np.testing.assert_array_equal(x, before)
 
 
 def test_set_param_between_renders_reaches_the_module(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 1.0)
-    pipe = Pipeline([stage], 48000, 2)
+    pipe = Chain([stage], 48000, 2)
     x = noise(512)
     np.testing.assert_array_equal(pipe.process(x), x)
     stage.set_param("gain", 2.0)
@@ -61,7 +61,7 @@ def test_set_param_between_renders_reaches_the_module(kernels, spec, noise):
 
 def test_a_command_queued_after_the_last_block_is_applied_when_the_run_ends(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 1.0)
-    pipe = Pipeline([stage], 48000, 2)
+    pipe = Chain([stage], 48000, 2)
     with pipe.running():
         stage.set_param("gain", 0.5)  # queued: no block follows it in this run
     stage.set_param("gain", 2.0)  # idle: applied at once; the queued 0.5 must not override it
@@ -71,7 +71,7 @@ def test_a_command_queued_after_the_last_block_is_applied_when_the_run_ends(kern
 
 def test_bypass_passes_blocks_through(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 0.1)
-    pipe = Pipeline([stage], 48000, 2)
+    pipe = Chain([stage], 48000, 2)
     x = noise(600)
     stage.bypass()
     np.testing.assert_array_equal(pipe.process(x), x)
@@ -81,13 +81,13 @@ def test_bypass_passes_blocks_through(kernels, spec, noise):
 
 def test_float64_input_is_converted(kernels, spec, noise):
     x = noise(300).astype(np.float64)
-    y = Pipeline([gain_stage(kernels, spec, 0.5)], 48000, 2).process(x)
+    y = Chain([gain_stage(kernels, spec, 0.5)], 48000, 2).process(x)
     np.testing.assert_array_equal(y, x.astype(np.float32) * np.float32(0.5))
 
 
 def test_param_names_and_stats(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 0.5)
-    Pipeline([stage], 48000, 2, block_frames=256).process(noise(2560))
+    Chain([stage], 48000, 2, block_frames=256).process(noise(2560))
     st = stage.stats()
     assert stage.param_names == ("gain",)
     assert st.calls == 10 and st.fault is None
@@ -107,20 +107,20 @@ def test_bad_config_is_refused_with_a_clear_error(kernels, spec, config, match):
 def test_pipeline_refuses_mismatches(kernels, spec):
     stage = gain_stage(kernels, spec, 1.0)
     with pytest.raises(EngineError, match="44100 Hz"):
-        Pipeline([stage], 44100, 2)
+        Chain([stage], 44100, 2)
     with pytest.raises(EngineError, match="at most 1024 frames"):
-        Pipeline([stage], 48000, 2, block_frames=2048)
+        Chain([stage], 48000, 2, block_frames=2048)
     with pytest.raises(EngineError, match="only once"):
-        Pipeline([stage, stage], 48000, 2)
+        Chain([stage, stage], 48000, 2)
     with pytest.raises(EngineError, match=r"shape \(frames, 2\)"):
-        Pipeline([stage], 48000, 2).process(np.zeros((10, 3), np.float32))
+        Chain([stage], 48000, 2).process(np.zeros((10, 3), np.float32))
     with pytest.raises(EngineError, match="float samples"):
-        Pipeline([stage], 48000, 2).process(np.zeros((10, 2), np.int16))
+        Chain([stage], 48000, 2).process(np.zeros((10, 2), np.int16))
 
 
 def test_a_stage_runs_in_one_pipeline_at_a_time(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 1.0)
-    first, second = Pipeline([stage], 48000, 2), Pipeline([stage], 48000, 2)
+    first, second = Chain([stage], 48000, 2), Chain([stage], 48000, 2)
     with first.running():
         with pytest.raises(EngineError, match="already running"):
             second.process(noise(16))
@@ -198,7 +198,7 @@ def test_denormals_flush_inside_the_chain_only(kernels, spec, native):
     # 1e-30 * 1e-10 is a float32 subnormal: the chain flushes it to zero (FTZ/DAZ), and the
     # caller's thread gets its IEEE mode back afterwards.
     x = np.full((256, 2), 1e-30, np.float32)
-    y = Pipeline([gain_stage(kernels, spec, 1e-10, native)], 48000, 2).process(x)
+    y = Chain([gain_stage(kernels, spec, 1e-10, native)], 48000, 2).process(x)
     assert not y.any()
     assert (x[0, 0] * np.float32(1e-10)) != 0
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from stellatune.engine import HotPathStage, Pipeline
+from stellatune.engine import HotPathStage, Chain
 from stellatune.errors import AudioDeviceError, EngineError
 from stellatune.abi import Role
 
@@ -52,7 +52,7 @@ def gain(kernels, spec, value):
 @pytest.mark.audio
 def test_loopback_records_exactly_what_the_chain_produced(jack_server, kernels, spec, noise, ring_frames):
     x = noise(RATE)
-    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5)], RATE, 2)
     handle = pipe.play(x, frames=128, capture_seconds=1.5, ring_frames=ring_frames)
     time.sleep(0.1)
     loop_back()
@@ -69,7 +69,7 @@ def test_loopback_records_exactly_what_the_chain_produced(jack_server, kernels, 
 def test_set_param_while_playing_reaches_the_module(jack_server, kernels, spec, noise):
     x = noise(RATE)
     stage = gain(kernels, spec, 0.5)
-    handle = Pipeline([stage], RATE, 2).play(x, frames=128, capture_seconds=1.5)
+    handle = Chain([stage], RATE, 2).play(x, frames=128, capture_seconds=1.5)
     time.sleep(0.1)
     loop_back()
     time.sleep(0.3)
@@ -92,7 +92,7 @@ def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
     x = noise(RATE)
     trap = HotPathStage.from_wasm(kernels["trap"], spec(), RATE, 2, {"after": 50})
     looping = HotPathStage.from_wasm(kernels["loop"], spec(), RATE, 2, {"after": 100})
-    pipe = Pipeline([trap, looping, gain(kernels, spec, 0.5)], RATE, 2)
+    pipe = Chain([trap, looping, gain(kernels, spec, 0.5)], RATE, 2)
     handle = pipe.play(x, frames=128, capture_seconds=1.5, ring_frames=ring_frames)
     time.sleep(0.1)
     loop_back()
@@ -112,7 +112,7 @@ def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
 def test_audio_thread_runs_while_another_thread_holds_the_gil(jack_server, kernels, spec, noise):
     x = noise(3 * RATE)
     # The ring holds 2.7 s once prefilled: the 1 s without the GIL cannot drain it.
-    handle = Pipeline([gain(kernels, spec, 0.5)], RATE, 2).play(x, frames=128, ring_frames=1 << 18)
+    handle = Chain([gain(kernels, spec, 0.5)], RATE, 2).play(x, frames=128, ring_frames=1 << 18)
     try:
         time.sleep(0.3)
         before = handle.stats().callbacks
@@ -130,7 +130,7 @@ def test_plays_files_and_upmixes_mono(jack_server, kernels, spec, noise, tmp_pat
     stereo, mono = tmp_path / "stereo.wav", tmp_path / "mono.flac"
     soundfile.write(stereo, noise(RATE // 4), RATE, subtype="FLOAT")
     soundfile.write(mono, noise(RATE // 4, 1), RATE)
-    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5)], RATE, 2)
     for path in (stereo, mono):
         handle = pipe.play(path, frames=128)
         assert handle.wait(timeout=10)
@@ -139,7 +139,7 @@ def test_plays_files_and_upmixes_mono(jack_server, kernels, spec, noise, tmp_pat
 
 @pytest.mark.audio
 def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, kernels, spec, noise, tmp_path):
-    pipe = Pipeline([gain(kernels, spec, 0.5)], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5)], RATE, 2)
     with pytest.raises(AudioDeviceError, match="no output device matches 'no-such-card'"):
         pipe.play(noise(RATE), device="no-such-card")
     three_channels = tmp_path / "3ch.wav"  # another rate is resampled now; a channel count is refused
@@ -157,7 +157,7 @@ def test_bad_device_or_source_fails_cleanly_and_frees_the_pipeline(jack_server, 
 def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_totals, ring_frames):
     x = noise(RATE // 5)
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
-    pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5), sink], RATE, 2)
     started = time.monotonic()
     handle = pipe.play(x, frames=256, ring_frames=ring_frames)
     assert handle.wait(timeout=10)
@@ -178,7 +178,7 @@ def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alo
     x = noise(RATE // 10)
     before = x.copy()
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
-    pipe = Pipeline([gain(kernels, spec, 0.5), sink], RATE, 2)
+    pipe = Chain([gain(kernels, spec, 0.5), sink], RATE, 2)
     handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, chain_in_callback=False, ring_frames=ring_frames)
     assert handle.wait(timeout=10)
     np.testing.assert_array_equal(x, before)

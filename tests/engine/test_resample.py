@@ -8,7 +8,7 @@ import soundfile
 
 from stellatune.cli import audio
 from stellatune.cli.context import add_plugins_dir_option
-from stellatune.engine import Pipeline
+from stellatune.engine import Chain
 from stellatune.engine.playback import BlockSource, source_blocks
 from stellatune.errors import EngineError
 
@@ -85,7 +85,7 @@ def test_render_resamples_to_the_rate_asked_for(tmp_path, capsys):
 def test_a_44k_file_plays_through_a_48k_pipeline(jack_server, tmp_path, ring_frames):
     path = tmp_path / "44k.wav"
     soundfile.write(path, sine(1.0), SOURCE_RATE, subtype="FLOAT")
-    handle = Pipeline([], RATE, 2).play(path, frames=128, ring_frames=ring_frames)
+    handle = Chain([], RATE, 2).play(path, frames=128, ring_frames=ring_frames)
     assert handle.source_sample_rate == SOURCE_RATE and handle.decoder == "soundfile"
     assert handle.wait(timeout=10)
     stats = handle.stats()

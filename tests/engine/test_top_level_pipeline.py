@@ -29,7 +29,7 @@ def test_process_takes_the_sample_rate_with_the_call(plugins_dir):
     with stellatune.Pipeline([GAIN], plugins_dir=plugins_dir) as board:
         out = board.process(audio, 48000)
         (stage,) = board.chain(48000, 2).stages
-        assert stage.path == "hot-path"
+        assert stage.route == "hot-path"
     gain = np.float32(10 ** (-6 / 20))
     np.testing.assert_allclose(out, audio * gain, rtol=1e-6, atol=1e-7)
 
@@ -61,7 +61,7 @@ def test_a_plugin_without_a_hot_path_runs_on_its_component(plugins_dir):
                              plugins_dir=plugins_dir) as board:
         out = board.process(audio, 48000)
         (stage,) = board.chain(48000, 2).stages
-        assert stage.path == "component" and stage.fallback_reason
+        assert stage.route == "component" and stage.fallback_reason
     np.testing.assert_allclose(out, audio * np.float32(10 ** (-6 / 20)), rtol=1e-5, atol=1e-6)
 
 

@@ -6,7 +6,7 @@ and halves the signal otherwise, so a skipped block is visible as unhalved audio
 import numpy as np
 import pytest
 
-from stellatune.engine import ENGINE_CLOCK, HotPathStage, Pipeline
+from stellatune.engine import ENGINE_CLOCK, HotPathStage, Chain
 from stellatune.engine.stages import hot_path_engine
 from stellatune.errors import EngineError
 
@@ -28,7 +28,7 @@ def halved(x, fresh_block=None):
 
 def stall_pipeline(kernels, spec, **options):
     stage = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2, **options)
-    return stage, Pipeline([stage], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
+    return stage, Chain([stage], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
 
 
 def test_one_overrun_skips_that_block_and_the_stage_keeps_processing(kernels, spec, noise):
@@ -74,7 +74,7 @@ def test_offline_runs_use_the_offline_deadline_and_restore_the_live_one(kernels,
     with pipe.running(offline=True):
         assert stage._core.deadline_ticks == engine.deadline_ticks(STALL_DEADLINE_MS / 1000)
     assert stage._core.deadline_ticks == live
-    default = Pipeline([stage], RATE, 2)
+    default = Chain([stage], RATE, 2)
     with default.running(offline=True):
         assert stage._core.deadline_ticks == engine.deadline_ticks(1.0)  # generous by default
     with default.running():
@@ -105,7 +105,7 @@ def test_reset_while_playing_goes_through_the_command_queue(kernels, spec, noise
 def test_pipeline_reset_skips_a_faulted_stage_and_resets_the_rest(kernels, spec, noise):
     broken = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2, {"stall": 1}, timeout_limit=1)
     healthy = HotPathStage.from_wasm(kernels["stall"], spec(), RATE, 2)
-    pipe = Pipeline([broken, healthy], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
+    pipe = Chain([broken, healthy], RATE, 2, block_frames=BLOCK, offline_deadline_ms=STALL_DEADLINE_MS)
     pipe.process(noise(BLOCK))
     assert broken.fault is not None and broken.fault.kind == "timeout"
     pipe.reset()  # the bypassed stage has nothing to reset; it must not stop the others'
@@ -114,17 +114,18 @@ def test_pipeline_reset_skips_a_faulted_stage_and_resets_the_rest(kernels, spec,
 
 def test_a_stage_without_reset_export_ignores_reset(kernels, spec, noise):
     gain = HotPathStage.from_wasm(kernels["gain"], spec(), RATE, 2, {"gain": 0.5})
-    Pipeline([gain], RATE, 2).reset()
+    Chain([gain], RATE, 2).reset()
     assert gain.stats().resets == 0
 
 
 def test_time_blocks_times_one_stage_in_c(kernels, spec, noise):
     gain = HotPathStage.from_wasm(kernels["gain"], spec(), RATE, 2, {"gain": 0.5})
-    ns = gain.time_blocks(noise(BLOCK), 200)
+    alone = Chain([gain], RATE, 2, block_frames=BLOCK)
+    ns = alone.time_blocks(noise(BLOCK), 200)
     st = gain.stats()
     assert ns > 0 and st.calls == 200 and st.fault is None
     assert st.min_us <= st.p50_us <= st.p99_us <= st.p999_us <= st.max_us
     with pytest.raises(EngineError, match="expected a block of shape"):
-        gain.time_blocks(noise(BLOCK, 1), 10)
+        alone.time_blocks(noise(BLOCK, 1), 10)
     with pytest.raises(EngineError, match="iterations must be > 0"):
-        gain.time_blocks(noise(BLOCK), 0)
+        alone.time_blocks(noise(BLOCK), 0)

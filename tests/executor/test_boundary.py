@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stellatune import package
-from stellatune.chain import build_dsp_stage
+from stellatune.compose import build_dsp_stage
 from stellatune.engine import ComponentStage
 from stellatune.errors import PluginContractError
 from stellatune.executor import AudioSpec, FileHostStream

@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from stellatune import diagnostics, package
-from stellatune.chain import build_dsp_stage, build_sink_stage
-from stellatune.engine import Pipeline
+from stellatune.compose import build_dsp_stage, build_sink_stage
+from stellatune.engine import Chain
 from stellatune.engine.stages import clear_module_caches
 from stellatune.executor import ComponentExecutor
 from stellatune.paths import default_cache_dir
@@ -120,7 +120,7 @@ def plugin_env(tmp_path: Path):
 
 
 def make_cycle(runtime: WasmPluginRuntime, executor: ComponentExecutor, artifact: Path,
-               build_stage: Callable[[str], object], expected_path: str) -> Callable[[], None]:
+               build_stage: Callable[[str], object], expected_route: str) -> Callable[[], None]:
     block = (np.random.default_rng(7).random((256, CHANNELS), dtype=np.float32) - 0.5) * 0.5
 
     def cycle() -> None:
@@ -130,8 +130,8 @@ def make_cycle(runtime: WasmPluginRuntime, executor: ComponentExecutor, artifact
         assert not report.errors, report.errors
         stage = build_stage(plugin_id)
         try:
-            assert stage.path == expected_path, stage.fallback_reason
-            out = Pipeline([stage], RATE, CHANNELS, block_frames=256).process(block)
+            assert stage.route == expected_route, stage.fallback_reason
+            out = Chain([stage], RATE, CHANNELS, block_frames=256).process(block)
             assert out.shape == block.shape and stage.fault is None
         finally:
             stage.close()

@@ -5,8 +5,8 @@ import time
 import numpy as np
 import pytest
 
-from stellatune.chain import build_dsp_stage, build_sink_stage
-from stellatune.engine import ComponentStage, HotPathStage, Pipeline
+from stellatune.compose import build_dsp_stage, build_sink_stage
+from stellatune.engine import ComponentStage, HotPathStage, Chain
 from stellatune.errors import EngineError, HotPathAbiError, PluginError, RuntimeStateError
 from stellatune.runtime.model import DesiredState
 from stellatune.abi import Role
@@ -24,10 +24,10 @@ def test_gain_runs_the_core_module_its_component_describes(runtime, executor, in
     install("gain")
     stage = build_dsp_stage(runtime, executor, GAIN, "gain", '{"gain_db": -6}', RATE, 2, native=native)
     assert isinstance(stage, HotPathStage)
-    assert stage.path == ("native" if native else "hot-path") and stage.fallback_reason is None
+    assert stage.route == ("native" if native else "hot-path") and stage.fallback_reason is None
     assert executor.live_instances(GAIN) == 1  # the stage holds its component processor
     x = noise(1000)
-    np.testing.assert_allclose(Pipeline([stage], RATE, 2).process(x), x * db(-6), rtol=1e-6, atol=0)
+    np.testing.assert_allclose(Chain([stage], RATE, 2).process(x), x * db(-6), rtol=1e-6, atol=0)
     stage.close()
     assert executor.live_instances(GAIN) == 0
 
@@ -37,8 +37,8 @@ def test_every_c_example_gets_its_hot_path(runtime, executor, install, noise, na
     (plugin,) = install(name)
     stage = build_dsp_stage(runtime, executor, plugin, type_id, None, RATE, 2)
     try:
-        assert stage.path == "hot-path"
-        y = Pipeline([stage], RATE, 2).process(noise(4096))
+        assert stage.route == "hot-path"
+        y = Chain([stage], RATE, 2).process(noise(4096))
         assert np.isfinite(y).all() and stage.fault is None and stage.stats().calls == 16
     finally:
         stage.close()
@@ -66,20 +66,20 @@ def test_a_broken_hot_path_falls_back_to_the_component(runtime, executor, instal
     module = runtime.plugins_dir / GAIN / "wasm" / "gain.hotpath.wasm"
     module.write_bytes(b"\0asm\x01\0\0\0")  # a valid, empty module: exports nothing
     stage = build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)
-    assert isinstance(stage, ComponentStage) and stage.path == "component"
+    assert isinstance(stage, ComponentStage) and stage.route == "component"
     assert "core module rejected" in stage.fallback_reason and "missing export" in stage.fallback_reason
     x = noise(512)
-    np.testing.assert_allclose(Pipeline([stage], RATE, 2).process(x), x * db(-6), rtol=1e-6)
+    np.testing.assert_allclose(Chain([stage], RATE, 2).process(x), x * db(-6), rtol=1e-6)
 
 
 def test_pygain_has_no_hot_path_and_runs_on_the_component_path_offline(runtime, executor, install, noise):
     install("gain", "pygain")
     py = build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2)
-    assert isinstance(py, ComponentStage) and py.path == "component"
+    assert isinstance(py, ComponentStage) and py.route == "component"
     assert py.fallback_reason == f"the component offers no hot path for {RATE} Hz x 2 ch"
     hot = build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": 6}, RATE, 2)
     # hot-path → component → hot-path: the C chain is split around the Python call.
-    pipe = Pipeline([hot, py, build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)],
+    pipe = Chain([hot, py, build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)],
                     RATE, 2, block_frames=256)
     x = noise(1000)  # not a whole number of blocks
     np.testing.assert_allclose(pipe.process(x), x * db(6) * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
@@ -102,7 +102,7 @@ def test_pygain_plays_live_on_the_feeder_thread(runtime, executor, install, nois
               build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2),
               ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
                              process=record, fallback_reason="test sink")]
-    pipe = Pipeline(stages, RATE, 2, block_frames=256)
+    pipe = Chain(stages, RATE, 2, block_frames=256)
     x = noise(RATE // 4)
     handle = pipe.play(x, frames=128)  # a sink at the end and no device: the engine clock
     try:
@@ -118,7 +118,7 @@ def test_pygain_plays_live_on_the_feeder_thread(runtime, executor, install, nois
 def test_hot_path_chains_still_run_in_the_callback(runtime, executor, install, noise):
     install("gain")
     stage = build_dsp_stage(runtime, executor, GAIN, "gain", None, RATE, 2)
-    pipe = Pipeline([stage], RATE, 2)
+    pipe = Chain([stage], RATE, 2)
     handle = pipe.play(noise(RATE // 8), device="engine-clock", frames=128)
     try:
         assert handle.wait(timeout=10)
@@ -134,7 +134,7 @@ def test_disabling_the_plugin_underneath_fails_stages_cleanly(runtime, executor,
     install("gain", "pygain")
     hot = build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)
     py = build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2)
-    pipe = Pipeline([hot, py], RATE, 2)
+    pipe = Chain([hot, py], RATE, 2)
     runtime.set_desired_state(PYGAIN, DesiredState.DISABLED)
     runtime.set_desired_state(GAIN, DesiredState.DISABLED)
     assert executor.live_instances(PYGAIN) == 0 and executor.live_instances(GAIN) == 0
@@ -169,9 +169,9 @@ def test_passthrough_sink_gets_its_role_2_core_module(runtime, executor, install
     (sink_id,) = install("passthrough-sink")
     stage = build_sink_stage(runtime, executor, sink_id, "passthrough", "{}", None, RATE, 2)
     try:
-        assert isinstance(stage, HotPathStage) and stage.role is Role.OUTPUT_SINK and stage.path == "hot-path"
+        assert isinstance(stage, HotPathStage) and stage.role is Role.OUTPUT_SINK and stage.route == "hot-path"
         x = noise(1024)
-        np.testing.assert_array_equal(Pipeline([stage], RATE, 2).process(x), x)  # a sink leaves audio alone
+        np.testing.assert_array_equal(Chain([stage], RATE, 2).process(x), x)  # a sink leaves audio alone
         st = stage.stats()
         assert st.calls == 4 and st.short_frames == 0 and st.fault is None
     finally:
@@ -191,7 +191,7 @@ def test_disabling_a_plugin_while_it_plays_on_the_component_path(runtime, execut
     sink = ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
                           process=record, fallback_reason="test sink")
     x = noise(2 * RATE)  # 2 s played in real time: room to disable it mid-play on a loaded machine
-    handle = Pipeline([py, sink], RATE, 2).play(x, frames=128)
+    handle = Chain([py, sink], RATE, 2).play(x, frames=128)
     try:
         deadline = time.monotonic() + 30
         while len(received) < 8:  # the feeder has rendered some blocks

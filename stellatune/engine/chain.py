@@ -1,4 +1,4 @@
-"""Pipeline: an ordered chain of stages, run offline or in live playback."""
+"""Chain: an ordered chain of stages, run offline or in live playback."""
 from __future__ import annotations
 
 import threading
@@ -15,7 +15,7 @@ from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import StageStats
 from stellatune.errors import EngineError
 
-__all__ = ["Pipeline", "Stage"]
+__all__ = ["Chain", "Stage"]
 
 Stage = Union[HotPathStage, ComponentStage]
 
@@ -24,7 +24,7 @@ Stage = Union[HotPathStage, ComponentStage]
 DEFAULT_OFFLINE_DEADLINE_MS = 1000.0
 
 
-class Pipeline:
+class Chain:
     """Stages applied in order to interleaved float32 audio, in blocks of ``block_frames``.
 
     ``process`` renders an array offline; ``play`` streams a file or array to a device. Hot-path
@@ -133,6 +133,21 @@ class Pipeline:
         clock when the chain ends in an output-sink stage. ``frames`` is the device block.
         With component-path stages the chain runs on the feeder thread (``stats().chain_thread``)."""
         return start_playback(self, source, device=device, frames=frames, **options)
+
+    def time_blocks(self, block: np.ndarray, iterations: int) -> float:
+        """Nanoseconds per pass of ``block`` (frames x channels) through the chain, mean of
+        ``iterations`` passes looped in C without the GIL (what the timing benchmarks use; a
+        one-stage pipeline times one stage). The stages' statistics count these calls too.
+        Hot-path stages only: a component stage is a Python call per block."""
+        a = np.ascontiguousarray(block, dtype=np.float32)
+        if a.ndim != 2 or a.shape[1] != self.channels or not len(a) or len(a) > self.block_frames:
+            raise EngineError(f"expected a block of shape (1..{self.block_frames}, {self.channels}), got {a.shape}")
+        if iterations <= 0:
+            raise EngineError("iterations must be > 0")
+        if self.has_component_stages:
+            raise EngineError("time_blocks times hot-path stages in C; this chain has component stages")
+        with self.running(offline=False) as chain:
+            return chain.time_blocks(a, iterations)
 
     def reset(self) -> None:
         """Reset every stage's signal history (seek, restart); queued between blocks while playing.

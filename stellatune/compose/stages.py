@@ -16,20 +16,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 from stellatune.engine import ComponentStage, HotPathStage
-from stellatune.engine.pipeline import Stage
-from stellatune.engine.playback import BlockSource
+from stellatune.engine.chain import Stage
 from stellatune.errors import EngineError, HotPathAbiError, PluginError, PluginErrorCode, RuntimeStateError
-from stellatune.executor import AudioSpec, ComponentExecutor, FileHostStream, decoder_candidates, open_decoder
+from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import WasmPluginRuntime
 from stellatune.abi import CoreModuleSpec, Role
 
-__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "plugin_decoded_source"]
+__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer"]
 
 Config = Union[Mapping[str, Any], str, None]
 _HOTPATH_SUFFIX = ".hotpath.wasm"
-_DECODE_FRAMES = 2048
-# Reads in a row that return no audio and no end: a decoder that never finishes is refused.
-_MAX_EMPTY_READS = 64
 
 
 def parse_config(config: Config, what: str) -> dict[str, Any]:
@@ -95,44 +91,6 @@ def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, pl
                        session.reset, defaults, user, spec, native, memory_limit_bytes)
 
 
-def plugin_decoded_source(runtime: WasmPluginRuntime, executor: ComponentExecutor,
-                          path: Union[str, Path], block_frames: int = _DECODE_FRAMES) -> BlockSource:
-    """The file ``path`` decoded by the best active decoder plugin (ranked by extension, each
-    candidate tried until one opens), as a :class:`BlockSource` for ``Pipeline.play``.
-
-    The session opens here, so its rate and channels are known; the blocks are read on whatever
-    thread iterates them (the feeder, in playback). ``label`` is ``plugin_id/type_id``; ``close``
-    closes the session. Raises ``PluginError(unsupported)`` when no decoder opens the file.
-    """
-    path = Path(path)
-    ext = path.suffix.lstrip(".").lower() or None
-    candidates = decoder_candidates(runtime, ext, local_file=True)
-    session, chosen = open_decoder(executor, candidates, lambda: FileHostStream(path), ext)
-    label = f"{chosen.plugin_id}/{chosen.type_id}"
-    try:
-        info = session.info()
-    except BaseException:
-        _closer(session)()
-        raise
-
-    def blocks() -> Iterator[Any]:
-        empty = 0
-        while True:
-            chunk = session.read_pcm_f32(block_frames)
-            if len(chunk.frames):
-                empty = 0
-                yield chunk.frames
-            elif not chunk.eof:
-                empty += 1
-                if empty >= _MAX_EMPTY_READS:
-                    raise PluginError(PluginErrorCode.INTERNAL,
-                                      f"{label} returned no audio {empty} times without ending the stream")
-            if chunk.eof:
-                return
-
-    return BlockSource(blocks(), info.sample_rate, info.channels, label=label, close=_closer(session))
-
-
 def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource: Any, role: Role,
                 process: Callable[..., Any], reset: Optional[Callable[[], object]],
                 defaults: dict[str, Any], user: dict[str, Any],
@@ -147,7 +105,7 @@ def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource
             return ComponentStage(name=where, role=role, sample_rate=spec.sample_rate,
                                   channels=spec.channels, process=process,
                                   configure=_merging(resource), reset=reset,
-                                  close=_closer(resource), fallback_reason=reason)
+                                  close=closer(resource), fallback_reason=reason)
         try:
             # Defaults may hold settings that are not real-time parameters; given keys must be.
             hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
@@ -155,10 +113,10 @@ def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource
         except BaseException:
             hot.close()
             raise
-        hot.hold(_closer(resource))
+        hot.hold(closer(resource))
         return hot
     except BaseException:
-        _closer(resource)()
+        closer(resource)()
         raise
 
 
@@ -233,7 +191,7 @@ def _merging(resource: Any):
     return configure
 
 
-def _closer(resource: Any):
+def closer(resource: Any) -> Callable[[], None]:
     """``resource.close`` that tolerates a plugin already disabled or unloaded underneath: the
     executor has torn the instance down then, and there is nothing left to close."""
     def close() -> None:

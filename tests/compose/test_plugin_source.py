@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 
-from stellatune.chain import plugin_decoded_source
+from stellatune.compose import plugin_decoded_source
 from stellatune.cli import audio
 from stellatune.cli.context import add_plugins_dir_option
-from stellatune.engine import Pipeline
+from stellatune.engine import Chain
 from stellatune.errors import PluginError
 
 WAV = "dev.stellatune.example.wav-decoder"
@@ -98,7 +98,7 @@ def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(jack_server, ru
                                                                  track, ring_frames):
     install("wav-decoder")
     source = plugin_decoded_source(runtime, executor, track)
-    handle = Pipeline([], RATE, 2).play(source, frames=128, ring_frames=ring_frames)
+    handle = Chain([], RATE, 2).play(source, frames=128, ring_frames=ring_frames)
     assert handle.decoder == f"{WAV}/wav" and handle.source_sample_rate == SOURCE_RATE
     assert handle.wait(timeout=10)
     stats = handle.stats()

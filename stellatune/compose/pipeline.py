@@ -7,7 +7,7 @@
         handle = board.play("song.wav")            # live through the real-time engine
 
 It is the convenience layer over the planes: it opens (or borrows) a runtime with the component
-executor as its host, and builds each stage component-first through :mod:`stellatune.chain`
+executor as its host, and builds each stage component-first through :mod:`stellatune.compose.stages`
 for whatever sample rate and channel count the audio has; stages are kept per (rate, channels)
 so repeated calls reuse them, and plugin state (a delay line, a compressor's envelope) carries
 over between ``process`` calls of the same format, as with a live stream.
@@ -21,8 +21,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import EngineError, RuntimeStateError
-from .paths import default_plugins_dir
+from ..errors import EngineError, RuntimeStateError
+from ..paths import default_plugins_dir
 
 __all__ = ["DspPlugin", "Pipeline"]
 
@@ -80,8 +80,8 @@ class Pipeline:
 
     @staticmethod
     def _open_runtime(plugins_dir: Union[str, Path, None]) -> Any:
-        from .executor import ComponentExecutor
-        from .runtime import WasmPluginRuntime
+        from ..executor import ComponentExecutor
+        from ..runtime import WasmPluginRuntime
 
         runtime = WasmPluginRuntime(Path(plugins_dir) if plugins_dir else default_plugins_dir(),
                                     ComponentExecutor())
@@ -89,7 +89,7 @@ class Pipeline:
         return runtime
 
     def chain(self, sample_rate: int, channels: int) -> Any:
-        """The engine pipeline (``stellatune.engine.Pipeline``) for this audio format, built on
+        """The engine chain (``stellatune.engine.Chain``) for this audio format, built on
         first use: its ``stages`` say which path each plugin took and hold their stats."""
         if self._runtime is None:
             raise RuntimeStateError("this Pipeline is closed")
@@ -99,8 +99,8 @@ class Pipeline:
         return self._chains[key]
 
     def _build(self, sample_rate: int, channels: int) -> Any:
-        from .chain import build_dsp_stage
-        from .engine import Pipeline as EnginePipeline
+        from ..engine import Chain
+        from .stages import build_dsp_stage
 
         stages: list[Any] = []
         try:
@@ -108,7 +108,7 @@ class Pipeline:
                 stages.append(build_dsp_stage(self._runtime, self._runtime.host, p.plugin_id, p.type_id,
                                               dict(p.config), sample_rate, channels, native=self.native,
                                               memory_limit_bytes=self.memory_limit_bytes))
-            return EnginePipeline(stages, sample_rate, channels, block_frames=self.block_frames)
+            return Chain(stages, sample_rate, channels, block_frames=self.block_frames)
         except BaseException:
             for s in stages:
                 s.close()
