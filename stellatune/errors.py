@@ -18,6 +18,7 @@ __all__ = [
     "UnsafeArtifactError",
     "ArtifactLimitError",
     "PluginNotInstalledError",
+    "PluginBuildError",
     "RuntimeStateError",
     "ActivationError",
     "PluginErrorCode",
@@ -79,6 +80,17 @@ class ArtifactLimitError(PackageError):
 
 class PluginNotInstalledError(PackageError):
     """No installed plugin has that id."""
+
+
+class PluginBuildError(PackageError):
+    """A plugin could not be built (``stellatune plugins build``, the C SDK): not a plugin
+    directory, a missing tool, or a compiler failed. ``log`` holds the failing tool's output.
+    """
+
+    def __init__(self, message: str, log: str = ""):
+        self.message = message
+        self.log = log
+        super().__init__(f"{message}\n{log}".rstrip() if log else message)
 
 
 # --- runtime plane -------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from .. import __version__
 from ..errors import (
     ManifestError,
     PackageError,
+    PluginBuildError,
     PluginNotInstalledError,
     StellatuneError,
 )
@@ -78,6 +79,9 @@ def format_error(error: StellatuneError) -> str:
         lines = [f"error: no valid plugin manifest; {len(error.candidates)} invalid candidate(s):"]
         lines += [f"  {rel}: {p}" for rel, err in error.candidates for p in err.problems]
         return "\n".join(lines)
+    if isinstance(error, PluginBuildError) and error.log:
+        # The tool's own output (a compiler's diagnostics) reads best as the lines it wrote.
+        return "\n".join([f"error: {one_line(error.message)}", *(f"  {one_line(ln)}" for ln in error.log.splitlines())])
     return f"error: {one_line(str(error))}"
 
 

@@ -15,7 +15,8 @@ from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import CapabilityDescriptor
 from stellatune.manifest import AbilityKind
 from stellatune.abi import Role
-from stellatune.sdk.build import BuildError, build_plugin
+from stellatune.errors import PluginBuildError
+from stellatune.sdk.build import build_plugin
 
 GAIN = "dev.stellatune.example.gain"
 
@@ -94,12 +95,12 @@ def test_a_broken_plugin_fails_to_build_with_the_compilers_message(tmp_path):
     manifest = json.loads((src / "plugin.json").read_text())
     manifest["components"][0]["world"] = "stellatune:plugin/no-such-plugin@0.1.0"
     (src / "plugin.json").write_text(json.dumps(manifest))
-    with pytest.raises(BuildError, match="(?s)componentize-py.*World `no-such-plugin` not found"):
+    with pytest.raises(PluginBuildError, match="(?s)componentize-py.*World `no-such-plugin` not found"):
         build_plugin(src)
     (src / "plugin.json").write_text("{")
-    with pytest.raises(BuildError, match="cannot read"):
+    with pytest.raises(PluginBuildError, match="cannot read"):
         build_plugin(src)
-    with pytest.raises(BuildError, match="no plugin.json"):
+    with pytest.raises(PluginBuildError, match="no plugin.json"):
         build_plugin(tmp_path)
 
 

@@ -1,10 +1,9 @@
-"""SDK test fixtures: the example C plugins built once per session (cached by source hash), and
-drivers that run their hot-path modules (wasm through wasmtime-py, native through ctypes) and
-their components (wasmtime.component) at control-plane speed."""
+"""SDK test fixtures: the example C plugins built once per session (through the builder's
+cache), and drivers that run their hot-path modules (wasm through wasmtime-py, native through
+ctypes) and their components (wasmtime.component) at control-plane speed."""
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -30,20 +29,12 @@ OUT_FLAGS = SCRATCH + abi.SCRATCH_OUT_FLAGS
 TYPE_ONLY_INTERFACES = ("stellatune:plugin/common@0.1.0", "stellatune:plugin/hot-path@0.1.0")
 
 
-def cache_dir() -> Path:
-    """Build cache shared by test runs; keyed by input hash inside cbuild."""
-    root = os.environ.get("STELLATUNE_TEST_CACHE") or os.path.join(tempfile.gettempdir(),
-                                                                     "stellatune-test-cache")
-    return Path(root) / "cbuild"
-
-
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> dict[str, Path]:
     """name -> staged package directory of every example plugin."""
     out = tmp_path_factory.mktemp("plugins")
     with ThreadPoolExecutor(max_workers=2) as pool:
-        roots = pool.map(lambda n: build_c_plugin(EXAMPLES / n, out / n, cache_dir=cache_dir()),
-                         PLUGINS)
+        roots = pool.map(lambda n: build_c_plugin(EXAMPLES / n, out / n), PLUGINS)
         return dict(zip(PLUGINS, roots))
 
 

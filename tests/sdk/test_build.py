@@ -1,4 +1,5 @@
-"""stellatune.sdk.cbuild: the staged package, artifact validity, the cache, and build errors."""
+"""stellatune.sdk.cbuild: the staged package, artifact validity, and build errors (the cache:
+test_builder_cache.py)."""
 from __future__ import annotations
 
 import json
@@ -73,30 +74,6 @@ def test_native_library_exports_only_the_abi(built):
                         "st_hot_param_names", "st_hot_set_param", "st_hot_native_memory"}
 
 
-def test_cached_build_is_reused(tmp_path):
-    cache = tmp_path / "cache"
-    first = build_c_plugin(EXAMPLES / "gain", tmp_path / "a", cache_dir=cache)
-    entries = list(cache.iterdir())
-    assert len(entries) == 1 and (entries[0] / ".complete").is_file()
-    # Poison the cache entry: a cache hit must copy it rather than rebuild.
-    (entries[0] / "wasm" / "gain.hotpath.wasm").write_bytes(b"cached")
-    second = build_c_plugin(EXAMPLES / "gain", tmp_path / "b", cache_dir=cache)
-    assert (second / "wasm" / "gain.hotpath.wasm").read_bytes() == b"cached"
-    assert (first / "wasm" / "gain.hotpath.wasm").read_bytes() != b"cached"
-    assert not (second / ".complete").exists()
-
-
-def test_source_change_misses_the_cache(tmp_path):
-    src = tmp_path / "gain"
-    shutil.copytree(EXAMPLES / "gain", src)
-    cache = tmp_path / "cache"
-    build_c_plugin(src, tmp_path / "a", cache_dir=cache)
-    with open(src / "src" / "gain.c", "a") as f:
-        f.write("\n/* changed */\n")
-    build_c_plugin(src, tmp_path / "b", cache_dir=cache)
-    assert len(list(cache.iterdir())) == 2
-
-
 def make_plugin(tmp_path: Path, manifest_edit=None, source: str | None = None) -> Path:
     src = tmp_path / "plugin"
     shutil.copytree(EXAMPLES / "gain", src)
@@ -114,8 +91,10 @@ def make_plugin(tmp_path: Path, manifest_edit=None, source: str | None = None) -
     (lambda m: m["components"][0].update(world="stellatune:plugin/decoder-plugin@0.1.0"),
      "not one the C SDK builds"),
     (lambda m: m["components"][0].update(path="gain.wasm"), "wasm/<name>.component.wasm"),
-    (lambda m: m["components"][0].update(path="wasm/../x.component.wasm"),
+    (lambda m: m["components"][0].update(path="wasm/x/y.component.wasm"),
      "wasm/<name>.component.wasm"),
+    (lambda m: m["components"][0].update(path="wasm/../x.component.wasm"),
+     "must stay inside the plugin"),
 ])
 def test_bad_manifest_is_a_build_error(tmp_path, edit, message):
     with pytest.raises(PluginBuildError, match=message):
@@ -123,7 +102,7 @@ def test_bad_manifest_is_a_build_error(tmp_path, edit, message):
 
 
 def test_missing_manifest_and_sources(tmp_path):
-    with pytest.raises(PluginBuildError, match="not found"):
+    with pytest.raises(PluginBuildError, match="no plugin.json"):
         build_c_plugin(tmp_path, tmp_path / "out")
     src = make_plugin(tmp_path)
     (src / "src" / "gain.c").unlink()
@@ -135,23 +114,5 @@ def test_compiler_error_carries_the_log(tmp_path):
     src = make_plugin(tmp_path, source='#include "stellatune_sdk.h"\nint broken( {\n')
     with pytest.raises(PluginBuildError) as info:
         build_c_plugin(src, tmp_path / "out")
-    assert "compile" in str(info.value) and "gain.c" in info.value.log
+    assert "compiling" in str(info.value) and "gain.c" in info.value.log
     assert not (tmp_path / "out").exists()  # nothing half-staged
-
-
-def test_plugins_build_cache_key_follows_the_sdk_sources(tmp_path, monkeypatch):
-    """`stellatune plugins build` reuses a cached zip only while the C SDK it compiles with is
-    unchanged: an edited header or glue file must mean a rebuild, not a stale package."""
-    from stellatune.sdk import build
-
-    sdk = tmp_path / "sdk"
-    shutil.copytree(Path(build.__file__).parent, sdk, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(build, "__file__", str(sdk / "build.py"))
-    before = build._source_hash(EXAMPLES / "gain")
-    assert build._source_hash(EXAMPLES / "gain") == before
-    for edited in ("include/stellatune_sdk.h", "glue/hotpath.c"):
-        with open(sdk / edited, "a") as f:
-            f.write("\n/* changed */\n")
-        after = build._source_hash(EXAMPLES / "gain")
-        assert after != before, edited
-        before = after
