@@ -46,6 +46,25 @@ typedef struct st_player {
     double output_latency; /* seconds, as PortAudio reports it */
     pthread_t clock_thread;
     int clock_running;
+
+    /* ---- long-lived player controls (stellatune.compose.player) ---------------------------
+     * Each is a lock-free handoff the driver polls at the top of a block (st_player_ctl_*). */
+    _Atomic int paused;             /* control: fade out, then silence; the ring is left alone */
+    _Atomic uint64_t flush_req;     /* control bumps it: fade out, drain the ring, ack */
+    _Atomic uint64_t flush_ack;     /* driver: the last flush request done */
+    uint64_t flush_seen;            /* driver-owned */
+    _Atomic uint32_t gain_bits;     /* target volume (linear, float bits), smoothed per sample */
+    float gain;                     /* driver-owned: current volume */
+    float gain_coef;                /* one-pole smoothing coefficient per frame */
+    float fade;                     /* driver-owned: 0..1, ramped by fade_step per frame */
+    float fade_step;
+    uint32_t prime_frames;          /* after a flush: silence until this much is in the ring */
+    int priming;
+    int offline;                    /* clock driver: no sleeping, never pad, wait for audio */
+    st_chain *_Atomic pending_chain; /* control posts; the driver swaps at a block boundary */
+    _Atomic uint64_t swaps;
+    st_ring *out_ring;              /* optional: rendered blocks for a writer thread (file:) */
+    _Atomic uint64_t out_dropped;   /* frames the out ring had no room for (real-time only) */
 } st_player;
 
 void st_player_init(st_player *p, st_chain *chain, float *ring_data, uint32_t ring_frames,
@@ -71,6 +90,31 @@ PaError st_player_close_device(st_player *p);
  * devices simply are not there). Only messages during the probe are dropped; a failure still
  * comes back as the PaError. */
 PaError st_pa_initialize_quietly(void);
+
+/* ---- long-lived player controls (all lock-free; any control thread, one at a time) ---- */
+
+/* Fade length for pause/flush (frames), the volume's one-pole coefficient per frame (1: no
+ * smoothing), how much a flushed ring must hold again before the driver plays from it, the
+ * offline clock, and an optional ring for the rendered blocks. Call before the driver starts. */
+void st_player_ctl_setup(st_player *p, uint32_t fade_frames, float gain_coef, uint32_t prime_frames,
+                         int offline, st_ring *out_ring);
+void st_player_ctl_pause(st_player *p, int paused);
+void st_player_ctl_gain(st_player *p, float gain);
+/* Ask for a flush; returns its generation (done once st_player_ctl_flush_acked says so). */
+uint64_t st_player_ctl_flush(st_player *p);
+int st_player_ctl_flush_acked(st_player *p, uint64_t gen);
+/* With no driver running: drain the ring and ack every flush request at once. */
+void st_player_ctl_flush_now(st_player *p);
+/* Post a chain for the driver to take at its next block; 0 when one is still pending. */
+int st_player_ctl_post_chain(st_player *p, st_chain *c);
+int st_player_ctl_chain_pending(st_player *p);
+/* With no driver running: take the pending chain (or `c`) now. */
+void st_player_ctl_set_chain(st_player *p, st_chain *c);
+/* Non-blocking push of up to `frames` (design A only: no chain run); returns frames pushed. */
+uint32_t st_player_try_push(st_player *p, const float *buf, uint32_t frames);
+/* Frames the driver has taken from the ring (played or drained) / the feeder has pushed. */
+uint64_t st_player_consumed(st_player *p);
+uint64_t st_player_pushed(st_player *p);
 
 /* No device: a C thread paced by CLOCK_MONOTONIC drives the chain (output-sink stages). */
 int st_player_start_clock(st_player *p);

@@ -1,0 +1,102 @@
+"""Where a :class:`~stellatune.compose.player.Player` sends its audio: the output spec, parsed.
+
+``None`` (the default PortAudio device), a device name or index, ``"null"`` (discarded, paced by
+the engine clock), ``"file:PATH.wav"`` (float32 WAV written by a Python thread from the blocks
+the driver rendered; the driver itself does no I/O), ``"sink:PLUGIN_ID:TYPE_ID[:CONFIG_JSON]"``
+(an output-sink plugin: not supported yet).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..errors import EngineError
+
+__all__ = ["OutputSpec", "parse_output", "FileWriter"]
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    kind: str  # "device", "null", "file", "sink"
+    device: Union[str, int, None] = None
+    path: Optional[Path] = None
+    plugin_id: str = ""
+    type_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_clock(self) -> bool:
+        """Paced by the engine clock (no PortAudio)."""
+        return self.kind in ("null", "file", "sink")
+
+
+def parse_output(output: Union[str, int, None]) -> OutputSpec:
+    if output is None or isinstance(output, int):
+        return OutputSpec("device", device=output)
+    if not isinstance(output, str) or not output.strip():
+        raise EngineError(f"output must be None, a device name or index, 'null', 'file:PATH' or 'sink:...',"
+                          f" got {output!r}")
+    if output == "null":
+        return OutputSpec("null")
+    if output.startswith("file:"):
+        path = output[len("file:"):]
+        if not path:
+            raise EngineError("file: output needs a path (file:PATH.wav)")
+        return OutputSpec("file", path=Path(path))
+    if output.startswith("sink:"):
+        parts = output[len("sink:"):].split(":", 2)
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise EngineError(f"{output!r}: expected sink:PLUGIN_ID:TYPE_ID[:CONFIG_JSON]")
+        config: Any = {}
+        if len(parts) == 3 and parts[2].strip():
+            try:
+                config = json.loads(parts[2])
+            except ValueError as e:
+                raise EngineError(f"{output!r}: config is not valid JSON: {e}") from e
+        return OutputSpec("sink", plugin_id=parts[0], type_id=parts[1], config=dict(config))
+    return OutputSpec("device", device=output)
+
+
+class FileWriter:
+    """Drains the driver's output ring into a float32 WAV on its own thread."""
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, read_output: Any):
+        import soundfile
+
+        self._file = soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels,
+                                         subtype="FLOAT")
+        self._read = read_output
+        self._stop = threading.Event()
+        self.frames = 0
+        self.error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, name="stellatune-file-output", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> int:
+        block = self._read(1 << 14)
+        if block is not None and len(block):
+            self._file.write(block)
+            self.frames += len(block)
+            return len(block)
+        return 0
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if not self._drain():
+                    self._stop.wait(0.005)
+        except BaseException as e:  # noqa: BLE001 (reported by close())
+            self.error = e
+
+    def close(self) -> None:
+        """Stop the thread, write what is left (call after the driver stopped), close the file."""
+        self._stop.set()
+        self._thread.join()
+        try:
+            while self.error is None and self._drain():
+                pass
+        finally:
+            self._file.close()

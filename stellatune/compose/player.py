@@ -1,0 +1,551 @@
+"""``stellatune.Player``: a long-lived player: a queue, transport, a live chain, events.
+
+    with stellatune.Player(output="null") as player:
+        player.set_chain(['dev.stellatune.example.gain:gain:{"gain_db": -6}'])
+        player.enqueue("a.flac", "b.flac", (array, 48000))
+        player.play()
+        player.update_config(0, {"gain_db": -3})   # "hot-apply" | "recreate" | "reject"
+        player.wait()
+
+Threads (docs/player.md): control calls (any thread, serialised by one lock); the feeder
+(decodes ahead, resamples, runs a component-path chain; seek/skip/stop run on it); the driver
+(C: PortAudio callback or engine clock; pause, flush with fades, volume ramp and chain swaps
+reach it through lock-free handoffs polled at block boundaries); a monitor thread (~20 ms:
+track boundaries from the driver's frame counter, xruns, faults, disabled plugins) and the event
+thread that runs callbacks.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from ..engine import _core
+from ..engine.playback import _pick_device
+from ..errors import AudioDeviceError, EngineError, RuntimeStateError
+from ..paths import default_plugins_dir
+from .events import EventBus
+from .livechain import Entry, LiveChain
+from .outputs import FileWriter, OutputSpec, parse_output
+from .pipeline import DspPlugin
+from .queue import Feeder, item_label, open_item
+
+__all__ = ["Player"]
+
+FADE_S = 0.005
+VOLUME_TAU_S = 0.005
+
+
+class Player:
+    """A long-lived player (see the module doc). ``output``: None (default PortAudio device),
+    a device name or index, ``"null"``, ``"file:PATH.wav"``; ``offline=True`` runs the engine
+    clock of ``null``/``file:`` as fast as the feeder allows (deterministic output).
+    ``sample_rate``: the output rate (default: the first item's); ``channels`` likewise
+    (default: the first item's, at least 2). ``decoder``: ``auto``, ``builtin`` or ``plugin``.
+    ``ring_frames`` (a power of two) is how far decoding runs ahead."""
+
+    def __init__(self, plugins_dir: Union[str, Path, None] = None, *, output: Union[str, int, None] = None,
+                 frames: int = 128, sample_rate: Optional[int] = None, runtime: Any = None,
+                 channels: Optional[int] = None, decoder: str = "auto", ring_frames: int = 8192,
+                 offline: bool = False):
+        self._out: OutputSpec = parse_output(output)
+        if self._out.kind == "sink":
+            raise EngineError("sink: outputs are not yet supported by the Player")
+        if offline and not self._out.uses_clock:
+            raise EngineError("offline=True needs a null or file: output")
+        if ring_frames & (ring_frames - 1) or ring_frames < 4 * frames:
+            raise EngineError(f"ring_frames must be a power of two >= {4 * frames}")
+        self.frames, self.ring_frames, self.offline = frames, ring_frames, offline
+        self._rate_opt, self._channels_opt, self.decoder = sample_rate, channels, decoder
+        self._owns_runtime = runtime is None
+        if runtime is None:
+            from ..executor import ComponentExecutor
+            from ..runtime import WasmPluginRuntime
+
+            runtime = WasmPluginRuntime(Path(plugins_dir) if plugins_dir else default_plugins_dir(),
+                                        ComponentExecutor())
+            runtime.sync_plugins()
+        self.runtime = runtime
+        self._lock = threading.RLock()
+        self._events = EventBus()
+        self._items: list[Any] = []          # queued before the engine started
+        self._specs: list[tuple[str, bool]] = []  # the chain before the engine started
+        self._volume_db = 0.0
+        self._state = "stopped"
+        self._closed = False
+        self.sample_rate: Optional[int] = None
+        self.channels: Optional[int] = None
+        self._core: Any = None
+        self._feeder: Optional[Feeder] = None
+        self._live: Optional[LiveChain] = None
+        self._writer: Optional[FileWriter] = None
+        self._driver = False
+        self._uses_pa = False
+        self._monitor: Optional[threading.Thread] = None
+        self._stop_monitor = threading.Event()
+
+    # --- the queue --------------------------------------------------------------------------
+
+    def enqueue(self, *items: Any) -> None:
+        with self._lock:
+            self._check_open()
+            if self._feeder is None:
+                self._items.extend(items)
+                return
+            with self._feeder.cond:
+                self._feeder.items.extend(items)
+                self._feeder.cond.notify_all()
+
+    def clear_queue(self) -> None:
+        with self._lock:
+            self._items.clear()
+            if self._feeder is not None:
+                with self._feeder.cond:
+                    self._feeder.items.clear()
+
+    def queue(self) -> list[str]:
+        with self._lock:
+            items = list(self._feeder.items) if self._feeder is not None else list(self._items)
+        return [item_label(i) for i in items]
+
+    # --- transport --------------------------------------------------------------------------
+
+    def play(self) -> None:
+        """Start (or resume) playing the queue."""
+        with self._lock:
+            self._check_open()
+            if self._feeder is None:
+                self._start()
+            assert self._feeder is not None
+            with self._feeder.cond:
+                self._feeder.playing = True
+                self._feeder.cond.notify_all()
+            self._core.pause(False)
+            self._state = "playing"
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._core is not None and self._state == "playing":
+                self._core.pause(True)  # the driver fades out, then plays silence
+                self._state = "paused"
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._state == "paused":
+                self._core.pause(False)
+                self._state = "playing"
+
+    def stop(self) -> None:
+        """End the current item (the rest of the queue stays; ``play()`` goes on with it)."""
+        with self._lock:
+            if self._feeder is None:
+                return
+            feeder = self._feeder
+
+            def stop() -> None:
+                feeder.playing = False
+                feeder.end_current("stopped")
+            feeder.call(stop)
+            self._state = "stopped"
+
+    def skip(self) -> None:
+        """End the current item now; the next one plays."""
+        with self._lock:
+            if self._feeder is not None:
+                feeder = self._feeder
+                feeder.call(lambda: feeder.end_current("skipped"))
+
+    def seek(self, seconds: float) -> bool:
+        """Reposition the current item; False when nothing is playing."""
+        with self._lock:
+            if self._feeder is None:
+                return False
+            feeder = self._feeder
+            done = feeder.call(lambda: feeder.seek(max(0.0, float(seconds))))
+            if done:
+                self._events.emit("seeked", position=float(seconds))
+            return bool(done)
+
+    def position(self) -> Optional[float]:
+        """Seconds into the current item, from the frames the driver has taken."""
+        seg = self._segment()
+        if seg is None:
+            return None
+        consumed = self._core.consumed
+        end = seg.end if seg.end is not None else consumed
+        return (seg.offset + min(consumed, end) - seg.start) / self.sample_rate
+
+    def current(self) -> Optional[str]:
+        seg = self._segment()
+        return None if seg is None else seg.label
+
+    def _segment(self) -> Any:
+        feeder = self._feeder
+        if feeder is None:
+            return None
+        consumed = self._core.consumed
+        with feeder.cond:
+            for seg in reversed(feeder.segments):
+                if seg.start <= consumed:
+                    if seg.end is not None and consumed >= seg.end and seg.end > seg.start:
+                        return None  # between items: the last one has played out
+                    return seg if seg.end != seg.start else None
+        return None
+
+    @property
+    def volume_db(self) -> float:
+        return self._volume_db
+
+    @volume_db.setter
+    def volume_db(self, db: float) -> None:
+        with self._lock:
+            self._volume_db = float(db)
+            if self._core is not None:
+                self._core.set_gain(10.0 ** (self._volume_db / 20.0))  # ramped per sample in C
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until the queue has played out; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._played_out():
+            if self._closed:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _played_out(self) -> bool:
+        feeder = self._feeder
+        if feeder is None:
+            return not self._items
+        with feeder.cond:
+            idle = feeder.idle and not feeder.items and not feeder._commands
+        return idle and self._core.consumed >= self._core.pushed
+
+    # --- the chain --------------------------------------------------------------------------
+
+    def set_chain(self, specs: Iterable[Any]) -> None:
+        with self._lock:
+            self._check_open()
+            specs = [s if isinstance(s, DspPlugin) else DspPlugin.parse(s) for s in specs]
+            if self._live is None:
+                self._specs = [(_spec_text(s), False) for s in specs]
+                return
+            keep = list(self._live.entries)
+            built = []
+            try:
+                for s in specs:
+                    built.append(self._live.build(s))
+                self._live.commit(built)
+            except BaseException:
+                for e in built:
+                    e.stage.close()
+                raise
+            del keep
+
+    def insert_stage(self, index: int, spec: Any) -> None:
+        with self._lock:
+            self._check_open()
+            if self._live is None:
+                self._specs.insert(index, (_spec_text(DspPlugin.parse(spec) if isinstance(spec, str) else spec), False))
+                return
+            entry = self._live.build(spec)
+            entries = list(self._live.entries)
+            entries.insert(index, entry)
+            try:
+                self._live.commit(entries)
+            except BaseException:
+                entry.stage.close()
+                raise
+
+    def remove_stage(self, index: int) -> None:
+        with self._lock:
+            if self._live is None:
+                del self._specs[index]
+                return
+            entries = list(self._live.entries)
+            del entries[index]
+            self._live.commit(entries)
+
+    def move_stage(self, src: int, dst: int) -> None:
+        with self._lock:
+            seq: list[Any] = list(self._live.entries) if self._live is not None else self._specs
+            seq.insert(dst, seq.pop(src))
+            if self._live is not None:
+                self._live.commit(seq)
+
+    def bypass(self, index: int, on: bool = True) -> None:
+        with self._lock:
+            if self._live is None:
+                self._specs[index] = (self._specs[index][0], bool(on))
+                return
+            e = self._live.entries[index]
+            e.stage.bypass(bool(on))
+            e.bypassed = bool(on)
+
+    def chain(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._live is None:
+                return [{"spec": s, "bypassed": b} for s, b in self._specs]
+            return [_entry_status(e) for e in self._live.entries]
+
+    def update_config(self, index: int, config: Any) -> str:
+        """Follow the plugin's plan: ``"hot-apply"``, ``"recreate"`` or ``"reject"``."""
+        from .stages import parse_config
+
+        changes = parse_config(config, "config")
+        with self._lock:
+            self._check_open()
+            if self._live is None:
+                p = DspPlugin.parse(self._specs[index][0])
+                self._specs[index] = (_spec_text(DspPlugin(p.plugin_id, p.type_id, {**p.config, **changes})),
+                                      self._specs[index][1])
+                return "recreate"
+            return self._live.update_config(index, changes)
+
+    # --- observing --------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], object],
+                  kinds: Optional[Iterable[str]] = None) -> Callable[[], None]:
+        return self._events.subscribe(callback, kinds)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            counters: dict[str, Any] = {"xruns": 0, "ring_underruns": 0, "frames_played": 0, "chain_swaps": 0}
+            if self._core is not None:
+                c = self._core.counters()
+                counters = {"xruns": c["device_underflows"], "ring_underruns": c["ring_underruns"],
+                            "frames_played": c["frames_played"], "callbacks": c["callbacks"],
+                            "chain_swaps": self._live.swaps if self._live else 0,
+                            "output_dropped_frames": self._core.output_dropped}
+            queue_len = len(self._feeder.items) if self._feeder is not None else len(self._items)
+            return {"state": self._state, "current": self.current(), "position": self.position(),
+                    "queue_length": queue_len, "sample_rate": self.sample_rate, "channels": self.channels,
+                    "output": self._out.kind, "volume_db": self._volume_db,
+                    "chain_thread": (("feeder" if self._live.on_feeder else "driver") if self._live else None),
+                    "chain": self.chain(), "counters": counters}
+
+    def counters(self) -> dict[str, Any]:
+        """The driver's raw counters (callbacks, frames_played, ring_underruns, ...)."""
+        return self._core.counters() if self._core is not None else {}
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        items = self._items
+        if not items and self._rate_opt is None:
+            raise EngineError("nothing to play: enqueue an item first (or give sample_rate)")
+        rate, channels = self._rate_opt, self._channels_opt
+        if items and (rate is None or channels is None):
+            first = open_item(items[0], self.decoder, self.runtime)
+            first.close()
+            rate = rate or first.rate
+            channels = channels or max(2, first.channels)
+        assert rate is not None  # an item gave one, or sample_rate did (checked above)
+        rate, channels = int(rate), int(channels or 2)
+        self.sample_rate, self.channels = rate, channels
+        core = _core.Player(_core.Chain([], channels, self.frames), self.ring_frames, channels,
+                            self.frames, float(rate), True)
+        out_frames = 1 << max(14, math.ceil(math.log2(rate))) if self._out.kind == "file" else 0
+        core.setup_live(max(1, round(FADE_S * rate)), 1.0 - math.exp(-1.0 / (VOLUME_TAU_S * rate)),
+                        0 if self.offline else min(self.ring_frames // 2, max(4 * self.frames, 4096)),
+                        self.offline, out_frames)
+        core.set_gain(10.0 ** (self._volume_db / 20.0))
+        self._core = core
+        feeder = Feeder(core, rate, channels, decoder=self.decoder, runtime=self.runtime,
+                        driver_running=lambda: self._driver, emit=self._events.emit)
+        feeder.items.extend(items)
+        self._items = []
+        self._feeder = feeder
+        live = LiveChain(self.runtime, core, feeder, rate, channels, self.frames,
+                         driver_running=lambda: self._driver, position=self.position, emit=self._events.emit)
+        feeder.reset_stages = live.reset
+        self._live = live
+        entries: list[Entry] = []
+        try:
+            for spec, bypassed in self._specs:
+                entries.append(live.build(spec))
+                if bypassed:
+                    entries[-1].stage.bypass(True)
+                    entries[-1].bypassed = True
+            live.start(entries)
+            self._start_driver()
+        except BaseException:
+            for e in entries:
+                if e not in live.entries:
+                    e.stage.close()
+            self._shutdown()
+            raise
+        self._monitor = threading.Thread(target=self._watch, name="stellatune-player-monitor", daemon=True)
+        self._monitor.start()
+
+    def _start_driver(self) -> None:
+        core, out = self._core, self._out
+        if out.kind == "device":
+            _core.pa_initialize()  # PortAudioError is an AudioDeviceError
+            self._uses_pa = True
+            try:
+                info = _pick_device(out.device, self.channels or 2)
+                core.open_device(info["index"], -1, 0, 0, info["default_low_output_latency"])
+            except _core.PortAudioError as e:
+                raise AudioDeviceError(f"cannot open {out.device or 'the default device'}: {e}", e.code) from e
+            self._prefill()
+            core.start_device()
+        else:
+            if out.kind == "file":
+                assert out.path is not None
+                self._writer = FileWriter(out.path, self.sample_rate or 0, self.channels or 2, core.read_output)
+            self._prefill()
+            core.start_clock()
+        self._driver = True
+
+    def _prefill(self) -> None:
+        """Let the feeder fill half the ring first, so the first blocks find audio (bounded: a
+        slow decoder still starts; the feeder signals an empty queue as the end of the source)."""
+        feeder, core = self._feeder, self._core
+        assert feeder is not None
+        with feeder.cond:
+            feeder.playing = True
+            feeder.idle = False
+            feeder.cond.notify_all()
+        deadline = time.monotonic() + 5.0
+        while core.buffered < self.ring_frames // 2 and time.monotonic() < deadline:
+            with feeder.cond:
+                if feeder.idle:
+                    break
+            time.sleep(0.001)
+
+    def _watch(self) -> None:
+        """Every ~20 ms: track boundaries, queue-empty, xruns, stage faults, disabled plugins."""
+        started = ended = 0
+        empty_sent = True
+        xruns = underruns = 0
+        faults: set[int] = set()
+        last = False
+        while not last:
+            last = self._stop_monitor.wait(0.02)  # one more pass after close() asked to stop
+            feeder, core = self._feeder, self._core
+            if feeder is None or core is None:
+                continue
+            consumed = core.consumed
+            with feeder.cond:
+                segs = list(feeder.segments)
+            first_of: dict[int, Any] = {}
+            last_of: dict[int, Any] = {}
+            for seg in segs:
+                first_of.setdefault(seg.item_no, seg)
+                last_of[seg.item_no] = seg
+            newest = segs[-1].item_no if segs else 0
+            for no in sorted(first_of):  # in item order: started k, ended k, started k+1, ...
+                first, final = first_of[no], last_of[no]
+                if no > started and consumed >= first.start and first.end != first.start:
+                    started = no
+                    empty_sent = False
+                    self._events.emit("track-started", item=first.label, item_no=no)
+                if no > ended and no <= started and final.end is not None and consumed >= final.end \
+                        and (no < newest or feeder._cur is None):
+                    ended = no
+                    self._events.emit("track-ended", item=final.label, item_no=no)
+            if not empty_sent and ended == started and self._played_out():
+                empty_sent = True
+                self._events.emit("queue-empty")
+            c = core.counters()
+            if c["device_underflows"] > xruns or c["ring_underruns"] > underruns:
+                xruns, underruns = c["device_underflows"], c["ring_underruns"]
+                self._events.emit("xrun", device_underflows=xruns, ring_underruns=underruns)
+            if not last:
+                self._check_stages(faults)
+
+    def _check_stages(self, faults: set[int]) -> None:
+        live = self._live
+        if live is None or not self._lock.acquire(timeout=0.05):
+            return
+        try:
+            if self._closed:
+                return
+            gone = []
+            for i, e in enumerate(live.entries):
+                fault = e.stage.fault
+                if fault is not None and id(e.stage) not in faults:
+                    faults.add(id(e.stage))
+                    self._events.emit("stage-fault", index=i, spec=e.spec, fault=fault.kind,
+                                      message=fault.message)
+                if not self.runtime.is_active(e.plugin_id):
+                    gone.append(e)
+            if gone:  # disabled or unloaded underneath: drop the stage, keep playing
+                live.commit([e for e in live.entries if e not in gone])
+                for e in gone:
+                    self._events.emit("stage-removed", spec=e.spec, reason="plugin is no longer active")
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Stop everything and release the device, stages and (if opened here) the runtime.
+        Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop_monitor.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=10.0)
+        with self._lock:
+            self._shutdown()
+            self._events.close()
+            if self._owns_runtime:
+                self.runtime.shutdown()
+
+    def _shutdown(self) -> None:
+        core = self._core
+        if core is not None:
+            core.request_stop()
+        if self._feeder is not None:
+            self._feeder.close()
+        err = None
+        if core is not None:
+            try:
+                core.close()
+            except _core.PortAudioError as e:
+                err = e
+            self._driver = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._uses_pa:
+            _core.pa_terminate()
+            self._uses_pa = False
+        if self._live is not None:
+            self._live.close()
+        self._state = "closed"
+        if err is not None:
+            raise AudioDeviceError(str(err), err.code) from err
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeStateError("the player is closed")
+
+    def __enter__(self) -> Player:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Player {self._out.kind} {self._state}>"
+
+
+def _spec_text(p: DspPlugin) -> str:
+    import json
+
+    return f"{p.plugin_id}:{p.type_id}:{json.dumps(dict(p.config), sort_keys=True)}"
+
+
+def _entry_status(e: Entry) -> dict[str, Any]:
+    st = e.stage.stats()
+    fault = e.stage.fault
+    return {"spec": e.spec, "route": e.stage.route, "bypassed": e.bypassed,
+            "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
+            "p50_us": st.p50_us, "p99_us": st.p99_us}

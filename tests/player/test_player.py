@@ -1,0 +1,273 @@
+"""stellatune.Player: gapless queue, resampling, seek, transport, volume, live edits, events."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+import stellatune
+from stellatune import package
+from stellatune.runtime import DesiredState
+
+from .conftest import GAIN, RATE, db
+
+GAIN_SPEC = f'{GAIN}:gain:{{"gain_db": -6}}'
+
+
+def until(cond, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def test_player_is_exported_lazily():
+    from stellatune.compose import Player
+    assert stellatune.Player is Player
+
+
+def test_gapless_arrays_through_a_hot_path_stage(runtime, install, noise, tmp_path):
+    install("gain")
+    items = [noise(n) for n in (30000, 12345, 50001)]
+    out_path = tmp_path / "out.wav"
+    events = []
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True, ring_frames=1 << 16) as p:
+        p.subscribe(events.append)
+        p.set_chain([GAIN_SPEC])
+        p.enqueue(*[(x, RATE) for x in items])
+        p.play()
+        assert p.chain()[0]["route"] == "hot-path"
+        assert p.wait(timeout=60)
+        json.dumps(p.status())
+    out, rate = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    with stellatune.Pipeline([GAIN_SPEC], runtime=runtime) as board:
+        ref = board.process(np.concatenate(items), RATE)
+    assert rate == RATE and out.shape == ref.shape
+    np.testing.assert_array_equal(out, ref)  # no frame inserted or dropped at the joins
+    kinds = [e["kind"] for e in events if e["kind"] in ("track-started", "track-ended", "queue-empty")]
+    assert kinds == ["track-started", "track-ended"] * 3 + ["queue-empty"]
+
+
+def test_gapless_files(runtime, noise, tmp_path):
+    items = [noise(n) for n in (40000, 23456)]
+    paths = []
+    for i, x in enumerate(items):
+        paths.append(tmp_path / f"{i}.wav")
+        soundfile.write(str(paths[-1]), x, RATE, subtype="FLOAT")
+    out_path = tmp_path / "out.wav"
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True, decoder="builtin") as p:
+        p.enqueue(*[str(x) for x in paths])
+        p.play()
+        assert p.wait(timeout=60)
+    out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(out, np.concatenate(items))
+
+
+def test_an_item_at_another_rate_is_resampled(runtime, noise, tmp_path):
+    out_path = tmp_path / "out.wav"
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True) as p:
+        p.enqueue((noise(48000), 48000), (noise(44100), 44100), (noise(48000), 48000))
+        p.play()
+        assert p.wait(timeout=60)
+        assert p.sample_rate == 48000
+    out, rate = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    assert rate == 48000 and abs(len(out) - 3 * 48000) <= 2
+
+
+def _seek_signal(n):
+    t = np.arange(n)
+    return np.stack([0.5 * np.sin(2 * np.pi * 440 * t / RATE), 0.5 * t / n], axis=1).astype(np.float32)
+
+
+def test_seek_lands_on_target_and_fades(runtime, tmp_path):
+    src = _seek_signal(4 * RATE)
+    out_path = tmp_path / "out.wav"
+    target = 3.0
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", ring_frames=1 << 14) as p:
+        events = []
+        p.subscribe(events.append, kinds=["seeked"])
+        p.enqueue((src, RATE))
+        p.play()
+        until(lambda: (p.position() or 0) >= 0.3, what="0.3 s played")
+        assert p.seek(target)
+        assert abs(p.position() - target) < 0.25
+        assert p.wait(timeout=30)
+    out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    T = int(target * RATE)
+    probe = T + 1000  # past the 5 ms fade-in
+    hits = np.flatnonzero(out[:, 1] == src[probe, 1])
+    assert len(hits) == 1, "the post-seek audio is in the output once"
+    k = hits[0]
+    n = len(src) - probe
+    np.testing.assert_array_equal(out[k:k + n], src[probe:])  # landed exactly on the target frame
+    region = out[:k + n]
+    assert np.max(np.abs(np.diff(region, axis=0))) < 0.05  # faded out and in: no click
+    assert events and events[0]["position"] == target
+
+
+def test_pause_holds_the_frame_counter(runtime, noise):
+    with stellatune.Player(runtime=runtime, output="null", sample_rate=RATE, ring_frames=1 << 16) as p:
+        p.enqueue((noise(5 * RATE), RATE))
+        p.play()
+        until(lambda: p.counters()["frames_played"] > 4800, what="some frames played")
+        p.pause()
+        time.sleep(0.3)  # the fade (5 ms) has long ended
+        f1 = p.counters()["frames_played"]
+        time.sleep(0.3)
+        f2 = p.counters()["frames_played"]
+        assert f2 == f1 and p.status()["state"] == "paused"
+        p.resume()
+        until(lambda: p.counters()["frames_played"] > f2 + 4800, what="playback resumed")
+        assert p.counters()["ring_underruns"] == 0
+
+
+def test_skip_goes_to_the_next_item(runtime, noise):
+    with stellatune.Player(runtime=runtime, output="null", ring_frames=1 << 16) as p:
+        events = []
+        p.subscribe(events.append, kinds=["track-started", "track-ended"])
+        p.enqueue((noise(10 * RATE), RATE), (noise(RATE // 2), RATE))
+        p.play()
+        until(lambda: (p.position() or 0) > 0.2, what="first item playing")
+        p.skip()
+        assert p.wait(timeout=20)
+        played = p.counters()["frames_played"]
+        assert played < 5 * RATE  # the 10 s item did not play out
+        until(lambda: len(events) >= 4, what="events", timeout=5)
+    assert [(e["kind"], e["item_no"]) for e in events] == [
+        ("track-started", 1), ("track-ended", 1), ("track-started", 2), ("track-ended", 2)]
+
+
+def test_volume_ramps_without_steps(runtime, tmp_path):
+    dc = np.full((2 * RATE, 2), 0.5, np.float32)
+    out_path = tmp_path / "out.wav"
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", ring_frames=1 << 16) as p:
+        p.enqueue((dc, RATE))
+        p.play()
+        until(lambda: (p.position() or 0) > 0.3, what="playing")
+        p.volume_db = -20.0
+        assert p.wait(timeout=20)
+    out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    nz = np.flatnonzero(out[:, 0])
+    body = out[nz[0]:nz[-1] + 1, 0]
+    assert np.max(np.abs(np.diff(body))) < 0.01  # smoothed: no zipper step
+    assert abs(body[-1] - 0.5 * db(-20)) < 1e-3 and body[0] == 0.5
+
+
+def test_live_edits_during_playback(runtime, install, noise, ring_frames):
+    install("gain", "eq")
+    with stellatune.Player(runtime=runtime, output="null", ring_frames=ring_frames) as p:
+        p.set_chain([GAIN_SPEC])
+        p.enqueue((noise(8 * RATE), RATE))
+        p.play()
+        modes = set()
+        for i in range(50):
+            k = i % 5
+            if k == 0:
+                p.insert_stage(0, f"{GAIN}:gain")
+            elif k == 1:
+                p.move_stage(0, len(p.chain()) - 1)
+            elif k == 2:
+                p.bypass(0, i % 2 == 0)
+            elif k == 3:
+                modes.add(p.update_config(0, {"gain_db": -float(i % 12)}))
+            else:
+                p.remove_stage(len(p.chain()) - 1)
+        assert p.update_config(0, {"gain_db": 1000}) == "reject"
+        status = p.status()
+        assert status["state"] == "playing" and status["current"] == "array"
+        assert status["counters"]["chain_swaps"] >= 30
+        assert modes == {"hot-apply"}
+        assert p.counters()["ring_underruns"] == 0
+        json.dumps(status)
+
+
+def test_disabling_a_plugin_mid_play_removes_its_stage(runtime, install, noise):
+    install("gain")
+    with stellatune.Player(runtime=runtime, output="null", ring_frames=1 << 16) as p:
+        removed = []
+        p.subscribe(removed.append, kinds=["stage-removed"])
+        p.set_chain([GAIN_SPEC])
+        p.enqueue((noise(4 * RATE), RATE))
+        p.play()
+        until(lambda: (p.position() or 0) > 0.2, what="playing")
+        runtime.set_desired_state(GAIN, DesiredState.DISABLED)
+        until(lambda: not p.chain(), what="the stage removed", timeout=10)
+        f = p.counters()["frames_played"]
+        until(lambda: p.counters()["frames_played"] > f + 4800, what="music goes on")
+        assert p.status()["state"] == "playing"
+        until(lambda: removed, what="event", timeout=5)
+
+
+def test_a_failing_callback_does_not_break_the_player(runtime, noise):
+    seen = []
+    with stellatune.Player(runtime=runtime, output="null", offline=True) as p:
+        p.subscribe(lambda e: 1 / 0)
+        unsubscribe = p.subscribe(seen.append)
+        p.enqueue((noise(4800), RATE))
+        p.play()
+        assert p.wait(timeout=20)
+        until(lambda: any(e["kind"] == "queue-empty" for e in seen), what="queue-empty", timeout=5)
+        unsubscribe()
+    p.close()  # idempotent
+    with pytest.raises(stellatune.RuntimeStateError):
+        p.enqueue((noise(10), RATE))
+
+
+@pytest.mark.audio
+def test_plays_on_the_jack_dummy_device(jack_server, runtime, install, noise):
+    install("gain")
+    with stellatune.Player(runtime=runtime, ring_frames=1 << 16) as p:
+        p.set_chain([GAIN_SPEC])
+        p.enqueue((noise(RATE // 2), RATE), (noise(RATE // 2), RATE))
+        p.play()
+        assert p.wait(timeout=30)
+        c = p.counters()
+        assert c["frames_played"] == RATE and c["ring_underruns"] == 0
+
+
+@pytest.mark.slow
+def test_a_component_stage_moves_the_chain_to_the_feeder_and_back(runtime, install, noise):
+    install("gain", "pygain")
+    with stellatune.Player(runtime=runtime, output="null", ring_frames=1 << 16) as p:
+        p.set_chain([GAIN_SPEC])
+        p.enqueue((noise(6 * RATE), RATE))
+        p.play()
+        until(lambda: (p.position() or 0) > 0.2, what="playing")
+        p.insert_stage(1, "dev.stellatune.example.pygain:pygain")
+        assert p.status()["chain_thread"] == "feeder"
+        assert [s["route"] for s in p.chain()] == ["hot-path", "component"]
+        before = p.position()
+        p.remove_stage(1)
+        assert p.status()["chain_thread"] == "driver"
+        assert p.position() >= before - 0.2  # decoding went on from where it played
+        f = p.counters()["frames_played"]
+        until(lambda: p.counters()["frames_played"] > f + 4800, what="music goes on")
+
+
+@pytest.mark.slow  # builds a Python component (cached after the first run)
+def test_a_faulting_stage_is_reported_and_the_music_goes_on(runtime, noise, tmp_path):
+    from stellatune.sdk.build import build_plugin
+
+    liar = Path(__file__).resolve().parents[1] / "fixtures" / "plugins" / "liar-dsp"
+    package.install_from_artifact(runtime.plugins_dir, build_plugin(liar))
+    assert not runtime.sync_plugins().errors
+    faults = []
+    x = noise(RATE // 2)
+    out_path = tmp_path / "out.wav"
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True, ring_frames=1 << 16) as p:
+        p.subscribe(faults.append, kinds=["stage-fault"])
+        # A DSP that answers 3 samples for every block: a contract error, so the stage faults.
+        p.set_chain(['dev.stellatune.test.liar-dsp:liar:{"samples": 3}'])
+        p.enqueue((x, RATE))
+        p.play()
+        assert p.wait(timeout=60)
+        until(lambda: faults, what="the stage-fault event", timeout=10)
+        assert p.status()["chain"][0]["fault"] is not None
+    assert faults[0]["fault"] == "plugin-error" and faults[0]["index"] == 0
+    assert "liar" in faults[0]["spec"]
+    out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    np.testing.assert_array_equal(out, x)  # the faulted stage passed every block on untouched
