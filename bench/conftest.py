@@ -15,9 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from stbench.kernels import CHANNELS, SAMPLE_RATE, Workspace, noise  # noqa: E402
-
-from stellatune.engine import Chain  # noqa: E402
+from stbench.kernels import CHANNELS, SAMPLE_RATE, Workspace, noise
+from stellatune.engine import Chain
 
 #: Frames each hot-path benchmark call processes.
 HOT_FRAMES = 16384

@@ -39,6 +39,24 @@ size_t st_samples_sanitize(float *x, size_t n);
 /* Index of the first NaN/Inf among the n samples (n when there is none). */
 size_t st_samples_first_nonfinite(const float *x, size_t n);
 
+/* The block loop's check, fused into the copies it makes anyway (st_chain.c): copy n samples
+ * from src to dst, zeroing subnormals in dst (keeping the sign), and return
+ * ST_SAMPLES_NONFINITE when a source sample is NaN/Inf (0 otherwise; subnormals are not
+ * reported). dst may equal src (in place); the two must not otherwise overlap. */
+unsigned st_samples_copy_check(float *dst, const float *src, size_t n);
+/* The same, exactly as the block loop runs it (its FTZ|DAZ set around the call: tests). */
+unsigned st_samples_copy_check_daz(float *dst, const float *src, size_t n);
+/* Whether any of the n samples is NaN/Inf: a read-only pass, cheaper than st_samples_scan. */
+int st_samples_any_nonfinite(const float *x, size_t n);
+
+/* The check's cost per block for a chain of one DSP stage, as the block loop pays it: the
+ * fused copy of the chain's input into the stage (the input clean), the test of its output
+ * (whose fallback, its input, is `buf` itself) and the flushing copy back. `iterations` times,
+ * over `n` samples: buf -> in, then out -> buf; checked = 0 does the same with plain memcpy.
+ * Returns the total nanoseconds (the benchmark's figure is the difference of the two). */
+uint64_t st_check_time(float *buf, float *in, const float *out, size_t n, uint32_t iterations,
+                       int checked);
+
 /* CLOCK_MONOTONIC in ns: the one clock every timing here uses (vDSO, so no syscall). */
 static inline uint64_t st_now_ns(void)
 {

@@ -7,17 +7,17 @@ installed DSP plugins. The planes live in their own modules: ``stellatune.manife
 """
 from typing import Any
 
-from .errors import *  # noqa: F401,F403
+from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "Pipeline", "DspPlugin", *_errors_all]
+__all__ = ["__version__", "Pipeline", "Player", "DspPlugin", *_errors_all]  # noqa: F405 (the two are lazy: __getattr__)
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so that importing the package plane (manifest, package) never loads wasmtime or
     # the engine extension.
-    if name in ("Pipeline", "DspPlugin"):
+    if name in ("Pipeline", "Player", "DspPlugin"):
         from . import compose
 
         return getattr(compose, name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ctypes
 import math
 import struct
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 import scipy.signal
@@ -80,7 +80,7 @@ def numpy_kernel(name: str, config: Mapping[str, float]) -> Process:
             return block * gain[:, None].astype(np.float32)
         return compressor
     if name == "delay":
-        delay = int(round(config["time_ms"] * SAMPLE_RATE / 1000.0))
+        delay = round(config["time_ms"] * SAMPLE_RATE / 1000.0)
         feedback, mix = np.float32(config["feedback"]), np.float32(config["mix"])
         line = np.zeros((delay, CHANNELS), dtype=np.float32)
         state = {"pos": 0}

@@ -3,15 +3,16 @@ hot-path wasm stage, native stage, component DSP processor."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Optional
 
 import numpy as np
 
 from stellatune import paths
+from stellatune.abi import Role, sdk_core_module_spec
 from stellatune.engine import HotPathStage
 from stellatune.errors import StellatuneError
-from stellatune.abi import Role, sdk_core_module_spec
 from stellatune.sdk.cbuild import build_c_plugin
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ class Workspace:
             self._runtime = self._executor = None
         self._tmp.cleanup()
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:

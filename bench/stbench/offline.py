@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from .baselines import WasmtimePyKernel, numpy_kernel, pedalboard_block, pedalboard_plugin
 from .kernels import CONFIGS, EQ_ONE_PEAK, KERNELS, SAMPLE_RATE, Workspace, noise
-from .timing import (ChainCase, interleaved_medians, interleaved_rounds, paired_difference, paired_ratio,
-                     per_call_case, split_blocks)
+from .timing import (
+    ChainCase,
+    interleaved_medians,
+    interleaved_rounds,
+    paired_difference,
+    paired_ratio,
+    per_call_case,
+    split_blocks,
+)
 
 Progress = Callable[[str], None]
 
@@ -130,17 +137,22 @@ CHECK_FRAMES = 128
 
 def measure_nonfinite_check(kernels: Sequence[dict], budget: Budget, frames: int = CHECK_FRAMES,
                             progress: Progress = lambda _: None) -> dict:
-    """What the engine's per-stage output check (NaN/Inf, subnormals: ``_core.scan_samples``)
-    costs per block, against each example kernel's whole wasm block at ``frames`` (from
-    ``kernels``). The check runs once per DSP stage per block, on data the stage just wrote, so
-    it is timed alone over a block of finite noise (the common case: one read-only pass) in a
-    nogil C loop, median of ``hot_rounds`` rounds."""
+    """What the engine's non-finite/subnormal check costs per block, against each example
+    kernel's whole wasm block at ``frames`` (from ``kernels``), judged on the worst kernel.
+
+    The check is fused into the copies the block loop makes anyway (the chain's input into the
+    stage, each output into the next stage or back to the buffer), so it is timed as what it
+    adds to them: ``_core.time_check`` runs a one-stage chain's copies with the check and with
+    plain ``memcpy`` over a block of finite noise (the common case) in a nogil C loop, and
+    reports the difference; median of ``hot_rounds`` rounds. One stage is the worst case: its
+    output's fallback is the buffer it is copied back into, so it is tested before that copy
+    (a read-only pass) instead of during it."""
     from stellatune.engine import _core
 
     progress(f"non-finite check @ {frames} frames")
     block = noise(frames)
     iterations = max(1000, budget.hot_frames)
-    check_ns = statistics.median(_core.time_scan(block, iterations) for _ in range(budget.hot_rounds))
+    check_ns = statistics.median(_core.time_check(block, iterations) for _ in range(budget.hot_rounds))
     # The kernel's block already includes the check (the engine runs it), so compare against
     # the block without it.
     rows = [{"name": r["name"], "wasm_ns_per_block": r["wasm_ns_per_block"],

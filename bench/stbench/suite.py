@@ -9,9 +9,10 @@ import datetime
 import os
 import platform
 import statistics
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .kernels import CHANNELS, SAMPLE_RATE, Workspace
 from .offline import FULL, QUICK, measure_chain, measure_kernels, measure_nonfinite_check, measure_overhead
@@ -28,7 +29,7 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
         progress: Callable[[str], None] = lambda _: None) -> dict:
     """Measure everything and return the results document."""
     budget = QUICK if quick else FULL
-    started = datetime.datetime.now(datetime.timezone.utc)
+    started = datetime.datetime.now(datetime.UTC)
     with Workspace(cache_dir) as ws:
         progress("building kernels")
         for name in ("gain", "eq", "compressor", "delay", "empty"):
@@ -53,7 +54,7 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
         "schema_version": SCHEMA_VERSION,
         "quick": quick,
         "started_at": started.isoformat(timespec="seconds"),
-        "duration_s": (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds(),
+        "duration_s": (datetime.datetime.now(datetime.UTC) - started).total_seconds(),
         "machine": machine(),
         "sample_rate": SAMPLE_RATE,
         "channels": CHANNELS,
@@ -110,9 +111,9 @@ def targets(doc: dict) -> list[dict]:
     if check:
         out.append(_target(
             "nonfinite_check_overhead",
-            f"non-finite/subnormal output check ≤ 5 % of a wasm block (median over the example kernels,"
+            f"non-finite/subnormal check ≤ 5 % of a wasm block on every example kernel (the worst,"
             f" {check['frames']} frames)",
-            100.0 * check["median_overhead_fraction"], "%", lambda v: v <= 5))
+            100.0 * check["max_overhead_fraction"], "%", lambda v: v <= 5))
     if rt:
         out.append(_target("ring_underruns", "0 ring underruns in the real-time runs",
                            sum(r["ring_underruns"] for r in rt), "", lambda v: v == 0))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from stellatune.engine import HotPathStage, Chain
+from stellatune.engine import Chain, HotPathStage
 from stellatune.errors import StellatuneError
 
 from .kernels import CHANNELS, SAMPLE_RATE
@@ -40,12 +40,12 @@ def interleaved_medians(cases: Mapping[str, Case], rounds: int) -> dict[str, flo
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
     """Median over rounds of the ratio within each round: load that drifts between rounds hits
     both sides of a round alike and cancels."""
-    return statistics.median(a / b for a, b in zip(numerator, denominator))
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=False))
 
 
 def paired_difference(minuend: Sequence[float], subtrahend: Sequence[float]) -> float:
     """Median over rounds of the difference within each round (see :func:`paired_ratio`)."""
-    return statistics.median(a - b for a, b in zip(minuend, subtrahend))
+    return statistics.median(a - b for a, b in zip(minuend, subtrahend, strict=False))
 
 
 class BenchmarkError(StellatuneError):

@@ -4,6 +4,9 @@
   path when the component offers one that loads, else the component path).
 - :mod:`.sources`: a file decoded by the best decoder plugin → an engine ``BlockSource``.
 - :mod:`.pipeline`: :class:`Pipeline`, a chain of installed plugins by name, used like a pedalboard.
+- :mod:`.player`: :class:`Player`, a long-lived player (queue, transport, live chain edits,
+  events) over :mod:`.queue` (items → one block stream), :mod:`.livechain` (chain swaps at block
+  boundaries), :mod:`.outputs` and :mod:`.events`.
 
 It is the one layer that joins the runtime, the executor and the engine; none of those imports
 it (the import contracts in pyproject.toml say so). Names load lazily, so a command that only
@@ -14,9 +17,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["DspPlugin", "Pipeline", "build_dsp_stage", "build_sink_stage", "parse_config", "plugin_decoded_source"]
+__all__ = ["DspPlugin", "Pipeline", "Player", "build_dsp_stage", "build_sink_stage", "parse_config", "plugin_decoded_source"]
 
-_HOMES = {"DspPlugin": "pipeline", "Pipeline": "pipeline", "build_dsp_stage": "stages",
+_HOMES = {"DspPlugin": "pipeline", "Pipeline": "pipeline", "Player": "player", "build_dsp_stage": "stages",
           "build_sink_stage": "stages", "parse_config": "stages", "plugin_decoded_source": "sources"}
 
 

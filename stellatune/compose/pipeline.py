@@ -15,9 +15,10 @@ over between ``process`` calls of the same format, as with a live stream.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -36,7 +37,7 @@ class DspPlugin:
     config: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, text: str) -> "DspPlugin":
+    def parse(cls, text: str) -> DspPlugin:
         """``PLUGIN_ID:TYPE_ID[:CONFIG_JSON]``, the CLI's ``--dsp`` syntax."""
         parts = text.split(":", 2)
         if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
@@ -91,8 +92,7 @@ class Pipeline:
     def chain(self, sample_rate: int, channels: int) -> Any:
         """The engine chain (``stellatune.engine.Chain``) for this audio format, built on
         first use: its ``stages`` say which path each plugin took and hold their stats."""
-        if self._runtime is None:
-            raise RuntimeStateError("this Pipeline is closed")
+        self._check_open()
         key = (int(sample_rate), int(channels))
         if key not in self._chains:
             self._chains[key] = self._build(*key)
@@ -117,6 +117,7 @@ class Pipeline:
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Render ``audio`` (float32 ``(frames, channels)``, or 1-D mono) offline; returns a new
         array of the same shape. Like pedalboard: the sample rate comes with the call."""
+        self._check_open()
         data = np.asarray(audio, dtype=np.float32)
         if data.ndim not in (1, 2) or data.size == 0:
             raise EngineError(f"expected (frames,) or (frames, channels) audio, got shape {data.shape}")
@@ -130,6 +131,7 @@ class Pipeline:
         ``sample_rate`` through the real-time engine; returns its ``PlaybackHandle``
         (``stop()``, ``wait()``, ``stats()``). ``ring_frames`` (a power of two) is how far the
         decoder may run ahead of the device."""
+        self._check_open()
         if isinstance(source, np.ndarray):
             if sample_rate is None:
                 raise EngineError("playing an array needs its sample_rate")
@@ -145,8 +147,17 @@ class Pipeline:
             rate, channels = int(info.samplerate), int(info.channels)
         return self.chain(rate, channels).play(source, device=device, frames=frames, ring_frames=ring_frames)
 
+    def _check_open(self) -> None:
+        if self._runtime is None:
+            raise RuntimeStateError(f"{self!r} is closed")
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{p.plugin_id}:{p.type_id}" for p in self.plugins)
+        return f"<Pipeline [{names}]{' (closed)' if self._runtime is None else ''}>"
+
     def close(self) -> None:
-        """Close every stage, and the runtime if this object opened it. Idempotent."""
+        """Close every stage, and the runtime if this object opened it. Idempotent; afterwards
+        ``chain``, ``process`` and ``play`` raise ``RuntimeStateError``."""
         chains, self._chains = self._chains, {}
         for chain in chains.values():
             for stage in chain.stages:
@@ -155,7 +166,7 @@ class Pipeline:
             self._runtime.shutdown()
         self._runtime = None
 
-    def __enter__(self) -> "Pipeline":
+    def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -12,15 +12,14 @@ This module joins the planes (runtime + executor → engine); the engine never i
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any, Optional, Union
 
-from stellatune.engine import ComponentStage, HotPathStage
-from stellatune.engine.chain import Stage
-from stellatune.errors import EngineError, HotPathAbiError, PluginError, PluginErrorCode, RuntimeStateError
+from stellatune.abi import CoreModuleSpec, Role
+from stellatune.engine import ComponentStage, HotPathStage, Stage
+from stellatune.errors import EngineError, HotPathAbiError, PluginError, RuntimeStateError
 from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import WasmPluginRuntime
-from stellatune.abi import CoreModuleSpec, Role
 
 __all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer"]
 

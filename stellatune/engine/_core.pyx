@@ -19,6 +19,9 @@ from stellatune.engine.chain cimport *
 
 import numpy as np
 
+# Defined with the rest of the error tree; only the text of a PaError needs this module.
+from stellatune.errors import PortAudioError
+
 FAULT_KINDS = {0: None, 1: "trap", 2: "timeout", 3: "bad-frames", 4: "memory-grow", 5: "error-code",
                6: "non-finite"}
 
@@ -99,6 +102,43 @@ def time_scan(const float[:, ::1] block, uint32_t iterations) -> float:
     if sink & 0x80000000u:  # never: keeps the loop from being optimised away
         print(sink)
     return (<double>(t1 - t0)) / iterations
+
+
+def copy_check(const float[:, ::1] block, bint daz=True) -> tuple:
+    """``(copy, non_finite)``: the block loop's fused copy of ``block`` (subnormals zeroed in the
+    copy, keeping the sign) and whether ``block`` held a NaN/Inf. ``daz``: run it as the chain
+    does (FTZ|DAZ set); else as any other caller (the exact integer path unless DAZ is set)."""
+    cdef size_t n = <size_t>(block.shape[0] * block.shape[1])
+    out = np.empty((block.shape[0], block.shape[1]), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    cdef unsigned found = 0
+    if n:
+        with nogil:
+            if daz:
+                found = st_samples_copy_check_daz(&o[0, 0], &block[0, 0], n)
+            else:
+                found = st_samples_copy_check(&o[0, 0], &block[0, 0], n)
+    return out, bool(found & ST_SAMPLES_NONFINITE)
+
+def time_check(const float[:, ::1] block, uint32_t iterations) -> float:
+    """Mean nanoseconds the block loop's non-finite/subnormal check adds per block of
+    ``block``'s size to a chain of one DSP stage (the benchmark of the check): the fused copies
+    (chain input into the stage, its output tested and copied back) minus plain copies, looped
+    in C without the GIL (csrc/st_chain.c, st_check_time)."""
+    cdef size_t n = <size_t>(block.shape[0] * block.shape[1])
+    cdef uint64_t with_check, without
+    if n == 0 or iterations == 0:
+        raise ValueError("need a non-empty block and at least one iteration")
+    buf = np.array(block, dtype=np.float32, order="C")
+    inp = np.empty_like(buf)
+    out = np.array(block, dtype=np.float32, order="C")
+    cdef float[:, ::1] b = buf
+    cdef float[:, ::1] i = inp
+    cdef float[:, ::1] o = out
+    with nogil:
+        without = st_check_time(&b[0, 0], &i[0, 0], &o[0, 0], n, iterations, 0)
+        with_check = st_check_time(&b[0, 0], &i[0, 0], &o[0, 0], n, iterations, 1)
+    return max(0.0, (<double>with_check - <double>without) / iterations)
 
 
 cdef str _take_vec(wasm_byte_vec_t *vec):
@@ -336,6 +376,11 @@ cdef class Chain:
         return self.c.blocks
 
     @property
+    def pending_commands(self) -> int:
+        """Commands queued that no block has applied yet."""
+        return <uint32_t>(self.c.cmds.head - self.c.cmds.tail)
+
+    @property
     def input_nonfinite(self) -> int:
         """Samples of the chain's input that were NaN/Inf and were replaced by 0."""
         return self.c.input_nonfinite
@@ -368,17 +413,9 @@ cdef class EpochTicker:
             st_ticker_stop(&self.t)
 
 
-class PortAudioError(Exception):
-    """A PortAudio call failed; ``code`` is the PaError."""
-
-    def __init__(self, str what, int code):
-        self.code = code
-        super().__init__(f"{what}: {pa.Pa_GetErrorText(code).decode(errors='replace')}")
-
-
 def _check(int err, str what):
     if err < 0:
-        raise PortAudioError(what, err)
+        raise PortAudioError(what, err, pa.Pa_GetErrorText(err).decode(errors="replace"))
 
 
 def pa_initialize() -> None:
@@ -425,6 +462,8 @@ cdef class Player:
     cdef readonly Chain chain
     cdef object _ring, _scratch, _capture
     cdef bint _device_open, _clock_running
+    cdef st_ring _out          # rendered blocks for a writer thread (setup_live out_frames)
+    cdef object _out_data, _posted
 
     def __cinit__(self, Chain chain, uint32_t ring_frames, uint32_t channels, uint32_t frames,
                   double sample_rate, bint chain_in_callback):
@@ -502,6 +541,106 @@ cdef class Player:
                 st_player_stop_clock(&self.p)
             self._clock_running = False
         _check(err, "Pa_StopStream/Pa_CloseStream")
+
+    # --- long-lived player controls (stellatune.compose.player; csrc/st_audio.h st_player_ctl_*)
+
+    def setup_live(self, uint32_t fade_frames, float gain_coef, uint32_t prime_frames, bint offline,
+                   uint32_t out_frames) -> None:
+        """Before the driver starts: pause/flush fade length, volume smoothing coefficient per
+        frame, post-flush prefill, the offline clock, and (``out_frames`` > 0, a power of two) a
+        ring of the rendered blocks that :meth:`read_output` drains."""
+        cdef float[:, ::1] data
+        if out_frames:
+            if out_frames & (out_frames - 1):
+                raise ValueError("out_frames must be a power of two")
+            self._out_data = np.zeros((out_frames, self.p.channels), dtype=np.float32)
+            data = self._out_data
+            st_ring_init(&self._out, &data[0, 0], out_frames, self.p.channels)
+        st_player_ctl_setup(&self.p, fade_frames, gain_coef, prime_frames, offline,
+                            &self._out if out_frames else NULL)
+
+    def read_output(self, uint32_t max_frames):
+        """Up to ``max_frames`` rendered frames from the output ring (a new array)."""
+        if self._out_data is None:
+            return None
+        cdef uint32_t n = min(max_frames, st_ring_readable(&self._out))
+        out = np.empty((n, self.p.channels), dtype=np.float32)
+        cdef float[:, ::1] o = out
+        if n:
+            with nogil:
+                st_ring_read(&self._out, &o[0, 0], n)
+        return out
+
+    def pause(self, bint paused) -> None:
+        st_player_ctl_pause(&self.p, paused)
+
+    def set_gain(self, float gain) -> None:
+        st_player_ctl_gain(&self.p, gain)
+
+    def request_flush(self) -> int:
+        return st_player_ctl_flush(&self.p)
+
+    def flush_acked(self, uint64_t gen) -> bool:
+        return bool(st_player_ctl_flush_acked(&self.p, gen))
+
+    def flush_now(self) -> None:
+        """Drain the ring and ack every flush (only while no driver runs)."""
+        st_player_ctl_flush_now(&self.p)
+
+    def post_chain(self, Chain chain) -> bool:
+        """Hand ``chain`` to the driver for its next block; False while one is still pending.
+        :meth:`chain_taken` says when the driver took it (the old chain no longer runs)."""
+        if self._posted is not None:
+            return False
+        if not st_player_ctl_post_chain(&self.p, &chain.c):
+            return False
+        self._posted = chain
+        return True
+
+    def chain_taken(self) -> bool:
+        """True once no posted chain waits (``self.chain`` is then the one the driver runs)."""
+        if self._posted is None:
+            return True
+        if st_player_ctl_chain_pending(&self.p):
+            return False
+        self.chain, self._posted = self._posted, None
+        return True
+
+    def set_chain_now(self, Chain chain) -> None:
+        """Swap the chain directly (only while no driver runs)."""
+        st_player_ctl_set_chain(&self.p, &chain.c)
+        self.chain, self._posted = chain, None
+
+    def try_push(self, const float[:, ::1] buf) -> int:
+        """Push what fits of ``buf`` now (no waiting, no chain); returns frames pushed."""
+        cdef uint32_t n = buf.shape[0]
+        if n == 0:
+            return 0
+        with nogil:
+            n = st_player_try_push(&self.p, &buf[0, 0], n)
+        return n
+
+    def source_more(self) -> None:
+        """The feeder has audio again after :meth:`source_done` (call after pushing it)."""
+        self.p.source_done = 0
+        self.p.finished = 0
+
+    @property
+    def consumed(self) -> int:
+        """Stream frames the driver took from the ring (played, or drained by a flush)."""
+        return st_player_consumed(&self.p)
+
+    @property
+    def pushed(self) -> int:
+        return st_player_pushed(&self.p)
+
+    @property
+    def swaps(self) -> int:
+        return self.p.swaps
+
+    @property
+    def output_dropped(self) -> int:
+        return self.p.out_dropped
 
     def captured(self):
         """The recorded input so far (a copy), or None without capture."""

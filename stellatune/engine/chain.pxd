@@ -19,8 +19,16 @@ cdef extern from "st_chain.h" nogil:
         uint32_t param_id
         float value
     ctypedef struct st_cmdq:
-        pass
+        uint32_t head
+        uint32_t tail
     int st_cmdq_push(st_cmdq *q, st_cmd cmd)
+    ctypedef struct st_ring:
+        float *data
+        uint32_t capacity
+        uint32_t channels
+    void st_ring_init(st_ring *r, float *data, uint32_t capacity, uint32_t channels)
+    uint32_t st_ring_read(st_ring *r, float *dst, uint32_t frames)
+    uint32_t st_ring_readable(st_ring *r)
 
     ctypedef int32_t (*st_native_process_fn)(uint32_t, uint32_t, uint32_t, uint32_t)
     ctypedef int32_t (*st_native_set_param_fn)(uint32_t, uint32_t, float)
@@ -86,6 +94,10 @@ cdef extern from "st_chain.h" nogil:
     void st_samples_flush(float *x, size_t n)
     size_t st_samples_sanitize(float *x, size_t n)
     size_t st_samples_first_nonfinite(const float *x, size_t n)
+    unsigned st_samples_copy_check(float *dst, const float *src, size_t n)
+    unsigned st_samples_copy_check_daz(float *dst, const float *src, size_t n)
+    uint64_t st_check_time(float *buf, float *inp, const float *out, size_t n, uint32_t iterations,
+                           int checked)
 
     void st_set_interrupt_code(uint8_t code)
     int st_clock_init()
@@ -120,6 +132,9 @@ cdef extern from "st_audio.h" nogil:
         uint64_t render_hist[128]
         int source_done
         int finished
+        uint32_t channels
+        uint64_t swaps
+        uint64_t out_dropped
         int stop
         double output_latency
 
@@ -135,3 +150,16 @@ cdef extern from "st_audio.h" nogil:
     int st_player_start_clock(st_player *p)
     void st_player_stop_clock(st_player *p)
     PaError st_pa_initialize_quietly()
+    void st_player_ctl_setup(st_player *p, uint32_t fade_frames, float gain_coef, uint32_t prime_frames,
+                             int offline, st_ring *out_ring)
+    void st_player_ctl_pause(st_player *p, int paused)
+    void st_player_ctl_gain(st_player *p, float gain)
+    uint64_t st_player_ctl_flush(st_player *p)
+    int st_player_ctl_flush_acked(st_player *p, uint64_t gen)
+    void st_player_ctl_flush_now(st_player *p)
+    int st_player_ctl_post_chain(st_player *p, st_chain *c)
+    int st_player_ctl_chain_pending(st_player *p)
+    void st_player_ctl_set_chain(st_player *p, st_chain *c)
+    uint32_t st_player_try_push(st_player *p, const float *buf, uint32_t frames)
+    uint64_t st_player_consumed(st_player *p)
+    uint64_t st_player_pushed(st_player *p)

@@ -2,22 +2,22 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterator, Optional, Sequence, Union
+from typing import Optional, Union, cast
 
 import numpy as np
 
 from stellatune.engine import _core
 from stellatune.engine.component import ComponentStage
 from stellatune.engine.playback import BlockSource, PlaybackHandle, start_playback
+from stellatune.engine.stage import Stage
 from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import StageStats
-from stellatune.errors import EngineError
+from stellatune.errors import EngineError, RuntimeStateError
 
 __all__ = ["Chain", "Stage"]
-
-Stage = Union[HotPathStage, ComponentStage]
 
 #: Per-call budget offline: long enough that a descheduled thread never hits it on a loaded
 #: machine, short enough that a looping module still ends.
@@ -45,6 +45,10 @@ class Chain:
         if len({id(s) for s in stages}) != len(stages):
             raise EngineError("a stage can appear only once in a pipeline")
         for s in stages:
+            if not isinstance(s, (HotPathStage, ComponentStage)):
+                raise EngineError(f"{s!r}: the engine runs HotPathStage and ComponentStage stages only")
+            if s.closed:
+                raise RuntimeStateError(f"{s.name}: cannot run in a pipeline: the stage is closed")
             if s.sample_rate != sample_rate or s.channels != channels:
                 raise EngineError(
                     f"{s.name} was initialised for {s.sample_rate} Hz x {s.channels} ch,"
@@ -62,17 +66,17 @@ class Chain:
         self._segments: list[Union[_core.Chain, ComponentStage]] = []
         self._places: dict[int, tuple[_core.Chain, int]] = {}
         run: list[HotPathStage] = []
-        for s in stages + [None]:
-            if isinstance(s, HotPathStage):
-                run.append(s)
+        for item in [*stages, None]:
+            if isinstance(item, HotPathStage):
+                run.append(item)
                 continue
             if run:
                 chain = _core.Chain([h._core for h in run], channels, block_frames)
                 self._segments.append(chain)
                 self._places.update({id(h): (chain, i) for i, h in enumerate(run)})
                 run = []
-            if s is not None:
-                self._segments.append(s)
+            if isinstance(item, ComponentStage):  # (None ends the list)
+                self._segments.append(item)
         if not self._segments:  # no stages: playback still wants a (trivial) chain to drive
             self._segments.append(_core.Chain([], channels, block_frames))
         self._busy = threading.Lock()
@@ -147,6 +151,7 @@ class Chain:
         if self.has_component_stages:
             raise EngineError("time_blocks times hot-path stages in C; this chain has component stages")
         with self.running(offline=False) as chain:
+            assert chain is not None  # hot-path stages only (checked above): one C chain
             return chain.time_blocks(a, iterations)
 
     def reset(self) -> None:
@@ -160,12 +165,12 @@ class Chain:
         """Per-stage process times and faults."""
         return [s.stats() for s in self.stages]
 
-    def _c_chain(self) -> Optional["_core.Chain"]:
+    def _c_chain(self) -> Optional[_core.Chain]:
         """The single C chain the audio callback can run (None with component-path stages)."""
-        return None if self.has_component_stages else self._segments[0]
+        return None if self.has_component_stages else cast(_core.Chain, self._segments[0])
 
     @contextmanager
-    def running(self, offline: bool = False) -> Iterator[Optional["_core.Chain"]]:
+    def running(self, offline: bool = False) -> Iterator[Optional[_core.Chain]]:
         """Own the chain: route stage commands through its queues, keep epoch tickers on and
         give each call the offline or the live deadline. Yields the single C chain the callback
         can run, or None when component-path stages split it."""
@@ -181,26 +186,22 @@ class Chain:
                 ticks = {id(e): e.deadline_ticks(self.offline_deadline_ms / 1000.0) for e in engines.values()}
                 for stage in self.stages:
                     stage._use_deadline(ticks.get(id(stage._engine)) if offline else None)
-                stack.callback(lambda: [stage._use_deadline(None) for stage in self.stages])
+                stack.callback(self._clear_deadlines)
                 yield self._c_chain()
         finally:
             self._busy.release()
 
+    def _clear_deadlines(self) -> None:
+        for stage in self.stages:
+            stage._use_deadline(None)
+
 
 @contextmanager
 def _live(stage: Stage, place: object) -> Iterator[None]:
-    with stage._lock:
-        if stage._live is not None:
-            raise EngineError(f"{stage.name} is already running in another pipeline")
-        if stage._closed:
-            raise EngineError(f"{stage.name} is closed")
-        stage._live = place
+    stage._claim(place)  # RuntimeStateError once the stage is closed
     try:
         yield
     finally:
-        with stage._lock:
-            stage._live = None
-            if isinstance(place, tuple):
-                # The driver has stopped: commands it did not reach are applied now, before any
-                # idle-time change could be overwritten by them at the next run.
-                place[0].apply_commands()
+        # The driver has stopped: commands it did not reach are applied now (under the stage's
+        # lock), before any idle-time change could be overwritten by them at the next run.
+        stage._unclaim(place[0].apply_commands if isinstance(place, tuple) else None)

@@ -7,22 +7,23 @@ sees callables here, so it does not depend on the executor.
 """
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import astuple
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from stellatune.engine import _core
-from stellatune.engine.stats import HIST_BUCKETS, StageFault, StageStats, hist_bucket, stage_stats
-from stellatune.errors import EngineError
 from stellatune.abi import Role
+from stellatune.engine import _core
+from stellatune.engine.stage import StageLifecycle
+from stellatune.engine.stats import HIST_BUCKETS, StageFault, StageStats, hist_bucket, stage_stats
+from stellatune.errors import EngineError, RuntimeStateError
 
 __all__ = ["ComponentStage"]
 
 
-class ComponentStage:
+class ComponentStage(StageLifecycle):
     """A stage whose blocks go through a Python callable, with the same stats and bypass rules
     as a :class:`~stellatune.engine.HotPathStage`.
 
@@ -33,6 +34,10 @@ class ComponentStage:
     NaN or an infinity (after the cast to float32) does the same with fault kind ``non-finite``,
     and its input passes on for that block; subnormals in the output are flushed to zero: the
     guarantees the C block loop gives hot-path stages.
+
+    After :meth:`close` every call but ``fault``/``stats()`` raises
+    :class:`~stellatune.errors.RuntimeStateError`; one garbage-collected unclosed emits a
+    ``ResourceWarning`` (the callable's ``close`` does not run from the finalizer).
     """
 
     route = "component"
@@ -42,6 +47,7 @@ class ComponentStage:
                  configure: Optional[Callable[[Mapping[str, Any]], object]] = None,
                  reset: Optional[Callable[[], object]] = None,
                  close: Optional[Callable[[], object]] = None, max_frames: int = 1 << 16):
+        self._init_lifecycle()  # _lock, _live (the pipeline running it), _closed
         self.name = name
         self.role = role
         self.sample_rate = sample_rate
@@ -53,19 +59,19 @@ class ComponentStage:
         self._configure = configure
         self._reset = reset
         self._close = close
-        self._lock = threading.Lock()
-        self._live: Optional[object] = None  # the pipeline running it, as for hot-path stages
-        self._closed = False
         self._engine = None  # no epoch ticker: the executor's deadlines guard component calls
         self._bypassed = False
         self._fault: Optional[StageFault] = None
         self._blocks = 0
-        self._t = {"calls": 0, "total_ns": 0, "min_ns": 0, "max_ns": 0, "soft_errors": 0,
-                   "short_frames": 0, "rejected_params": 0, "timeouts": 0, "resets": 0,
-                   "hist": [0] * HIST_BUCKETS}
+        # The counters HotPathStage keeps in C, kept here in Python (same keys: stage_stats reads both).
+        self._t: dict[str, int] = {k: 0 for k in ("calls", "total_ns", "min_ns", "max_ns", "soft_errors",
+                                                   "short_frames", "rejected_params", "timeouts", "resets")}
+        self._hist = [0] * HIST_BUCKETS
 
     def run(self, block: np.ndarray) -> None:
         """Process ``block`` in place (the pipeline's thread; never the audio callback)."""
+        if self._closed:
+            raise RuntimeStateError(f"{self.name}: cannot process a block: the stage is closed")
         block_index = self._blocks
         self._blocks += 1
         if self._bypassed or self._fault is not None:
@@ -92,7 +98,7 @@ class ComponentStage:
                     _core.sanitize_samples(block)  # no NaN/Inf left: this only flushes subnormals
             elif isinstance(out, int):  # a sink says how many frames it took
                 self._t["short_frames"] += max(0, len(block) - out)
-        except Exception as e:  # trapped, timed out, errored, or disabled underneath the stage
+        except Exception as e:  # noqa: BLE001 - trapped, timed out, errored, or disabled underneath the stage
             if original is not None:
                 block[...] = original
             self._fault = StageFault("plugin-error", -1, block_index, f"{type(e).__name__}: {e}")
@@ -105,12 +111,13 @@ class ComponentStage:
         t["max_ns"] = max(t["max_ns"], ns)
         t["calls"] += 1
         t["total_ns"] += ns
-        t["hist"][hist_bucket(ns)] += 1
+        self._hist[hist_bucket(ns)] += 1
 
     # --- control (the same surface as HotPathStage where it applies) ------------------------
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """Hand a config update (the changed keys) to the plugin, which validates it."""
+        self._check_open("configure")
         if self._configure is None:
             raise EngineError(f"{self.name}: this stage takes no config updates")
         if not isinstance(config, Mapping):
@@ -119,14 +126,17 @@ class ComponentStage:
 
     def set_param(self, name: str, value: float) -> None:
         """One config key, as a config update."""
+        self._check_open("set_param")
         self.configure({name: value})
 
     def bypass(self, bypassed: bool = True) -> None:
         """Skip (or resume) this stage; blocks pass through it unchanged."""
+        self._check_open("bypass")
         self._bypassed = bypassed
 
     def reset(self) -> None:
         """Reset the plugin's stream state, when it has such a call (sinks do)."""
+        self._check_open("reset")
         if self._reset is not None and self._fault is None:
             self._reset()
             self._t["resets"] += 1
@@ -138,19 +148,16 @@ class ComponentStage:
 
     def stats(self) -> StageStats:
         """Call-time statistics (Python-side clock around each call) and the fault state."""
-        return stage_stats(self.name, self._t, astuple(self._fault) if self._fault is not None else None)
+        fault = astuple(self._fault) if self._fault is not None else None
+        return stage_stats(self.name, {**self._t, "hist": self._hist}, fault)
 
     def _use_deadline(self, offline_ticks: Optional[int]) -> None:
         """Component calls keep the executor's own deadlines."""
 
     def close(self) -> None:
         """Close the plugin resource behind the stage (idempotent)."""
-        with self._lock:
-            if self._live is not None:
-                raise EngineError(f"{self.name}: cannot close a stage while its pipeline runs")
-            if self._closed:
-                return
-            self._closed = True
+        if not self._begin_close():
+            return
         if self._close is not None:
             self._close()
 

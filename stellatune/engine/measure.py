@@ -20,9 +20,9 @@ from typing import Optional
 import numpy as np
 import wasmtime
 
+from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 from stellatune.engine.chain import Chain
 from stellatune.engine.stages import HotPathStage
-from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 RATE = 48000
 _IN, _OUT, _MAX_FRAMES = 1024, 1024 + 8192, 1024
@@ -88,10 +88,14 @@ def control_latency(module: Path, chain_in_callback: bool, ring_frames: int, fra
             time.sleep(seconds / 2 - 0.2)
             stage.set_param("gain", 0.5)
             # Taken once the command is queued, so GIL waits of this thread do not count.
-            sent_at = len(handle.captured())
+            captured = handle.captured()
+            assert captured is not None  # capture_seconds was given
+            sent_at = len(captured)
             handle.wait(timeout=seconds * 3)
             stats = handle.stats()
-            rec = handle.captured()[:, 0]
+            captured = handle.captured()
+            assert captured is not None
+            rec = captured[:, 0]
     finally:
         stop.set()
         stage.close()

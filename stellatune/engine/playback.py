@@ -11,18 +11,18 @@ from __future__ import annotations
 import atexit
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence, Union
+from typing import Any, Optional, Protocol, Union
 
 import numpy as np
 
+from stellatune.abi import Role
 from stellatune.engine import _core
 from stellatune.engine.stats import PlaybackStats, StageStats, quantile_us
 from stellatune.errors import AudioDeviceError, EngineError
-from stellatune.abi import Role
-
 
 
 class Playable(Protocol):
@@ -32,12 +32,13 @@ class Playable(Protocol):
     sample_rate: int
     channels: int
     block_frames: int
-    stages: Sequence[Any]
+    @property
+    def stages(self) -> Sequence[Any]: ...
 
     @property
     def nonfinite_input_samples(self) -> int: ...
 
-    def running(self, offline: bool = False) -> AbstractContextManager[Optional["_core.Chain"]]: ...
+    def running(self, offline: bool = False) -> AbstractContextManager[Optional[_core.Chain]]: ...
 
     def render(self, buf: np.ndarray) -> None: ...
 
@@ -52,7 +53,7 @@ _FEED_FRAMES = 2048
 # Every playback not yet stopped. Held strongly so a handle the caller dropped still plays to
 # the end; stopped at interpreter exit, before finalisation frees the wasm stores the audio
 # thread calls into.
-_LIVE: "set[PlaybackHandle]" = set()
+_LIVE: set[PlaybackHandle] = set()
 
 
 @atexit.register
@@ -67,25 +68,59 @@ def _stop_live_playbacks() -> None:
 def list_devices() -> list[dict]:
     """Every PortAudio device (index, name, host API, channel counts, default latency).
 
-    PortAudio looks for JACK servers only when it initialises, so start one first.
+    PortAudio looks for JACK servers only when it initialises, so start one first. Listed
+    through pyaudio, on the very libportaudio the engine's own C stream plays through, so the
+    indices are the ones ``play(device=...)`` takes.
     """
-    _pa_init()
+    _core.pa_initialize()  # raises PortAudioError, an AudioDeviceError
     try:
-        return _core.list_devices()
+        return _enumerate_devices()[0]
     finally:
         _core.pa_terminate()
 
 
-def _pa_init() -> None:
+def _enumerate_devices() -> tuple[list[dict], int]:
+    """(every device as a dict, the default output's index or -1), through pyaudio; PortAudio
+    initialised. The engine's quiet ``Pa_Initialize`` (ALSA's probe noise off stderr) comes
+    first, so pyaudio's own (reference counted) neither probes again nor prints."""
+    import pyaudio
+
+    pa = pyaudio.PyAudio()
     try:
-        _core.pa_initialize()
-    except _core.PortAudioError as e:
-        raise AudioDeviceError(str(e), e.code) from e
+        try:
+            jack = pa.get_host_api_info_by_type(pyaudio.paJACK)["index"]
+        except OSError:  # no JACK host API in this PortAudio
+            jack = -1
+        apis = [pa.get_host_api_info_by_index(i) for i in range(pa.get_host_api_count())]
+        devices = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            api = apis[info["hostApi"]] if 0 <= info["hostApi"] < len(apis) else None
+            name = info["name"]
+            devices.append({
+                "index": i, "name": name.decode(errors="replace") if isinstance(name, bytes) else name,
+                "host_api": api["name"] if api is not None else "",
+                "is_jack": info["hostApi"] == jack,
+                "is_default_of_host_api": api is not None and api["defaultOutputDevice"] == i,
+                "max_input_channels": info["maxInputChannels"],
+                "max_output_channels": info["maxOutputChannels"],
+                "default_sample_rate": info["defaultSampleRate"],
+                "default_low_output_latency": info["defaultLowOutputLatency"],
+            })
+        try:
+            default = pa.get_default_output_device_info()["index"]
+        except OSError:  # no default output device
+            default = -1
+        return devices, default
+    finally:
+        pa.terminate()
 
 
 def _pick_device(device: Union[str, int, None], channels: int) -> dict:
-    """Resolve ``device`` among PortAudio outputs (PortAudio initialised)."""
-    outputs = [d for d in _core.list_devices() if d["max_output_channels"] >= channels]
+    """Resolve ``device`` among PortAudio outputs (PortAudio initialised), in the listing
+    ``list_devices`` gives."""
+    devices, default = _enumerate_devices()
+    outputs = [d for d in devices if d["max_output_channels"] >= channels]
     if not outputs:
         raise AudioDeviceError(f"no PortAudio output device with {channels} channels (no sound card?"
                                " scripts/virtual-audio starts a JACK dummy device)")
@@ -93,7 +128,6 @@ def _pick_device(device: Union[str, int, None], channels: int) -> dict:
         jack = [d for d in outputs if d["is_jack"]]
         if jack:
             return next((d for d in jack if d["is_default_of_host_api"]), jack[0])
-        default = _core.default_output_device()
         return next((d for d in outputs if d["index"] == default), outputs[0])
     if isinstance(device, int):
         found = [d for d in outputs if d["index"] == device]
@@ -204,7 +238,7 @@ class PlaybackHandle:
     (or the interpreter exits), even if the handle is dropped.
     """
 
-    def __init__(self, pipeline: Playable, player: "_core.Player", running: AbstractContextManager,
+    def __init__(self, pipeline: Playable, player: _core.Player, running: AbstractContextManager,
                  source: BlockSource, blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
                  chain_thread: str, period_us: float):
         """Internal: use :meth:`Chain.play`."""
@@ -231,7 +265,7 @@ class PlaybackHandle:
                 if self._python_render:
                     self._pipeline.render(block)
                 self._player.push(block)
-        except BaseException as e:  # reported by wait(); the driver plays silence meanwhile
+        except BaseException as e:  # noqa: BLE001 (reported by wait(); the driver plays silence meanwhile)
             self._feeder_error = e
         finally:
             self._player.source_done()
@@ -242,7 +276,7 @@ class PlaybackHandle:
         try:
             if self._source.close is not None:
                 self._source.close()
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 (reported by wait(), after any feeder error)
             self._feeder_error = self._feeder_error or e
 
     @property
@@ -305,9 +339,7 @@ class PlaybackHandle:
             else:
                 self._close_source()  # the feeder never ran, so it did not close the source
             try:
-                self._player.close()
-            except _core.PortAudioError as e:
-                raise AudioDeviceError(str(e), e.code) from e
+                self._player.close()  # a PortAudio failure is already an AudioDeviceError
             finally:
                 if self._uses_portaudio:
                     _core.pa_terminate()
@@ -315,7 +347,7 @@ class PlaybackHandle:
         if self._feeder_error is not None:
             raise EngineError(f"decoding failed: {self._feeder_error}") from self._feeder_error
 
-    def __enter__(self) -> "PlaybackHandle":
+    def __enter__(self) -> PlaybackHandle:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -354,10 +386,11 @@ def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, Bloc
             # Component stages: the feeder renders the whole chain in Python (Chain.render);
             # the driver only moves audio, through a chain with no stages.
             chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
+        assert chain is not None  # the pipeline's own C chain, or the empty one just made
         player = _core.Player(chain, ring_frames, pipeline.channels, frames,
                               float(pipeline.sample_rate), chain_in_callback)
         if not use_clock:
-            _pa_init()
+            _core.pa_initialize()  # raises PortAudioError, an AudioDeviceError
     except BaseException:
         running.__exit__(None, None, None)  # the pipeline is free again for the next play()
         if source.close is not None:
@@ -387,6 +420,7 @@ def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, Bloc
         except EngineError:
             pass
         if isinstance(e, _core.PortAudioError):
-            raise AudioDeviceError(f"cannot play on {device or 'the default device'}: {e}", e.code) from e
+            where = device or "the default device"
+            raise AudioDeviceError(f"cannot play on {where}: {e.what}: {e.text}", e.code) from e
         raise
     return handle

@@ -1,34 +1,38 @@
 """Hot-path stages: a core module (wasm, or the native ``.so`` of the same C source) ready for
 the C block loop.
 
-The control plane loads and initialises a module here with wasmtime-py (or ctypes for native
+The control plane loads and initialises a module here with wasmtime-py (or cffi for native
 builds); from then on only the Cython core calls it, on whichever thread runs the chain.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import math
+import os
+import re
 import shutil
 import struct
 import tempfile
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
-import numpy as np
+import cffi
 import wasmtime
 import wasmtime._bindings as _wt_bindings
 import wasmtime._ffi as _wt_ffi
 
-from stellatune import diagnostics
+from stellatune import abi, diagnostics
 from stellatune.engine import _core
+from stellatune.engine.stage import StageLifecycle
 from stellatune.engine.stats import StageFault, StageStats, stage_stats
 from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
-from stellatune import abi
 
 __all__ = ["HotPathEngine", "HotPathStage", "hot_path_engine"]
 
@@ -68,24 +72,51 @@ except RuntimeError as e:  # a wasmtime-py whose library lacks a function we cal
     raise EngineError(f"cannot use wasmtime-py's libwasmtime from the engine: {e}") from e
 
 
-def _address(ptr: object) -> int:
+def _address(ptr: Any) -> int:  # a ctypes pointer of wasmtime-py's (their types are not exported)
     return ctypes.cast(ptr, ctypes.c_void_p).value or 0
 
 
-class _Unloader:
-    """``dlclose`` a native kernel's private copy once the core stage that calls it is freed
-    (ctypes never unloads a library: each native stage used to leave ~50 KB and 6 mappings)."""
+#: The native baseline's entry points (stellatune/sdk/include/stellatune_hotpath.h), with the
+#: spec's export names for the ones a spec may rename.
+_NATIVE_CDEF = """
+int32_t {init}(uint32_t args_ptr, uint32_t out_ctx_ptr);
+int32_t {process}(uint32_t ctx, uint32_t frames, uint32_t out_frames_ptr, uint32_t out_flags_ptr);
+{reset}{drop}uint32_t st_hot_param_names(void);
+int32_t st_hot_set_param(uint32_t ctx, uint32_t id, float value);
+void *st_hot_native_memory(void);
+"""
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-    def __init__(self, lib: ctypes.CDLL):
-        self._handle = lib._handle
+
+@functools.lru_cache(maxsize=8)
+def _native_ffi(init: str, process: str, reset: Optional[str], drop: Optional[str]) -> cffi.FFI:
+    """The cffi declarations of a native kernel with these export names (parsed once)."""
+    names = [n for n in (init, process, reset, drop) if n is not None]
+    bad = [n for n in names if not _C_IDENTIFIER.fullmatch(n)]
+    if bad or len(set(names) | {abi.PARAM_NAMES_EXPORT, abi.SET_PARAM_EXPORT, abi.NATIVE_MEMORY_EXPORT}) != len(names) + 3:
+        raise HotPathAbiError(f"export names {names} cannot be distinct C symbols of a native build")
+    ffi = cffi.FFI()
+    ffi.cdef(_NATIVE_CDEF.format(
+        init=init, process=process,
+        reset=f"int32_t {reset}(uint32_t ctx, uint32_t flags);\n" if reset else "",
+        drop=f"void {drop}(uint32_t ctx);\n" if drop else ""))
+    return ffi
+
+
+class _Unloader:
+    """``ffi.dlclose`` a native kernel's private copy once the core stage that calls it is
+    freed (each native stage would otherwise leave ~50 KB and 6 mappings), then remove the
+    copy's temporary directory."""
+
+    def __init__(self, ffi: cffi.FFI, lib: Any, tmp: str):
+        self._ffi, self._lib, self._tmp = ffi, lib, tmp
 
     def __del__(self) -> None:
-        import _ctypes
-
         try:
-            _ctypes.dlclose(self._handle)
-        except OSError:
+            self._ffi.dlclose(self._lib)
+        except (OSError, ValueError):  # already closed
             pass
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 class HotPathEngine:
@@ -109,8 +140,8 @@ class HotPathEngine:
         # Compiled modules by the sha256 of their bytes (docs/engine.md, "Module cache"): weakly,
         # so a module lives exactly as long as a stage uses it, plus a few strong references
         # (most recently used first out) so rebuilding a chain does not recompile.
-        self._modules: "weakref.WeakValueDictionary[str, wasmtime.Module]" = weakref.WeakValueDictionary()
-        self._recent: "OrderedDict[str, wasmtime.Module]" = OrderedDict()
+        self._modules: weakref.WeakValueDictionary[str, wasmtime.Module] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[str, wasmtime.Module] = OrderedDict()
         self.pinned_limit = MODULE_CACHE_PINNED
 
     def module(self, path: Path) -> wasmtime.Module:
@@ -228,18 +259,24 @@ def _validate(spec: abi.CoreModuleSpec, sample_rate: int, channels: int, where: 
         raise HotPathAbiError(f"{where}: " + "; ".join(problems))
 
 
-class HotPathStage:
+class HotPathStage(StageLifecycle):
     """A loaded, initialised core module, ready to be placed in a :class:`Chain`.
 
     Build one with :meth:`from_wasm` or :meth:`from_native`. Parameters are set by name
     (:meth:`set_param`); while a pipeline plays, the change is queued to the audio thread and
-    applied between blocks.
+    applied between blocks. After :meth:`close` (the module's ``drop`` has run) every control
+    call raises :class:`~stellatune.errors.RuntimeStateError` and never reaches the module;
+    ``fault`` and ``stats()`` stay readable. One garbage-collected unclosed emits a
+    ``ResourceWarning`` (neither ``drop`` nor the held closers run from the finalizer).
     """
 
+    _live: Optional[tuple[_core.Chain, int]]  # (its C chain, index there)
+
     def __init__(self, *, name: str, spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
-                 core: "_core.CoreStage", param_names: tuple[str, ...], native: bool,
-                 drop: Optional[object] = None):
+                 core: _core.CoreStage, param_names: tuple[str, ...], native: bool,
+                 drop: Optional[Callable[[], object]] = None):
         """Internal: use :meth:`from_wasm` or :meth:`from_native`."""
+        self._init_lifecycle()  # _lock, _live, _closed
         self.name = name
         self.spec = spec
         self.sample_rate = sample_rate
@@ -252,9 +289,6 @@ class HotPathStage:
         self._drop = drop
         self._held: list[Callable[[], object]] = []
         self._live_ticks = 0  # wasm stages: the per-call deadline in playback
-        self._lock = threading.Lock()
-        self._live: Optional[tuple["_core.Chain", int]] = None  # (its C chain, index there)
-        self._closed = False
         self._engine: Optional[HotPathEngine] = None  # wasm stages: whose ticker guards calls
         self._wasm_memory: Optional[tuple[wasmtime.Store, wasmtime.Memory]] = None
         diagnostics.track("hotpath_stages", self)
@@ -267,7 +301,7 @@ class HotPathStage:
         config: Optional[Mapping[str, float]] = None, *, epoch_interruption: bool = True,
         deadline_ms: float = DEFAULT_DEADLINE_MS, timeout_limit: int = DEFAULT_TIMEOUT_LIMIT,
         name: Optional[str] = None, memory_limit_bytes: Optional[int] = None,
-    ) -> "HotPathStage":
+    ) -> HotPathStage:
         """Compile and instantiate the core module at ``path`` in its own Store, run ``init``
         and apply ``config`` (parameter name → value).
 
@@ -343,7 +377,7 @@ class HotPathStage:
             memory.write(store, _init_args(spec, sample_rate), scratch)
             try:
                 rc = init(store, scratch, scratch + abi.SCRATCH_OUT_CTX)
-                names = ()
+                names: tuple[str, ...] = ()
                 offset = names_fn(store) if names_fn is not None else 0
                 if offset:  # 0: the module has no parameters (nothing to read at address 0)
                     table = memory.read(store, offset, min(size, offset + _PARAM_NAMES_LIMIT))
@@ -391,7 +425,7 @@ class HotPathStage:
     def from_native(
         cls, so_path: Union[str, Path], spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
         config: Optional[Mapping[str, float]] = None, *, name: Optional[str] = None,
-    ) -> "HotPathStage":
+    ) -> HotPathStage:
         """Load the native build of a kernel (trusted, unsandboxed: the speed baseline).
 
         Each stage loads a private copy of the ``.so`` so two stages never share its statics.
@@ -399,61 +433,73 @@ class HotPathStage:
         so_path = Path(so_path)
         where = name or so_path.name
         _validate(spec, sample_rate, channels, where)
-        tmp = tempfile.TemporaryDirectory(prefix="stellatune-native-")
-        private = Path(tmp.name) / so_path.name
+        try:
+            ffi = _native_ffi(spec.init_export, spec.process_export, spec.reset_export, spec.drop_export)
+        except HotPathAbiError as e:
+            raise HotPathAbiError(f"{where}: {e}") from None
+        tmp = tempfile.mkdtemp(prefix="stellatune-native-")
+        private = Path(tmp) / so_path.name
         try:
             shutil.copyfile(so_path, private)
-            lib = ctypes.CDLL(str(private), mode=ctypes.RTLD_LOCAL)
+            lib = ffi.dlopen(str(private), os.RTLD_NOW | os.RTLD_LOCAL)
         except OSError as e:
-            tmp.cleanup()
+            shutil.rmtree(tmp, ignore_errors=True)
             raise HotPathAbiError(f"{where}: cannot load native kernel: {e}") from e
+        unloader = _Unloader(ffi, lib, tmp)
 
-        def fn(symbol: str, restype, *argtypes, required: bool = True):
+        def fn(symbol: Optional[str], required: bool = True):
+            if symbol is None:
+                return None
             try:
-                f = getattr(lib, symbol)
-            except AttributeError:
+                return getattr(lib, symbol)
+            except AttributeError:  # cffi: "function/symbol ... not found in library"
                 if required:
                     raise HotPathAbiError(f"{where}: missing symbol {symbol!r}") from None
                 return None
-            f.restype, f.argtypes = restype, list(argtypes)
-            return f
 
-        u32 = ctypes.c_uint32
-        memory_fn = fn("st_hot_native_memory", ctypes.c_void_p)
-        init = fn(spec.init_export, ctypes.c_int32, u32, u32)
-        process = fn(spec.process_export, ctypes.c_int32, u32, u32, u32, u32)
-        set_param = fn(abi.SET_PARAM_EXPORT, ctypes.c_int32, u32, u32, ctypes.c_float, required=False)
-        names_fn = fn(abi.PARAM_NAMES_EXPORT, u32, required=False)
-        drop = fn(spec.drop_export, None, u32, required=False) if spec.drop_export else None
-        reset = fn(spec.reset_export, ctypes.c_int32, u32, u32, required=False) if spec.reset_export else None
-        base = memory_fn()
-        if not base:
-            raise HotPathAbiError(f"{where}: st_hot_native_memory() returned NULL")
-        b = spec.buffer
-        scratch = b.in_offset - abi.HOST_SCRATCH_SIZE
-        args = _init_args(spec, sample_rate)
-        ctypes.memmove(base + scratch, args, len(args))
-        rc = init(scratch, scratch + abi.SCRATCH_OUT_CTX)
-        if rc != 0:
-            raise HotPathAbiError(f"{where}: init returned error code {rc}")
-        guest_ctx = ctypes.c_uint32.from_address(base + scratch + abi.SCRATCH_OUT_CTX).value
-        names = ()
-        offset = names_fn() if names_fn is not None else 0
-        if offset:  # 0: no parameters
-            names = _parse_param_names(ctypes.string_at(base + offset, _PARAM_NAMES_LIMIT))
+        def address(f: Any) -> int:  # what the C block loop calls
+            return int(ffi.cast("uintptr_t", f)) if f is not None else 0
+
+        try:
+            memory_fn = fn(abi.NATIVE_MEMORY_EXPORT)
+            init = fn(spec.init_export)
+            process = fn(spec.process_export)
+            set_param = fn(abi.SET_PARAM_EXPORT, required=False)
+            names_fn = fn(abi.PARAM_NAMES_EXPORT, required=False)
+            drop = fn(spec.drop_export, required=False)
+            reset = fn(spec.reset_export, required=False)
+            base = address(memory_fn())
+            if not base:
+                raise HotPathAbiError(f"{where}: st_hot_native_memory() returned NULL")
+            b = spec.buffer
+            scratch = b.in_offset - abi.HOST_SCRATCH_SIZE
+            args = _init_args(spec, sample_rate)
+            ffi.memmove(ffi.cast("char *", base + scratch), args, len(args))
+            rc = init(scratch, scratch + abi.SCRATCH_OUT_CTX)
+            if rc != 0:
+                raise HotPathAbiError(f"{where}: init returned error code {rc}")
+            guest_ctx = int(ffi.cast("uint32_t *", base + scratch + abi.SCRATCH_OUT_CTX)[0])
+            names: tuple[str, ...] = ()
+            offset = names_fn() if names_fn is not None else 0
+            if offset:  # 0: no parameters
+                names = _parse_param_names(ffi.buffer(ffi.cast("char *", base + offset), _PARAM_NAMES_LIMIT)[:])
+        except BaseException:
+            del unloader  # dlclose and remove the copy now
+            raise
         core = _core.CoreStage.native(
-            process_fn=_address(process), set_param_fn=_address(set_param) if set_param else 0,
-            reset_fn=_address(reset) if reset else 0, base=base, guest_ctx=guest_ctx,
+            process_fn=address(process), set_param_fn=address(set_param),
+            reset_fn=address(reset), base=base, guest_ctx=guest_ctx,
             role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
             channels=channels, max_frames=b.max_frames,
-            keepalive=(_Unloader(lib), tmp, lib, process, set_param, reset),  # first: freed last
+            keepalive=(unloader, lib, process, set_param, reset),  # first: freed last
         )
+        del unloader  # the core stage owns it now
         stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
                     param_names=names, native=True,
                     drop=(lambda: drop(guest_ctx)) if drop is not None else None)
         return stage._configured(config)
 
-    def _configured(self, config: Optional[Mapping[str, float]]) -> "HotPathStage":
+    def _configured(self, config: Optional[Mapping[str, float]]) -> HotPathStage:
         """Apply the initial config; a refused one closes the stage (its ``drop`` runs)."""
         try:
             self.configure(config or {})
@@ -474,6 +520,7 @@ class HotPathStage:
 
     def configure(self, config: Mapping[str, float]) -> None:
         """Apply several parameters; every key is checked before any is applied."""
+        self._check_open("configure")
         if not isinstance(config, Mapping):
             raise EngineError(f"{self.name}: config must be an object of parameter values")
         ids = {key: self.param_id(key) for key in config}
@@ -487,12 +534,14 @@ class HotPathStage:
 
     def set_param(self, name: str, value: float) -> None:
         """Set a parameter by name: now when idle, or queued for the next block when live."""
+        self._check_open("set_param")
         self.configure({name: value})
 
     def _set(self, param_id: int, value: float) -> None:
         if not self._core.has_set_param:
             raise EngineError(f"{self.name}: the module exports no {abi.SET_PARAM_EXPORT}")
         with self._lock:
+            self._check_open("set_param")  # again under the lock: close() may have won the race
             if self._live is not None:
                 chain, index = self._live
                 if not chain.send("set_param", index, param_id, value):
@@ -516,6 +565,7 @@ class HotPathStage:
     def bypass(self, bypassed: bool = True) -> None:
         """Skip (or resume) this stage; blocks pass through it unchanged."""
         with self._lock:
+            self._check_open("bypass")
             if self._live is not None:
                 chain, index = self._live
                 if not chain.send("bypass", index, 0, 1.0 if bypassed else 0.0):
@@ -529,9 +579,11 @@ class HotPathStage:
         Queued to the audio thread between blocks while a pipeline plays. A module without the
         export has nothing to reset.
         """
+        self._check_open("reset")
         if not self._core.has_reset:
             return
         with self._lock:
+            self._check_open("reset")
             if self._live is not None:
                 chain, index = self._live
                 if not chain.send("reset", index):
@@ -562,6 +614,7 @@ class HotPathStage:
     def hold(self, close: Callable[[], object]) -> None:
         """Keep something alive as long as this stage: ``close`` runs when the stage closes
         (after the module's ``drop``). The plugin's component processor, for one."""
+        self._check_open("hold a resource")
         self._held.append(close)
 
     def _use_deadline(self, offline_ticks: Optional[int]) -> None:
@@ -591,13 +644,9 @@ class HotPathStage:
 
     def close(self) -> None:
         """Call the module's ``drop`` (if any) and close what the stage holds; the stage is
-        unusable afterwards."""
-        with self._lock:
-            if self._live is not None:
-                raise EngineError(f"{self.name}: cannot close a stage while its pipeline runs")
-            if self._closed:
-                return
-            self._closed = True
+        unusable afterwards (idempotent)."""
+        if not self._begin_close():
+            return
         diagnostics.release("hotpath_stages", self)
         try:
             if self._drop is not None:
@@ -605,6 +654,13 @@ class HotPathStage:
         finally:
             for close in reversed(self._held):
                 close()
+
+    def _release_unclosed(self) -> None:
+        # Never closed. No guest code (drop), held closers (executor locks) or diagnostics
+        # (its lock) from a finalizer: the store, or the native copy (dlclosed by _Unloader),
+        # goes with the core stage, and the counter with this object.
+        self._drop = None
+        self._held.clear()
 
     def __repr__(self) -> str:
         kind = "native" if self.native else "wasm"

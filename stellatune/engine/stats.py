@@ -5,8 +5,9 @@ this module turns a snapshot of them into plain dataclasses.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 _BUCKETS_PER_OCTAVE = 4
 #: Histogram size shared with csrc/st_chain.h (ST_HIST_BUCKETS).

@@ -8,8 +8,6 @@ import shutil
 import jsonschema
 import pytest
 
-from stellatune.cli import main
-
 # A real benchmark run: minutes of a loaded machine's time, so not part of the default suite
 # (`scripts/test -m bench` runs it). The committed results are checked by default below.
 pytestmark = pytest.mark.bench
@@ -68,7 +66,10 @@ def test_targets_are_judged_by_their_thresholds(results):
     overhead_128 = next(r for r in results["overhead"] if r["frames"] == 128)
     assert targets["fixed_overhead_ns"]["measured"] == overhead_128["wasm_ns_per_plugin_per_block"]
     check = results["nonfinite_check"]
-    assert targets["nonfinite_check_overhead"]["measured"] == pytest.approx(100 * check["median_overhead_fraction"])
+    # Judged on the worst kernel (the cheapest block), not the median.
+    assert targets["nonfinite_check_overhead"]["measured"] == pytest.approx(100 * check["max_overhead_fraction"])
+    assert check["max_overhead_fraction"] == max(r["overhead_fraction"] for r in check["kernels"])
+    assert check["median_overhead_fraction"] <= check["max_overhead_fraction"]
     assert sorted(r["name"] for r in check["kernels"]) == sorted(KERNELS)
 
 

@@ -5,8 +5,8 @@ import wasmtime
 
 from stbench.kernels import noise
 from stbench.timing import BenchmarkError, ChainCase, interleaved_medians, paired_ratio
-from stellatune.engine import HotPathStage
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
+from stellatune.engine import HotPathStage
 
 _IN, _OUT = 1024, 1024 + 8192
 # Copies input to output; traps on every call while its "trap" parameter is non-zero.

@@ -4,10 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import wasmtime._bindings as bindings
 import wasmtime._ffi as ffi
-
-import pytest
 
 from stellatune.engine import _core  # the package import resolves the C function table
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Chain
+from stellatune.engine import Chain, HotPathStage
 from stellatune.errors import EngineError
 
 FIXTURES = Path(__file__).parent / "fixtures"

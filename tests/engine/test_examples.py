@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Chain
-from stellatune.errors import EngineError
 from stellatune.abi import Role, sdk_core_module_spec
+from stellatune.engine import Chain, HotPathStage
+from stellatune.errors import EngineError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 RATE = 48000

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Chain
-from stellatune.errors import EngineError
 from stellatune.abi import Role
+from stellatune.engine import Chain, HotPathStage
+from stellatune.errors import EngineError
 
 
 @pytest.mark.parametrize("kernel, kind, code", [

@@ -11,12 +11,11 @@ import pytest
 import wasmtime
 
 from stellatune.compose import build_dsp_stage
-from stellatune.engine import ComponentStage, HotPathStage, Chain
+from stellatune.engine import Chain, ComponentStage, HotPathStage
 from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
-from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
-from .conftest import FX_IN, FX_OUT
 from ..compose.conftest import component_cache, executor, install, runtime  # noqa: F401 (fixtures)
+from .conftest import FX_IN, FX_OUT
 
 RATE = 48000
 MIB = 1 << 20

@@ -8,9 +8,9 @@ import os
 import shutil
 
 from stellatune import diagnostics
+from stellatune.abi import Role
 from stellatune.engine import HotPathStage
 from stellatune.engine.stages import MODULE_CACHE_PINNED, HotPathEngine, clear_module_caches, hot_path_engine
-from stellatune.abi import Role
 
 
 def memfds() -> int:

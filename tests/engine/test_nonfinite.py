@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from stellatune.engine import ENGINE_CLOCK, ComponentStage, HotPathStage, Chain, _core
-from stellatune.errors import EngineError
 from stellatune.abi import Role
+from stellatune.engine import ENGINE_CLOCK, Chain, ComponentStage, HotPathStage, _core
+from stellatune.errors import EngineError
 
 from .conftest import WASM_FLAGS
 from .test_playback import assert_recorded, loop_back
@@ -308,3 +308,109 @@ def test_scan_and_sanitize_agree_with_numpy(frames, data):
     expected[subnormal] &= 0x80000000
     np.testing.assert_array_equal(cleaned.view(np.uint32), expected)
     assert _core.scan_samples(cleaned) == (False, False)
+
+
+# --- the check is fused into the block loop's copies: the paths that opens ---------------------
+
+@pytest.mark.parametrize("kind", NON_FINITE)
+@pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
+@pytest.mark.parametrize("index", [0, BLOCK * 2 - 1], ids=["first", "last"])
+def test_a_lone_non_finite_stage_passes_its_input_on_although_it_lives_in_the_output_buffer(
+        hostile, spec, noise, kind, native, index):
+    # One DSP stage: its input is the chain's buffer, which its output is copied back into, so
+    # the output must be tested before that copy overwrites the input.
+    bad = bad_stage(hostile, spec, kind, native, index=index, gain=0.5)
+    pipe = Chain([bad], RATE, 2, block_frames=BLOCK)
+    x = noise(BLOCK * 6)
+    out = pipe.process(x)
+    assert_clean(out)
+    expected = x * np.float32(0.5)
+    expected[AFTER * BLOCK:] = x[AFTER * BLOCK:]  # the faulting block and the later ones: the input
+    np.testing.assert_array_equal(out, expected)
+    assert (bad.fault.kind, bad.fault.code, bad.fault.block) == ("non-finite", index, AFTER)
+    assert bad.stats().calls == AFTER
+    close_all(pipe)
+
+
+def test_a_lone_faulting_stage_still_hands_on_a_flushed_and_cleaned_input(hostile, spec, noise):
+    # The block never leaves the buffer after the fault: the input clean must still happen there.
+    x = noise(BLOCK * 2)
+    x[1, 0], x[2, 1] = np.nan, np.float32(-1e-40)
+    bad = bad_stage(hostile, spec, "nan", after=0)
+    pipe = Chain([bad], RATE, 2, block_frames=BLOCK)
+    out = pipe.process(x)
+    clean = x.copy()
+    clean[1, 0], clean[2, 1] = 0, -0.0
+    np.testing.assert_array_equal(bits(out), bits(clean))
+    assert pipe.nonfinite_input_samples == 1 and bad.fault.kind == "non-finite"
+    close_all(pipe)
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_two_consecutive_non_finite_stages_both_fault_and_the_block_before_them_passes_on(
+        kernels, spec, noise, hostile, where):
+    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2,
+                      block_frames=BLOCK)
+    first, last = gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)
+    bad1 = bad_stage(hostile, spec, "nan", index=11)
+    bad2 = bad_stage(hostile, spec, "-inf", native=True, index=12, after=AFTER + 1)
+    stages = [first, bad1, bad2, last] if where == "middle" else [first, last, bad1, bad2]
+    pipe = Chain(stages, RATE, 2, block_frames=BLOCK)
+    x = noise(BLOCK * 6)
+    out = pipe.process(x)
+    assert_clean(out)
+    np.testing.assert_array_equal(out, reference.process(x))
+    # bad2 got bad1's input at block AFTER (bad1's own call counted nothing), and faults a block later
+    assert (bad1.fault.kind, bad1.fault.code, bad1.fault.block) == ("non-finite", 11, AFTER)
+    assert (bad2.fault.kind, bad2.fault.code, bad2.fault.block) == ("non-finite", 12, AFTER + 1)
+    assert bad1.stats().calls == AFTER and bad2.stats().calls == AFTER + 1
+    close_all(reference, pipe)
+
+
+def test_both_faulting_in_the_same_block_hand_on_the_input_of_the_first(kernels, spec, noise, hostile):
+    first = gain(kernels, spec, 0.5)
+    bad1, bad2 = bad_stage(hostile, spec, "+inf", index=0), bad_stage(hostile, spec, "nan", index=1)
+    pipe = Chain([first, bad1, bad2], RATE, 2, block_frames=BLOCK)
+    x = noise(BLOCK * 5)
+    out = pipe.process(x)
+    assert_clean(out)
+    np.testing.assert_array_equal(out, x * np.float32(0.5))
+    assert (bad1.fault.code, bad1.fault.block) == (0, AFTER)
+    # bad2 processed bad1's input (finite) at block AFTER, and then wrote its own NaN
+    assert (bad2.fault.kind, bad2.fault.code, bad2.fault.block) == ("non-finite", 1, AFTER)
+    close_all(pipe)
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
+def test_a_non_finite_stage_right_before_an_output_sink_hands_it_its_input(
+        kernels, spec, noise, hostile, sink_totals, native):
+    # The copy into the sink's region is the check of the stage before it.
+    x = noise(BLOCK * 5)
+    bad = bad_stage(hostile, spec, "nan", native, index=9, gain=0.5)
+    sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
+    pipe = Chain([bad, sink], RATE, 2, block_frames=BLOCK)
+    pipe.process(x)
+    frames, total = sink_totals(sink)
+    expected = x * np.float32(0.5)
+    expected[AFTER * BLOCK:] = x[AFTER * BLOCK:]
+    assert frames == len(x) and np.isfinite(total)
+    assert total == pytest.approx(float(np.sum(expected, dtype=np.float64)), rel=1e-9, abs=1e-9)
+    assert (bad.fault.kind, bad.fault.block) == ("non-finite", AFTER)
+    close_all(pipe)
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames=st.integers(1, 300), data=st.data())
+def test_the_fused_copy_agrees_with_numpy(frames, data):
+    raw = data.draw(hnp.arrays(np.uint32, (frames, 2), elements=st.integers(0, 2**32 - 1)))
+    for _ in range(data.draw(st.integers(0, 4))):
+        raw[data.draw(st.integers(0, frames - 1)), data.draw(st.integers(0, 1))] = data.draw(SPECIAL)
+    exponent = raw & 0x7F800000
+    non_finite = exponent == 0x7F800000
+    expected = raw.copy()
+    expected[exponent == 0] &= 0x80000000
+    for daz in (False, True):  # the float path (DAZ, as in the chain) and the integer one
+        dst, found = _core.copy_check(raw.view(np.float32), daz=daz)
+        assert found == bool(non_finite.any())
+        finite = ~non_finite
+        np.testing.assert_array_equal(dst.view(np.uint32)[finite], expected[finite])

@@ -2,10 +2,9 @@
 import numpy as np
 import pytest
 
-from stellatune.engine import HotPathStage, Chain
-from stellatune.errors import EngineError, HotPathAbiError
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
-
+from stellatune.engine import Chain, HotPathStage
+from stellatune.errors import EngineError, HotPathAbiError
 
 _INIT = '(func (export "st_hot_init") (param i32 i32) (result i32) i32.const 0)'
 _PROCESS = '(func (export "st_hot_process") (param i32 i32 i32 i32) (result i32) i32.const 0)'
@@ -121,9 +120,8 @@ def test_pipeline_refuses_mismatches(kernels, spec):
 def test_a_stage_runs_in_one_pipeline_at_a_time(kernels, spec, noise):
     stage = gain_stage(kernels, spec, 1.0)
     first, second = Chain([stage], 48000, 2), Chain([stage], 48000, 2)
-    with first.running():
-        with pytest.raises(EngineError, match="already running"):
-            second.process(noise(16))
+    with first.running(), pytest.raises(EngineError, match="already running"):
+        second.process(noise(16))
 
 
 def test_spec_problems_are_hot_path_abi_errors(kernels, spec):
@@ -150,7 +148,7 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
 
     importing = tmp_path / "importing.wasm"
     importing.write_bytes(wasmtime.wat2wasm('(module (import "env" "f" (func)) (memory (export "memory") 1))'))
-    with pytest.raises(HotPathAbiError, match="must not import anything.*env.f"):
+    with pytest.raises(HotPathAbiError, match=r"must not import anything.*env.f"):
         HotPathStage.from_wasm(importing, spec(), 48000, 2)
     wrong = wat_module(tmp_path / "wrong.wasm", _INIT,
                        '(func (export "st_hot_process") (param i32) (result i32) i32.const 0)')
@@ -181,7 +179,7 @@ def test_init_error_code_is_reported(kernels, spec):
 def test_a_module_that_loops_in_init_is_interrupted(tmp_path, spec):
     looping = wat_module(tmp_path / "init_loop.wasm", _PROCESS,
                          '(func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)')
-    with pytest.raises(HotPathAbiError, match="(?s)init trapped.*wasm trap: interrupt"):
+    with pytest.raises(HotPathAbiError, match=r"(?s)init trapped.*wasm trap: interrupt"):
         HotPathStage.from_wasm(looping, spec(), 48000, 2)
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from stellatune.engine import HotPathStage, Chain
-from stellatune.errors import AudioDeviceError, EngineError
 from stellatune.abi import Role
+from stellatune.engine import Chain, HotPathStage
+from stellatune.errors import AudioDeviceError, EngineError
 
 RATE = 48000
 

@@ -68,13 +68,13 @@ def test_render_resamples_to_the_rate_asked_for(tmp_path, capsys):
     src, dst, same = tmp_path / "in.wav", tmp_path / "out.wav", tmp_path / "same.wav"
     soundfile.write(src, sine(1.0, channels=2), SOURCE_RATE, subtype="FLOAT")
     plugins = ["--plugins-dir", str(tmp_path / "plugins")]
-    assert run(plugins + ["render", str(src), str(dst), "--rate", str(RATE)]) == 0
+    assert run([*plugins, "render", str(src), str(dst), "--rate", str(RATE)]) == 0
     assert f"resampling {SOURCE_RATE} Hz -> {RATE} Hz" in capsys.readouterr().err
     out, rate = soundfile.read(dst, dtype="float32")
     assert rate == RATE and out.shape[1] == 2 and abs(len(out) - RATE) <= 2
     assert abs(peak_hz(out[:, 0], RATE) - TONE_HZ) <= RATE / len(out)
     # Without --rate the file's rate is kept and nothing is resampled.
-    assert run(plugins + ["render", str(src), str(same)]) == 0
+    assert run([*plugins, "render", str(src), str(same)]) == 0
     assert "resampling" not in capsys.readouterr().err
     kept, rate = soundfile.read(same, dtype="float32")
     assert rate == SOURCE_RATE

@@ -75,9 +75,11 @@ def test_bad_specs_and_use_after_close_are_clear_errors(plugins_dir):
     board.close()  # idempotent
     with pytest.raises(RuntimeStateError):
         board.process(_noise(10, 2), 48000)
-    with stellatune.Pipeline(["dev.stellatune.example.missing:x"], plugins_dir=plugins_dir) as board:
-        with pytest.raises(RuntimeStateError):
-            board.process(_noise(10, 2), 48000)
+    with (
+        stellatune.Pipeline(["dev.stellatune.example.missing:x"], plugins_dir=plugins_dir) as board,
+        pytest.raises(RuntimeStateError),
+    ):
+        board.process(_noise(10, 2), 48000)
 
 
 @pytest.mark.audio

@@ -6,7 +6,7 @@ and halves the signal otherwise, so a skipped block is visible as unhalved audio
 import numpy as np
 import pytest
 
-from stellatune.engine import ENGINE_CLOCK, HotPathStage, Chain
+from stellatune.engine import ENGINE_CLOCK, Chain, HotPathStage
 from stellatune.engine.stages import hot_path_engine
 from stellatune.errors import EngineError
 
