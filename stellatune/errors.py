@@ -6,9 +6,10 @@ families below to exit codes; callers catch the narrowest class they can act on.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 __all__ = [
     "StellatuneError",
@@ -19,17 +20,25 @@ __all__ = [
     "ArtifactLimitError",
     "PluginNotInstalledError",
     "PluginBuildError",
+    "UnsupportedArtifactError",
+    "NoValidManifestError",
     "RuntimeStateError",
     "ActivationError",
+    "LifecycleFailures",
+    "HostGrantError",
     "PluginErrorCode",
     "PluginError",
     "PluginTrap",
     "PluginTimeout",
     "PluginContractError",
+    "ConfigRejected",
+    "SidecarError",
+    "RingFormatError",
     "EngineError",
     "HotPathAbiError",
     "HotPathMemoryLimitError",
     "AudioDeviceError",
+    "PortAudioError",
 ]
 
 
@@ -78,6 +87,19 @@ class ArtifactLimitError(PackageError):
     """An artifact is too large (uncompressed bytes or entry count): a zip bomb, or close to one."""
 
 
+class UnsupportedArtifactError(PackageError):
+    """The artifact is well-formed but uses something we do not read (encryption, bzip2, ...)."""
+
+
+class NoValidManifestError(PackageError):
+    """An artifact holds no valid ``plugin.json``; ``candidates`` pairs each invalid one (path
+    relative to the artifact) with its :class:`ManifestError`."""
+
+    def __init__(self, message: str, candidates: list[tuple[str, ManifestError]]):
+        self.candidates = candidates
+        super().__init__(message)
+
+
 class PluginNotInstalledError(PackageError):
     """No installed plugin has that id."""
 
@@ -106,6 +128,27 @@ class ActivationError(StellatuneError):
     def __init__(self, message: str, plugin_id: Optional[str] = None):
         self.plugin_id = plugin_id
         super().__init__(f"{plugin_id}: {message}" if plugin_id else message)
+
+
+class LifecycleFailures(RuntimeStateError):
+    """Some plugins could not be deactivated; ``failures`` maps each plugin id to its error."""
+
+    def __init__(self, action: str, failures: Mapping[str, BaseException]):
+        self.failures = dict(failures)
+        detail = "; ".join(f"{pid}: {exc}" for pid, exc in sorted(self.failures.items()))
+        super().__init__(f"{action} failed for {len(self.failures)} plugin(s): {detail}")
+
+
+class HostGrantError(StellatuneError):
+    """A host grant (``WasmPluginRuntime.grant``, ``stellatune plugins grant``) breaks a rule of
+    the manifest's ``permissions`` block; ``problems`` lists each one, its ``json_path`` naming
+    the field (``http``, ``tcp``, ``files``, ``sidecars``, ``env``). The CLI exits 2 (invalid input)."""
+
+    def __init__(self, plugin_id: str, problems: Sequence[ManifestProblem]):
+        self.plugin_id = plugin_id
+        self.problems = list(problems)
+        detail = "; ".join(str(p) for p in self.problems)
+        super().__init__(f"invalid host grant for {plugin_id}: {detail}")
 
 
 # --- plugin calls --------------------------------------------------------------------------
@@ -172,6 +215,30 @@ class PluginContractError(PluginError):
         super().__init__(PluginErrorCode.INTERNAL, f"{field} {message}", **where)
 
 
+class ConfigRejected(PluginError):
+    """The plugin planned ``reject`` for a new config; the old config stays in force."""
+
+    def __init__(self, reason: str, **where: Optional[str]):
+        self.reason = reason
+        super().__init__(PluginErrorCode.INVALID_ARG, f"config rejected: {reason}", **where)
+
+
+# --- host services -------------------------------------------------------------------------
+
+
+class SidecarError(StellatuneError):
+    """A sidecar, or a transport the host shares with it, is unusable.
+
+    The host turns these into an ``io`` :class:`PluginError` at the WIT boundary: the plugin
+    sees a failed call, never a host exception.
+    """
+
+
+class RingFormatError(SidecarError):
+    """A ring file is not a valid STMR v1 ring (the sidecar shares these files and can spoil
+    them), or a ring was asked for with a capacity outside the supported range."""
+
+
 # --- engine --------------------------------------------------------------------------------
 
 
@@ -202,3 +269,18 @@ class AudioDeviceError(EngineError):
     def __init__(self, message: str, pa_code: Optional[int] = None):
         self.pa_code = pa_code
         super().__init__(message if pa_code is None else f"{message} (PortAudio error {pa_code})")
+
+
+class PortAudioError(AudioDeviceError):
+    """A PortAudio call failed: ``what`` names the call, ``code`` is its PaError (as ``pa_code``
+    too) and ``text`` PortAudio's description of it.
+
+    Raised by the Cython core (``stellatune.engine._core``), which alone can ask PortAudio for
+    the text; being an :class:`AudioDeviceError`, it needs no translation on its way out.
+    """
+
+    def __init__(self, what: str, code: int, text: str):
+        self.what = what
+        self.code = code
+        self.text = text
+        super().__init__(f"{what}: {text}", code)

@@ -4,7 +4,8 @@ An artifact (a directory or a ``.zip``) is staged safely, must hold exactly one 
 ``plugin.json``, and is swapped into ``plugins/<id>`` atomically with an ``.install.json``
 receipt. Discovery re-validates every installed manifest against the files on disk.
 """
-from .archive import ArtifactLimits, UnsupportedArtifactError
+from ..errors import NoValidManifestError, UnsupportedArtifactError
+from .archive import ArtifactLimits
 from .receipt import (
     MARKER_FILE_NAME,
     RECEIPT_FILE_NAME,
@@ -17,7 +18,6 @@ from .store import (
     DiscoveredPlugin,
     DiscoveryResult,
     InstalledPlugin,
-    NoValidManifestError,
     PendingUninstall,
     discover_plugins,
     install_from_artifact,

@@ -14,22 +14,18 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
-from ..errors import ArtifactLimitError, PackageError, UnsafeArtifactError
+from ..errors import ArtifactLimitError, PackageError, UnsafeArtifactError, UnsupportedArtifactError
 from ..manifest import unsafe_relative_path_reason
 
-__all__ = ["ArtifactLimits", "UnsupportedArtifactError", "stage_artifact"]
+__all__ = ["ArtifactLimits", "stage_artifact"]
 
 _COPY_CHUNK = 1 << 16
 #: Directory artifacts are walked recursively; real packages nest a few levels at most.
 _MAX_DIR_DEPTH = 64
 _ZIP_ENCRYPTED_FLAG = 0x1
 _ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
-
-
-class UnsupportedArtifactError(PackageError):
-    """The artifact is well-formed but uses something we do not read (encryption, bzip2, ...)."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +112,7 @@ def _mode_for(source_mode: int) -> int:
     return 0o755 if source_mode & 0o111 else 0o644
 
 
-def _write_stream(src: BinaryIO, target: Path, mode: int, budget: _Budget) -> None:
+def _write_stream(src: IO[bytes], target: Path, mode: int, budget: _Budget) -> None:
     # O_EXCL: a name that already exists (a duplicate entry) is refused, never overwritten;
     # O_NOFOLLOW: never write through a link, even one that should not be there.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)

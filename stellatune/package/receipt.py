@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypeGuard
 
 from ..errors import PackageError
 from ..manifest import MANIFEST_FILE_NAME, Manifest, unsafe_relative_path_reason
@@ -87,7 +87,7 @@ class InstallReceipt:
         _write_json_atomically(root / RECEIPT_FILE_NAME, self.to_json())
 
     @classmethod
-    def read(cls, root: Path) -> "InstallReceipt":
+    def read(cls, root: Path) -> InstallReceipt:
         """Read ``root/.install.json``.
 
         :raises PackageError: unreadable, not JSON, or the wrong shape (the message says which).
@@ -114,7 +114,7 @@ class InstallReceipt:
         )
 
     @classmethod
-    def for_install(cls, root: Path, manifest: Manifest) -> "InstallReceipt":
+    def for_install(cls, root: Path, manifest: Manifest) -> InstallReceipt:
         return cls(
             manifest_json=manifest.to_json(),
             installed_at_ms=now_ms(),
@@ -144,7 +144,7 @@ class UninstallMarker:
     def write(self, root: Path) -> None:
         _write_json_atomically(root / MARKER_FILE_NAME, self.to_json())
 
-    def after_failed_retry(self, error: str) -> "UninstallMarker":
+    def after_failed_retry(self, error: str) -> UninstallMarker:
         """The marker to store after one more cleanup attempt failed with ``error``."""
         retries = self.retry_count + 1
         state = (
@@ -155,7 +155,7 @@ class UninstallMarker:
         return UninstallMarker(self.plugin_id, self.queued_at_ms, retries, error, state)
 
     @classmethod
-    def read(cls, root: Path) -> "UninstallMarker":
+    def read(cls, root: Path) -> UninstallMarker:
         """Read ``root/.uninstall-pending``; a marker that cannot be read still counts, with
         defaults (the directory name as id, queued at 0), so the delete is never forgotten."""
         fallback_id = root.name or "unknown-plugin"
@@ -182,7 +182,7 @@ class UninstallMarker:
         )
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

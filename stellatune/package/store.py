@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from ..errors import ManifestError, PackageError, PluginNotInstalledError
+from ..errors import ManifestError, NoValidManifestError, PackageError, PluginNotInstalledError
 from ..manifest import MANIFEST_FILE_NAME, Manifest, load_manifest
 from .archive import ArtifactLimits, stage_artifact
 from .receipt import (
@@ -35,7 +36,6 @@ __all__ = [
     "DiscoveredPlugin",
     "PendingUninstall",
     "DiscoveryResult",
-    "NoValidManifestError",
     "install_from_artifact",
     "discover_plugins",
     "list_installed",
@@ -72,15 +72,6 @@ def _remove_tree(root: Path) -> None:
     (root / RECEIPT_FILE_NAME).unlink(missing_ok=True)
     (root / MARKER_FILE_NAME).unlink(missing_ok=True)
     os.rmdir(root)
-
-
-class NoValidManifestError(PackageError):
-    """An artifact holds no valid ``plugin.json``; ``candidates`` pairs each invalid one (path
-    relative to the artifact) with its :class:`ManifestError`."""
-
-    def __init__(self, message: str, candidates: list[tuple[str, ManifestError]]):
-        self.candidates = candidates
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

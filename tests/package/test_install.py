@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from stellatune.errors import ArtifactLimitError, PackageError, UnsafeArtifactError
+from stellatune.manifest import load_manifest
 from stellatune.package import (
     ArtifactLimits,
     InstallState,
@@ -26,7 +27,6 @@ from stellatune.package import (
     install_from_artifact,
     list_installed,
 )
-from stellatune.manifest import load_manifest
 
 PLUGIN_ID = "dev.test.sample"
 
@@ -162,7 +162,7 @@ def test_an_artifact_containing_the_plugins_dir_is_refused(tmp_path, home):
 )
 def test_zip_slip_and_absolute_names_are_refused(tmp_path, home, pk, evil_name):
     artifact = pk.zip_from_entries(
-        tmp_path / "artifacts" / "slip.zip", _v2_entries(pk) + [(evil_name, b"pwned")]
+        tmp_path / "artifacts" / "slip.zip", [*_v2_entries(pk), (evil_name, b"pwned")]
     )
     _assert_refused(tmp_path, home, artifact, UnsafeArtifactError)
     assert not Path("/tmp/evil.txt").exists()
@@ -177,13 +177,13 @@ def test_zip_symlink_entries_are_refused(tmp_path, home, pk):
 
 @pytest.mark.parametrize("kind", [stat.S_IFIFO, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFSOCK])
 def test_zip_special_file_entries_are_refused(tmp_path, home, pk, kind):
-    entries = _v2_entries(pk) + [(_unix_entry("dev/node", kind | 0o644), b"")]
+    entries = [*_v2_entries(pk), (_unix_entry("dev/node", kind | 420), b"")]
     artifact = pk.zip_from_entries(tmp_path / "artifacts" / "special.zip", entries)
     _assert_refused(tmp_path, home, artifact, UnsafeArtifactError)
 
 
 def test_duplicate_zip_entries_are_refused(tmp_path, home, pk):
-    entries = _v2_entries(pk) + [("wasm/dsp.wasm", b"second copy")]
+    entries = [*_v2_entries(pk), ("wasm/dsp.wasm", b"second copy")]
     artifact = tmp_path / "artifacts" / "dup.zip"
     with pytest.warns(UserWarning):  # zipfile itself warns about the duplicate name
         pk.zip_from_entries(artifact, entries)
@@ -191,11 +191,13 @@ def test_duplicate_zip_entries_are_refused(tmp_path, home, pk):
 
 
 def _deflate_bomb(path: Path, size: int) -> Path:
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        with zf.open("bomb.bin", "w", force_zip64=True) as out:
-            chunk = bytes(1 << 20)
-            for _ in range(size // len(chunk)):
-                out.write(chunk)
+    with (
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf,
+        zf.open("bomb.bin", "w", force_zip64=True) as out,
+    ):
+        chunk = bytes(1 << 20)
+        for _ in range(size // len(chunk)):
+            out.write(chunk)
     return path
 
 

@@ -56,11 +56,11 @@ def _paths(node, prefix=()):
     if isinstance(node, dict):
         for key, child in node.items():
             yield prefix, key
-            yield from _paths(child, prefix + (key,))
+            yield from _paths(child, (*prefix, key))
     elif isinstance(node, list):
         for index, child in enumerate(node):
             yield prefix, index
-            yield from _paths(child, prefix + (index,))
+            yield from _paths(child, (*prefix, index))
 
 
 def _resolve(doc, path):

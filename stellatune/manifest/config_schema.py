@@ -1,0 +1,66 @@
+"""An ability's ``default_config_json`` must satisfy its ``config_schema_json``.
+
+Checked at install so a plugin never starts with a default its own schema refuses. Kept apart
+from the walk because it is the one rule that needs ``jsonschema`` and must stay offline.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, cast
+
+import jsonschema
+import referencing
+
+from .reader import MISSING, Reader, loads_strict, type_name
+
+__all__ = ["check_config"]
+
+
+def _parse_json_field(r: Reader, key: str, text: Optional[str]) -> object:
+    if text is None:
+        return MISSING
+    try:
+        return loads_strict(text)
+    except ValueError as exc:
+        r.problems.add(r.at(key), "json", f"is not valid JSON: {exc}")
+        return MISSING
+
+
+def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[str]) -> None:
+    """Record a problem when either text is not JSON, the schema is not a usable JSON Schema, or
+    the default does not validate against it."""
+    schema = _parse_json_field(r, "config_schema_json", schema_text)
+    default = _parse_json_field(r, "default_config_json", default_text)
+    # `{}` is what the original's templates write for "no schema": nothing to check against.
+    if schema is MISSING or schema == {} or schema is True:
+        return
+    if not isinstance(schema, dict):  # True, the other valid boolean schema, was handled above
+        r.problems.add(
+            r.at("config_schema_json"),
+            "config-schema",
+            f"a JSON Schema must be an object or a boolean, not {type_name(schema)}",
+        )
+        return
+    try:
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        r.problems.add(r.at("config_schema_json"), "config-schema", f"not a valid JSON Schema: {exc.message}")
+        return
+    if default is MISSING:
+        return
+    # An empty registry: a `$ref` to a URL must fail here, never reach the network.
+    validator = validator_class(schema, registry=referencing.Registry())
+    try:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(cast(Any, default)))  # any JSON value
+    except Exception as exc:  # noqa: BLE001 - unresolvable $ref, bad regex, deep recursion...
+        # The validator raises assorted library errors for schemas that pass check_schema but
+        # cannot be applied; to the author they are all "this schema does not work".
+        r.problems.add(r.at("config_schema_json"), "config-schema", f"cannot be applied: {exc}")
+        return
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        r.problems.add(
+            r.at("default_config_json"),
+            "default-config",
+            f"does not match config_schema_json at {where}: {error.message}",
+        )
