@@ -66,8 +66,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"last error: {doc['last_error']}")
     if doc["log"]:
         print(f"log: {doc['log']}")
-    for label, grants in (("permissions", doc["grants"]["manifest"]), ("run-time grants", doc["grants"]["run_time"])):
-        print(f"{label}: " + ("; ".join(f"{kind} {', '.join(v)}" for kind, v in grants.items()) or "none"))
+    for label, key in (("permissions", "manifest"), ("host grants", "host"), ("run-time grants", "run_time")):
+        print(f"{label}: " + ("; ".join(f"{kind} {', '.join(v)}" for kind, v in doc["grants"][key].items()) or "none"))
     print_table(["COMPONENT", "WORLD", "KIND", "TYPE", "NAME"],
                 [[c["id"], c["world"], a["kind"], a["type_id"], a["display_name"]]
                  for c in doc["components"] for a in c["abilities"]])
@@ -75,16 +75,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def plugin_grants(runtime: WasmPluginRuntime, plugin_id: str, manifest: Manifest) -> dict[str, dict[str, list[str]]]:
-    """What ``plugin_id`` may reach: ``{"manifest": its permissions block, "run_time": grants the
-    host added to the active plugin}``, each by kind (``files``, ``http``, ``tcp``, ...), empty
-    kinds left out. Run-time grants exist only while the plugin is active in a host that has them."""
+    """What ``plugin_id`` may reach: ``{"manifest": its permissions block, "host": the host grants
+    stored for it (``stellatune plugins grant``), "run_time": grants the host added to the active
+    plugin}``, each by kind (``files``, ``http``, ``tcp``, ...), empty kinds left out. Run-time
+    grants exist only while the plugin is active in a host that has them."""
     run_time: dict[str, list[str]] = {}
     host_imports = getattr(runtime.host, "host_imports", None)
     if host_imports is not None and runtime.is_active(plugin_id):
         grants = getattr(host_imports(plugin_id), "grants", None)
         if grants is not None:
             run_time = grants.added_at_run_time()
-    return {"manifest": manifest.permissions.to_json(), "run_time": run_time}
+    return {"manifest": manifest.permissions.to_json(), "host": runtime.host_grants(plugin_id).to_json(),
+            "run_time": run_time}
 
 
 def _components(manifest: Manifest) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from .output import print_json, print_table
 __all__ = ["PLUGIN_COMMAND_MODULES", "register"]
 
 #: Modules (full names) adding subcommands to ``plugins`` via ``register_plugin_commands``.
-PLUGIN_COMMAND_MODULES: list[str] = ["stellatune.cli.plugin_tools"]
+PLUGIN_COMMAND_MODULES: list[str] = ["stellatune.cli.plugin_tools", "stellatune.cli.plugin_grants"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,6 +111,8 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
         if states.pop(args.plugin_id, None) is not None:
             # A reinstall starts from the default (enabled), not from a forgotten disable.
             runtime.replace_desired_states(states)
+        # Host grants go too: a package installed later under the same id starts from its manifest.
+        runtime.clear_host_grants(args.plugin_id)
         report = runtime.sync_plugins()
     print(f"uninstalled {args.plugin_id}")
     return _report_problems(report, only=args.plugin_id)

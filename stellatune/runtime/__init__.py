@@ -7,11 +7,16 @@ API overview:
   ``capability_of``, ``capabilities_of``, ``decoder_candidates``, ``all_decoders``, ``status``,
   ``active_plugins``.
 - ``LifecycleHost`` (protocol) and ``NoopLifecycleHost``; ``DisableReason``.
+- Host grants (``grant``, ``revoke``, ``host_grants``; ``HostGrantChange``) and directives
+  (``subscribe_plugin``, ``notify_plugin``; ``PluginDirective``, ``DirectiveKind``).
 - Records: ``RuntimePluginInfo``, ``CapabilityDescriptor``, ``PluginStatus``,
   ``PluginTransition``, ``SyncReport`` and its enums.
 
 docs/runtime.md describes the sync algorithm, the locking rule and the report JSON.
 """
+from ..errors import LifecycleFailures
+from .directives import DirectiveCallback, DirectiveHub, DirectiveKind, PluginDirective
+from .grants import GRANT_KINDS, HostGrantChange, validate_host_grants
 from .lifecycle import DisableReason, LifecycleHost, NoopLifecycleHost
 from .model import (
     CapabilityDescriptor,
@@ -27,7 +32,7 @@ from .model import (
     TransitionTrigger,
     normalize_ext,
 )
-from .service import LifecycleFailures, WasmPluginRuntime
+from .service import WasmPluginRuntime
 from .state import STATE_FILE_NAME
 
 __all__ = [
@@ -48,5 +53,12 @@ __all__ = [
     "SyncTimings",
     "SyncReport",
     "STATE_FILE_NAME",
+    "PluginDirective",
+    "DirectiveKind",
+    "DirectiveCallback",
+    "DirectiveHub",
+    "HostGrantChange",
+    "GRANT_KINDS",
+    "validate_host_grants",
     "normalize_ext",
 ]

@@ -24,7 +24,8 @@ Host contract (the runtime relies on each point):
 from __future__ import annotations
 
 import enum
-from typing import Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from .model import CapabilityDescriptor, RuntimePluginInfo
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..manifest import AbilityKind, ExtScore, Manifest
+from ..manifest import AbilityKind, ExtScore, Manifest, Permissions
 
 __all__ = [
     "DesiredState",
@@ -97,6 +97,10 @@ class RuntimePluginInfo:
     component_count: int
     manifest: Manifest = field(repr=False, compare=False)
     """The validated manifest read at discovery; hosts read component paths and permissions here."""
+    host_grants: Permissions = field(default=Permissions(), repr=False, compare=False)
+    """The host grants stored for the plugin when it was activated (``WasmPluginRuntime.grant``):
+    a host grants them on top of ``manifest.permissions``. Changed grants reach a plugin at its
+    next activation (a sync reloads it: the grants are part of its signature)."""
 
     def to_json(self) -> dict[str, Any]:
         """The stable JSON row (the manifest itself is left out; it is in the install receipt)."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
 
 from ..manifest import AbilityKind, ExtScore, Manifest
 from .model import CapabilityDescriptor, RuntimePluginInfo, normalize_ext

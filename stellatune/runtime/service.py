@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
-from ..errors import RuntimeStateError, StellatuneError
-from ..manifest import AbilityKind
+from ..errors import LifecycleFailures, RuntimeStateError, StellatuneError
+from ..manifest import AbilityKind, Permissions
 from ..package import DiscoveredPlugin, DiscoveryResult, component_digest, discover_plugins
+from .directives import DirectiveCallback, DirectiveHub, PluginDirective
+from .grants import GrantsLike, HostGrantChange, grants_signature, merge_grants, subtract_grants, validate_host_grants
 from .lifecycle import DisableReason, LifecycleHost, NoopLifecycleHost
 from .model import (
     CapabilityDescriptor,
@@ -43,16 +47,7 @@ from .model import (
 from .registry import ActivePlugin, ActiveRegistry, build_capabilities, parse_kind, plugin_signature
 from .state import DesiredStateStore
 
-__all__ = ["WasmPluginRuntime", "LifecycleFailures"]
-
-
-class LifecycleFailures(RuntimeStateError):
-    """Some plugins could not be deactivated; ``failures`` maps each plugin id to its error."""
-
-    def __init__(self, action: str, failures: Mapping[str, BaseException]):
-        self.failures = dict(failures)
-        detail = "; ".join(f"{pid}: {exc}" for pid, exc in sorted(self.failures.items()))
-        super().__init__(f"{action} failed for {len(self.failures)} plugin(s): {detail}")
+__all__ = ["WasmPluginRuntime"]
 
 
 class WasmPluginRuntime:
@@ -74,7 +69,12 @@ class WasmPluginRuntime:
         self._op_owner: Optional[int] = None
         self._data_lock = threading.Lock()
         self._registry = ActiveRegistry()
-        self._desired: dict[str, DesiredState] = self._store.load()
+        self._desired: dict[str, DesiredState]
+        self._host_grants: dict[str, Permissions]
+        self._desired, self._host_grants = self._store.read()
+        self._directives = DirectiveHub()
+        # Directives an operation emitted, delivered once it released the operation lock.
+        self._outbox: list[tuple[str, PluginDirective]] = []
         self._errors: dict[str, str] = {}
         self._discovered: frozenset[str] = frozenset()
         # Lifecycle as of the last sync, updated by deactivations between syncs: the "from" of
@@ -86,11 +86,25 @@ class WasmPluginRuntime:
 
     # --- context manager ------------------------------------------------------------------
 
-    def __enter__(self) -> "WasmPluginRuntime":
+    def __enter__(self) -> WasmPluginRuntime:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
+
+    def __repr__(self) -> str:
+        state = " (shut down)" if getattr(self, "_shut_down", False) else ""
+        return f"<WasmPluginRuntime {self.plugins_dir}{state}>"
+
+    def __del__(self) -> None:
+        # Like an unclosed file: say so. Nothing is released here: deactivating runs the
+        # host's (plugin) code and takes locks, which a finalizer must not.
+        if getattr(self, "_shut_down", True):  # shut down, or __init__ failed
+            return
+        try:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+        finally:
+            self._shut_down = True
 
     # --- reads (data lock only) -------------------------------------------------------------
 
@@ -141,6 +155,17 @@ class WasmPluginRuntime:
         """A copy of the explicitly recorded desired states."""
         with self._data_lock:
             return dict(self._desired)
+
+    def host_grants(self, plugin_id: str) -> Permissions:
+        """The host grants stored for ``plugin_id`` (empty when none): what :meth:`grant` added
+        on top of its manifest's ``permissions``."""
+        with self._data_lock:
+            return self._host_grants.get(plugin_id.strip(), Permissions())
+
+    def all_host_grants(self) -> dict[str, Permissions]:
+        """A copy of every plugin's stored host grants (plugins without any are left out)."""
+        with self._data_lock:
+            return dict(self._host_grants)
 
     def status(self, plugin_id: str) -> PluginStatus:
         """Where ``plugin_id`` stands now (lifecycle derived as in the sync report)."""
@@ -214,6 +239,7 @@ class WasmPluginRuntime:
                     timings_ms=timings,
                 )
                 self._last_report = report
+            self._outbox.extend(_directives_of(report))
             return report
 
     def set_desired_state(self, plugin_id: str, state: DesiredState) -> None:
@@ -272,6 +298,72 @@ class WasmPluginRuntime:
         with self._operation():
             return self._deactivate(plugin_id, DisableReason.UNLOAD)
 
+    def grant(self, plugin_id: str, grants: GrantsLike) -> HostGrantChange:
+        """Add host grants for ``plugin_id`` and persist them (state file, atomically).
+
+        ``grants`` is a ``Permissions`` or ``{"http": [...], "tcp": [...], "files": [...],
+        "sidecars": [...], "env": [...]}``, checked by the rules of the manifest's
+        ``permissions`` block (a ``sidecars`` entry must name a file of the installed plugin).
+        Entries already granted are no-ops (``unchanged``). The grants reach the plugin at its
+        next activation: the next :meth:`sync_plugins` reloads an active plugin whose grants
+        changed (they are part of its signature), a disabled one gets them when re-enabled.
+
+        :raises HostGrantError: an entry breaks a rule (nothing is stored).
+        :raises RuntimeStateError: the state file cannot be written, or the runtime is shut down.
+        """
+        plugin_id = _checked_id(plugin_id)
+        root = self.plugins_dir / plugin_id
+        wanted = validate_host_grants(plugin_id, grants, root=root if root.is_dir() else None)
+        with self._operation():
+            merged, already = merge_grants(self.host_grants(plugin_id), wanted)
+            self._persist_grants(plugin_id, merged)
+            added, _removed, _absent = subtract_grants(wanted, already)
+            return HostGrantChange(plugin_id, added, already, merged)
+
+    def revoke(self, plugin_id: str, grants: GrantsLike) -> HostGrantChange:
+        """Remove host grants of ``plugin_id`` and persist the rest; entries that were never
+        granted are no-ops (``unchanged``). Takes effect like :meth:`grant`: at the next
+        activation (the next sync reloads an active plugin).
+
+        :raises HostGrantError: an entry is malformed (checked lexically only, so a sidecar
+            whose file is gone can still be revoked).
+        """
+        plugin_id = _checked_id(plugin_id)
+        gone = validate_host_grants(plugin_id, grants)
+        with self._operation():
+            kept, removed, absent = subtract_grants(self.host_grants(plugin_id), gone)
+            self._persist_grants(plugin_id, kept)
+            return HostGrantChange(plugin_id, removed, absent, kept)
+
+    def clear_host_grants(self, plugin_id: str) -> Permissions:
+        """Forget every host grant of ``plugin_id`` (e.g. when it is uninstalled, so a
+        reinstalled package with the same id starts from its manifest only); returns them."""
+        plugin_id = _checked_id(plugin_id)
+        with self._operation():
+            previous = self.host_grants(plugin_id)
+            if not previous.is_empty():
+                self._persist_grants(plugin_id, Permissions())
+            return previous
+
+    def subscribe_plugin(self, plugin_id: str, callback: DirectiveCallback) -> Callable[[], None]:
+        """Call ``callback(plugin_id, directive)`` for each directive about ``plugin_id``;
+        returns ``unsubscribe()``. The runtime emits ``Rebuild`` when a sync activates the plugin
+        (new or reloaded) and ``Destroy(reason)`` when a sync, a disable, :meth:`unload` or
+        :meth:`shutdown` deactivates it, after the operation finished (so a callback may call
+        runtime operations); :meth:`notify_plugin` sends any directive. Callbacks run on the
+        notifying thread; one that raises is logged and does not stop the others.
+        """
+        return self._directives.subscribe(_checked_id(plugin_id), callback)
+
+    def notify_plugin(self, plugin_id: str, directive: PluginDirective) -> int:
+        """Deliver ``directive`` to the subscribers of ``plugin_id`` now, on this thread;
+        returns how many callbacks ran without raising."""
+        return self._directives.notify(_checked_id(plugin_id), directive)
+
+    def notify_plugin_update_config(self, plugin_id: str, config: Union[str, Mapping[str, Any]]) -> int:
+        """``notify_plugin(plugin_id, PluginDirective.update_config(config))``."""
+        return self.notify_plugin(plugin_id, PluginDirective.update_config(config))
+
     def shutdown(self) -> list[str]:
         """Deactivate every active plugin (reason ``shutdown``), then shut the host down.
 
@@ -293,6 +385,7 @@ class WasmPluginRuntime:
                 try:
                     self.host.deactivate(pid, DisableReason.SHUTDOWN)
                     done.append(pid)
+                    self._outbox.append((pid, PluginDirective.destroy(DisableReason.SHUTDOWN)))
                 except StellatuneError as exc:
                     failures[pid] = exc
             try:
@@ -313,19 +406,40 @@ class WasmPluginRuntime:
         me = threading.get_ident()
         if self._op_owner == me:
             raise RuntimeStateError("runtime operations cannot be called from inside a lifecycle hook")
-        with self._op_lock:
-            self._op_owner = me
-            try:
-                if not allow_shut_down and self.is_shut_down:
-                    raise RuntimeStateError("the plugin runtime is shut down")
-                yield
-            finally:
-                self._op_owner = None
+        outbox: list[tuple[str, PluginDirective]] = []
+        try:
+            with self._op_lock:
+                self._op_owner = me
+                try:
+                    if not allow_shut_down and self.is_shut_down:
+                        raise RuntimeStateError(f"the plugin runtime of {self.plugins_dir} is shut down")
+                    yield
+                finally:
+                    self._op_owner = None
+                    outbox, self._outbox = self._outbox, []
+        finally:
+            # Outside the operation lock, so a listener may call runtime operations itself.
+            self._directives.notify_all(outbox)
 
     def _persist(self, states: dict[str, DesiredState]) -> None:
-        self._store.save(states)
+        # The whole file from what this runtime holds (desired states and host grants).
+        with self._data_lock:
+            grants = dict(self._host_grants)
+        self._store.save(states, grants)
         with self._data_lock:
             self._desired = states
+
+    def _persist_grants(self, plugin_id: str, grants: Permissions) -> None:
+        with self._data_lock:
+            desired = dict(self._desired)
+            all_grants = dict(self._host_grants)
+        if grants.is_empty():
+            all_grants.pop(plugin_id, None)
+        else:
+            all_grants[plugin_id] = grants
+        self._store.save(desired, all_grants)
+        with self._data_lock:
+            self._host_grants = all_grants
 
     def _deactivate(self, plugin_id: str, reason: DisableReason) -> bool:
         """Deactivate an active plugin outside of a sync; ``False`` if it was not active."""
@@ -341,6 +455,7 @@ class WasmPluginRuntime:
             self._registry.remove(plugin_id)
             self._errors.pop(plugin_id, None)
             self._known[plugin_id] = self._lifecycle_locked(plugin_id)
+        self._outbox.append((plugin_id, PluginDirective.destroy(reason)))
         return True
 
     def _status_locked(self, plugin_id: str) -> PluginStatus:
@@ -408,7 +523,7 @@ class _SyncRun:
     ) -> None:
         old: Optional[ActivePlugin] = previous.get(pid)
         try:
-            candidate = _activation_of(plugin)
+            candidate = _activation_of(plugin, self.rt.host_grants(pid))
         except (StellatuneError, OSError) as exc:
             self._error(pid, f"cannot read plugin files: {exc}")
             self._transition(pid, before, LifecycleState.FAILED,
@@ -495,8 +610,9 @@ class _SyncRun:
         self.errors_by_plugin[pid].append(message)
 
 
-def _activation_of(plugin: DiscoveredPlugin) -> ActivePlugin:
-    """What activating a discovered plugin means: its info, capabilities and signature."""
+def _activation_of(plugin: DiscoveredPlugin, host_grants: Permissions = Permissions()) -> ActivePlugin:
+    """What activating a discovered plugin means: its info (with its host grants),
+    capabilities and signature (which covers the host grants too)."""
     manifest = plugin.manifest
     root = Path(plugin.root)
     info = RuntimePluginInfo(
@@ -507,9 +623,27 @@ def _activation_of(plugin: DiscoveredPlugin) -> ActivePlugin:
         manifest_path=plugin.manifest_path,
         component_count=len(manifest.components),
         manifest=manifest,
+        host_grants=host_grants,
     )
-    signature = plugin_signature(manifest, component_digest(root, manifest))
+    signature = grants_signature(plugin_signature(manifest, component_digest(root, manifest)), host_grants)
     return ActivePlugin(info, build_capabilities(manifest), signature)
+
+
+def _directives_of(report: SyncReport) -> list[tuple[str, PluginDirective]]:
+    """What the original sent after a sync (reference §2.3 step 5): ``Rebuild`` for each applied
+    transition to active, ``Destroy`` for each applied one to disabled (``host-disable``) or
+    missing (``unload``)."""
+    out = []
+    for t in report.transitions:
+        if t.outcome is not TransitionOutcome.APPLIED:
+            continue
+        if t.to_state is LifecycleState.ACTIVE:
+            out.append((t.plugin_id, PluginDirective.rebuild()))
+        elif t.to_state is LifecycleState.DISABLED:
+            out.append((t.plugin_id, PluginDirective.destroy(DisableReason.HOST_DISABLE)))
+        elif t.to_state is LifecycleState.MISSING:
+            out.append((t.plugin_id, PluginDirective.destroy(DisableReason.UNLOAD)))
+    return out
 
 
 def _checked_id(plugin_id: str) -> str:

@@ -1,21 +1,28 @@
-"""Persisted desired states: ``<plugins_dir>/.stellatune-state.json``.
+"""Persisted desired states and host grants: ``<plugins_dir>/.stellatune-state.json``.
 
 The file is small JSON, written atomically (temp file in the same directory, fsync, rename), so a
 crash leaves either the old or the new content, never half of one::
 
-    {"schema_version": 1, "desired_states": {"dev.example.x": "disabled"}}
+    {"schema_version": 1, "desired_states": {"dev.example.x": "disabled"},
+     "host_grants": {"dev.example.y": {"http": ["127.0.0.1:46321"]}}}
 
-Only explicit states are stored; a plugin with no entry counts as enabled.
+Only explicit states are stored; a plugin with no entry counts as enabled. ``host_grants`` (see
+``runtime/grants.py``) is written only when some plugin has grants, so a file without any stays as
+it was. The runtime writes both sections from what it holds; ``save(states)`` without grants
+keeps the grants the file holds.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Optional
 
-from ..errors import RuntimeStateError
+from ..errors import HostGrantError, RuntimeStateError
+from ..manifest import Permissions
+from .grants import validate_host_grants
 from .model import DesiredState
 
 __all__ = ["STATE_FILE_NAME", "DesiredStateStore"]
@@ -36,10 +43,22 @@ class DesiredStateStore:
         A file that exists but cannot be understood raises ``RuntimeStateError`` instead of being
         treated as empty: the next save would otherwise silently re-enable every plugin.
         """
+        return self.read()[0]
+
+    def load_host_grants(self) -> dict[str, Permissions]:
+        """The stored host grants by plugin id; ``{}`` when there are none (or no file).
+
+        Entries are checked with the manifest's lexical rules; a broken one makes the file
+        corrupt (``RuntimeStateError`` naming the plugin and the field), never silently dropped.
+        """
+        return self.read()[1]
+
+    def read(self) -> tuple[dict[str, DesiredState], dict[str, Permissions]]:
+        """``(desired states, host grants)`` as stored; both ``{}`` when the file does not exist."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except OSError as exc:
             raise RuntimeStateError(f"cannot read plugin state file {self.path}: {exc}") from exc
         try:
@@ -49,18 +68,31 @@ class DesiredStateStore:
             states = doc["desired_states"]
             if not isinstance(states, dict):
                 raise ValueError("desired_states is not an object")
-            return {str(pid): DesiredState(value) for pid, value in states.items()}
-        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            desired = {str(pid): DesiredState(value) for pid, value in states.items()}
+            return desired, _parse_host_grants(doc.get("host_grants"))
+        except (ValueError, KeyError, AttributeError, TypeError, HostGrantError) as exc:
             raise RuntimeStateError(
                 f"plugin state file {self.path} is corrupt ({exc}); fix or delete it"
             ) from exc
 
-    def save(self, states: Mapping[str, DesiredState]) -> None:
-        """Replace the stored states atomically; raise ``RuntimeStateError`` if that fails."""
-        doc = {
+    def save(self, states: Mapping[str, DesiredState],
+             host_grants: Optional[Mapping[str, Permissions]] = None) -> None:
+        """Replace the stored states atomically; raise ``RuntimeStateError`` if that fails.
+
+        ``host_grants`` replaces the stored grants too; ``None`` keeps what the file holds.
+        """
+        if host_grants is None:
+            host_grants = self.read()[1]
+        doc: dict[str, Any] = {
             "schema_version": _SCHEMA_VERSION,
             "desired_states": {pid: states[pid].value for pid in sorted(states)},
         }
+        grants = {pid: host_grants[pid].to_json() for pid in sorted(host_grants) if not host_grants[pid].is_empty()}
+        if grants:
+            doc["host_grants"] = grants
+        self._write(doc)
+
+    def _write(self, doc: Mapping[str, Any]) -> None:
         data = (json.dumps(doc, indent=2) + "\n").encode("utf-8")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,3 +108,16 @@ class DesiredStateStore:
                 raise
         except OSError as exc:
             raise RuntimeStateError(f"cannot write plugin state file {self.path}: {exc}") from exc
+
+
+def _parse_host_grants(raw: object) -> dict[str, Permissions]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError("host_grants is not an object")
+    out: dict[str, Permissions] = {}
+    for pid, record in raw.items():
+        if not isinstance(record, dict):
+            raise ValueError(f"host_grants.{pid} is not an object")
+        out[str(pid)] = validate_host_grants(str(pid), record)
+    return out

@@ -20,7 +20,7 @@ def _leaf_commands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()
         yield prefix, parser
         return
     for name, sub in subparsers[0].choices.items():
-        yield from _leaf_commands(sub, prefix + (name,))
+        yield from _leaf_commands(sub, (*prefix, name))
 
 
 def _sections() -> dict[str, str]:

@@ -6,7 +6,6 @@ import sys
 import types
 import zipfile
 
-
 from stellatune import cli as cli_module
 from stellatune.cli import EXIT_FAILURE, EXIT_INVALID, EXIT_NOT_INSTALLED, EXIT_OK, EXIT_PACKAGE
 from stellatune.cli import plugins as plugins_module
@@ -51,7 +50,7 @@ def test_validate_lists_every_problem_with_path_and_rule(cli, make_plugin):
     lines = result.err.splitlines()
     assert lines[0].startswith("error: ") and "3 problem(s)" in lines[0]
     assert len(lines) == 4
-    for line, (json_path, rule) in zip(lines[1:], BAD_PROBLEMS):
+    for line, (json_path, rule) in zip(lines[1:], BAD_PROBLEMS, strict=True):
         assert line.startswith(f"  {json_path}: ") and line.endswith(rule)
     assert "Traceback" not in result.err
 
@@ -61,7 +60,7 @@ def test_validate_invalid_zip_lists_problems(cli, make_plugin, make_zip):
     result = cli("plugins", "validate", str(make_zip(bad, "bad.zip")))
     assert result.code == EXIT_INVALID
     for json_path, rule in BAD_PROBLEMS:
-        assert any(f"plugin.json: {json_path}: " in l and l.endswith(rule) for l in result.err.splitlines())
+        assert any(f"plugin.json: {json_path}: " in line and line.endswith(rule) for line in result.err.splitlines())
 
 
 def test_validate_missing_file(cli, tmp_path):
@@ -126,7 +125,7 @@ def test_list_human_and_json(cli, plugin_src, make_plugin):
     cli("plugins", "install", str(make_plugin("dev.test.other", version="2b")))
     human = cli("plugins", "list").out.splitlines()
     assert human[0].split() == ["ID", "VERSION", "DESIRED", "INSTALL", "NAME"]
-    assert [l.split()[:4] for l in human[1:]] == [
+    assert [line.split()[:4] for line in human[1:]] == [
         ["dev.test.gain", "1.0.0", "enabled", "installed"],
         ["dev.test.other", "2b", "enabled", "installed"],
     ]
@@ -204,7 +203,7 @@ def test_sync_human_table_and_warnings(cli, plugin_src, make_plugin, plugins_dir
     assert lines[0].startswith("revision 1: 1 discovered, 1 active, 0 error(s) (discover ")
     assert lines[1].split() == ["PLUGIN", "DESIRED", "STATE", "LAST", "ERROR"]
     assert lines[2].split() == ["dev.test.ok", "enabled", "active", "-"]
-    assert ["dev.test.ok", "missing", "active", "load_new", "applied", "new"] in [l.split() for l in lines]
+    assert ["dev.test.ok", "missing", "active", "load_new", "applied", "new"] in [line.split() for line in lines]
     assert result.err.startswith("warning: ") and "dev.test.gain" in result.err
 
 

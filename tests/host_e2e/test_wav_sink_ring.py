@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import signal as signal_mod
-import threading
 import struct
+import threading
 from pathlib import Path
 
 import numpy as np

@@ -6,8 +6,9 @@ The ``.wasm`` files hold placeholder bytes: the runtime never runs them, it only
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import pytest
 

@@ -178,7 +178,7 @@ def test_concurrent_operations_keep_the_registry_consistent(plugins_dir, install
                 rt.sync_plugins()
                 for cap in rt.capabilities_of(pid):
                     assert cap.plugin_id == pid
-        except BaseException as exc:  # surfaced below; a thread's exception is otherwise lost
+        except BaseException as exc:  # noqa: BLE001 (surfaced below; a thread's exception is otherwise lost)
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]

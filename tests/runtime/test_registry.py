@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stellatune.manifest import Ability, AbilityKind, Component, DecoderRules, ExtScore, Manifest
 from stellatune.runtime import CapabilityDescriptor, DesiredState, RuntimePluginInfo, WasmPluginRuntime
@@ -156,7 +157,7 @@ def test_candidates_are_exactly_the_positive_scores_in_rank_order(decoders, ext)
     expected = []
     for cap in reg.all_decoders():
         rules = {r.ext: r.score for r in cap.decoder_ext_scores}
-        score = rules[wanted] if wanted in rules else cap.decoder_wildcard_score
+        score = rules.get(wanted, cap.decoder_wildcard_score)
         if score > 0:
             expected.append((-score, cap.plugin_id, cap.type_id))
     assert [(-c.decoder_score(ext), c.plugin_id, c.type_id) for c in got] == sorted(expected)

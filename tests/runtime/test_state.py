@@ -37,7 +37,7 @@ def test_state_file_format_and_no_temp_files_left(plugins_dir):
 def test_corrupt_state_file_is_a_clear_error_and_is_left_alone(plugins_dir):
     path = plugins_dir / STATE_FILE_NAME
     path.write_text('{"schema_version": 1, "desired_states": {"x": "sleepy"}}')
-    with pytest.raises(RuntimeStateError, match="corrupt.*fix or delete"):
+    with pytest.raises(RuntimeStateError, match=r"corrupt.*fix or delete"):
         WasmPluginRuntime(plugins_dir)
     assert "sleepy" in path.read_text()
     path.write_text("not json")
