@@ -9,7 +9,7 @@ import ctypes.util
 import importlib.metadata
 import platform
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 def _wasmtime() -> str:
@@ -33,7 +33,7 @@ def _portaudio() -> str:
 
 
 def _engine() -> str:
-    from stellatune.engine import _core
+    import stellatune.engine._core as _core
 
     return f"built ({_core.__file__})"
 
@@ -47,7 +47,7 @@ def _plugins_dir() -> str:
 def _probe(fn: Callable[[], str]) -> str:
     try:
         return fn()
-    except Exception as exc:  # a diagnostic reports every failure instead of stopping
+    except Exception as exc:  # noqa: BLE001 (a diagnostic reports every failure instead of stopping
         return f"unavailable ({type(exc).__name__}: {exc})"
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import Optional, TypeVar
 
 __all__ = ["COUNTERS", "live_counts", "track", "release", "register_gauge"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -132,3 +132,81 @@ def ring_frames(request: pytest.FixtureRequest) -> int:
     that the feeder keeps up in real time.
     """
     return 8192 if request.config.getoption("--strict-realtime") else WHOLE_SOURCE_RING
+
+
+# --- what a test opened and left open ----------------------------------------------------------
+
+class OpenedByTests:
+    """Stages, runtimes and executors a test constructed *itself* (the constructor's caller is
+    in tests/), so they can be closed when it ends. Objects the library makes (a stage built
+    by ``compose``, the runtime a ``Pipeline`` opens) are not tracked: leaving those open is
+    the library's bug, and their ``ResourceWarning`` must stay visible
+    (``-W error::ResourceWarning``)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[int, object] = {}  # id -> object, in the order they were made
+
+    def forget(self, obj: object) -> None:
+        """Stop tracking ``obj`` (closed, or let go unclosed on purpose)."""
+        self.objects.pop(id(obj), None)
+
+    def note(self, obj: object, depth: int) -> None:
+        import sys
+
+        frame = sys._getframe(depth)
+        while frame is not None and frame.f_code.co_name in ("from_wasm", "from_native"):
+            frame = frame.f_back
+        if frame is not None and "/tests/" in frame.f_code.co_filename.replace(os.sep, "/"):
+            self.objects[id(obj)] = obj
+
+    def close_all(self) -> None:
+        from stellatune.errors import StellatuneError
+
+        for obj in reversed(list(self.objects.values())):  # stages before the runtime and executor they use
+            try:
+                if hasattr(obj, "shutdown"):
+                    obj.shutdown()
+                else:
+                    obj.close()
+            except StellatuneError:  # still playing, a failing test host, ...
+                pass
+        self.objects.clear()
+
+
+@pytest.fixture(autouse=True)
+def opened_by_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                    _no_leaked_resources: None) -> Iterator[OpenedByTests]:
+    """Close, when the test ends, what the test itself opened and left open (after it, before
+    the leak check). Unclosed objects are held until then, so none is collected unclosed
+    mid-test; a stage closed by the test is let go at once (tests that watch it being freed);
+    ``opened_by_tests.forget(obj)`` lets one go unclosed."""
+    from stellatune.engine.stage import StageLifecycle
+    from stellatune.executor import ComponentExecutor
+    from stellatune.runtime import WasmPluginRuntime
+
+    opened = OpenedByTests()
+    if request.node.get_closest_marker("keeps_resources") is None:
+        init_lifecycle = StageLifecycle._init_lifecycle
+
+        def _init_lifecycle(self: StageLifecycle) -> None:
+            init_lifecycle(self)
+            opened.note(self, 3)  # _init_lifecycle <- __init__ <- its caller
+
+        begin_close = StageLifecycle._begin_close
+
+        def _begin_close(self: StageLifecycle) -> bool:
+            closing = begin_close(self)
+            opened.forget(self)
+            return closing
+
+        monkeypatch.setattr(StageLifecycle, "_init_lifecycle", _init_lifecycle)
+        monkeypatch.setattr(StageLifecycle, "_begin_close", _begin_close)
+        for cls in (WasmPluginRuntime, ComponentExecutor):
+            def patched(init: Callable[..., None]) -> Callable[..., None]:
+                def __init__(self: object, *args: object, **kwargs: object) -> None:
+                    init(self, *args, **kwargs)
+                    opened.note(self, 2)  # __init__ <- its caller
+                return __init__
+            monkeypatch.setattr(cls, "__init__", patched(cls.__init__))
+    yield opened
+    opened.close_all()

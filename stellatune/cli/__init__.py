@@ -13,10 +13,12 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from .. import __version__
 from ..errors import (
+    HostGrantError,
     ManifestError,
     PackageError,
     PluginBuildError,
@@ -59,7 +61,7 @@ EXIT_INTERRUPTED = 130
 
 def exit_code_for(error: StellatuneError) -> int:
     """The exit code of an expected error, by family (narrowest first)."""
-    if isinstance(error, (ManifestError, NoValidManifestError)):
+    if isinstance(error, (ManifestError, NoValidManifestError, HostGrantError)):
         return EXIT_INVALID
     if isinstance(error, PluginNotInstalledError):
         return EXIT_NOT_INSTALLED

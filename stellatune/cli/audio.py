@@ -4,12 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from ..errors import EngineError, RuntimeStateError
 from ..compose import DspPlugin
+from ..errors import EngineError, RuntimeStateError
 from .context import open_runtime
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _plugins(args: argparse.Namespace) -> Iterator[tuple]:
 
 
 @contextmanager
-def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator["BlockSource"]:
+def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator[BlockSource]:
     """``path`` decoded as ``--decoder`` says; closed on the way out (playback may close it first,
     and closing twice is harmless)."""
     from ..engine.playback import file_source

@@ -9,7 +9,12 @@ import soundfile as sf
 
 from ..errors import RuntimeStateError, StellatuneError
 from ..executor import (
-    ComponentExecutor, DecoderInfo, DecoderSession, FileHostStream, decoder_candidates, open_decoder,
+    ComponentExecutor,
+    DecoderInfo,
+    DecoderSession,
+    FileHostStream,
+    decoder_candidates,
+    open_decoder,
 )
 from . import EXIT_OK
 from .context import add_plugins_dir_option, open_runtime

@@ -4,20 +4,41 @@
 and the entry point for calls: ``executor.decoder(plugin_id, type_id)``, ``.source``, ``.lyrics``,
 ``.output_sink``, ``.dsp``. See docs/executor.md.
 """
+from ..errors import ConfigRejected
 from .capabilities import (
-    DecoderCapability, DecoderSession, DspCapability, DspProcessor, LyricsCapability, OpenedStream,
-    OutputSinkCapability, OutputSinkSession, PcmChunk, ProcessedSourceStream, SourceCapability,
+    DecoderCapability,
+    DecoderSession,
+    DspCapability,
+    DspProcessor,
+    LyricsCapability,
+    OpenedStream,
+    OutputSinkCapability,
+    OutputSinkSession,
+    PcmChunk,
+    ProcessedSourceStream,
+    SourceCapability,
 )
 from .executor import ComponentExecutor
 from .imports import (
-    FileHostStream, GrantedHostServices, GrantedPluginImports, HostServices, PluginImports,
+    FileHostStream,
+    GrantedHostServices,
+    GrantedPluginImports,
+    HostServices,
+    PluginImports,
 )
 from .instance import InstanceLimits
 from .selection import decoder_candidates, open_decoder
-from .slot import ConfigRejected
 from .values import (
-    AudioSpec, AudioTags, ConfigUpdateMode, ConfigUpdatePlan, DecoderInfo, EncodedAudioFormat, LyricCandidate,
-    MediaMetadata, NegotiatedSpec, RuntimeStatus,
+    AudioSpec,
+    AudioTags,
+    ConfigUpdateMode,
+    ConfigUpdatePlan,
+    DecoderInfo,
+    EncodedAudioFormat,
+    LyricCandidate,
+    MediaMetadata,
+    NegotiatedSpec,
+    RuntimeStatus,
 )
 
 __all__ = [

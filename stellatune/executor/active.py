@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
 from wasmtime.component import Component, Linker
 
 from ..errors import RuntimeStateError
+from .descriptors import CapabilityInfo, PluginDescriptor
 from .engine import ComponentEngine
 from .imports import PluginImports
 from .instance import InstanceLimits, PluginInstance, PluginLog
@@ -32,8 +33,8 @@ class ActivePlugin:
     """Everything the executor holds for one active plugin; ``instances`` are all its live stores."""
 
     plugin_id: str
-    info: Any
-    capabilities: list[Any]
+    info: PluginDescriptor
+    capabilities: list[CapabilityInfo]
     components: dict[str, LoadedComponent]
     context: PluginImports
     log: PluginLog
@@ -41,7 +42,8 @@ class ActivePlugin:
     linker_for: Callable[[WorldSpec], Linker]
     limits: InstanceLimits
     instances: set[PluginInstance] = field(default_factory=set)
-    handles: dict[tuple[str, str], Any] = field(default_factory=dict)
+    handles: dict[tuple[str, str], object] = field(default_factory=dict)
+    """(kind, type id) → the capability handle (``ComponentExecutor._handle`` types it)."""
     active: bool = True
     deactivation_reason: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -45,7 +45,7 @@ class Boundary:
     def _refuse(self, field: str, message: str) -> PluginContractError:
         return PluginContractError(field, message, plugin_id=self.plugin_id, capability=self.capability)
 
-    def integer(self, field: str, value: Any, low: int, high: int) -> int:
+    def integer(self, field: str, value: object, low: int, high: int) -> int:
         """``value`` as an int in ``[low, high]``."""
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._refuse(field, f"must be an integer, got {type(value).__name__}")
@@ -53,22 +53,22 @@ class Boundary:
             raise self._refuse(field, f"{value} is outside {low}..{high}")
         return value
 
-    def optional_integer(self, field: str, value: Any, low: int, high: int) -> Optional[int]:
+    def optional_integer(self, field: str, value: object, low: int, high: int) -> Optional[int]:
         return None if value is None else self.integer(field, value, low, high)
 
-    def sample_rate(self, field: str, value: Any) -> int:
+    def sample_rate(self, field: str, value: object) -> int:
         return self.integer(field, value, MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
 
-    def channels(self, field: str, value: Any) -> int:
+    def channels(self, field: str, value: object) -> int:
         return self.integer(field, value, 1, MAX_CHANNELS)
 
-    def frames(self, field: str, value: Any, most: int = MAX_BLOCK_FRAMES) -> int:
+    def frames(self, field: str, value: object, most: int = MAX_BLOCK_FRAMES) -> int:
         return self.integer(field, value, 0, most)
 
-    def duration_ms(self, field: str, value: Any) -> Optional[int]:
+    def duration_ms(self, field: str, value: object) -> Optional[int]:
         return self.optional_integer(field, value, 0, MAX_DURATION_MS)
 
-    def text(self, field: str, value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    def text(self, field: str, value: object, limit: int = MAX_TEXT_CHARS) -> str:
         """A string of at most ``limit`` characters without NUL (it may end up in a C string)."""
         if not isinstance(value, str):
             raise self._refuse(field, f"must be a string, got {type(value).__name__}")
@@ -78,13 +78,13 @@ class Boundary:
             raise self._refuse(field, "contains a NUL character")
         return value
 
-    def optional_text(self, field: str, value: Any, limit: int = MAX_TEXT_CHARS) -> Optional[str]:
+    def optional_text(self, field: str, value: object, limit: int = MAX_TEXT_CHARS) -> Optional[str]:
         return None if value is None else self.text(field, value, limit)
 
-    def json_text(self, field: str, value: Any) -> str:
+    def json_text(self, field: str, value: object) -> str:
         return self.text(field, value, MAX_JSON_CHARS)
 
-    def json_value(self, field: str, value: Any) -> Any:
+    def json_value(self, field: str, value: object) -> Any:  # parsed JSON: any JSON value
         """JSON text, parsed; text that does not parse is the plugin's fault, not the caller's."""
         text = self.json_text(field, value)
         try:
@@ -92,7 +92,7 @@ class Boundary:
         except ValueError as e:
             raise self._refuse(field, f"is not valid JSON ({e})") from None
 
-    def rel_path(self, field: str, value: Any) -> str:
+    def rel_path(self, field: str, value: object) -> str:
         """A relative path inside the plugin's package: no NUL, no root, no ``..``, no
         backslash, no empty part. (Symlinks are the loader's business: it resolves the path and
         checks it stays inside the package.)"""

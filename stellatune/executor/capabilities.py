@@ -7,23 +7,34 @@ processors and opened sink sessions each get their own instance, torn down when 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, Optional, Self, Union
+from typing import Any, ClassVar, Optional, Self, Union, cast
 
 import numpy as np
+import numpy.typing as npt
 from wasmtime.component import ResourceAny, Variant
 
-from ..errors import PluginContractError, PluginError, PluginErrorCode
 from ..abi import CoreModuleSpec
+from ..errors import PluginContractError, PluginError, PluginErrorCode
+from ..host.stream import HostStream
 from .active import ActivePlugin
 from .boundary import MAX_CHANNELS, Boundary
-from ..host.stream import HostStream
+from .descriptors import CapabilityInfo
 from .imports import HOST_STREAM_TYPE
 from .instance import GuestResource, PluginInstance
 from .slot import ResourceSlot
 from .values import (
-    AudioSpec, ConfigUpdateMode, ConfigUpdatePlan, DecoderInfo, LyricCandidate, MediaMetadata,
-    NegotiatedSpec, RuntimeStatus, core_module_spec_from, field_of,
+    AudioSpec,
+    ConfigUpdateMode,
+    ConfigUpdatePlan,
+    DecoderInfo,
+    LyricCandidate,
+    MediaMetadata,
+    NegotiatedSpec,
+    RuntimeStatus,
+    core_module_spec_from,
+    field_of,
 )
 
 __all__ = [
@@ -32,12 +43,15 @@ __all__ = [
     "DspCapability", "DspProcessor",
 ]
 
+# `Any` below is a component value wasmtime-py returns untyped (a guest call's result, a record
+# field) before the checks of .values/.boundary turn it into our types, or a parsed JSON value.
+
 SOURCE_READ_CHUNK = 64 * 1024
 #: Reads in a row that return no audio and no end: a decoder that never finishes is refused.
 MAX_EMPTY_READS = 64
 
 
-def _json_text(value: Union[str, dict, list]) -> str:
+def _json_text(value: Union[str, dict[str, Any], list[Any]]) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -47,7 +61,7 @@ class _Capability:
     kind: ClassVar[str]
     interface: ClassVar[str]
 
-    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+    def __init__(self, plugin: ActivePlugin, descriptor: CapabilityInfo):
         self._plugin = plugin
         self.descriptor = descriptor
         self.plugin_id: str = plugin.plugin_id
@@ -86,11 +100,11 @@ class _Configurable:
     def config_json(self) -> str:
         return self._slot.config_json
 
-    def plan_config(self, new_config: Union[str, dict]) -> ConfigUpdatePlan:
+    def plan_config(self, new_config: Union[str, dict[str, Any]]) -> ConfigUpdatePlan:
         """Ask the plugin what applying ``new_config`` (JSON text or a dict) would take."""
         return self._slot.plan_config(_json_text(new_config))
 
-    def apply_config(self, new_config: Union[str, dict]) -> None:
+    def apply_config(self, new_config: Union[str, dict[str, Any]]) -> None:
         """Apply without planning (the plugin may still refuse with an error)."""
         self._slot.apply_config(_json_text(new_config))
 
@@ -100,7 +114,7 @@ class _Configurable:
     def import_state(self, state_json: str) -> None:
         self._slot.import_state(state_json)
 
-    def update_config(self, new_config: Union[str, dict]) -> ConfigUpdateMode:
+    def update_config(self, new_config: Union[str, dict[str, Any]]) -> ConfigUpdateMode:
         """Plan, then hot-apply / recreate with state carried over / reject (ConfigRejected)."""
         return self._slot.update_config(_json_text(new_config))
 
@@ -111,7 +125,7 @@ class _Configurable:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -122,7 +136,7 @@ class _Configurable:
 class PcmChunk:
     """Decoded audio: ``frames`` is float32 with shape (frame count, channels)."""
 
-    frames: np.ndarray
+    frames: npt.NDArray[np.float32]
     eof: bool
 
 
@@ -133,7 +147,7 @@ class DecoderCapability(_Capability):
     interface = "decoder"
 
     def open(self, stream: HostStream, ext_hint: Optional[str] = None,
-             config_json: Optional[str] = None) -> "DecoderSession":
+             config_json: Optional[str] = None) -> DecoderSession:
         """Open a session reading ``stream`` (the session owns and closes it).
 
         A session cannot be recreated for a config change (its stream is consumed): when the
@@ -187,7 +201,7 @@ class DecoderSession(_Configurable):
     def seek_ms(self, position_ms: int) -> None:
         self._slot.call("seek-ms", position_ms)
 
-    def pcm_blocks(self, block_frames: int = 2048) -> Iterator[np.ndarray]:
+    def pcm_blocks(self, block_frames: int = 2048) -> Iterator[npt.NDArray[np.float32]]:
         """Every remaining frame, as float32 (frames, channels) blocks of at most ``block_frames``.
 
         The one decode loop (``stellatune decode``, plugin-decoded playback): it ends at the
@@ -217,7 +231,7 @@ class DecoderSession(_Configurable):
 class OpenedStream:
     """What a source opened: ``stream`` reads the bytes either way."""
 
-    stream: HostStream
+    stream: Union[HostStream, ProcessedSourceStream]
     passthrough: bool
     """True: a host stream handed over untouched; False: bytes read through the plugin."""
     ext_hint: Optional[str]
@@ -263,18 +277,18 @@ class SourceCapability(_Capability, _Configurable):
     kind = "source"
     interface = "source"
 
-    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+    def __init__(self, plugin: ActivePlugin, descriptor: CapabilityInfo):
         super().__init__(plugin, descriptor)
 
         def build(config: str) -> GuestResource:
             return self._build(lambda i: i.adopt(i.call(self.interface, "create"), self.interface, "catalog"), config)
         self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
 
-    def list_items(self, request: Union[str, dict] = "{}") -> Any:
+    def list_items(self, request: Union[str, dict[str, Any]] = "{}") -> Any:
         """The catalog's answer to ``request``, parsed from JSON."""
         return self.check.json_value("list-items-json", self._slot.call("list-items-json", _json_text(request)))
 
-    def open_stream(self, track: Union[str, dict]) -> OpenedStream:
+    def open_stream(self, track: Union[str, dict[str, Any]]) -> OpenedStream:
         return self._opened(self._slot.call("open-stream-json", _json_text(track)))
 
     def open_uri(self, uri: str) -> OpenedStream:
@@ -286,14 +300,14 @@ class SourceCapability(_Capability, _Configurable):
         meta = field_of(rec, "metadata")
         metadata = MediaMetadata.from_wit(meta, self.check) if meta is not None else None
         ext_hint = self.check.optional_text("opened-stream.ext-hint", field_of(rec, "ext_hint"), 64)
-        any_handle: ResourceAny = handle.payload
+        any_handle = cast(ResourceAny, handle.payload)  # both cases carry a resource
         if handle.tag == "passthrough":
             # Move the host stream out of the source's store: it now belongs to the caller.
             # (to_host takes the handle out of the store's table; nothing is left to drop.)
             instance = res.instance
             with instance.lock:
                 rep = any_handle.to_host(instance.store).rep
-                stream = instance.imports.take(HOST_STREAM_TYPE, rep)
+                stream = cast(Optional[HostStream], instance.imports.take(HOST_STREAM_TYPE, rep))
             if stream is None:
                 raise PluginError(PluginErrorCode.INTERNAL, "passthrough handle is not a live host stream",
                                   plugin_id=self.plugin_id, capability=self.kind)
@@ -311,7 +325,7 @@ class LyricsCapability(_Capability, _Configurable):
     kind = "lyrics"
     interface = "lyrics"
 
-    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+    def __init__(self, plugin: ActivePlugin, descriptor: CapabilityInfo):
         super().__init__(plugin, descriptor)
 
         def build(config: str) -> GuestResource:
@@ -352,7 +366,7 @@ class OutputSinkCapability(_Capability, _Configurable):
     kind = "output_sink"
     interface = "output-sink"
 
-    def __init__(self, plugin: ActivePlugin, descriptor: Any):
+    def __init__(self, plugin: ActivePlugin, descriptor: CapabilityInfo):
         super().__init__(plugin, descriptor)
         self._slot = ResourceSlot(plugin, self._session_builder(None), self.default_config_json, lazy=True)
 
@@ -369,14 +383,14 @@ class OutputSinkCapability(_Capability, _Configurable):
     def list_targets(self) -> Any:
         return self.check.json_value("list-targets-json", self._slot.call("list-targets-json"))
 
-    def negotiate_spec(self, target: Union[str, dict], desired: AudioSpec) -> NegotiatedSpec:
+    def negotiate_spec(self, target: Union[str, dict[str, Any]], desired: AudioSpec) -> NegotiatedSpec:
         return NegotiatedSpec.from_wit(self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()),
                                        self.check)
 
     def describe_hot_path(self, spec: AudioSpec) -> Optional[CoreModuleSpec]:
         return _hot_path(self._slot.call("describe-hot-path", spec.to_wit()), self.check)
 
-    def open(self, target: Union[str, dict], spec: AudioSpec, config_json: Optional[str] = None) -> "OutputSinkSession":
+    def open(self, target: Union[str, dict[str, Any]], spec: AudioSpec, config_json: Optional[str] = None) -> OutputSinkSession:
         """A session opened on ``target`` with ``spec`` (``config_json`` defaults to the control one)."""
         builder = self._session_builder((_json_text(target), spec))
         slot = ResourceSlot(self._plugin, builder, config_json or self._slot.config_json, lazy=False)
@@ -422,7 +436,7 @@ class DspCapability(_Capability):
     kind = "dsp"
     interface = "dsp"
 
-    def create(self, spec: AudioSpec, config_json: Optional[str] = None) -> "DspProcessor":
+    def create(self, spec: AudioSpec, config_json: Optional[str] = None) -> DspProcessor:
         def build(config: str) -> GuestResource:
             def create(i: PluginInstance) -> GuestResource:
                 return i.adopt(i.call(self.interface, "create", spec.to_wit()), self.interface, "processor")
@@ -440,7 +454,7 @@ class DspProcessor(_Configurable):
         self._slot = slot
         self._out_channels: Optional[int] = None
 
-    def process(self, frames: np.ndarray) -> np.ndarray:
+    def process(self, frames: np.ndarray) -> npt.NDArray[np.float32]:
         """Process (frames, channels) float32 audio; the output has the same frame count."""
         channels, data = _interleaved_bytes(frames)
         if self._out_channels is None:
@@ -454,7 +468,7 @@ class DspProcessor(_Configurable):
                                       plugin_id=self.capability.plugin_id, capability="dsp")
         return result.reshape(len(frames), out_channels)
 
-    def update_config(self, new_config: Union[str, dict]) -> ConfigUpdateMode:
+    def update_config(self, new_config: Union[str, dict[str, Any]]) -> ConfigUpdateMode:
         mode = super().update_config(new_config)
         self._out_channels = None  # a recreated processor may answer differently
         return mode

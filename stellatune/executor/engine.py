@@ -73,6 +73,10 @@ class ComponentEngine:
         for _ in range(ticks + 1):
             self.engine.increment_epoch()
 
+    def stop_ticker(self) -> None:
+        """Let the epoch thread end, without waiting for it (a finalizer may run on it)."""
+        self._stop.set()
+
     def close(self) -> None:
         """Stop the epoch ticker, after interrupting every call in flight (with no ticker their
         deadlines would never come). Stores must not be called afterwards."""

@@ -2,34 +2,43 @@
 from __future__ import annotations
 
 import threading
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, TypeVar, cast
 
 import wasmtime
-from wasmtime.component import Linker
+from wasmtime.component import Component, Linker
 
 from .. import diagnostics
 from ..errors import ActivationError, RuntimeStateError
+from ..paths import default_cache_dir
 from .active import ActivePlugin, LoadedComponent
 from .capabilities import (
-    CAPABILITY_CLASSES, DecoderCapability, DspCapability, LyricsCapability, OutputSinkCapability,
+    DecoderCapability,
+    DspCapability,
+    LyricsCapability,
+    OutputSinkCapability,
     SourceCapability,
+    _Capability,
 )
-from ..paths import default_cache_dir
+from .descriptors import CapabilityInfo, PluginDescriptor
 from .engine import CompileCache, ComponentEngine
-from .imports import GrantedHostServices, HostServices, PluginImports, build_linker
+from .imports import GrantedHostServices, HostServices, PluginImports, build_linker, manifest_with_host_grants
 from .instance import InstanceLimits, PluginLog
 from .worlds import WorldSpec, check_component, world_of
 
 __all__ = ["ComponentExecutor"]
 
+_C = TypeVar("_C", bound=_Capability)
 
-def _kind_name(kind: Any) -> str:
+
+def _kind_name(kind: object) -> str:
     """``AbilityKind.OUTPUT_SINK`` or ``"output-sink"`` → ``"output_sink"``."""
     return str(getattr(kind, "value", kind)).replace("-", "_")
 
 
-def _reason_name(reason: Any) -> str:
+def _reason_name(reason: object) -> str:
     return str(getattr(reason, "value", reason)).replace("_", "-")
 
 
@@ -56,7 +65,7 @@ class ComponentExecutor:
 
     # --- LifecycleHost ----------------------------------------------------------------------
 
-    def prepare(self, plugin: Any, capabilities: Sequence[Any]) -> None:
+    def prepare(self, plugin: PluginDescriptor, capabilities: Sequence[CapabilityInfo]) -> None:
         """Everything ``activate`` checks (compile, world and kinds, linking), activating nothing.
 
         The runtime calls this before it reloads a changed plugin, so broken files on disk never
@@ -65,7 +74,7 @@ class ComponentExecutor:
         self._ensure_running()
         self._load_components(plugin, capabilities)
 
-    def activate(self, plugin: Any, capabilities: Sequence[Any]) -> None:
+    def activate(self, plugin: PluginDescriptor, capabilities: Sequence[CapabilityInfo]) -> None:
         """Compile and type-check every component of ``plugin``; raise ActivationError if one is wrong."""
         self._ensure_running()
         # Compiling can take seconds: do it without the executor lock, so calls into other
@@ -76,13 +85,13 @@ class ComponentExecutor:
         self._deactivate(plugin.id, "reload", keep={c.cache_key for c in components.values()})
         with self._lock:
             self._ensure_running()
-            context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), getattr(plugin, "manifest", None))
+            context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), manifest_with_host_grants(plugin))
             self._plugins[plugin.id] = ActivePlugin(
                 plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
                 context=context, log=PluginLog(self.log_path(plugin.id)), engine=self._engine,
                 linker_for=self._linker, limits=self.limits)
 
-    def deactivate(self, plugin_id: str, reason: Any) -> None:
+    def deactivate(self, plugin_id: str, reason: str) -> None:
         """Run ``on-disable(reason)`` on every instance of the plugin and drop them all."""
         self._deactivate(plugin_id, _reason_name(reason), keep=set())
 
@@ -99,7 +108,7 @@ class ComponentExecutor:
 
     def _ensure_running(self) -> None:
         if self._shut_down:
-            raise RuntimeStateError("the executor is shut down")
+            raise RuntimeStateError(f"{self!r} is shut down")
 
     def shutdown(self) -> None:
         """Deactivate every plugin with ``shutdown`` and stop the engine's ticker."""
@@ -132,7 +141,8 @@ class ComponentExecutor:
                 linker = self._linkers[world.name] = build_linker(self._engine.engine, world)
             return linker
 
-    def _load_components(self, plugin: Any, capabilities: Sequence[Any]) -> dict[str, LoadedComponent]:
+    def _load_components(self, plugin: PluginDescriptor,
+                         capabilities: Sequence[CapabilityInfo]) -> dict[str, LoadedComponent]:
         declared: dict[str, tuple[str, str]] = {}
         for cap in capabilities:
             seen = declared.setdefault(cap.component_id, (cap.component_rel_path, cap.world))
@@ -162,7 +172,7 @@ class ComponentExecutor:
             loaded[component_id] = LoadedComponent(component_id, rel_path, world, key, component)
         return loaded
 
-    def _check_linkable(self, plugin_id: str, component_id: str, component: Any, world: WorldSpec) -> None:
+    def _check_linkable(self, plugin_id: str, component_id: str, component: Component, world: WorldSpec) -> None:
         # A throwaway instantiation (no hooks run) proves every import, WASI included, resolves.
         store = diagnostics.track("component_stores", wasmtime.Store(self._engine.engine))
         store.set_wasi(wasmtime.WasiConfig())
@@ -170,7 +180,7 @@ class ComponentExecutor:
         store.set_epoch_deadline(self._engine.ticks_for(self.limits.hook_timeout_s))
         try:
             self._linker(world).instantiate(store, component)
-        except Exception as e:  # noqa: BLE001 - any failure here means "cannot activate"
+        except Exception as e:
             text = [ln for ln in str(e).splitlines() if ln.strip()]
             raise ActivationError(f"component {component_id} cannot be linked: {' / '.join(text[:3])}",
                                   plugin_id) from e
@@ -180,8 +190,10 @@ class ComponentExecutor:
 
     # --- handles ----------------------------------------------------------------------------
 
-    def _handle(self, kind: str, plugin_id: str, type_id: str) -> Any:
+    def _handle(self, cls: type[_C], plugin_id: str, type_id: str) -> _C:
+        kind = cls.kind
         with self._lock:
+            self._ensure_running()
             record = self._plugins.get(plugin_id)
             if record is None:
                 raise RuntimeStateError(f"plugin {plugin_id} is not active")
@@ -192,28 +204,28 @@ class ComponentExecutor:
                            if _kind_name(c.kind) == kind and c.type_id.strip() == key[1]]
                 if not matches:
                     raise RuntimeStateError(f"plugin {plugin_id} has no {kind} ability {type_id!r}")
-                handle = record.handles[key] = CAPABILITY_CLASSES[kind](record, matches[0])
-            return handle
+                handle = record.handles[key] = cls(record, matches[0])
+            return cast(_C, handle)  # the handle under (kind, ...) is always of that kind's class
 
     def decoder(self, plugin_id: str, type_id: str) -> DecoderCapability:
         """The decoder ability ``type_id`` of an active plugin."""
-        return self._handle("decoder", plugin_id, type_id)
+        return self._handle(DecoderCapability, plugin_id, type_id)
 
     def source(self, plugin_id: str, type_id: str) -> SourceCapability:
         """The source ability (one long-lived catalog instance, shared by every caller)."""
-        return self._handle("source", plugin_id, type_id)
+        return self._handle(SourceCapability, plugin_id, type_id)
 
     def lyrics(self, plugin_id: str, type_id: str) -> LyricsCapability:
         """The lyrics ability (one long-lived provider instance)."""
-        return self._handle("lyrics", plugin_id, type_id)
+        return self._handle(LyricsCapability, plugin_id, type_id)
 
     def output_sink(self, plugin_id: str, type_id: str) -> OutputSinkCapability:
         """The output-sink ability; control calls share one instance, ``open`` makes sessions."""
-        return self._handle("output_sink", plugin_id, type_id)
+        return self._handle(OutputSinkCapability, plugin_id, type_id)
 
     def dsp(self, plugin_id: str, type_id: str) -> DspCapability:
         """The DSP ability; each ``create(spec)`` is a processor with its own instance."""
-        return self._handle("dsp", plugin_id, type_id)
+        return self._handle(DspCapability, plugin_id, type_id)
 
     # --- introspection ----------------------------------------------------------------------
 
@@ -225,6 +237,7 @@ class ComponentExecutor:
     def host_imports(self, plugin_id: str) -> PluginImports:
         """The host services object of an active plugin (e.g. to add run-time grants)."""
         with self._lock:
+            self._ensure_running()
             record = self._plugins.get(plugin_id)
             if record is None:
                 raise RuntimeStateError(f"plugin {plugin_id} is not active")
@@ -244,11 +257,29 @@ class ComponentExecutor:
         """Component id → world name of an active plugin."""
         with self._lock:
             record = self._plugins.get(plugin_id)
-        return {} if record is None else {c: l.world.name for c, l in record.components.items()}
+        return {} if record is None else {c: loaded.world.name for c, loaded in record.components.items()}
 
-    def __enter__(self) -> "ComponentExecutor":
+    def __enter__(self) -> ComponentExecutor:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    def __repr__(self) -> str:
+        state = ", shut down" if getattr(self, "_shut_down", False) else ""
+        cache = getattr(self, "cache", None)
+        return f"<ComponentExecutor {cache.dir if cache is not None else '?'}{state}>"
+
+    def __del__(self) -> None:
+        # Like an unclosed file: say so, then release what runs no plugin code. Deactivating
+        # (on-disable hooks, sidecars) does, and takes locks: not from a finalizer. With no
+        # plugin active nothing can call into the engine, so its epoch thread may end.
+        if getattr(self, "_shut_down", True):  # shut down, or __init__ failed
+            return
+        try:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=1, source=self)
+        finally:
+            self._shut_down = True
+            if not self._plugins:
+                self._engine.stop_ticker()
 

@@ -15,6 +15,8 @@ from ctypes import byref
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+from wasmtime import Storelike
 from wasmtime import _ffi as ffi
 from wasmtime.component import _types
 
@@ -29,12 +31,15 @@ _original_to_c = _types.ListType.convert_to_c
 _original_from_c = _types.ListType.convert_from_c
 
 
-def _columns(data_ptr: Any, n: int) -> np.ndarray:
+# `Any` here: a list's component value (bytes in, bytes out), and the ctypes pointers of its C form.
+
+
+def _columns(data_ptr: Any, n: int) -> npt.NDArray[np.uint8]:
     buf = (ctypes.c_uint8 * (n * _ELEM)).from_address(ctypes.addressof(data_ptr.contents))
-    return np.frombuffer(buf, dtype=np.uint8).reshape(n, _ELEM)
+    return np.frombuffer(memoryview(buf), dtype=np.uint8).reshape(n, _ELEM)
 
 
-def _to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
+def _to_c(self: _types.ListType, store: Storelike, val: Any, ptr: Any) -> None:
     if not self._is_bytes():
         return _original_to_c(self, store, val, ptr)
     if not isinstance(val, (bytes, bytearray, memoryview)):
@@ -50,7 +55,7 @@ def _to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
     ptr.contents.of.list = raw
 
 
-def _from_c(self: Any, c: Any) -> Any:
+def _from_c(self: _types.ListType, c: Any) -> Any:
     if not self._is_bytes():
         return _original_from_c(self, c)
     try:

@@ -15,28 +15,41 @@ Callback contract (host functions run *inside* a guest call, on the caller's thr
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol, Union
 
 import wasmtime
+from wasmtime import StoreContext, Storelike
 from wasmtime import _ffi as ffi
-from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost, ResourceType, Variant
-from wasmtime.component import _types
+from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost, ResourceType, Variant, _types
 
 from ..errors import PluginError, PluginErrorCode
 from ..host import Grants, Header, HttpMethod, OpenRequest, PluginHostContext, StreamOpenKind, fetch_json, open_stream
 from ..host.errors import from_os_error
 from ..host.stream import HostStream, OpenedFileStream, SeekWhence
+from .descriptors import PluginDescriptor
 from .values import field_of
 from .worlds import WorldSpec, iface
 
+if TYPE_CHECKING:
+    from ..host.sidecar import LockGuard, SidecarManager, SidecarProcess, TransportOption
+    from ..manifest import Manifest
+
 __all__ = [
     "PluginImports", "HostServices", "GrantedPluginImports", "GrantedHostServices", "FileHostStream",
-    "StoreImports", "build_linker", "HOST_STREAM_TYPE",
+    "StoreImports", "build_linker", "HOST_STREAM_TYPE", "manifest_with_host_grants",
 ]
+
+# `Any` here is a component value: what a guest passes to a host import (a record, a list...) and
+# what the import hands back, both untyped in wasmtime-py (lowered by the import's WIT type).
+
+#: A store, or the context wasmtime-py passes host functions (the same store inside a call).
+_StoreLike = Union[wasmtime.Store, StoreContext]
 
 # Host resource type ids (any distinct integers; wasmtime compares them per linker).
 HOST_STREAM_TYPE = 1
@@ -55,16 +68,32 @@ class PluginImports(Protocol):
 
     def open_stream(self, request: OpenRequest) -> HostStream: ...
     def fetch_json(self, url: str) -> str: ...
-    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> Any: ...
-    def sidecar_launch(self, spec: Any) -> Any: ...
+    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> LockGuard: ...
+    def sidecar_launch(self, spec: Any) -> SidecarProcess: ...
     def close(self) -> None:
         """The plugin was deactivated: release what it still holds (sidecars, locks)."""
 
 
-class HostServices(Protocol):
-    """Makes the per-plugin :class:`PluginImports`; ``manifest`` carries the permissions."""
+def manifest_with_host_grants(plugin: PluginDescriptor) -> Optional[Manifest]:
+    """The manifest a plugin's :class:`HostServices` see: ``plugin.manifest`` with the host
+    grants the runtime stored for it (``RuntimePluginInfo.host_grants``, ``stellatune plugins
+    grant``) added to its ``permissions`` block, so every host-services implementation grants
+    both. Unchanged when there are none (or ``plugin`` has no such fields)."""
+    manifest: Any = getattr(plugin, "manifest", None)
+    extra: Any = getattr(plugin, "host_grants", None)
+    base: Any = getattr(manifest, "permissions", None)
+    if manifest is None or base is None or extra is None or extra.is_empty():
+        return manifest
+    merged = {f.name: tuple(dict.fromkeys((*getattr(base, f.name), *getattr(extra, f.name))))
+              for f in dataclasses.fields(base)}
+    return dataclasses.replace(manifest, permissions=dataclasses.replace(base, **merged))
 
-    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Any) -> PluginImports: ...
+
+class HostServices(Protocol):
+    """Makes the per-plugin :class:`PluginImports`; ``manifest`` carries the permissions: the
+    manifest's block with the plugin's host grants merged in (:func:`manifest_with_host_grants`)."""
+
+    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Optional[Manifest]) -> PluginImports: ...
 
     def shutdown(self) -> None: ...
 
@@ -72,7 +101,7 @@ class HostServices(Protocol):
 class GrantedPluginImports:
     """:class:`PluginImports` served by ``stellatune.host`` under one plugin's grants."""
 
-    def __init__(self, context: PluginHostContext, services: "GrantedHostServices"):
+    def __init__(self, context: PluginHostContext, services: GrantedHostServices):
         self.context = context
         self.plugin_id = context.plugin_id
         self._services = services
@@ -88,10 +117,10 @@ class GrantedPluginImports:
     def fetch_json(self, url: str) -> str:
         return fetch_json(self.context, url)
 
-    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> Any:
+    def sidecar_lock(self, name: str, timeout_ms: Optional[int]) -> LockGuard:
         return self._services.sidecars().lock(self.context, name, timeout_ms)
 
-    def sidecar_launch(self, spec: Any) -> Any:
+    def sidecar_launch(self, spec: Any) -> SidecarProcess:
         from ..host.sidecar import LaunchSpec
 
         launch = LaunchSpec(
@@ -109,14 +138,14 @@ class GrantedHostServices:
     """The default :class:`HostServices`: grants from the manifest's ``permissions`` block."""
 
     def __init__(self) -> None:
-        self._sidecars: Any = None
+        self._sidecars: Optional[SidecarManager] = None
         self._lock = threading.Lock()
 
-    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Any) -> GrantedPluginImports:
+    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Optional[Manifest]) -> GrantedPluginImports:
         permissions = getattr(manifest, "permissions", None)
         return GrantedPluginImports(PluginHostContext.from_permissions(plugin_id, root_dir, permissions), self)
 
-    def sidecars(self) -> Any:
+    def sidecars(self) -> SidecarManager:
         """The sidecar manager, made on first use (plugins without sidecars never start one)."""
         with self._lock:
             if self._sidecars is None:
@@ -161,14 +190,14 @@ class FileHostStream(OpenedFileStream):
 class StoreImports:
     """The host side of one store: its plugin context and the host resources the guest holds."""
 
-    _by_store: dict[int, "StoreImports"] = {}
-    _registry_lock = threading.Lock()
+    _by_store: ClassVar[dict[int, StoreImports]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, store: wasmtime.Store, context: PluginImports):
         self.context = context
         self.pending: Optional[BaseException] = None
         """An unexpected exception a host import raised during the current call."""
-        self._tables: dict[int, dict[int, Any]] = {t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE,
+        self._tables: dict[int, dict[int, object]] = {t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE,
                                                                     LOCK_GUARD_TYPE, CHANNEL_TYPE)}
         self._reps = itertools.count(1)
         self._key = _store_key(store)
@@ -176,23 +205,23 @@ class StoreImports:
             self._by_store[self._key] = self
 
     @classmethod
-    def of(cls, store: Any) -> "StoreImports":
+    def of(cls, store: _StoreLike) -> StoreImports:
         return cls._by_store[_store_key(store)]
 
-    def insert(self, type_id: int, obj: Any) -> ResourceHost:
+    def insert(self, type_id: int, obj: object) -> ResourceHost:
         """Put a host object in the table and return an owned handle to give the guest."""
         rep = next(self._reps) & 0xFFFFFFFF
         self._tables[type_id][rep] = obj
         return ResourceHost.own(rep, type_id)
 
-    def get(self, type_id: int, handle: ResourceAny, store: Any) -> Any:
+    def get(self, type_id: int, handle: ResourceAny, store: _StoreLike) -> object:
         rep = handle.to_host(store).rep
         try:
             return self._tables[type_id][rep]
         except KeyError:
             raise PluginError(PluginErrorCode.NOT_FOUND, f"unknown handle {rep}") from None
 
-    def take(self, type_id: int, rep: int) -> Any:
+    def take(self, type_id: int, rep: int) -> object:
         """Remove a host object (its guest handle's destructor then finds nothing to close)."""
         return self._tables[type_id].pop(rep, None)
 
@@ -211,13 +240,13 @@ class StoreImports:
             table.clear()
 
 
-def _store_key(store: Any) -> int:
+def _store_key(store: _StoreLike) -> int:
     # A store's context pointer is stable for its lifetime, and host callbacks receive a
     # StoreContext wrapping that same pointer: the one key both sides share.
     return ctypes.cast(store._context(), ctypes.c_void_p).value or 0
 
 
-def _close_quietly(obj: Any) -> None:
+def _close_quietly(obj: object) -> None:
     closer = getattr(obj, "close", None) or getattr(obj, "unlock", None) or getattr(obj, "release", None)
     try:
         if closer is not None:
@@ -231,7 +260,7 @@ def _close_quietly(obj: Any) -> None:
 HostFunc = Callable[..., Any]
 
 
-def _park(store: Any, error: BaseException) -> wasmtime.WasmtimeError:
+def _park(store: StoreContext, error: BaseException) -> wasmtime.WasmtimeError:
     """Keep an unexpected exception on the calling store and trap the guest with its text.
 
     wasmtime-py parks a plain exception in one process-global slot that any thread's next call
@@ -260,7 +289,7 @@ class ErrResult:
 _original_result_to_c = _types.ResultType.convert_to_c
 
 
-def _result_to_c(self: Any, store: Any, val: Any, ptr: Any) -> None:
+def _result_to_c(self: _types.ResultType, store: Storelike, val: Any, ptr: Any) -> None:
     if not isinstance(val, ErrResult):
         return _original_result_to_c(self, store, val, ptr)
     payload = None
@@ -280,7 +309,7 @@ def _guarded(fn: HostFunc) -> HostFunc:
     """A service's PluginError becomes the WIT ``plugin-error`` the guest expects; anything
     else traps the guest call."""
 
-    def call(store: Any, *args: Any) -> Any:
+    def call(store: StoreContext, *args: Any) -> Any:
         try:
             return fn(store, *args)
         except PluginError as e:
@@ -295,7 +324,7 @@ def _best_effort(fn: HostFunc) -> HostFunc:
     """For functions without a result (``close``, ``unlock``): a refusal cannot be reported, and
     must not trap the guest, so it is dropped."""
 
-    def call(store: Any, *args: Any) -> None:
+    def call(store: StoreContext, *args: Any) -> None:
         try:
             fn(store, *args)
         except PluginError:
@@ -309,7 +338,7 @@ def _best_effort(fn: HostFunc) -> HostFunc:
 def _contained(fn: HostFunc) -> HostFunc:
     """For functions that cannot fail by contract (``transport``): any exception traps."""
 
-    def call(store: Any, *args: Any) -> Any:
+    def call(store: StoreContext, *args: Any) -> Any:
         try:
             return fn(store, *args)
         except BaseException as e:  # noqa: BLE001 - see _guarded
@@ -322,12 +351,16 @@ def _contained(fn: HostFunc) -> HostFunc:
 _NO_RESULT = {"close", "unlock"}
 
 
+def _releaser(t: int) -> Callable[[StoreContext, int], None]:
+    """The destructor of host resource type ``t``: close the object behind the dropped handle."""
+    return lambda store, rep: StoreImports.of(store).release(t, rep)
+
+
 def _bind_host_stream(inst: LinkerInstance) -> None:
     t = HOST_STREAM_TYPE
-    inst.add_resource("host-stream-handle", ResourceType.host(t),
-                      lambda store, rep: StoreImports.of(store).release(t, rep))
+    inst.add_resource("host-stream-handle", ResourceType.host(t), _releaser(t))
 
-    def open_(store: Any, req: Any) -> Any:
+    def open_(store: StoreContext, req: Any) -> ResourceHost:
         host = StoreImports.of(store)
         method = field_of(req, "method")
         request = OpenRequest(
@@ -341,7 +374,7 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
         return host.insert(t, host.context.open_stream(request))
 
     def method(name: str, fn: Callable[..., Any]) -> None:
-        def call(store: Any, handle: ResourceAny, *args: Any) -> Any:
+        def call(store: StoreContext, handle: ResourceAny, *args: Any) -> Any:
             return fn(StoreImports.of(store).get(t, handle, store), *args)
         inst.add_func(f"[method]host-stream-handle.{name}",
                       _best_effort(call) if name in _NO_RESULT else _guarded(call))
@@ -354,7 +387,7 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
     method("close", lambda s: s.close())
 
 
-def _options(values: Any) -> tuple:
+def _options(values: Any) -> tuple[TransportOption, ...]:
     from ..host.sidecar import TransportOption
 
     return tuple(TransportOption(field_of(v, "kind"), field_of(v, "priority"), field_of(v, "max_frame_bytes"))
@@ -363,19 +396,18 @@ def _options(values: Any) -> tuple:
 
 def _bind_sidecar(inst: LinkerInstance) -> None:
     for name, t in (("process", PROCESS_TYPE), ("lock-guard", LOCK_GUARD_TYPE), ("channel", CHANNEL_TYPE)):
-        inst.add_resource(name, ResourceType.host(t),
-                          lambda store, rep, t=t: StoreImports.of(store).release(t, rep))
+        inst.add_resource(name, ResourceType.host(t), _releaser(t))
 
-    def lock(store: Any, name: str, timeout_ms: Optional[int]) -> Any:
+    def lock(store: StoreContext, name: str, timeout_ms: Optional[int]) -> ResourceHost:
         host = StoreImports.of(store)
         return host.insert(LOCK_GUARD_TYPE, host.context.sidecar_lock(name, timeout_ms))
 
-    def launch(store: Any, spec: Any) -> Any:
+    def launch(store: StoreContext, spec: Any) -> ResourceHost:
         host = StoreImports.of(store)
         return host.insert(PROCESS_TYPE, host.context.sidecar_launch(spec))
 
     def method(resource: str, t: int, name: str, fn: Callable[..., Any], *, returns_channel: bool = False) -> None:
-        def call(store: Any, handle: ResourceAny, *args: Any) -> Any:
+        def call(store: StoreContext, handle: ResourceAny, *args: Any) -> Any:
             host = StoreImports.of(store)
             out = fn(host.get(t, handle, store), *args)
             return host.insert(CHANNEL_TYPE, out) if returns_channel else out
@@ -398,7 +430,7 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
     method("channel", CHANNEL_TYPE, "close", lambda c: c.close())
 
 
-def _enum_value(value: Any) -> Any:
+def _enum_value(value: object) -> object:
     return getattr(value, "value", value)
 
 

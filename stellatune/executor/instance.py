@@ -24,7 +24,7 @@ import wasmtime
 from wasmtime.component import Component, Func, Instance, Linker, ResourceAny
 
 from .. import diagnostics
-from ..errors import ActivationError, PluginError, PluginTimeout, PluginTrap, RuntimeStateError
+from ..errors import ActivationError, PluginError, PluginErrorCode, PluginTimeout, PluginTrap, RuntimeStateError
 from ..host.budget import CallBudget, running_under
 from .engine import ComponentEngine
 from .imports import PluginImports, StoreImports
@@ -32,6 +32,9 @@ from .values import unwrap
 from .worlds import WorldSpec, iface
 
 __all__ = ["InstanceLimits", "PluginLog", "PluginInstance", "GuestResource"]
+
+# `Any` here is a component value: the arguments and results of guest calls, which wasmtime-py
+# passes untyped (lowered and lifted by the function's own component type).
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class PluginLog:
 class GuestResource:
     """A guest resource this instance owns (session, processor, catalog...), closed on teardown."""
 
-    def __init__(self, instance: "PluginInstance", handle: ResourceAny, interface: str, resource: str):
+    def __init__(self, instance: PluginInstance, handle: ResourceAny, interface: str, resource: str):
         self.instance = instance
         self.handle = handle
         self.interface = interface
@@ -145,7 +148,7 @@ class PluginInstance:
             index = self._instance.get_export_index(self.store, name, parent) if parent else None
             func = self._instance.get_func(self.store, index) if index else None
             if func is None:
-                raise PluginError("unsupported", f"component has no export {interface}.{name}",
+                raise PluginError(PluginErrorCode.UNSUPPORTED, f"component has no export {interface}.{name}",
                                   plugin_id=self.plugin_id, capability=self.world.kind)
             self._funcs[key] = func
         return func
@@ -158,7 +161,7 @@ class PluginInstance:
             finally:
                 self._after_call()
 
-    def _call_locked(self, interface: str, name: str, args: tuple, timeout_s: Optional[float]) -> Any:
+    def _call_locked(self, interface: str, name: str, args: tuple[Any, ...], timeout_s: Optional[float]) -> Any:
         if self.closed:
             raise RuntimeStateError(f"instance of {self.plugin_id}/{self.component_id} is gone")
         what = f"{interface}.{name}"
@@ -178,9 +181,9 @@ class PluginInstance:
             raise error from cause or e
         except (TypeError, ValueError, OverflowError) as e:
             # Raised while lowering our own arguments, before the guest ran: the store is fine.
-            raise PluginError("invalid-arg", f"{what}: {e}", plugin_id=self.plugin_id,
+            raise PluginError(PluginErrorCode.INVALID_ARG, f"{what}: {e}", plugin_id=self.plugin_id,
                               capability=self.world.kind) from e
-        except Exception as e:  # noqa: BLE001 - wasmtime-py re-raised something unexpected
+        except Exception as e:
             raise self._broken(e, what, seconds) from e
         finally:
             self._end_call(budget)

@@ -7,16 +7,21 @@ every decoder; streams from sources get no such fallback.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import PluginError, PluginErrorCode, StellatuneError
 from ..host.stream import HostStream
 from .capabilities import DecoderSession
+from .descriptors import CapabilityInfo, DecoderRanking
+
+if TYPE_CHECKING:
+    from .executor import ComponentExecutor
 
 __all__ = ["decoder_candidates", "open_decoder"]
 
 
-def decoder_candidates(runtime: Any, ext: Optional[str], *, local_file: bool) -> list[Any]:
+def decoder_candidates(runtime: DecoderRanking, ext: Optional[str], *, local_file: bool) -> list[CapabilityInfo]:
     """The decoders to try for ``ext``, best first (every decoder as the local-file fallback)."""
     ranked = list(runtime.decoder_candidates(ext))
     if not ranked and local_file:
@@ -24,8 +29,8 @@ def decoder_candidates(runtime: Any, ext: Optional[str], *, local_file: bool) ->
     return ranked
 
 
-def open_decoder(executor: Any, candidates: Sequence[Any], open_stream: Callable[[], HostStream],
-                 ext_hint: Optional[str]) -> tuple[DecoderSession, Any]:
+def open_decoder(executor: ComponentExecutor, candidates: Sequence[CapabilityInfo],
+                 open_stream: Callable[[], HostStream], ext_hint: Optional[str]) -> tuple[DecoderSession, CapabilityInfo]:
     """Try ``candidates`` in order, each on a fresh stream; return the first session that opens.
 
     Raises PluginError(unsupported) naming every candidate's failure when none opens.

@@ -4,31 +4,26 @@ Every capability object (a source catalog, a DSP processor, a sink session...) i
 ``build(config_json)`` function that makes a fresh instance and resource with that config, and
 the resource currently built. ``update_config`` follows the plugin's plan: hot-apply in place,
 recreate (export state, build anew, import state, retire the old one), or reject (nothing
-changes, :class:`ConfigRejected` says why).
+changes, :class:`~stellatune.errors.ConfigRejected` says why).
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
-from ..errors import PluginError, PluginErrorCode, RuntimeStateError
+from ..errors import ConfigRejected, PluginError, PluginErrorCode, RuntimeStateError
 from .active import ActivePlugin
 from .boundary import Boundary
 from .instance import GuestResource
 from .values import ConfigUpdateMode, ConfigUpdatePlan
 
-__all__ = ["ConfigRejected", "ResourceSlot"]
-
-
-class ConfigRejected(PluginError):
-    """The plugin planned ``reject`` for a new config; the old config stays in force."""
-
-    def __init__(self, reason: str, **where: Optional[str]):
-        self.reason = reason
-        super().__init__(PluginErrorCode.INVALID_ARG, f"config rejected: {reason}", **where)
+__all__ = ["ResourceSlot"]
 
 
 Builder = Callable[[str], GuestResource]
+
+# `Any` here is a component value (a method's arguments and result, untyped in wasmtime-py).
 
 
 class ResourceSlot:

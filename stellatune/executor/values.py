@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 from wasmtime.component import Record, Variant
 
-from ..errors import PluginError, PluginErrorCode
 from ..abi import BufferLayout, CoreModuleSpec, Role, SampleFormat
+from ..errors import PluginError, PluginErrorCode
 from .boundary import Boundary
 
 __all__ = [
@@ -21,6 +21,9 @@ __all__ = [
     "MediaMetadata", "ConfigUpdateMode", "ConfigUpdatePlan", "NegotiatedSpec", "RuntimeStatus",
     "LyricCandidate", "core_module_spec_from",
 ]
+
+# `Any` here is a component value: wasmtime-py returns records as untyped attribute bags (and
+# values of every other WIT type as plain Python values); the from_wit constructors check them.
 
 _ERROR_CODES = {c.value for c in PluginErrorCode}
 
@@ -58,7 +61,7 @@ class AudioSpec:
         return record(sample_rate=self.sample_rate, channels=self.channels)
 
     @classmethod
-    def from_wit(cls, rec: Any, check: Boundary = Boundary(), what: str = "audio-spec") -> "AudioSpec":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary(), what: str = "audio-spec") -> AudioSpec:
         return cls(check.sample_rate(f"{what}.sample-rate", field_of(rec, "sample_rate")),
                    check.channels(f"{what}.channels", field_of(rec, "channels")))
 
@@ -75,7 +78,7 @@ class DecoderInfo:
     encoder_padding_frames: int
 
     @classmethod
-    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "DecoderInfo":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> DecoderInfo:
         return cls(
             sample_rate=check.sample_rate("decoder-info.sample-rate", field_of(rec, "sample_rate")),
             channels=check.channels("decoder-info.channels", field_of(rec, "channels")),
@@ -126,7 +129,7 @@ class MediaMetadata:
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "MediaMetadata":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> MediaMetadata:
         t = field_of(rec, "tags")
         tags = AudioTags(**{n: _checked_tag(check, n, field_of(t, n)) for n in AudioTags.__dataclass_fields__})
         f = field_of(rec, "format")
@@ -183,7 +186,7 @@ class ConfigUpdatePlan:
     reason: Optional[str] = None
 
     @classmethod
-    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "ConfigUpdatePlan":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> ConfigUpdatePlan:
         return cls(ConfigUpdateMode(field_of(rec, "mode")),
                    check.optional_text("config-update-plan.reason", field_of(rec, "reason")))
 
@@ -197,7 +200,7 @@ class NegotiatedSpec:
     prefer_track_rate: bool
 
     @classmethod
-    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> "NegotiatedSpec":
+    def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> NegotiatedSpec:
         return cls(AudioSpec.from_wit(field_of(rec, "spec"), check, "negotiated-spec.spec"),
                    check.frames("negotiated-spec.preferred-chunk-frames", field_of(rec, "preferred_chunk_frames")),
                    bool(field_of(rec, "prefer_track_rate")))

@@ -11,15 +11,28 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
 
 import wasmtime
 from wasmtime.component import (
-    BorrowType, Component, ComponentInstanceType, EnumType, FlagsType, FuncType, ListType,
-    OptionType, OwnType, RecordType, ResourceType, ResultType, TupleType, VariantType,
+    BorrowType,
+    Component,
+    ComponentInstanceType,
+    EnumType,
+    FlagsType,
+    FuncType,
+    ListType,
+    OptionType,
+    OwnType,
+    RecordType,
+    ResourceType,
+    ResultType,
+    TupleType,
+    ValType,
+    VariantType,
 )
 
 from ..errors import ActivationError
@@ -30,6 +43,8 @@ __all__ = ["WorldSpec", "WORLDS", "world_of", "check_component", "component_sign
 PACKAGE = "stellatune:plugin"
 VERSION = "0.1.0"
 SIGNATURES_FILE = Path(__file__).with_name("world_types.json")
+#: ``{"imports"|"exports": {instance: {item: signature text}}}`` of a component or a world.
+Signatures = dict[str, dict[str, dict[str, str]]]
 
 
 def iface(name: str) -> str:
@@ -71,7 +86,7 @@ def world_of(declared: str) -> WorldSpec:
 # --- canonical signatures ------------------------------------------------------------------
 
 
-def _render(ty: Any) -> str:
+def _render(ty: ValType) -> str:
     """A canonical text for a component value type; equal texts mean equal types."""
     if isinstance(ty, ListType):
         return f"list<{_render(ty.element)}>"
@@ -118,10 +133,10 @@ def _render_instance(engine: wasmtime.Engine, ty: ComponentInstanceType) -> dict
     return out
 
 
-def component_signatures(engine: wasmtime.Engine, component: Component) -> dict[str, dict[str, dict[str, str]]]:
+def component_signatures(engine: wasmtime.Engine, component: Component) -> Signatures:
     """``{"imports"|"exports": {instance: {item: signature}}}`` for our package's interfaces."""
     ty = component.type
-    out: dict[str, dict[str, dict[str, str]]] = {"imports": {}, "exports": {}}
+    out: Signatures = {"imports": {}, "exports": {}}
     for side, items in (("imports", ty.imports(engine)), ("exports", ty.exports(engine))):
         for name, ext in items.items():
             item = ext.ty
@@ -133,7 +148,7 @@ def component_signatures(engine: wasmtime.Engine, component: Component) -> dict[
 
 
 @lru_cache(maxsize=1)
-def _world_signatures() -> Mapping[str, Any]:
+def _world_signatures() -> Mapping[str, Signatures]:
     return json.loads(SIGNATURES_FILE.read_text())
 
 
@@ -166,12 +181,12 @@ def check_component(engine: wasmtime.Engine, component: Component, world: WorldS
 # --- generating the reference (dev time; needs wasm-tools) --------------------------------------
 
 
-def reference_signatures(wit_dir: Path, wasm_tools: str = "wasm-tools") -> dict[str, Any]:
+def reference_signatures(wit_dir: Path, wasm_tools: str = "wasm-tools") -> dict[str, Signatures]:
     """Signatures of each world, from a dummy component ``wasm-tools`` builds from the WIT."""
     cfg = wasmtime.Config()
     cfg.wasm_component_model = True
     engine = wasmtime.Engine(cfg)
-    out: dict[str, Any] = {}
+    out: dict[str, Signatures] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in WORLDS:
             core = Path(tmp, f"{name}.core.wasm")

@@ -12,11 +12,20 @@ stay a thin translation layer. See docs/host.md.
 """
 from .grants import Grants, PluginHostContext
 from .http import fetch_json
-from .sidecar import (
-    Channel, LaunchScope, LaunchSpec, LockGuard, RestartPolicy, SidecarEvent, SidecarManager, SidecarProcess, SidecarStats,
-    TransportKind, TransportOption,
-)
 from .opener import open_stream
+from .sidecar import (
+    Channel,
+    LaunchScope,
+    LaunchSpec,
+    LockGuard,
+    RestartPolicy,
+    SidecarEvent,
+    SidecarManager,
+    SidecarProcess,
+    SidecarStats,
+    TransportKind,
+    TransportOption,
+)
 from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, StreamOpenKind
 
 __all__ = [

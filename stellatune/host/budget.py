@@ -20,8 +20,9 @@ import os
 import select
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Optional
 
 from ..errors import PluginError
 from .errors import timeout
@@ -180,7 +181,7 @@ def wait_fds(what: str, fds: list[tuple[int, int]], timeout_s: Optional[float]) 
     wait_s = allowed_wait(what, timeout_s)
     budget = current()
     # The budget, not the caller's own timeout, decides when the wait ends.
-    budget_bound = budget is not None and (timeout_s is None or wait_s is not None and wait_s < timeout_s)
+    budget_bound = budget is not None and (timeout_s is None or (wait_s is not None and wait_s < timeout_s))
     poller = select.poll()
     for fd, events in fds:
         poller.register(fd, events)

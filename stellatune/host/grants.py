@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..errors import PluginError
@@ -122,7 +123,7 @@ class Grants:
         self._initial = (len(self._file_roots), len(self._http), len(self._tcp))
 
     @classmethod
-    def from_permissions(cls, permissions: Any, root: Path) -> "Grants":
+    def from_permissions(cls, permissions: Any, root: Path) -> Grants:
         """Grants from a ``stellatune.manifest.Permissions`` (or any object with the same
         ``files``/``http``/``tcp``/``sidecars``/``env`` string tuples; missing ones count as empty)."""
         fields = {name: tuple(getattr(permissions, name, ()) or ()) for name in ("files", "http", "tcp", "sidecars", "env")}
@@ -268,5 +269,5 @@ class PluginHostContext:
     grants: Grants
 
     @classmethod
-    def from_permissions(cls, plugin_id: str, root: Path, permissions: Any) -> "PluginHostContext":
+    def from_permissions(cls, plugin_id: str, root: Path, permissions: Any) -> PluginHostContext:
         return cls(plugin_id, Path(root), Grants.from_permissions(permissions, Path(root)))

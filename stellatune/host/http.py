@@ -12,8 +12,9 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 from urllib.parse import urljoin
 
 from . import budget
@@ -113,7 +114,7 @@ def _send_once(
         conn.close()
         sock.close()
         raise invalid_arg(f"{where}: {exc}") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         conn.close()
         sock.close()
         budget.check(where)
@@ -184,7 +185,7 @@ def _read_capped(reply: HttpReply, url: str, max_bytes: int, deadline: float) ->
             # Each wait is bounded by what is left of the deadline and of the call's budget.
             with socket_wait(reply.sock, left, what):
                 chunk = reply.response.read1(64 * 1024)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             budget.check(what)
             raise timeout(f"GET {url}: body not received within the deadline") from None
         except (OSError, http.client.HTTPException) as exc:

@@ -41,7 +41,7 @@ class _BodyPump:
     def __init__(self, reply: HttpReply, max_chunks: int):
         self._reply = reply
         self._max_chunks = max(1, max_chunks)
-        self._items: "collections.deque[Union[bytes, Exception]]" = collections.deque()
+        self._items: collections.deque[Union[bytes, Exception]] = collections.deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="stellatune-http-read-ahead", daemon=True)
@@ -55,7 +55,7 @@ class _BodyPump:
                 if not chunk:
                     break
                 self._put(chunk)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             terminal = timeout(f"http body from {self._reply.target.endpoint} stalled past the read timeout")
         except Exception as exc:  # noqa: BLE001 - any failure ends this body; the reader gets it
             terminal = io_error(f"reading http body from {self._reply.target.endpoint}: {exc}")

@@ -17,7 +17,8 @@ import os
 import select
 import socket
 import threading
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from . import budget
 from .errors import from_os_error, not_found, timeout

@@ -21,9 +21,10 @@ import os
 import select
 import stat
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Optional, Sequence
+from typing import BinaryIO, Optional
 
 from . import budget
 from .errors import from_os_error, invalid_arg, timeout, unsupported
@@ -41,7 +42,6 @@ __all__ = [
     "OpenedFileStream",
     "FileStream",
     "TcpStream",
-    "open_stream",
     "resolve_seek",
 ]
 
@@ -158,7 +158,7 @@ class HostStream:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "HostStream":
+    def __enter__(self) -> HostStream:
         return self
 
     def __exit__(self, *exc: object) -> None:

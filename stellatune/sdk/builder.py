@@ -24,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Optional
 
 from ..errors import ManifestError, PluginBuildError
 from ..manifest import load_manifest
@@ -105,7 +106,7 @@ def run_tool(argv: Sequence[str], what: str) -> str:
     return proc.stdout
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tool_identity(path: str) -> str:
     """What identifies a tool's output: its path, what that resolves to, and its ``--version``.
 

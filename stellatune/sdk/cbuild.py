@@ -21,8 +21,7 @@ from typing import Optional
 
 from stellatune.abi import SDK_ARENA_END
 
-from .builder import (BuildStep, PluginBuildError, Tool, build_package, read_manifest, run_tool,
-                      unpack_package, wit_dir)
+from .builder import BuildStep, PluginBuildError, Tool, build_package, read_manifest, run_tool, unpack_package, wit_dir
 
 __all__ = ["PluginBuildError", "build_c_plugin", "c_step", "is_c_plugin"]
 

@@ -6,8 +6,8 @@ directory of this session, so the first test pays for Cranelift once.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest

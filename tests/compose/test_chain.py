@@ -5,11 +5,11 @@ import time
 import numpy as np
 import pytest
 
+from stellatune.abi import Role
 from stellatune.compose import build_dsp_stage, build_sink_stage
-from stellatune.engine import ComponentStage, HotPathStage, Chain
+from stellatune.engine import Chain, ComponentStage, HotPathStage
 from stellatune.errors import EngineError, HotPathAbiError, PluginError, RuntimeStateError
 from stellatune.runtime.model import DesiredState
-from stellatune.abi import Role
 
 RATE = 48000
 GAIN, PYGAIN = "dev.stellatune.example.gain", "dev.stellatune.example.pygain"
@@ -53,10 +53,10 @@ def test_config_errors_are_clear_and_leak_no_instance(runtime, executor, install
         build_dsp_stage(runtime, executor, GAIN, "gain", "{oops", RATE, 2)
     with pytest.raises(RuntimeStateError, match=r"no dsp ability 'eq' \(has: gain\)"):
         build_dsp_stage(runtime, executor, GAIN, "eq", None, RATE, 2)
-    with pytest.raises(RuntimeStateError, match="'dev.nope' is not active"):
+    with pytest.raises(RuntimeStateError, match=r"'dev.nope' is not active"):
         build_dsp_stage(runtime, executor, "dev.nope", "gain", None, RATE, 2)
     (runtime.plugins_dir / GAIN / "native" / "gain.so").unlink()
-    with pytest.raises(HotPathAbiError, match="no hot-path native build at native/gain.so"):
+    with pytest.raises(HotPathAbiError, match=r"no hot-path native build at native/gain.so"):
         build_dsp_stage(runtime, executor, GAIN, "gain", None, RATE, 2, native=True)
     assert executor.live_instances(GAIN) == 0
 
@@ -70,6 +70,7 @@ def test_a_broken_hot_path_falls_back_to_the_component(runtime, executor, instal
     assert "core module rejected" in stage.fallback_reason and "missing export" in stage.fallback_reason
     x = noise(512)
     np.testing.assert_allclose(Chain([stage], RATE, 2).process(x), x * db(-6), rtol=1e-6)
+    stage.close()
 
 
 def test_pygain_has_no_hot_path_and_runs_on_the_component_path_offline(runtime, executor, install, noise):
@@ -88,6 +89,8 @@ def test_pygain_has_no_hot_path_and_runs_on_the_component_path_offline(runtime, 
     np.testing.assert_allclose(pipe.process(x), -x * db(6) * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
     py.configure({"gain_db": 0, "invert": False})
     np.testing.assert_allclose(pipe.process(x), x * db(6) * db(-6), rtol=1e-5, atol=1e-7)
+    for stage in pipe.stages:
+        stage.close()
 
 
 def test_pygain_plays_live_on_the_feeder_thread(runtime, executor, install, noise):
@@ -113,6 +116,8 @@ def test_pygain_plays_live_on_the_feeder_thread(runtime, executor, install, nois
     assert stats.chain_thread == "feeder" and stats.finished and stats.frames_played == len(x)
     assert all(s.fault is None for s in stats.stages)
     np.testing.assert_allclose(np.concatenate(received), x * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
+    for stage in stages:
+        stage.close()
 
 
 def test_hot_path_chains_still_run_in_the_callback(runtime, executor, install, noise):
@@ -128,6 +133,7 @@ def test_hot_path_chains_still_run_in_the_callback(runtime, executor, install, n
     assert stats.chain_thread == "callback"
     assert stats.callback_p50_us <= stats.callback_p99_us <= stats.callback_p999_us <= stats.render_max_us
     assert stats.period_us == pytest.approx(128 / RATE * 1e6)
+    stage.close()
 
 
 def test_disabling_the_plugin_underneath_fails_stages_cleanly(runtime, executor, install, noise):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from stellatune.compose import plugin_decoded_source
 from stellatune.cli import audio
 from stellatune.cli.context import add_plugins_dir_option
+from stellatune.compose import plugin_decoded_source
 from stellatune.engine import Chain
 from stellatune.errors import PluginError
 
@@ -59,9 +59,9 @@ def test_render_through_the_decoder_plugin_equals_the_soundfile_render(runtime, 
     install("wav-decoder")
     plugins = ["--plugins-dir", str(runtime.plugins_dir)]
     builtin, plugin = tmp_path / "builtin.wav", tmp_path / "plugin.wav"
-    assert run(plugins + ["render", str(track), str(builtin), "--rate", str(RATE)]) == 0
+    assert run([*plugins, "render", str(track), str(builtin), "--rate", str(RATE)]) == 0
     assert "decoder:" not in capsys.readouterr().err
-    assert run(plugins + ["render", str(track), str(plugin), "--rate", str(RATE), "--decoder", "plugin"]) == 0
+    assert run([*plugins, "render", str(track), str(plugin), "--rate", str(RATE), "--decoder", "plugin"]) == 0
     err = capsys.readouterr().err
     assert f"decoder: {WAV}/wav (plugin)" in err and f"resampling {SOURCE_RATE} Hz -> {RATE} Hz" in err
     a, rate_a = soundfile.read(builtin, dtype="float32")

@@ -8,8 +8,8 @@ run pays for componentize-py and Cranelift.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -19,7 +19,6 @@ from stellatune import package
 from stellatune.executor import ComponentExecutor, InstanceLimits
 from stellatune.paths import default_cache_dir
 from stellatune.runtime import WasmPluginRuntime
-
 
 
 @pytest.fixture(scope="session")

@@ -63,9 +63,8 @@ def wav_header(rate: int, channels: int, frames: int = 16) -> bytes:
     ({"process_export": "p" * 1000}, "core-module-spec.process-export"),
 ], ids=["nul", "dotdot", "absolute", "long-path", "channels", "max-frames", "long-export"])
 def test_a_lying_hot_path_spec_is_a_contract_error_and_the_stage_falls_back(liar, runtime, executor, lie, field):
-    with liar.create(SPEC, json.dumps({"spec": lie})) as processor:
-        with pytest.raises(PluginContractError) as caught:
-            processor.describe_hot_path()
+    with liar.create(SPEC, json.dumps({"spec": lie})) as processor, pytest.raises(PluginContractError) as caught:
+        processor.describe_hot_path()
     assert caught.value.plugin_id == LIAR and caught.value.field == field
     assert "\0" not in str(caught.value)
 
@@ -109,9 +108,11 @@ def test_a_decoder_reporting_an_impossible_format_is_refused(install, executor, 
     install("wav-decoder")
     track = tmp_path / "hostile.wav"
     track.write_bytes(wav_header(rate, channels))
-    with executor.decoder(DECODER, "wav").open(FileHostStream(track), "wav") as session:
-        with pytest.raises(PluginContractError) as caught:
-            session.info()
+    with (
+        executor.decoder(DECODER, "wav").open(FileHostStream(track), "wav") as session,
+        pytest.raises(PluginContractError) as caught,
+    ):
+        session.info()
     assert caught.value.plugin_id == DECODER and caught.value.field == field
 
 

@@ -10,12 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from stellatune.errors import ActivationError
-from stellatune.executor import AudioSpec, ComponentExecutor
-from stellatune.runtime import CapabilityDescriptor
-from stellatune.manifest import AbilityKind
 from stellatune.abi import Role
-from stellatune.errors import PluginBuildError
+from stellatune.errors import ActivationError, PluginBuildError
+from stellatune.executor import AudioSpec, ComponentExecutor
+from stellatune.manifest import AbilityKind
+from stellatune.runtime import CapabilityDescriptor
 from stellatune.sdk.build import build_plugin
 
 GAIN = "dev.stellatune.example.gain"
@@ -95,12 +94,12 @@ def test_a_broken_plugin_fails_to_build_with_the_compilers_message(tmp_path):
     manifest = json.loads((src / "plugin.json").read_text())
     manifest["components"][0]["world"] = "stellatune:plugin/no-such-plugin@0.1.0"
     (src / "plugin.json").write_text(json.dumps(manifest))
-    with pytest.raises(PluginBuildError, match="(?s)componentize-py.*World `no-such-plugin` not found"):
+    with pytest.raises(PluginBuildError, match=r"(?s)componentize-py.*World `no-such-plugin` not found"):
         build_plugin(src)
     (src / "plugin.json").write_text("{")
     with pytest.raises(PluginBuildError, match="cannot read"):
         build_plugin(src)
-    with pytest.raises(PluginBuildError, match="no plugin.json"):
+    with pytest.raises(PluginBuildError, match=r"no plugin.json"):
         build_plugin(tmp_path)
 
 

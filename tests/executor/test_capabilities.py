@@ -13,7 +13,12 @@ import soundfile as sf
 
 from stellatune.errors import PluginError, PluginErrorCode, RuntimeStateError
 from stellatune.executor import (
-    AudioSpec, ConfigRejected, ConfigUpdateMode, FileHostStream, decoder_candidates, open_decoder,
+    AudioSpec,
+    ConfigRejected,
+    ConfigUpdateMode,
+    FileHostStream,
+    decoder_candidates,
+    open_decoder,
 )
 
 WAV = "dev.stellatune.example.wav-decoder"

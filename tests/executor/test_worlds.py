@@ -94,7 +94,7 @@ def test_an_ability_whose_kind_is_not_the_worlds_fails_activation(executor, buil
     caps = [CapabilityDescriptor(PYGAIN, "pygain", "wasm/pygain.wasm", "stellatune:plugin/dsp-plugin@0.1.0",
                                  kind, type_id, type_id, "{}", "{}")
             for kind, type_id in ((AbilityKind.DSP, "pygain"), (AbilityKind.LYRICS, "nope"))]
-    with pytest.raises(ActivationError, match="ability lyrics:nope .* dsp-plugin serves dsp"):
+    with pytest.raises(ActivationError, match=r"ability lyrics:nope .* dsp-plugin serves dsp"):
         executor.activate(info, caps)
     assert not executor.is_active(PYGAIN)
     executor.activate(info, caps[:1])

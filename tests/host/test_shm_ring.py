@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from stellatune.host.sidecar.shm_ring import (
-    DEFAULT_CAPACITY, FLAG_DOORBELL, HEADER_BYTES, MAGIC, MAX_CAPACITY, MIN_CAPACITY, RingFormatError, ShmRing, bell_path,
+    DEFAULT_CAPACITY,
+    FLAG_DOORBELL,
+    HEADER_BYTES,
+    MAGIC,
+    MAX_CAPACITY,
+    MIN_CAPACITY,
+    RingFormatError,
+    ShmRing,
+    bell_path,
     clamp_capacity,
 )
 

@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import pytest
@@ -35,7 +35,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("plugins")
     with ThreadPoolExecutor(max_workers=2) as pool:
         roots = pool.map(lambda n: build_c_plugin(EXAMPLES / n, out / n), PLUGINS)
-        return dict(zip(PLUGINS, roots))
+        return dict(zip(PLUGINS, roots, strict=True))
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +139,7 @@ class WasmHotModule(HotModule):
 class NativeHotModule(HotModule):
     """The native baseline; each driver loads a private copy so contexts never leak between tests."""
 
-    SIGNATURES = {
+    SIGNATURES: ClassVar[dict[str, tuple[Any, list[Any]]]] = {
         "st_hot_init": (ctypes.c_int32, [ctypes.c_uint32, ctypes.c_uint32]),
         "st_hot_process": (ctypes.c_int32, [ctypes.c_uint32] * 4),
         "st_hot_reset": (ctypes.c_int32, [ctypes.c_uint32, ctypes.c_uint32]),
@@ -217,7 +217,7 @@ class ComponentDriver:
         """A WIT ``audio-spec`` value."""
         spec = Record()
         setattr(spec, "sample-rate", sample_rate)
-        setattr(spec, "channels", channels)
+        spec.channels = channels
         return spec
 
 

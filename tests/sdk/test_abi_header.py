@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -80,8 +79,13 @@ def test_init_args_struct_layout(header):
 def test_packed_init_args_decode_with_the_header_offsets(header):
     packed = abi.pack_init_args(abi.Role.OUTPUT_SINK, 44100, 6, 333, 2048, None,
                                 abi.SampleFormat.I16LE)
-    u32 = lambda off: int.from_bytes(packed[off:off + 4], "little")
-    u16 = lambda off: int.from_bytes(packed[off:off + 2], "little")
+
+    def u32(off: int) -> int:
+        return int.from_bytes(packed[off:off + 4], "little")
+
+    def u16(off: int) -> int:
+        return int.from_bytes(packed[off:off + 2], "little")
+
     assert u32(header["off_role"]) == 2 and u32(header["off_sample_rate"]) == 44100
     assert u16(header["off_channels"]) == 6 and u16(header["off_sample_format"]) == 2
     assert u32(header["off_max_frames"]) == 333 and u32(header["off_out_offset"]) == 0

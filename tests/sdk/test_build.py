@@ -102,11 +102,11 @@ def test_bad_manifest_is_a_build_error(tmp_path, edit, message):
 
 
 def test_missing_manifest_and_sources(tmp_path):
-    with pytest.raises(PluginBuildError, match="no plugin.json"):
+    with pytest.raises(PluginBuildError, match=r"no plugin.json"):
         build_c_plugin(tmp_path, tmp_path / "out")
     src = make_plugin(tmp_path)
     (src / "src" / "gain.c").unlink()
-    with pytest.raises(PluginBuildError, match="no .c sources"):
+    with pytest.raises(PluginBuildError, match=r"no .c sources"):
         build_c_plugin(src, tmp_path / "out")
 
 

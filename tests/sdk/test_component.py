@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 import wasmtime
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stellatune import abi
 
@@ -125,8 +126,11 @@ def test_component_processing_equals_the_hot_path(component, hot, noise, name):
 def test_config_apply_changes_the_gain(gain, noise):
     c, proc = gain
     x = noise(256, 2)
-    process = lambda: np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2,
-                                                f32bytes(x))), dtype="<f4").reshape(x.shape)
+
+    def process():
+        return np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2,
+                                     f32bytes(x))), dtype="<f4").reshape(x.shape)
+
     np.testing.assert_array_equal(process(), x)
     assert c("[method]processor.apply-config-update-json", proc, '{"gain_db": -6}') is None
     np.testing.assert_array_equal(process(), x * np.float32(10 ** (-6 / 20)))

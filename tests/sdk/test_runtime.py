@@ -123,7 +123,10 @@ def test_json_number_parses_exactly_where_it_can(rt):
 
 def test_json_check_keys(rt):
     params = (Param * 2)(Param(b"a", 0, 1, 0), Param(b"bb", 0, 1, 0))
-    check = lambda text: rt.st_json_check_keys(text.encode(), len(text.encode()), params, 2)
+
+    def check(text):
+        return rt.st_json_check_keys(text.encode(), len(text.encode()), params, 2)
+
     assert check('{"a": 1, "bb": 2}') == 2      # count: all known
     assert check('{"a": 1, "b": 2}') == 1       # index of the first unknown key
     assert check('{"a": 1') == -1

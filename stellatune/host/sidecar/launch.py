@@ -26,7 +26,15 @@ from typing import Optional
 from ... import diagnostics
 from ..errors import invalid_arg, io_error, os_reason
 from ..grants import PluginHostContext
-from .spec import ENV_PREFIX, LaunchSpec, TransportKind, TransportOption, control_env_names, data_env_names, normalise_role
+from .spec import (
+    ENV_PREFIX,
+    LaunchSpec,
+    TransportKind,
+    TransportOption,
+    control_env_names,
+    data_env_names,
+    normalise_role,
+)
 from .transports import Endpoint, create_endpoint
 
 __all__ = ["LaunchPlan", "Generation", "plan_launch"]
@@ -108,7 +116,7 @@ class Generation:
         self.directory = directory
         self.exited = threading.Event()
         self.returncode: Optional[int] = None
-        self.log_tail: "collections.deque[str]" = collections.deque(maxlen=LOG_TAIL_LINES)
+        self.log_tail: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self.endpoints: dict[tuple[str, TransportKind], Endpoint] = {}
         self._logger = logger
         directory.mkdir(mode=0o700)
@@ -166,7 +174,7 @@ class Generation:
             os.close(log_w)
         self.pid = self.popen.pid
         diagnostics.track("sidecar_processes", self)
-        self.pidfd = os.pidfd_open(self.pid)
+        self.pidfd: Optional[int] = os.pidfd_open(self.pid)
         if plan.stdio:
             assert self.popen.stdin is not None and self.popen.stdout is not None
             fds = (self.popen.stdout.fileno(), self.popen.stdin.fileno())
@@ -213,8 +221,9 @@ class Generation:
             endpoint.close()
         if getattr(self, "popen", None) is not None:
             self._drain.join(2.0)  # EOF arrives once the whole process group is gone
-        if getattr(self, "pidfd", None) is not None:
-            os.close(self.pidfd)
+        pidfd = getattr(self, "pidfd", None)
+        if pidfd is not None:
+            os.close(pidfd)
             self.pidfd = None
         shutil.rmtree(self.directory, ignore_errors=True)
 

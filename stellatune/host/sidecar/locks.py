@@ -57,7 +57,7 @@ class LockGuard:
     def held(self) -> bool:
         return self._lock is not None
 
-    def __enter__(self) -> "LockGuard":
+    def __enter__(self) -> LockGuard:
         return self
 
     def __exit__(self, *exc: object) -> None:

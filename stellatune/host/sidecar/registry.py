@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import logging
 import os
@@ -9,9 +10,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from ...errors import PluginError
 from ..errors import invalid_arg, io_error, os_reason, unsupported
@@ -34,7 +36,7 @@ class SidecarProcess:
     """WIT ``process``: a plugin's handle on a sidecar. For ``package-shared`` sidecars it is
     one lease among possibly many; ``terminate`` and ``close`` then only release the lease."""
 
-    def __init__(self, manager: "SidecarManager", slot: SidecarSlot, scope: LaunchScope):
+    def __init__(self, manager: SidecarManager, slot: SidecarSlot, scope: LaunchScope):
         self._manager = manager
         self._slot = slot
         self.scope = scope
@@ -122,7 +124,7 @@ class SidecarProcess:
                 errors.append(f"{option.kind.value}: the sidecar exited")
                 break
             try:
-                channel = endpoint.connect(self._manager.connect_timeout_s, is_stale=lambda g=gen: self._slot.is_stale(g), exit_fd=exit_fd)
+                channel = endpoint.connect(self._manager.connect_timeout_s, is_stale=functools.partial(self._slot.is_stale, gen), exit_fd=exit_fd)
             except PluginError as exc:
                 errors.append(f"{option.kind.value}: {exc.message}")
                 continue
@@ -164,7 +166,7 @@ class SidecarManager:
         self._slots: dict[str, list[SidecarSlot]] = collections.defaultdict(list)
         self._shared: dict[tuple, tuple[SidecarSlot, int]] = {}  # key -> (slot, leases)
         self._stats: dict[str, SidecarStats] = collections.defaultdict(SidecarStats)
-        self._events: "collections.deque[SidecarEvent]" = collections.deque(maxlen=EVENT_HISTORY)
+        self._events: collections.deque[SidecarEvent] = collections.deque(maxlen=EVENT_HISTORY)
         self._locks = LockTable()
         self._supervisor: Optional[Supervisor] = None
         self._closed = False
@@ -278,7 +280,7 @@ class SidecarManager:
         if self._on_event is not None:
             try:
                 self._on_event(event)
-            except Exception:  # noqa: BLE001 - a listener must not break supervision
+            except Exception:
                 log.exception("sidecar event listener failed")
 
     def _runtime_dir(self) -> Path:

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from ...errors import RingFormatError
+
 __all__ = [
     "MAGIC",
     "VERSION",
@@ -62,10 +64,6 @@ DEFAULT_CAPACITY = 1024 * 1024
 FLAG_DOORBELL = 1
 _HEAD = struct.Struct("<IIII")
 _FALLBACK_SLEEP_S = 0.001  # only for rings whose writer never rings the bell
-
-
-class RingFormatError(ValueError):
-    """A ring file is not a valid STMR v1 ring."""
 
 
 def clamp_capacity(requested: Optional[int]) -> int:

@@ -24,9 +24,10 @@ import selectors
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ...errors import PluginError
 from .. import budget
@@ -101,7 +102,7 @@ class SidecarSlot:
     """One supervised sidecar. Thread-safe; state changes are announced on ``_cond``."""
 
     def __init__(self, slot_id: int, plan: LaunchPlan, directory: Path, policy: RestartPolicy,
-                 supervisor: "Supervisor", stats: SidecarStats, emit: Callable[[SidecarEvent], None]):
+                 supervisor: Supervisor, stats: SidecarStats, emit: Callable[[SidecarEvent], None]):
         self.id = slot_id
         self.plan = plan
         self._directory = directory
@@ -110,9 +111,9 @@ class SidecarSlot:
         self._stats = stats
         self._emit = emit
         self._cond = threading.Condition()
-        self._crash_times: "collections.deque[float]" = collections.deque()
+        self._crash_times: collections.deque[float] = collections.deque()
         self._generations = itertools.count(1)
-        self._channels: "weakref.WeakSet[Channel]" = weakref.WeakSet()
+        self._channels: weakref.WeakSet[Channel] = weakref.WeakSet()
         self._terminating = False
         self.state = SlotState.RUNNING
         self.generation: Optional[Generation] = None
@@ -396,7 +397,7 @@ class Supervisor:
         """Run one callback; an error in one sidecar's handling must not end supervision."""
         try:
             fn(*args)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("sidecar supervision step failed")
 
     def _forget_closed(self) -> None:

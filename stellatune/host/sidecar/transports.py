@@ -35,8 +35,9 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from ...errors import PluginError
 from .. import budget
