@@ -5,6 +5,7 @@ comparing runs over time (``--benchmark-autosave`` / ``--benchmark-compare``). T
 entries time one nogil pass of the engine's block loop over ``extra_info["blocks"]`` blocks:
 divide by it for the cost of one block.
 """
+
 from __future__ import annotations
 
 import sys
@@ -44,6 +45,7 @@ def time_chain(benchmark):
         def restore_input():
             np.copyto(work, source)  # outside the clock; in-place processing would compound
             return (work,), {}
+
         benchmark.extra_info["blocks"] = HOT_FRAMES // frames
         benchmark.extra_info["frames_per_block"] = frames
         benchmark.pedantic(chain.process, setup=restore_input, rounds=200, warmup_rounds=5)

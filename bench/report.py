@@ -5,6 +5,7 @@
 
 The same run as ``stellatune bench --markdown bench/RESULTS.md``; see bench/README.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-realtime", action="store_true", help="skip the JACK dummy-device run")
     parser.add_argument("--out", type=Path, default=BENCH_DIR, help="directory for the three files")
     args = parser.parse_args(argv)
-    doc = suite.run(quick=args.quick, realtime=not args.no_realtime,
-                    progress=lambda step: print(f"bench: {step}", file=sys.stderr, flush=True))
+    doc = suite.run(
+        quick=args.quick,
+        realtime=not args.no_realtime,
+        progress=lambda step: print(f"bench: {step}", file=sys.stderr, flush=True),
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (args.out / "RESULTS.md").write_text(render.markdown(doc), encoding="utf-8")

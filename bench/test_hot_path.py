@@ -1,4 +1,5 @@
 """Wasm hot path vs native .so (and wasm without the epoch watchdog), per kernel and block size."""
+
 import pytest
 
 from stbench.kernels import KERNELS
@@ -20,8 +21,9 @@ def test_kernel(benchmark, ws, time_chain, name, path, frames):
 def test_eight_empty_plugins(benchmark, ws, time_chain, path, frames):
     """The engine's fixed cost: subtract test_no_plugins and divide by 8 per block."""
     benchmark.group = f"fixed cost @ {frames} frames"
-    stages = [ws.stage("empty", native=path == "native", epoch_interruption=path != "wasm-no-watchdog")
-              for _ in range(8)]
+    stages = [
+        ws.stage("empty", native=path == "native", epoch_interruption=path != "wasm-no-watchdog") for _ in range(8)
+    ]
     time_chain(stages, frames)
 
 

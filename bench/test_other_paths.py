@@ -1,5 +1,6 @@
 """The slower ways to run the same kernels, one block per call: the component path, a
 wasmtime-py call, numpy/scipy and pedalboard; plus pedalboard's 4-effect chain offline."""
+
 import numpy as np
 import pytest
 

@@ -5,6 +5,7 @@ installed DSP plugins. The planes live in their own modules: ``stellatune.manife
 ``stellatune.package``, ``stellatune.runtime``, ``stellatune.executor``, ``stellatune.host``,
 ``stellatune.engine`` and ``stellatune.compose`` (see docs/architecture.md).
 """
+
 from typing import Any
 
 from .errors import *  # noqa: F403

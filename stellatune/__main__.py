@@ -3,6 +3,7 @@
 Each probe is independent and reports "unavailable (why)" instead of failing, because this is
 what people run when something is broken.
 """
+
 from __future__ import annotations
 
 import ctypes.util

@@ -4,6 +4,7 @@ Pure Python (no wasmtime), shared by the component executor, which receives a
 ``core-module-spec`` from ``describe-hot-path``, and by the engine, which loads the module.
 The byte layout is the contract in docs/hot-path-abi.md and csrc/../sdk/include/stellatune_hotpath.h.
 """
+
 from __future__ import annotations
 
 import enum
@@ -180,8 +181,18 @@ def pack_init_args(
     buffer_bytes = max_frames * channels * sample_format.bytes_per_sample
     data = struct.pack(
         "<IIIHHIIIIIII",
-        ABI_VERSION, int(role), sample_rate, channels, int(sample_format), max_frames,
-        in_offset, out_offset or 0, buffer_bytes, 0, 0, 0,
+        ABI_VERSION,
+        int(role),
+        sample_rate,
+        channels,
+        int(sample_format),
+        max_frames,
+        in_offset,
+        out_offset or 0,
+        buffer_bytes,
+        0,
+        0,
+        0,
     )
     assert len(data) == INIT_ARGS_SIZE
     return data

@@ -20,6 +20,7 @@ disable / uninstall cycle is a leak; the tests check that they come back to wher
 
 This module imports nothing heavy (no wasmtime, no numpy), so anything may import it.
 """
+
 from __future__ import annotations
 
 import threading
@@ -30,7 +31,11 @@ from typing import Optional, TypeVar
 __all__ = ["COUNTERS", "live_counts", "track", "release", "register_gauge"]
 
 COUNTERS = (
-    "hotpath_stages", "hotpath_stores", "hotpath_modules", "component_stores", "component_instances",
+    "hotpath_stages",
+    "hotpath_stores",
+    "hotpath_modules",
+    "component_stores",
+    "component_instances",
     "sidecar_processes",
 )
 

@@ -3,6 +3,7 @@
 Every error the library raises on purpose is a :class:`StellatuneError`. The CLI maps the
 families below to exit codes; callers catch the narrowest class they can act on.
 """
+
 from __future__ import annotations
 
 import enum

@@ -3,6 +3,7 @@
 Every plane asks here, so no plane imports another just to learn a path. Each default can be
 moved by an environment variable; nothing is created until it is used.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Fixtures every plane's tests share."""
+
 from __future__ import annotations
 
 import gc
@@ -43,7 +44,7 @@ def _child_pids() -> set[int]:
                 stat = f.read()
         except OSError:
             continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == me:  # ppid, after "pid (comm) state"
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == me:  # ppid, after "pid (comm) state"
             found.add(int(entry))
     return found
 
@@ -57,8 +58,7 @@ def children() -> Callable[[], set[int]]:
 # --- leak check -------------------------------------------------------------------------------
 
 #: Counters (stellatune.diagnostics) that must be back where they were when a test started.
-_LEAK_COUNTERS = ("hotpath_stages", "hotpath_stores", "component_instances", "component_stores",
-                  "sidecar_processes")
+_LEAK_COUNTERS = ("hotpath_stages", "hotpath_stores", "component_instances", "component_stores", "sidecar_processes")
 
 
 def _leaks(before: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -112,9 +112,12 @@ def _no_leaked_resources(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--strict-realtime", action="store_true", default=False,
+        "--strict-realtime",
+        action="store_true",
+        default=False,
         help="play the live tests with the production decode ring (8192 frames) and hold them to 0 ring "
-             "underruns: a claim about this machine's scheduling, which a loaded machine can fail")
+        "underruns: a claim about this machine's scheduling, which a loaded machine can fail",
+    )
 
 
 #: A decode ring large enough to hold every live test's source whole once prefilled.
@@ -135,6 +138,7 @@ def ring_frames(request: pytest.FixtureRequest) -> int:
 
 
 # --- what a test opened and left open ----------------------------------------------------------
+
 
 class OpenedByTests:
     """Stages, runtimes and executors a test constructed *itself* (the constructor's caller is
@@ -174,8 +178,9 @@ class OpenedByTests:
 
 
 @pytest.fixture(autouse=True)
-def opened_by_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
-                    _no_leaked_resources: None) -> Iterator[OpenedByTests]:
+def opened_by_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _no_leaked_resources: None
+) -> Iterator[OpenedByTests]:
     """Close, when the test ends, what the test itself opened and left open (after it, before
     the leak check). Unclosed objects are held until then, so none is collected unclosed
     mid-test; a stage closed by the test is let go at once (tests that watch it being freed);
@@ -202,11 +207,14 @@ def opened_by_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         monkeypatch.setattr(StageLifecycle, "_init_lifecycle", _init_lifecycle)
         monkeypatch.setattr(StageLifecycle, "_begin_close", _begin_close)
         for cls in (WasmPluginRuntime, ComponentExecutor):
+
             def patched(init: Callable[..., None]) -> Callable[..., None]:
                 def __init__(self: object, *args: object, **kwargs: object) -> None:
                     init(self, *args, **kwargs)
                     opened.note(self, 2)  # __init__ <- its caller
+
                 return __init__
+
             monkeypatch.setattr(cls, "__init__", patched(cls.__init__))
     yield opened
     opened.close_all()

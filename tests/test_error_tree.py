@@ -6,6 +6,7 @@ Every module of the package is imported (none needs a running audio device to im
 whole subclass tree of BaseException is searched, which also finds classes defined inside
 functions or other classes, and the compiled engine core.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -37,8 +38,11 @@ def _subclasses(cls: type) -> set[type]:
 def _stellatune_exceptions() -> list[type[BaseException]]:
     _import_every_module()
     return sorted(
-        (c for c in _subclasses(BaseException)
-         if c.__module__ == "stellatune" or c.__module__.startswith("stellatune.")),
+        (
+            c
+            for c in _subclasses(BaseException)
+            if c.__module__ == "stellatune" or c.__module__.startswith("stellatune.")
+        ),
         key=lambda c: (c.__module__, c.__qualname__),
     )
 
@@ -52,8 +56,11 @@ def test_every_module_was_walked():
 def test_every_exception_is_a_stellatune_error_defined_in_errors():
     exceptions = _stellatune_exceptions()
     assert StellatuneError in exceptions
-    strays = [f"{c.__module__}.{c.__qualname__}" for c in exceptions
-              if not issubclass(c, StellatuneError) or c.__module__ != "stellatune.errors"]
+    strays = [
+        f"{c.__module__}.{c.__qualname__}"
+        for c in exceptions
+        if not issubclass(c, StellatuneError) or c.__module__ != "stellatune.errors"
+    ]
     assert strays == [], "define these in stellatune/errors.py as StellatuneError subclasses"
 
 

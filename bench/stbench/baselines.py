@@ -1,5 +1,6 @@
 """What the hot path is compared with, per block: numpy/scipy versions of each kernel,
 pedalboard's closest built-ins, and a plain wasmtime-py call of the same core module."""
+
 from __future__ import annotations
 
 import ctypes
@@ -36,18 +37,31 @@ def _rbj_biquad(kind: str, freq: float, gain_db: float, q: float = 1.0) -> np.nd
         alpha = sw / 2.0 * math.sqrt(2.0)  # slope 1
         sq = 2.0 * math.sqrt(a) * alpha
         sign = 1.0 if kind == "low" else -1.0
-        b = [a * ((a + 1) - sign * (a - 1) * cw + sq), sign * 2 * a * ((a - 1) - sign * (a + 1) * cw),
-             a * ((a + 1) - sign * (a - 1) * cw - sq)]
-        den = [(a + 1) + sign * (a - 1) * cw + sq, -sign * 2 * ((a - 1) + sign * (a + 1) * cw),
-               (a + 1) + sign * (a - 1) * cw - sq]
+        b = [
+            a * ((a + 1) - sign * (a - 1) * cw + sq),
+            sign * 2 * a * ((a - 1) - sign * (a + 1) * cw),
+            a * ((a + 1) - sign * (a - 1) * cw - sq),
+        ]
+        den = [
+            (a + 1) + sign * (a - 1) * cw + sq,
+            -sign * 2 * ((a - 1) + sign * (a + 1) * cw),
+            (a + 1) + sign * (a - 1) * cw - sq,
+        ]
     return np.array(b + den) / den[0]
 
 
 def _eq_sections(config: Mapping[str, float]) -> np.ndarray:
-    bands = [("low", "low_freq", "low_gain_db", None, 100.0), ("peak", "mid1_freq", "mid1_gain_db", "mid1_q", 500.0),
-             ("peak", "mid2_freq", "mid2_gain_db", "mid2_q", 2500.0), ("high", "high_freq", "high_gain_db", None, 8000.0)]
-    sos = [_rbj_biquad(kind, config.get(f, default), config[g], config.get(q, 1.0) if q else 1.0)
-           for kind, f, g, q, default in bands if config.get(g, 0.0) != 0.0]
+    bands = [
+        ("low", "low_freq", "low_gain_db", None, 100.0),
+        ("peak", "mid1_freq", "mid1_gain_db", "mid1_q", 500.0),
+        ("peak", "mid2_freq", "mid2_gain_db", "mid2_q", 2500.0),
+        ("high", "high_freq", "high_gain_db", None, 8000.0),
+    ]
+    sos = [
+        _rbj_biquad(kind, config.get(f, default), config[g], config.get(q, 1.0) if q else 1.0)
+        for kind, f, g, q, default in bands
+        if config.get(g, 0.0) != 0.0
+    ]
     return np.array(sos)
 
 
@@ -64,6 +78,7 @@ def numpy_kernel(name: str, config: Mapping[str, float]) -> Process:
         def eq(block: np.ndarray) -> np.ndarray:
             y, state["zi"] = scipy.signal.sosfilt(sos, block, axis=0, zi=state["zi"])
             return y
+
         return eq
     if name == "compressor":
         # The envelope's attack/release switch is a per-sample branch numpy cannot vectorise;
@@ -78,6 +93,7 @@ def numpy_kernel(name: str, config: Mapping[str, float]) -> Process:
             env, state["zi"] = scipy.signal.lfilter([1.0 - coef], [1.0, -coef], level, zi=state["zi"])
             gain = np.where(env > threshold, (np.maximum(env, threshold) / threshold) ** slope, 1.0)
             return block * gain[:, None].astype(np.float32)
+
         return compressor
     if name == "delay":
         delay = round(config["time_ms"] * SAMPLE_RATE / 1000.0)
@@ -92,6 +108,7 @@ def numpy_kernel(name: str, config: Mapping[str, float]) -> Process:
             line[idx] = block + feedback * tap
             state["pos"] = (state["pos"] + len(block)) % delay
             return (1 - mix) * block + mix * tap
+
         return delay_block
     raise KeyError(name)
 
@@ -108,22 +125,32 @@ def pedalboard_plugin(name: str, config: Mapping[str, float]):
     if name == "eq":
         filters = []
         if config.get("low_gain_db", 0.0):
-            filters.append(pb.LowShelfFilter(cutoff_frequency_hz=config.get("low_freq", 100.0),
-                                             gain_db=config["low_gain_db"]))
+            filters.append(
+                pb.LowShelfFilter(cutoff_frequency_hz=config.get("low_freq", 100.0), gain_db=config["low_gain_db"])
+            )
         for band, default in (("mid1", 500.0), ("mid2", 2500.0)):
             if config.get(f"{band}_gain_db", 0.0):
-                filters.append(pb.PeakFilter(cutoff_frequency_hz=config.get(f"{band}_freq", default),
-                                             gain_db=config[f"{band}_gain_db"], q=config.get(f"{band}_q", 1.0)))
+                filters.append(
+                    pb.PeakFilter(
+                        cutoff_frequency_hz=config.get(f"{band}_freq", default),
+                        gain_db=config[f"{band}_gain_db"],
+                        q=config.get(f"{band}_q", 1.0),
+                    )
+                )
         if config.get("high_gain_db", 0.0):
-            filters.append(pb.HighShelfFilter(cutoff_frequency_hz=config.get("high_freq", 8000.0),
-                                              gain_db=config["high_gain_db"]))
+            filters.append(
+                pb.HighShelfFilter(cutoff_frequency_hz=config.get("high_freq", 8000.0), gain_db=config["high_gain_db"])
+            )
         return filters[0] if len(filters) == 1 else pb.Pedalboard(filters)
     if name == "compressor":
-        return pb.Compressor(threshold_db=config["threshold_db"], ratio=config["ratio"],
-                             attack_ms=config["attack_ms"], release_ms=config["release_ms"])
+        return pb.Compressor(
+            threshold_db=config["threshold_db"],
+            ratio=config["ratio"],
+            attack_ms=config["attack_ms"],
+            release_ms=config["release_ms"],
+        )
     if name == "delay":
-        return pb.Delay(delay_seconds=config["time_ms"] / 1000.0, feedback=config["feedback"],
-                        mix=config["mix"])
+        return pb.Delay(delay_seconds=config["time_ms"] / 1000.0, feedback=config["feedback"], mix=config["mix"])
     raise KeyError(name)
 
 
@@ -149,8 +176,9 @@ class WasmtimePyKernel:
         scratch = abi.SDK_IN_OFFSET - abi.HOST_SCRATCH_SIZE
         self._out_frames = scratch + abi.SCRATCH_OUT_FRAMES
         self._out_flags = scratch + abi.SCRATCH_OUT_FLAGS
-        args = abi.pack_init_args(abi.Role.DSP_TRANSFORM, SAMPLE_RATE, CHANNELS, abi.SDK_MAX_FRAMES,
-                                  abi.SDK_IN_OFFSET, abi.SDK_OUT_OFFSET)
+        args = abi.pack_init_args(
+            abi.Role.DSP_TRANSFORM, SAMPLE_RATE, CHANNELS, abi.SDK_MAX_FRAMES, abi.SDK_IN_OFFSET, abi.SDK_OUT_OFFSET
+        )
         self._memory.write(self._store, args, scratch)
         if exports[abi.DEFAULT_INIT_EXPORT](self._store, scratch, scratch + abi.SCRATCH_OUT_CTX) != 0:
             raise BenchmarkError(f"{path}: st_hot_init failed")
@@ -168,9 +196,9 @@ class WasmtimePyKernel:
     def process(self, block: np.ndarray) -> np.ndarray:
         """Copy the block in, call ``st_hot_process``, copy the output out."""
         nbytes = block.nbytes
-        self._view[abi.SDK_IN_OFFSET:abi.SDK_IN_OFFSET + nbytes] = block.reshape(-1).view(np.uint8)
+        self._view[abi.SDK_IN_OFFSET : abi.SDK_IN_OFFSET + nbytes] = block.reshape(-1).view(np.uint8)
         self._process(self._store, self._ctx, len(block), self._out_frames, self._out_flags)
-        return self._view[abi.SDK_OUT_OFFSET:abi.SDK_OUT_OFFSET + nbytes].view(np.float32).reshape(block.shape).copy()
+        return self._view[abi.SDK_OUT_OFFSET : abi.SDK_OUT_OFFSET + nbytes].view(np.float32).reshape(block.shape).copy()
 
 
 def _simd_config() -> wasmtime.Config:

@@ -1,5 +1,6 @@
 """The kernels under test, built from source with the C SDK and loaded every way we compare:
 hot-path wasm stage, native stage, component DSP processor."""
+
 from __future__ import annotations
 
 import tempfile
@@ -74,16 +75,23 @@ class Workspace:
     def _artifact(self, name: str, native: bool) -> Path:
         return self.package(name) / (f"native/{name}.so" if native else f"wasm/{name}.hotpath.wasm")
 
-    def stage(self, name: str, *, native: bool = False, epoch_interruption: bool = True,
-              config: Optional[Mapping[str, float]] = None) -> HotPathStage:
+    def stage(
+        self,
+        name: str,
+        *,
+        native: bool = False,
+        epoch_interruption: bool = True,
+        config: Optional[Mapping[str, float]] = None,
+    ) -> HotPathStage:
         """A fresh hot-path stage of ``name`` with its benchmark settings (or ``config``)."""
         spec = sdk_core_module_spec(f"wasm/{name}.hotpath.wasm", Role.DSP_TRANSFORM, CHANNELS)
         settings = CONFIGS[name] if config is None else config
         path = self._artifact(name, native)
         if native:
             return HotPathStage.from_native(path, spec, SAMPLE_RATE, CHANNELS, settings, name=name)
-        return HotPathStage.from_wasm(path, spec, SAMPLE_RATE, CHANNELS, settings, name=name,
-                                      epoch_interruption=epoch_interruption)
+        return HotPathStage.from_wasm(
+            path, spec, SAMPLE_RATE, CHANNELS, settings, name=name, epoch_interruption=epoch_interruption
+        )
 
     def wasm_path(self, name: str) -> Path:
         """The hot-path core module of ``name``."""
@@ -96,8 +104,9 @@ class Workspace:
         from stellatune.executor import AudioSpec
 
         executor = self._component_executor()
-        capability = executor.dsp(f"dev.stellatune.bench.{name}" if name == "empty"
-                                  else f"dev.stellatune.example.{name}", name)
+        capability = executor.dsp(
+            f"dev.stellatune.bench.{name}" if name == "empty" else f"dev.stellatune.example.{name}", name
+        )
         settings = CONFIGS[name] if config is None else config
         return capability.create(AudioSpec(SAMPLE_RATE, CHANNELS), json.dumps(settings))
 

@@ -1,5 +1,6 @@
 """Offline measurements: per-kernel block cost on every path, the engine's fixed cost per plugin,
 the epoch watchdog's cost, and the 4-effect chain's throughput against pedalboard."""
+
 from __future__ import annotations
 
 import statistics
@@ -40,23 +41,36 @@ class Budget:
     chain_rounds: int
 
 
-FULL = Budget(hot_rounds=61, hot_frames=32768, slow_rounds=15, slow_blocks=32, component_blocks=8,
-              chain_seconds=5.0, chain_rounds=21)
-QUICK = Budget(hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, component_blocks=2,
-               chain_seconds=1.0, chain_rounds=3)
+FULL = Budget(
+    hot_rounds=61,
+    hot_frames=32768,
+    slow_rounds=15,
+    slow_blocks=32,
+    component_blocks=8,
+    chain_seconds=5.0,
+    chain_rounds=21,
+)
+QUICK = Budget(
+    hot_rounds=5, hot_frames=8192, slow_rounds=3, slow_blocks=8, component_blocks=2, chain_seconds=1.0, chain_rounds=3
+)
 
 
 #: How each hot-path variant is built: (native, epoch_interruption).
 _VARIANTS = {"wasm": (False, True), "native": (True, True), "wasm_no_watchdog": (False, False)}
 
 
-def _hot_cases(ws: Workspace, name: str, count: int, frames: int, source: np.ndarray,
-               faults: list[dict]) -> dict[str, ChainCase]:
+def _hot_cases(
+    ws: Workspace, name: str, count: int, frames: int, source: np.ndarray, faults: list[dict]
+) -> dict[str, ChainCase]:
     """A chain of ``count`` ``name`` stages per variant (wasm, native, wasm without watchdog)."""
+
     def factory(native: bool, epoch: bool) -> Callable[[], list]:
         return lambda: [ws.stage(name, native=native, epoch_interruption=epoch) for _ in range(count)]
-    return {variant: ChainCase(factory(native, epoch), frames, source, f"{name} {variant} @ {frames}", faults)
-            for variant, (native, epoch) in _VARIANTS.items()}
+
+    return {
+        variant: ChainCase(factory(native, epoch), frames, source, f"{name} {variant} @ {frames}", faults)
+        for variant, (native, epoch) in _VARIANTS.items()
+    }
 
 
 def _close(cases: dict) -> None:
@@ -65,8 +79,9 @@ def _close(cases: dict) -> None:
             case.close()
 
 
-def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget, faults: list[dict],
-                    progress: Progress = lambda _: None) -> list[dict]:
+def measure_kernels(
+    ws: Workspace, block_sizes: Sequence[int], budget: Budget, faults: list[dict], progress: Progress = lambda _: None
+) -> list[dict]:
     """One row per kernel and block size: ns per block on every path."""
     source = noise(max(budget.hot_frames, max(block_sizes) * budget.slow_blocks))
     rows = []
@@ -81,33 +96,46 @@ def measure_kernels(ws: Workspace, block_sizes: Sequence[int], budget: Budget, f
             _close(cases)
             hot = {variant: statistics.median(values) for variant, values in rounds.items()}
             blocks = split_blocks(source, frames, budget.slow_blocks)
-            slow = interleaved_medians({
-                "wasmtime_py": per_call_case(py_call.process, blocks),
-                "numpy": per_call_case(numpy_kernel(name, config), blocks),
-                "pedalboard": per_call_case(pedalboard_block(pedalboard_plugin(name, config)),
-                                            split_blocks(source, frames, budget.slow_blocks, planar=True)),
-                "component": per_call_case(component.process, blocks[: budget.component_blocks]),
-            }, budget.slow_rounds)
-            rows.append({
-                "name": name,
-                "frames": frames,
-                "wasm_ns_per_block": hot["wasm"],
-                "native_ns_per_block": hot["native"],
-                "component_ns_per_block": slow["component"],
-                "wasm_vs_native": paired_ratio(rounds["wasm"], rounds["native"]),
-                "wasm_no_watchdog_ns_per_block": hot["wasm_no_watchdog"],
-                "wasm_no_watchdog_vs_native": paired_ratio(rounds["wasm_no_watchdog"], rounds["native"]),
-                "wasmtime_py_ns_per_block": slow["wasmtime_py"],
-                "numpy_ns_per_block": slow["numpy"],
-                "pedalboard_ns_per_block": slow["pedalboard"],
-                "component_vs_wasm": slow["component"] / hot["wasm"],
-            })
+            slow = interleaved_medians(
+                {
+                    "wasmtime_py": per_call_case(py_call.process, blocks),
+                    "numpy": per_call_case(numpy_kernel(name, config), blocks),
+                    "pedalboard": per_call_case(
+                        pedalboard_block(pedalboard_plugin(name, config)),
+                        split_blocks(source, frames, budget.slow_blocks, planar=True),
+                    ),
+                    "component": per_call_case(component.process, blocks[: budget.component_blocks]),
+                },
+                budget.slow_rounds,
+            )
+            rows.append(
+                {
+                    "name": name,
+                    "frames": frames,
+                    "wasm_ns_per_block": hot["wasm"],
+                    "native_ns_per_block": hot["native"],
+                    "component_ns_per_block": slow["component"],
+                    "wasm_vs_native": paired_ratio(rounds["wasm"], rounds["native"]),
+                    "wasm_no_watchdog_ns_per_block": hot["wasm_no_watchdog"],
+                    "wasm_no_watchdog_vs_native": paired_ratio(rounds["wasm_no_watchdog"], rounds["native"]),
+                    "wasmtime_py_ns_per_block": slow["wasmtime_py"],
+                    "numpy_ns_per_block": slow["numpy"],
+                    "pedalboard_ns_per_block": slow["pedalboard"],
+                    "component_vs_wasm": slow["component"] / hot["wasm"],
+                }
+            )
         component.close()
     return rows
 
 
-def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, faults: list[dict],
-                     plugins: int = 8, progress: Progress = lambda _: None) -> list[dict]:
+def measure_overhead(
+    ws: Workspace,
+    block_sizes: Sequence[int],
+    budget: Budget,
+    faults: list[dict],
+    plugins: int = 8,
+    progress: Progress = lambda _: None,
+) -> list[dict]:
     """The engine's fixed cost per plugin per block: a chain of ``plugins`` empty kernels minus an
     empty chain, divided by ``plugins``. Wasm with and without the watchdog, and native."""
     source = noise(budget.hot_frames)
@@ -117,17 +145,23 @@ def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, 
         cases: dict = _hot_cases(ws, "empty", plugins, frames, source, faults)
         cases["none"] = ChainCase(list, frames, source, f"empty chain @ {frames}", faults)
         # One plugin alone, for comparison: a longer chain spreads over more memories and caches.
-        cases["wasm_alone"] = ChainCase(lambda: [ws.stage("empty")], frames, source, f"empty wasm x1 @ {frames}", faults)
+        cases["wasm_alone"] = ChainCase(
+            lambda: [ws.stage("empty")], frames, source, f"empty wasm x1 @ {frames}", faults
+        )
         rounds = interleaved_rounds(cases, budget.hot_rounds)
         _close(cases)
-        rows.append({
-            "frames": frames,
-            "plugins": plugins,
-            **{f"{variant}_ns_per_plugin_per_block": paired_difference(rounds[variant], rounds["none"]) / plugins
-               for variant in _VARIANTS},
-            "wasm_alone_ns_per_block": paired_difference(rounds["wasm_alone"], rounds["none"]),
-            "empty_chain_ns_per_block": statistics.median(rounds["none"]),
-        })
+        rows.append(
+            {
+                "frames": frames,
+                "plugins": plugins,
+                **{
+                    f"{variant}_ns_per_plugin_per_block": paired_difference(rounds[variant], rounds["none"]) / plugins
+                    for variant in _VARIANTS
+                },
+                "wasm_alone_ns_per_block": paired_difference(rounds["wasm_alone"], rounds["none"]),
+                "empty_chain_ns_per_block": statistics.median(rounds["none"]),
+            }
+        )
     return rows
 
 
@@ -135,8 +169,9 @@ def measure_overhead(ws: Workspace, block_sizes: Sequence[int], budget: Budget, 
 CHECK_FRAMES = 128
 
 
-def measure_nonfinite_check(kernels: Sequence[dict], budget: Budget, frames: int = CHECK_FRAMES,
-                            progress: Progress = lambda _: None) -> dict:
+def measure_nonfinite_check(
+    kernels: Sequence[dict], budget: Budget, frames: int = CHECK_FRAMES, progress: Progress = lambda _: None
+) -> dict:
     """What the engine's non-finite/subnormal check costs per block, against each example
     kernel's whole wasm block at ``frames`` (from ``kernels``), judged on the worst kernel.
 
@@ -155,20 +190,31 @@ def measure_nonfinite_check(kernels: Sequence[dict], budget: Budget, frames: int
     check_ns = statistics.median(_core.time_check(block, iterations) for _ in range(budget.hot_rounds))
     # The kernel's block already includes the check (the engine runs it), so compare against
     # the block without it.
-    rows = [{"name": r["name"], "wasm_ns_per_block": r["wasm_ns_per_block"],
-             "overhead_fraction": check_ns / max(r["wasm_ns_per_block"] - check_ns, 1.0)}
-            for r in kernels if r["frames"] == frames]
+    rows = [
+        {
+            "name": r["name"],
+            "wasm_ns_per_block": r["wasm_ns_per_block"],
+            "overhead_fraction": check_ns / max(r["wasm_ns_per_block"] - check_ns, 1.0),
+        }
+        for r in kernels
+        if r["frames"] == frames
+    ]
     fractions = [r["overhead_fraction"] for r in rows]
-    return {"frames": frames, "check_ns_per_block": check_ns, "kernels": rows,
-            "median_overhead_fraction": statistics.median(fractions),
-            "max_overhead_fraction": max(fractions)}
+    return {
+        "frames": frames,
+        "check_ns_per_block": check_ns,
+        "kernels": rows,
+        "median_overhead_fraction": statistics.median(fractions),
+        "max_overhead_fraction": max(fractions),
+    }
 
 
 CHAIN = ("gain", "eq", "compressor", "delay")
 
 
-def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int = 256,
-                  progress: Progress = lambda _: None) -> dict:
+def measure_chain(
+    ws: Workspace, budget: Budget, faults: list[dict], frames: int = 256, progress: Progress = lambda _: None
+) -> dict:
     """gain → peak EQ → compressor → delay over the same audio: our engine (wasm and native) in
     blocks of ``frames`` against pedalboard rendering the whole buffer, and per call of ``frames``."""
     import pedalboard as pb
@@ -180,6 +226,7 @@ def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int
 
     def chain(native: bool) -> Callable[[], list]:
         return lambda: [ws.stage(name, native=native, config=configs[name]) for name in CHAIN]
+
     wasm = ChainCase(chain(False), frames, source, f"4-effect chain wasm @ {frames}", faults)
     native = ChainCase(chain(True), frames, source, f"4-effect chain native @ {frames}", faults)
     board = pb.Pedalboard([pedalboard_plugin(name, configs[name]) for name in CHAIN])
@@ -190,12 +237,15 @@ def measure_chain(ws: Workspace, budget: Budget, faults: list[dict], frames: int
         board.reset()
         return _ns(lambda: board.process(planar, SAMPLE_RATE)) / n
 
-    rounds = interleaved_rounds({
-        "wasm": lambda: wasm() / frames,
-        "native": lambda: native() / frames,
-        "pedalboard": offline_render,
-        "pedalboard_per_call": per_call_case(pedalboard_block(board), calls),
-    }, budget.chain_rounds)
+    rounds = interleaved_rounds(
+        {
+            "wasm": lambda: wasm() / frames,
+            "native": lambda: native() / frames,
+            "pedalboard": offline_render,
+            "pedalboard_per_call": per_call_case(pedalboard_block(board), calls),
+        },
+        budget.chain_rounds,
+    )
     t = {case: statistics.median(values) for case, values in rounds.items()}
     wasm.close()
     native.close()

@@ -1,6 +1,7 @@
 """Real-time run: an 8-plugin wasm chain playing on a JACK dummy device while the other core is
 kept busy, counting callbacks, xruns and ring underruns, and how much of each block's deadline
 the chain used."""
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,12 @@ def jack_dummy(frames: int) -> Iterator[str]:
     name = f"stbench-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="stbench-jack-") as xdg:
         env = dict(os.environ, XDG_RUNTIME_DIR=xdg)
-        started = subprocess.run([str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", str(frames),
-                                  "--rate", str(SAMPLE_RATE)], env=env, capture_output=True, text=True)
+        started = subprocess.run(
+            [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", str(frames), "--rate", str(SAMPLE_RATE)],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if started.returncode != 0:
             raise RealtimeUnavailable(f"virtual-audio start failed: {started.stderr.strip()[-300:]}")
         saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}

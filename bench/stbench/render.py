@@ -1,12 +1,17 @@
 """The results document as Markdown (bench/RESULTS.md) and as a plot (bench/results.png)."""
+
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
 _PATHS = [  # (key prefix, column title) in the order of the kernel table and the plot
-    ("wasm", "wasm hot path"), ("native", "native .so"), ("wasm_no_watchdog", "wasm, no watchdog"),
-    ("component", "component path"), ("wasmtime_py", "wasmtime-py call"), ("numpy", "numpy/scipy"),
+    ("wasm", "wasm hot path"),
+    ("native", "native .so"),
+    ("wasm_no_watchdog", "wasm, no watchdog"),
+    ("component", "component path"),
+    ("wasmtime_py", "wasmtime-py call"),
+    ("numpy", "numpy/scipy"),
     ("pedalboard", "pedalboard"),
 ]
 
@@ -21,8 +26,11 @@ def _x(value: float) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
-            *("| " + " | ".join(r) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
 
 
 def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> str:
@@ -38,9 +46,17 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
         "",
         "## Targets",
         "",
-        *_table(["target", "measured", "met"], [
-            [t["target"], f"{t['measured']:.3g}{(' ' + t['unit']) if t['unit'] == 'ns' else t['unit']}",
-             "yes" if t["met"] else "**no**"] for t in doc["targets"]]),
+        *_table(
+            ["target", "measured", "met"],
+            [
+                [
+                    t["target"],
+                    f"{t['measured']:.3g}{(' ' + t['unit']) if t['unit'] == 'ns' else t['unit']}",
+                    "yes" if t["met"] else "**no**",
+                ]
+                for t in doc["targets"]
+            ],
+        ),
         "",
         "## Per kernel and block size (µs per block, median)",
         "",
@@ -53,90 +69,180 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
     ]
     rows = []
     for r in doc["kernels"]:
-        rows.append([r["name"], str(r["frames"]), *(_us(r[f"{key}_ns_per_block"]) for key, _ in _PATHS),
-                     _x(r["wasm_vs_native"]), _x(r["wasm_no_watchdog_vs_native"]), _x(r["component_vs_wasm"])])
-    lines += _table(["kernel", "frames", *(title for _, title in _PATHS), "wasm/native",
-                     "wasm no-wd/native", "component/wasm"], rows)
+        rows.append(
+            [
+                r["name"],
+                str(r["frames"]),
+                *(_us(r[f"{key}_ns_per_block"]) for key, _ in _PATHS),
+                _x(r["wasm_vs_native"]),
+                _x(r["wasm_no_watchdog_vs_native"]),
+                _x(r["component_vs_wasm"]),
+            ]
+        )
+    lines += _table(
+        ["kernel", "frames", *(title for _, title in _PATHS), "wasm/native", "wasm no-wd/native", "component/wasm"],
+        rows,
+    )
     by_size = {}
     for r in doc["kernels"]:
         by_size.setdefault(r["frames"], []).append(r)
-    lines += ["", "Median over kernels per block size: " + "; ".join(
-        f"{frames}: wasm/native {_x(statistics.median(r['wasm_vs_native'] for r in rs))},"
-        f" without watchdog {_x(statistics.median(r['wasm_no_watchdog_vs_native'] for r in rs))}"
-        for frames, rs in by_size.items()) + ".", ""]
+    lines += [
+        "",
+        "Median over kernels per block size: "
+        + "; ".join(
+            f"{frames}: wasm/native {_x(statistics.median(r['wasm_vs_native'] for r in rs))},"
+            f" without watchdog {_x(statistics.median(r['wasm_no_watchdog_vs_native'] for r in rs))}"
+            for frames, rs in by_size.items()
+        )
+        + ".",
+        "",
+    ]
 
-    lines += ["## Fixed cost per plugin per block (ns)", "",
-              f"A chain of {doc['overhead'][0]['plugins']} empty kernels (`bench/fixtures/empty`, `process` does"
-              " nothing) minus an empty chain, divided by the plugin count: the call, one copy per stage"
-              " boundary, the engine's checks and one stage-boundary timestamp (TSC where invariant). The target is judged on the chain; one plugin alone is"
-              " shown beside it.", ""]
-    lines += _table(["frames", "wasm", "wasm, no watchdog", "native", "wasm, one plugin alone",
-                     "empty chain per block"], [
-        [str(r["frames"]), f"{r['wasm_ns_per_plugin_per_block']:.0f}",
-         f"{r['wasm_no_watchdog_ns_per_plugin_per_block']:.0f}", f"{r['native_ns_per_plugin_per_block']:.0f}",
-         f"{r['wasm_alone_ns_per_block']:.0f}", f"{r['empty_chain_ns_per_block']:.0f}"] for r in doc["overhead"]])
+    lines += [
+        "## Fixed cost per plugin per block (ns)",
+        "",
+        f"A chain of {doc['overhead'][0]['plugins']} empty kernels (`bench/fixtures/empty`, `process` does"
+        " nothing) minus an empty chain, divided by the plugin count: the call, one copy per stage"
+        " boundary, the engine's checks and one stage-boundary timestamp (TSC where invariant). The target is judged on the chain; one plugin alone is"
+        " shown beside it.",
+        "",
+    ]
+    lines += _table(
+        ["frames", "wasm", "wasm, no watchdog", "native", "wasm, one plugin alone", "empty chain per block"],
+        [
+            [
+                str(r["frames"]),
+                f"{r['wasm_ns_per_plugin_per_block']:.0f}",
+                f"{r['wasm_no_watchdog_ns_per_plugin_per_block']:.0f}",
+                f"{r['native_ns_per_plugin_per_block']:.0f}",
+                f"{r['wasm_alone_ns_per_block']:.0f}",
+                f"{r['empty_chain_ns_per_block']:.0f}",
+            ]
+            for r in doc["overhead"]
+        ],
+    )
 
     watchdog = [r["wasm_ns_per_block"] / r["wasm_no_watchdog_ns_per_block"] - 1 for r in doc["kernels"]]
-    lines += ["", "## Epoch watchdog", "",
-              f"Wasm with the epoch watchdog on (the default) vs off, same kernels and blocks: median cost"
-              f" {statistics.median(watchdog) * 100:+.0f} % per block (range {min(watchdog) * 100:+.0f} %"
-              f" to {max(watchdog) * 100:+.0f} %). Per row: the `wasm hot path` and `wasm, no watchdog`"
-              " columns above.", ""]
+    lines += [
+        "",
+        "## Epoch watchdog",
+        "",
+        f"Wasm with the epoch watchdog on (the default) vs off, same kernels and blocks: median cost"
+        f" {statistics.median(watchdog) * 100:+.0f} % per block (range {min(watchdog) * 100:+.0f} %"
+        f" to {max(watchdog) * 100:+.0f} %). Per row: the `wasm hot path` and `wasm, no watchdog`"
+        " columns above.",
+        "",
+    ]
 
     c = doc["chain"]
-    lines += ["## Offline chain vs pedalboard", "",
-              f"{' → '.join(c['stages'])} (the EQ as one peaking band, like pedalboard's `PeakFilter`) over"
-              f" {c['seconds_of_audio']:.1f} s of audio; ours in blocks of {c['frames']} frames, pedalboard"
-              " rendering the whole buffer, and pedalboard called once per block.", ""]
-    lines += _table(["engine", "ns per frame", f"µs per {c['frames']}-frame block"], [
-        ["stellatune wasm", f"{c['wasm_ns_per_frame']:.1f}", f"{c['wasm_us_per_call']:.1f}"],
-        ["stellatune native", f"{c['native_ns_per_frame']:.1f}", f"{c['native_ns_per_frame'] * c['frames'] / 1000:.1f}"],
-        ["pedalboard, whole buffer", f"{c['pedalboard_ns_per_frame']:.1f}", "-"],
-        ["pedalboard, per call", f"{c['pedalboard_us_per_call'] * 1000 / c['frames']:.1f}",
-         f"{c['pedalboard_us_per_call']:.1f}"],
-    ])
+    lines += [
+        "## Offline chain vs pedalboard",
+        "",
+        f"{' → '.join(c['stages'])} (the EQ as one peaking band, like pedalboard's `PeakFilter`) over"
+        f" {c['seconds_of_audio']:.1f} s of audio; ours in blocks of {c['frames']} frames, pedalboard"
+        " rendering the whole buffer, and pedalboard called once per block.",
+        "",
+    ]
+    lines += _table(
+        ["engine", "ns per frame", f"µs per {c['frames']}-frame block"],
+        [
+            ["stellatune wasm", f"{c['wasm_ns_per_frame']:.1f}", f"{c['wasm_us_per_call']:.1f}"],
+            [
+                "stellatune native",
+                f"{c['native_ns_per_frame']:.1f}",
+                f"{c['native_ns_per_frame'] * c['frames'] / 1000:.1f}",
+            ],
+            ["pedalboard, whole buffer", f"{c['pedalboard_ns_per_frame']:.1f}", "-"],
+            [
+                "pedalboard, per call",
+                f"{c['pedalboard_us_per_call'] * 1000 / c['frames']:.1f}",
+                f"{c['pedalboard_us_per_call']:.1f}",
+            ],
+        ],
+    )
     lines += ["", f"Throughput, ours / pedalboard's whole-buffer render: {_x(c['speedup_vs_pedalboard'])}.", ""]
 
     lines += ["## Real time on the JACK dummy device", ""]
     if doc["realtime"]:
-        lines += ["An 8-plugin wasm chain (gain, eq, compressor, delay, twice) played through PortAudio on a"
-                  " JACK dummy server, the other core spinning in a busy process. Chain time is a fraction of"
-                  " the block's deadline; p50/p99/p99.9 come from the engine's per-callback histogram (ring pop"
-                  " + chain, 4 buckets per octave), max is the slowest callback measured.", ""]
-        lines += _table(["frames", "deadline µs", "seconds", "callbacks/s (expected)", "xruns", "ring underruns",
-                         "faults", "p50", "p99", "p99.9", "max"], [
-            [str(r["frames"]), f"{r['deadline_us']:.0f}", f"{r['seconds']:.1f}",
-             f"{r['callbacks_per_s']:.1f} ({r['expected_callbacks_per_s']:.0f})", str(r["xruns"]),
-             str(r["ring_underruns"]), str(r["faults"]),
-             *(f"{r[k] * 100:.1f} %" for k in ("chain_p50_fraction", "chain_p99_fraction",
-                                                 "chain_p999_fraction", "render_max_fraction"))]
-            for r in doc["realtime"]])
+        lines += [
+            "An 8-plugin wasm chain (gain, eq, compressor, delay, twice) played through PortAudio on a"
+            " JACK dummy server, the other core spinning in a busy process. Chain time is a fraction of"
+            " the block's deadline; p50/p99/p99.9 come from the engine's per-callback histogram (ring pop"
+            " + chain, 4 buckets per octave), max is the slowest callback measured.",
+            "",
+        ]
+        lines += _table(
+            [
+                "frames",
+                "deadline µs",
+                "seconds",
+                "callbacks/s (expected)",
+                "xruns",
+                "ring underruns",
+                "faults",
+                "p50",
+                "p99",
+                "p99.9",
+                "max",
+            ],
+            [
+                [
+                    str(r["frames"]),
+                    f"{r['deadline_us']:.0f}",
+                    f"{r['seconds']:.1f}",
+                    f"{r['callbacks_per_s']:.1f} ({r['expected_callbacks_per_s']:.0f})",
+                    str(r["xruns"]),
+                    str(r["ring_underruns"]),
+                    str(r["faults"]),
+                    *(
+                        f"{r[k] * 100:.1f} %"
+                        for k in (
+                            "chain_p50_fraction",
+                            "chain_p99_fraction",
+                            "chain_p999_fraction",
+                            "render_max_fraction",
+                        )
+                    ),
+                ]
+                for r in doc["realtime"]
+            ],
+        )
     else:
         lines.append(f"Skipped: {doc['realtime_skipped']}.")
     lines += ["", "## Stage faults during the run", ""]
     if doc["faults"]:
-        lines += ["Rounds in which the engine bypassed a stage (the round was discarded and taken again with"
-                  " fresh stages):", ""]
-        lines += _table(["case", "stage", "fault", "block", "message"], [
-            [f["case"], f["stage"], f["kind"], str(f["block"]), f["message"]] for f in doc["faults"]])
+        lines += [
+            "Rounds in which the engine bypassed a stage (the round was discarded and taken again with fresh stages):",
+            "",
+        ]
+        lines += _table(
+            ["case", "stage", "fault", "block", "message"],
+            [[f["case"], f["stage"], f["kind"], str(f["block"]), f["message"]] for f in doc["faults"]],
+        )
     else:
         lines.append("None: no stage was bypassed in any measured round.")
-    lines += ["", "## How it was measured", "",
-              "- Every figure is a median over rounds; in each round every compared case runs once, in a"
-              " rotating order, so a burst of machine noise hits all of them alike; ratios and differences"
-              " (wasm/native, fixed cost, chain speedup) are medians of the per-round values.",
-              "- A round in which the engine bypassed a stage (see the faults section) is discarded and"
-              " taken again with fresh stages, so no figure includes a skipped plugin.",
-              "- Input: seeded stereo noise in [-0.5, 0.5); kernel settings in `bench/stbench/kernels.py`"
-              " (every EQ band active, the compressor above threshold, delay 250 ms with feedback).",
-              "- numpy/scipy: a vectorised per-block version of each kernel (scipy `sosfilt` for the EQ; the"
-              " compressor's attack/release switch cannot be vectorised, so it follows at the attack time)."
-              " pedalboard: `Gain`, `LowShelfFilter`+`PeakFilter`×2+`HighShelfFilter`, `Compressor`, `Delay`,"
-              " called with `reset=False`.",
-              "- wasmtime-py call: the same core module, one `Func` call per block from Python.",
-              "- Component path: the plugin's `dsp` component through `stellatune.executor`"
-              " (`DspProcessor.process`, `list<f32>` in and out), as the original runtime runs DSP.",
-              "", "![results](results.png)", ""]
+    lines += [
+        "",
+        "## How it was measured",
+        "",
+        "- Every figure is a median over rounds; in each round every compared case runs once, in a"
+        " rotating order, so a burst of machine noise hits all of them alike; ratios and differences"
+        " (wasm/native, fixed cost, chain speedup) are medians of the per-round values.",
+        "- A round in which the engine bypassed a stage (see the faults section) is discarded and"
+        " taken again with fresh stages, so no figure includes a skipped plugin.",
+        "- Input: seeded stereo noise in [-0.5, 0.5); kernel settings in `bench/stbench/kernels.py`"
+        " (every EQ band active, the compressor above threshold, delay 250 ms with feedback).",
+        "- numpy/scipy: a vectorised per-block version of each kernel (scipy `sosfilt` for the EQ; the"
+        " compressor's attack/release switch cannot be vectorised, so it follows at the attack time)."
+        " pedalboard: `Gain`, `LowShelfFilter`+`PeakFilter`×2+`HighShelfFilter`, `Compressor`, `Delay`,"
+        " called with `reset=False`.",
+        "- wasmtime-py call: the same core module, one `Func` call per block from Python.",
+        "- Component path: the plugin's `dsp` component through `stellatune.executor`"
+        " (`DspProcessor.process`, `list<f32>` in and out), as the original runtime runs DSP.",
+        "",
+        "![results](results.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -153,8 +259,12 @@ def plot(doc: dict, path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(_PATHS)
     for i, (key, title) in enumerate(_PATHS):
-        left.bar([k + i * width for k in range(len(rows))], [r[f"{key}_ns_per_block"] / 1000 for r in rows],
-                 width, label=title)
+        left.bar(
+            [k + i * width for k in range(len(rows))],
+            [r[f"{key}_ns_per_block"] / 1000 for r in rows],
+            width,
+            label=title,
+        )
     left.set_xticks([k + width * (len(_PATHS) - 1) / 2 for k in range(len(rows))], [r["name"] for r in rows])
     left.set_yscale("log")
     left.set_ylabel(f"µs per {frames}-frame block (log)")
@@ -163,10 +273,16 @@ def plot(doc: dict, path: Path) -> None:
     left.legend(fontsize=7, ncol=4, loc="upper left")
     for name in dict.fromkeys(r["name"] for r in doc["kernels"]):
         series = [r for r in doc["kernels"] if r["name"] == name]
-        line, = right.plot([r["frames"] for r in series], [r["wasm_vs_native"] for r in series], marker="o",
-                           label=name)
-        right.plot([r["frames"] for r in series], [r["wasm_no_watchdog_vs_native"] for r in series],
-                   linestyle=":", marker=".", color=line.get_color())
+        (line,) = right.plot(
+            [r["frames"] for r in series], [r["wasm_vs_native"] for r in series], marker="o", label=name
+        )
+        right.plot(
+            [r["frames"] for r in series],
+            [r["wasm_no_watchdog_vs_native"] for r in series],
+            linestyle=":",
+            marker=".",
+            color=line.get_color(),
+        )
     right.axhline(1.3, color="grey", linestyle="--", linewidth=1, label="target 1.3×")
     right.set_xscale("log", base=2)
     right.set_xticks(doc["block_sizes"], [str(f) for f in doc["block_sizes"]])

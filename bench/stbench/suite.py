@@ -3,6 +3,7 @@
 The document's keys are a contract (bench/README.md, bench/schema.json): ``stellatune bench
 --json`` prints it and ``bench/report.py`` renders it to bench/RESULTS.md.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,8 +26,13 @@ REALTIME_FRAMES = (64, 128)
 OVERHEAD_TARGET_FRAMES = 128
 
 
-def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path] = None,
-        progress: Callable[[str], None] = lambda _: None) -> dict:
+def run(
+    *,
+    quick: bool = False,
+    realtime: bool = True,
+    cache_dir: Optional[Path] = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict:
     """Measure everything and return the results document."""
     budget = QUICK if quick else FULL
     started = datetime.datetime.now(datetime.UTC)
@@ -73,11 +79,13 @@ def run(*, quick: bool = False, realtime: bool = True, cache_dir: Optional[Path]
 
 def machine() -> dict:
     """What the figures were measured on."""
+
     def version(dist: str) -> Optional[str]:
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             return None
+
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -85,8 +93,12 @@ def machine() -> dict:
     except OSError:
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "wasmtime": version("wasmtime"), "numpy": version("numpy"), "scipy": version("scipy"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "wasmtime": version("wasmtime"),
+        "numpy": version("numpy"),
+        "scipy": version("scipy"),
         "pedalboard": version("pedalboard"),
     }
 
@@ -96,27 +108,57 @@ def targets(doc: dict) -> list[dict]:
     kernels, overhead, chain, rt = doc["kernels"], doc["overhead"], doc["chain"], doc["realtime"]
     at = {r["frames"]: r for r in overhead}
     out = [
-        _target("wasm_vs_native", "wasm ≤ 1.3× native per block (median over kernels and block sizes)",
-                statistics.median(r["wasm_vs_native"] for r in kernels), "×", lambda v: v <= 1.3),
-        _target("fixed_overhead_ns",
-                f"fixed overhead ≤ 100 ns per plugin per block (empty kernel, wasm, {OVERHEAD_TARGET_FRAMES} frames)",
-                at[OVERHEAD_TARGET_FRAMES]["wasm_ns_per_plugin_per_block"], "ns", lambda v: v <= 100),
-        _target("component_vs_hot_path",
-                "hot path ≥ 50× faster than the component path (median over kernels and block sizes)",
-                statistics.median(r["component_vs_wasm"] for r in kernels), "×", lambda v: v >= 50),
-        _target("chain_vs_pedalboard", "offline 4-effect chain ≥ 2× pedalboard's throughput",
-                chain["speedup_vs_pedalboard"], "×", lambda v: v >= 2),
+        _target(
+            "wasm_vs_native",
+            "wasm ≤ 1.3× native per block (median over kernels and block sizes)",
+            statistics.median(r["wasm_vs_native"] for r in kernels),
+            "×",
+            lambda v: v <= 1.3,
+        ),
+        _target(
+            "fixed_overhead_ns",
+            f"fixed overhead ≤ 100 ns per plugin per block (empty kernel, wasm, {OVERHEAD_TARGET_FRAMES} frames)",
+            at[OVERHEAD_TARGET_FRAMES]["wasm_ns_per_plugin_per_block"],
+            "ns",
+            lambda v: v <= 100,
+        ),
+        _target(
+            "component_vs_hot_path",
+            "hot path ≥ 50× faster than the component path (median over kernels and block sizes)",
+            statistics.median(r["component_vs_wasm"] for r in kernels),
+            "×",
+            lambda v: v >= 50,
+        ),
+        _target(
+            "chain_vs_pedalboard",
+            "offline 4-effect chain ≥ 2× pedalboard's throughput",
+            chain["speedup_vs_pedalboard"],
+            "×",
+            lambda v: v >= 2,
+        ),
     ]
     check = doc.get("nonfinite_check")
     if check:
-        out.append(_target(
-            "nonfinite_check_overhead",
-            f"non-finite/subnormal check ≤ 5 % of a wasm block on every example kernel (the worst,"
-            f" {check['frames']} frames)",
-            100.0 * check["max_overhead_fraction"], "%", lambda v: v <= 5))
+        out.append(
+            _target(
+                "nonfinite_check_overhead",
+                f"non-finite/subnormal check ≤ 5 % of a wasm block on every example kernel (the worst,"
+                f" {check['frames']} frames)",
+                100.0 * check["max_overhead_fraction"],
+                "%",
+                lambda v: v <= 5,
+            )
+        )
     if rt:
-        out.append(_target("ring_underruns", "0 ring underruns in the real-time runs",
-                           sum(r["ring_underruns"] for r in rt), "", lambda v: v == 0))
+        out.append(
+            _target(
+                "ring_underruns",
+                "0 ring underruns in the real-time runs",
+                sum(r["ring_underruns"] for r in rt),
+                "",
+                lambda v: v == 0,
+            )
+        )
     return out
 
 

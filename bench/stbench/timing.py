@@ -5,6 +5,7 @@ case once per round (in a rotating order) spreads a burst over all of them, and 
 the rounds drops it. Each case returns its own figure (ns per block, ns per frame...), so the
 setup it needs stays outside the clock.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -72,8 +73,14 @@ class ChainCase:
     rebuilt with ``make_stages`` and the round is taken again.
     """
 
-    def __init__(self, make_stages: Callable[[], list[HotPathStage]], frames: int, source: np.ndarray,
-                 label: str, faults: list[dict]):
+    def __init__(
+        self,
+        make_stages: Callable[[], list[HotPathStage]],
+        frames: int,
+        source: np.ndarray,
+        label: str,
+        faults: list[dict],
+    ):
         self._make_stages = make_stages
         self.frames = frames
         self.label = label
@@ -103,21 +110,35 @@ class ChainCase:
             faulted = [(i, s.fault) for i, s in enumerate(self.stages) if s.fault is not None]
             # The engine skips a block whose call overran its deadline without bypassing the stage
             # (only three in a row do): such a round is as misleading as a faulted one.
-            skipped = [i for i, s in enumerate(self.stages)
-                       if s.fault is None and s.stats().timeouts != timeouts[i]]
+            skipped = [i for i, s in enumerate(self.stages) if s.fault is None and s.stats().timeouts != timeouts[i]]
             if not faulted and not skipped:
                 return ns
             for index, fault in faulted:
-                self.faults.append({"case": self.label, "stage": self.stages[index].name, "kind": fault.kind,
-                                    "block": fault.block,
-                                    "message": (fault.message.strip().splitlines() or [""])[-1].strip()})
+                self.faults.append(
+                    {
+                        "case": self.label,
+                        "stage": self.stages[index].name,
+                        "kind": fault.kind,
+                        "block": fault.block,
+                        "message": (fault.message.strip().splitlines() or [""])[-1].strip(),
+                    }
+                )
             for index in skipped:
-                self.faults.append({"case": self.label, "stage": self.stages[index].name,
-                                    "kind": "timeout (blocks skipped)", "block": -1, "message": ""})
+                self.faults.append(
+                    {
+                        "case": self.label,
+                        "stage": self.stages[index].name,
+                        "kind": "timeout (blocks skipped)",
+                        "block": -1,
+                        "message": "",
+                    }
+                )
             self.close()
             self._build()
-        raise BenchmarkError(f"{self.label}: a stage faulted in {_ATTEMPTS} rounds in a row"
-                             f" (last: {self.faults[-1]['stage']}, {self.faults[-1]['kind']})")
+        raise BenchmarkError(
+            f"{self.label}: a stage faulted in {_ATTEMPTS} rounds in a row"
+            f" (last: {self.faults[-1]['stage']}, {self.faults[-1]['kind']})"
+        )
 
     def close(self) -> None:
         """Drop the stages."""
@@ -127,11 +148,13 @@ class ChainCase:
 
 def per_call_case(process: Callable[[np.ndarray], object], blocks: Sequence[np.ndarray]) -> Case:
     """ns per call of ``process`` over ``blocks`` (prepared in the layout it wants)."""
+
     def run() -> float:
         t0 = time.perf_counter_ns()
         for block in blocks:
             process(block)
         return (time.perf_counter_ns() - t0) / len(blocks)
+
     return run
 
 
@@ -139,6 +162,6 @@ def split_blocks(source: np.ndarray, frames: int, count: int, *, planar: bool = 
     """The first ``count`` blocks of ``source``, each a contiguous copy (channels-first if planar)."""
     out = []
     for i in range(count):
-        block = source[i * frames:(i + 1) * frames]
+        block = source[i * frames : (i + 1) * frames]
         out.append(np.ascontiguousarray(block.T if planar else block))
     return out

@@ -7,6 +7,7 @@ modules named in ``COMMAND_MODULES``; adding a group means adding a module and i
 Errors: every ``StellatuneError`` becomes a message on stderr and the exit code of its family
 (``exit_code_for``); only unexpected errors print a traceback. docs/cli.md is the contract.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
 """``stellatune render|play|devices|demo-track``: run installed DSP plugins over audio, offline or live."""
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("play", help="play an audio file through DSP plugins")
     p.add_argument("file", type=Path, metavar="FILE")
     _chain_options(p)
-    p.add_argument("--device", metavar="NAME", help="output device (name or part of it; default:"
-                   " the JACK server's, else the system default)")
+    p.add_argument(
+        "--device",
+        metavar="NAME",
+        help="output device (name or part of it; default: the JACK server's, else the system default)",
+    )
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--ring", type=int, default=8192, metavar="FRAMES",
-                   help="how far decoding may run ahead of the device (a power of two; default 8192)")
+    p.add_argument(
+        "--ring",
+        type=int,
+        default=8192,
+        metavar="FRAMES",
+        help="how far decoding may run ahead of the device (a power of two; default 8192)",
+    )
     p.set_defaults(func=cmd_play)
 
     p = subparsers.add_parser("devices", help="list audio output devices")
@@ -50,16 +59,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _chain_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dsp", action="append", default=[], metavar="ID:TYPE[:CONFIG_JSON]",
-                   help="a DSP stage (repeat for a chain, applied in order)")
-    p.add_argument("--native", action="store_true",
-                   help="use the plugins' native builds instead of wasm (speed baseline, unsandboxed)")
-    p.add_argument("--frames", type=int, default=None, metavar="N",
-                   help="frames per block (render: 256, play: 128)")
-    p.add_argument("--rate", type=int, metavar="HZ",
-                   help="run the chain (and the device) at HZ, resampling the input (default: its rate)")
-    p.add_argument("--decoder", choices=("builtin", "plugin"), default="builtin",
-                   help="decode with soundfile (builtin) or the best active decoder plugin")
+    p.add_argument(
+        "--dsp",
+        action="append",
+        default=[],
+        metavar="ID:TYPE[:CONFIG_JSON]",
+        help="a DSP stage (repeat for a chain, applied in order)",
+    )
+    p.add_argument(
+        "--native",
+        action="store_true",
+        help="use the plugins' native builds instead of wasm (speed baseline, unsandboxed)",
+    )
+    p.add_argument("--frames", type=int, default=None, metavar="N", help="frames per block (render: 256, play: 128)")
+    p.add_argument(
+        "--rate",
+        type=int,
+        metavar="HZ",
+        help="run the chain (and the device) at HZ, resampling the input (default: its rate)",
+    )
+    p.add_argument(
+        "--decoder",
+        choices=("builtin", "plugin"),
+        default="builtin",
+        help="decode with soundfile (builtin) or the best active decoder plugin",
+    )
 
 
 @contextmanager
@@ -99,8 +123,7 @@ def _source(args: argparse.Namespace, runtime, executor, path: Path) -> Iterator
 
 
 @contextmanager
-def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, channels: int,
-              frames: int) -> Iterator:
+def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, channels: int, frames: int) -> Iterator:
     """The ``--dsp`` chain, each stage asked from its plugin's component (hot path, or the
     component path as a fallback); stages are closed on the way out."""
     from ..compose import build_dsp_stage
@@ -110,8 +133,11 @@ def _pipeline(args: argparse.Namespace, runtime, executor, sample_rate: int, cha
     stages = []
     try:
         for p in specs:
-            stages.append(build_dsp_stage(runtime, executor, p.plugin_id, p.type_id, dict(p.config),
-                                          sample_rate, channels, native=args.native))
+            stages.append(
+                build_dsp_stage(
+                    runtime, executor, p.plugin_id, p.type_id, dict(p.config), sample_rate, channels, native=args.native
+                )
+            )
             stage = stages[-1]
             note = f" ({stage.fallback_reason})" if stage.fallback_reason else ""
             print(f"{stage.name}: {stage.route}{note}", file=sys.stderr)
@@ -138,8 +164,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         with _pipeline(args, runtime, executor, rate, src.channels, args.frames or 256) as pipe:
             blocks = source_blocks(src, rate, src.channels)
             try:
-                dst = soundfile.SoundFile(str(args.output), "w", rate, src.channels,
-                                          subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None)
+                dst = soundfile.SoundFile(
+                    str(args.output),
+                    "w",
+                    rate,
+                    src.channels,
+                    subtype="FLOAT" if args.output.suffix.lower() == ".wav" else None,
+                )
             except (RuntimeError, OSError, TypeError, ValueError) as e:
                 raise EngineError(f"cannot write {args.output}: {e}") from e
             with dst, tqdm(unit="frame", unit_scale=True, disable=None, desc=args.input.name) as bar:
@@ -190,11 +221,14 @@ def _watch(args: argparse.Namespace, handle) -> None:
                 break
             time.sleep(0.5)
             s = handle.stats()
-            print(f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
-                  f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
-                  f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
-                  f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
-                  end="" if tty else "\n", flush=True)
+            print(
+                f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
+                f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
+                f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
+                f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
+                end="" if tty else "\n",
+                flush=True,
+            )
     except KeyboardInterrupt:
         pass
     finally:
@@ -210,9 +244,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
         if d["max_output_channels"] == 0:
             continue
         mark = "*" if d["is_default_of_host_api"] else " "
-        print(f"{mark} {d['index']:3d}  {d['name']}  [{d['host_api']}]  out {d['max_output_channels']}"
-              f"  in {d['max_input_channels']}  {d['default_sample_rate']:.0f} Hz"
-              f"  {d['default_low_output_latency'] * 1000:.2f} ms")
+        print(
+            f"{mark} {d['index']:3d}  {d['name']}  [{d['host_api']}]  out {d['max_output_channels']}"
+            f"  in {d['max_input_channels']}  {d['default_sample_rate']:.0f} Hz"
+            f"  {d['default_low_output_latency'] * 1000:.2f} ms"
+        )
     return 0
 
 
@@ -233,5 +269,8 @@ def _print_stage_stats(stages: Sequence[StageStats]) -> None:
             why = st.fault.message.splitlines()[-1] if st.fault.message else st.fault.code
             state = f"BYPASSED ({st.fault.kind}: {why})"
         skipped = f", {st.timeouts} blocks skipped (deadline)" if st.timeouts else ""
-        print(f"{st.name}: {st.calls} blocks, p50 {st.p50_us:.2f} us, p99 {st.p99_us:.2f} us,"
-              f" p99.9 {st.p999_us:.2f} us, max {st.max_us:.2f} us{skipped}, {state}", file=sys.stderr)
+        print(
+            f"{st.name}: {st.calls} blocks, p50 {st.p50_us:.2f} us, p99 {st.p99_us:.2f} us,"
+            f" p99.9 {st.p999_us:.2f} us, max {st.max_us:.2f} us{skipped}, {state}",
+            file=sys.stderr,
+        )

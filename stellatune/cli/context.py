@@ -1,4 +1,5 @@
 """What CLI commands share: where the plugins directory is, and how to get a runtime for it."""
+
 from __future__ import annotations
 
 import argparse

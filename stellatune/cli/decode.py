@@ -1,4 +1,5 @@
 """``stellatune decode FILE --out OUT.wav``: decode a file with the installed decoder plugins."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def cmd_decode(args: argparse.Namespace) -> int:
             info = session.info()
             frames = _decode_to_wav(session, info, args.out, args.subtype)
     seconds = frames / info.sample_rate
-    print(f"{args.out}: {frames} frames ({seconds:.2f} s), {info.sample_rate} Hz, {info.channels} ch, "
-          f"decoded by {chosen.plugin_id}/{chosen.type_id}")
+    print(
+        f"{args.out}: {frames} frames ({seconds:.2f} s), {info.sample_rate} Hz, {info.channels} ch, "
+        f"decoded by {chosen.plugin_id}/{chosen.type_id}"
+    )
     return EXIT_OK
 
 
@@ -65,8 +68,9 @@ def _decode_to_wav(session: DecoderSession, info: DecoderInfo, out: Path, subtyp
     partial = out.with_name(f".{out.name}.partial")
     frames = 0
     try:
-        with sf.SoundFile(partial, "w", samplerate=info.sample_rate, channels=info.channels,
-                          subtype=subtype, format="WAV") as wav:
+        with sf.SoundFile(
+            partial, "w", samplerate=info.sample_rate, channels=info.channels, subtype=subtype, format="WAV"
+        ) as wav:
             for block in session.pcm_blocks(READ_FRAMES):
                 wav.write(block)
                 frames += len(block)

@@ -1,4 +1,5 @@
 """Printing helpers shared by command modules: compact tables and stable JSON."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 They record only: nothing is activated here (the runtime has no lifecycle host), and the grants
 reach a plugin at its next activation (docs/host.md, "Host grants").
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,13 +30,16 @@ _OPTIONS = (
 
 def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
     """Add ``grant`` and ``revoke`` to the ``plugins`` group."""
-    for name, verb, func in (("grant", "add host grants for", cmd_grant),
-                             ("revoke", "remove host grants of", cmd_revoke)):
+    for name, verb, func in (
+        ("grant", "add host grants for", cmd_grant),
+        ("revoke", "remove host grants of", cmd_revoke),
+    ):
         p = sub.add_parser(name, help=f"{verb} a plugin (taking effect at its next activation)")
         p.add_argument("plugin_id", metavar="ID")
         for option, kind, metavar, text in _OPTIONS:
-            p.add_argument(option, dest=f"grant_{kind}", action="append", default=[], metavar=metavar,
-                           help=f"{text}; repeatable")
+            p.add_argument(
+                option, dest=f"grant_{kind}", action="append", default=[], metavar=metavar, help=f"{text}; repeatable"
+            )
         p.set_defaults(func=func)
 
 

@@ -1,4 +1,5 @@
 """``stellatune plugins build`` and ``stellatune plugins info``: tools for plugin authors."""
+
 from __future__ import annotations
 
 import argparse
@@ -68,9 +69,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"log: {doc['log']}")
     for label, key in (("permissions", "manifest"), ("host grants", "host"), ("run-time grants", "run_time")):
         print(f"{label}: " + ("; ".join(f"{kind} {', '.join(v)}" for kind, v in doc["grants"][key].items()) or "none"))
-    print_table(["COMPONENT", "WORLD", "KIND", "TYPE", "NAME"],
-                [[c["id"], c["world"], a["kind"], a["type_id"], a["display_name"]]
-                 for c in doc["components"] for a in c["abilities"]])
+    print_table(
+        ["COMPONENT", "WORLD", "KIND", "TYPE", "NAME"],
+        [
+            [c["id"], c["world"], a["kind"], a["type_id"], a["display_name"]]
+            for c in doc["components"]
+            for a in c["abilities"]
+        ],
+    )
     return EXIT_OK
 
 
@@ -85,12 +91,23 @@ def plugin_grants(runtime: WasmPluginRuntime, plugin_id: str, manifest: Manifest
         grants = getattr(host_imports(plugin_id), "grants", None)
         if grants is not None:
             run_time = grants.added_at_run_time()
-    return {"manifest": manifest.permissions.to_json(), "host": runtime.host_grants(plugin_id).to_json(),
-            "run_time": run_time}
+    return {
+        "manifest": manifest.permissions.to_json(),
+        "host": runtime.host_grants(plugin_id).to_json(),
+        "run_time": run_time,
+    }
 
 
 def _components(manifest: Manifest) -> list[dict[str, Any]]:
-    return [{"id": c.id, "path": c.path, "world": c.world,
-             "abilities": [{"kind": a.kind.value, "type_id": a.type_id, "display_name": a.display_name or a.type_id}
-                           for a in c.abilities]}
-            for c in manifest.components]
+    return [
+        {
+            "id": c.id,
+            "path": c.path,
+            "world": c.world,
+            "abilities": [
+                {"kind": a.kind.value, "type_id": a.type_id, "display_name": a.display_name or a.type_id}
+                for a in c.abilities
+            ],
+        }
+        for c in manifest.components
+    ]

@@ -3,6 +3,7 @@
 Other modules add subcommands to this group: name them in ``PLUGIN_COMMAND_MODULES`` and give
 them a ``register_plugin_commands(plugins_subparsers)`` function.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -186,15 +187,19 @@ def _print_report(report: SyncReport) -> None:
     if report.plugin_statuses:
         print_table(
             ["PLUGIN", "DESIRED", "STATE", "LAST ERROR"],
-            [[s.plugin_id, s.desired_state.value, s.lifecycle_state.value, s.last_error]
-             for s in report.plugin_statuses],
+            [
+                [s.plugin_id, s.desired_state.value, s.lifecycle_state.value, s.last_error]
+                for s in report.plugin_statuses
+            ],
         )
     if report.transitions:
         print()
         print_table(
             ["PLUGIN", "FROM", "TO", "TRIGGER", "OUTCOME", "DETAIL"],
-            [[x.plugin_id, x.from_state.value, x.to_state.value, x.trigger.value, x.outcome.value, x.detail.value]
-             for x in report.transitions],
+            [
+                [x.plugin_id, x.from_state.value, x.to_state.value, x.trigger.value, x.outcome.value, x.detail.value]
+                for x in report.transitions
+            ],
         )
     for warning in report.warnings:
         print(f"warning: {warning}", file=sys.stderr)

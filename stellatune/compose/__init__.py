@@ -12,15 +12,31 @@ It is the one layer that joins the runtime, the executor and the engine; none of
 it (the import contracts in pyproject.toml say so). Names load lazily, so a command that only
 parses a ``--dsp`` spec does not start wasmtime.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-__all__ = ["DspPlugin", "Pipeline", "Player", "build_dsp_stage", "build_sink_stage", "parse_config", "plugin_decoded_source"]
+__all__ = [
+    "DspPlugin",
+    "Pipeline",
+    "Player",
+    "build_dsp_stage",
+    "build_sink_stage",
+    "parse_config",
+    "plugin_decoded_source",
+]
 
-_HOMES = {"DspPlugin": "pipeline", "Pipeline": "pipeline", "Player": "player", "build_dsp_stage": "stages",
-          "build_sink_stage": "stages", "parse_config": "stages", "plugin_decoded_source": "sources"}
+_HOMES = {
+    "DspPlugin": "pipeline",
+    "Pipeline": "pipeline",
+    "Player": "player",
+    "build_dsp_stage": "stages",
+    "build_sink_stage": "stages",
+    "parse_config": "stages",
+    "plugin_decoded_source": "sources",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,7 @@ Kinds: ``track-started``, ``track-ended``, ``queue-empty``, ``stage-fault``, ``c
 ``config-rejected``, ``xrun``, ``seeked``, ``stage-removed``. An event is a dict with ``kind`` and
 its details. Callbacks never run on the audio thread; one that raises is logged and ignored.
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,20 @@ from typing import Any, Optional
 
 __all__ = ["EVENT_KINDS", "EventBus"]
 
-EVENT_KINDS = frozenset({"track-started", "track-ended", "queue-empty", "stage-fault", "config-applied",
-                         "config-rejected", "xrun", "seeked", "stage-removed", "track-error"})
+EVENT_KINDS = frozenset(
+    {
+        "track-started",
+        "track-ended",
+        "queue-empty",
+        "stage-fault",
+        "config-applied",
+        "config-rejected",
+        "xrun",
+        "seeked",
+        "stage-removed",
+        "track-error",
+    }
+)
 _log = logging.getLogger("stellatune.player")
 Callback = Callable[[dict[str, Any]], object]
 
@@ -41,6 +54,7 @@ class EventBus:
         def unsubscribe() -> None:
             with self._lock:
                 self._subs.pop(key, None)
+
         return unsubscribe
 
     def emit(self, kind: str, **details: Any) -> None:

@@ -13,6 +13,7 @@ new or recreated stage is built, off the audio thread) and hands it over:
 
 Stages no longer used are closed after the swap.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,15 +59,36 @@ def build_entry(runtime: Any, spec: Any, rate: int, channels: int) -> Entry:
     defaults = parse_config(descriptor.default_config_json, f"{where} default config")
     aspec = AudioSpec(rate, channels)
     processor = runtime.host.dsp(p.plugin_id, p.type_id).create(aspec, json.dumps({**defaults, **user}))
-    stage = _stage_over(runtime, p.plugin_id, where, processor, Role.DSP_TRANSFORM, processor.process,
-                        None, defaults, user, aspec, False, None)
+    stage = _stage_over(
+        runtime,
+        p.plugin_id,
+        where,
+        processor,
+        Role.DSP_TRANSFORM,
+        processor.process,
+        None,
+        defaults,
+        user,
+        aspec,
+        False,
+        None,
+    )
     return Entry(p.plugin_id, p.type_id, {**defaults, **user}, stage, processor)
 
 
 class LiveChain:
-    def __init__(self, runtime: Any, core: Any, feeder: Any, rate: int, channels: int, frames: int,
-                 driver_running: Callable[[], bool], position: Callable[[], Optional[float]],
-                 emit: Callable[..., None]):
+    def __init__(
+        self,
+        runtime: Any,
+        core: Any,
+        feeder: Any,
+        rate: int,
+        channels: int,
+        frames: int,
+        driver_running: Callable[[], bool],
+        position: Callable[[], Optional[float]],
+        emit: Callable[..., None],
+    ):
         self.runtime, self.core, self.feeder = runtime, core, feeder
         self.rate, self.channels, self.frames = rate, channels, frames
         self._driver_running = driver_running
@@ -167,7 +189,7 @@ class LiveChain:
             if e.bypassed:
                 fresh.stage.bypass(True)
                 fresh.bypassed = True
-            self.commit([*self.entries[:index], fresh, *self.entries[index + 1:]])
+            self.commit([*self.entries[:index], fresh, *self.entries[index + 1 :]])
         except BaseException:
             fresh.stage.close()
             raise

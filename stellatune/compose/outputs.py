@@ -5,6 +5,7 @@ the engine clock), ``"file:PATH.wav"`` (float32 WAV written by a Python thread f
 the driver rendered; the driver itself does no I/O), ``"sink:PLUGIN_ID:TYPE_ID[:CONFIG_JSON]"``
 (an output-sink plugin: not supported yet).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,17 +38,18 @@ def parse_output(output: Union[str, int, None]) -> OutputSpec:
     if output is None or isinstance(output, int):
         return OutputSpec("device", device=output)
     if not isinstance(output, str) or not output.strip():
-        raise EngineError(f"output must be None, a device name or index, 'null', 'file:PATH' or 'sink:...',"
-                          f" got {output!r}")
+        raise EngineError(
+            f"output must be None, a device name or index, 'null', 'file:PATH' or 'sink:...', got {output!r}"
+        )
     if output == "null":
         return OutputSpec("null")
     if output.startswith("file:"):
-        path = output[len("file:"):]
+        path = output[len("file:") :]
         if not path:
             raise EngineError("file: output needs a path (file:PATH.wav)")
         return OutputSpec("file", path=Path(path))
     if output.startswith("sink:"):
-        parts = output[len("sink:"):].split(":", 2)
+        parts = output[len("sink:") :].split(":", 2)
         if len(parts) < 2 or not parts[0] or not parts[1]:
             raise EngineError(f"{output!r}: expected sink:PLUGIN_ID:TYPE_ID[:CONFIG_JSON]")
         config: Any = {}
@@ -66,8 +68,7 @@ class FileWriter:
     def __init__(self, path: Path, sample_rate: int, channels: int, read_output: Any):
         import soundfile
 
-        self._file = soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels,
-                                         subtype="FLOAT")
+        self._file = soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT")
         self._read = read_output
         self._stop = threading.Event()
         self.frames = 0

@@ -12,6 +12,7 @@ for whatever sample rate and channel count the audio has; stages are kept per (r
 so repeated calls reuse them, and plugin state (a delay line, a compressor's envelope) carries
 over between ``process`` calls of the same format, as with a live stream.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,16 @@ class Pipeline:
     ``limits.hot_path_memory_mib`` and the engine's 64 MiB default; docs/engine.md).
     """
 
-    def __init__(self, plugins: Sequence[PluginSpec], *, plugins_dir: Union[str, Path, None] = None,
-                 runtime: Any = None, block_frames: int = 256, native: bool = False,
-                 memory_limit_bytes: Optional[int] = None):
+    def __init__(
+        self,
+        plugins: Sequence[PluginSpec],
+        *,
+        plugins_dir: Union[str, Path, None] = None,
+        runtime: Any = None,
+        block_frames: int = 256,
+        native: bool = False,
+        memory_limit_bytes: Optional[int] = None,
+    ):
         self.plugins = tuple(p if isinstance(p, DspPlugin) else DspPlugin.parse(p) for p in plugins)
         self.block_frames = block_frames
         self.native = native
@@ -84,8 +92,7 @@ class Pipeline:
         from ..executor import ComponentExecutor
         from ..runtime import WasmPluginRuntime
 
-        runtime = WasmPluginRuntime(Path(plugins_dir) if plugins_dir else default_plugins_dir(),
-                                    ComponentExecutor())
+        runtime = WasmPluginRuntime(Path(plugins_dir) if plugins_dir else default_plugins_dir(), ComponentExecutor())
         runtime.sync_plugins()
         return runtime
 
@@ -105,9 +112,19 @@ class Pipeline:
         stages: list[Any] = []
         try:
             for p in self.plugins:
-                stages.append(build_dsp_stage(self._runtime, self._runtime.host, p.plugin_id, p.type_id,
-                                              dict(p.config), sample_rate, channels, native=self.native,
-                                              memory_limit_bytes=self.memory_limit_bytes))
+                stages.append(
+                    build_dsp_stage(
+                        self._runtime,
+                        self._runtime.host,
+                        p.plugin_id,
+                        p.type_id,
+                        dict(p.config),
+                        sample_rate,
+                        channels,
+                        native=self.native,
+                        memory_limit_bytes=self.memory_limit_bytes,
+                    )
+                )
             return Chain(stages, sample_rate, channels, block_frames=self.block_frames)
         except BaseException:
             for s in stages:
@@ -125,8 +142,15 @@ class Pipeline:
         out = self.chain(sample_rate, frames.shape[1]).process(frames)
         return out.reshape(data.shape)
 
-    def play(self, source: Union[str, Path, np.ndarray], *, sample_rate: Optional[int] = None,
-             device: Union[str, int, None] = None, frames: int = 128, ring_frames: int = 8192) -> Any:
+    def play(
+        self,
+        source: Union[str, Path, np.ndarray],
+        *,
+        sample_rate: Optional[int] = None,
+        device: Union[str, int, None] = None,
+        frames: int = 128,
+        ring_frames: int = 8192,
+    ) -> Any:
         """Play a file (its own rate and channels) or a ``(frames, channels)`` array at
         ``sample_rate`` through the real-time engine; returns its ``PlaybackHandle``
         (``stop()``, ``wait()``, ``stats()``). ``ring_frames`` (a power of two) is how far the

@@ -14,6 +14,7 @@ reach it through lock-free handoffs polled at block boundaries); a monitor threa
 track boundaries from the driver's frame counter, xruns, faults, disabled plugins) and the event
 thread that runs callbacks.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,10 +48,19 @@ class Player:
     (default: the first item's, at least 2). ``decoder``: ``auto``, ``builtin`` or ``plugin``.
     ``ring_frames`` (a power of two) is how far decoding runs ahead."""
 
-    def __init__(self, plugins_dir: Union[str, Path, None] = None, *, output: Union[str, int, None] = None,
-                 frames: int = 128, sample_rate: Optional[int] = None, runtime: Any = None,
-                 channels: Optional[int] = None, decoder: str = "auto", ring_frames: int = 8192,
-                 offline: bool = False):
+    def __init__(
+        self,
+        plugins_dir: Union[str, Path, None] = None,
+        *,
+        output: Union[str, int, None] = None,
+        frames: int = 128,
+        sample_rate: Optional[int] = None,
+        runtime: Any = None,
+        channels: Optional[int] = None,
+        decoder: str = "auto",
+        ring_frames: int = 8192,
+        offline: bool = False,
+    ):
         self._out: OutputSpec = parse_output(output)
         if self._out.kind == "sink":
             raise EngineError("sink: outputs are not yet supported by the Player")
@@ -65,13 +75,14 @@ class Player:
             from ..executor import ComponentExecutor
             from ..runtime import WasmPluginRuntime
 
-            runtime = WasmPluginRuntime(Path(plugins_dir) if plugins_dir else default_plugins_dir(),
-                                        ComponentExecutor())
+            runtime = WasmPluginRuntime(
+                Path(plugins_dir) if plugins_dir else default_plugins_dir(), ComponentExecutor()
+            )
             runtime.sync_plugins()
         self.runtime = runtime
         self._lock = threading.RLock()
         self._events = EventBus()
-        self._items: list[Any] = []          # queued before the engine started
+        self._items: list[Any] = []  # queued before the engine started
         self._specs: list[tuple[str, bool]] = []  # the chain before the engine started
         self._volume_db = 0.0
         self._state = "stopped"
@@ -148,6 +159,7 @@ class Player:
             def stop() -> None:
                 feeder.playing = False
                 feeder.end_current("stopped")
+
             feeder.call(stop)
             self._state = "stopped"
 
@@ -301,15 +313,18 @@ class Player:
             self._check_open()
             if self._live is None:
                 p = DspPlugin.parse(self._specs[index][0])
-                self._specs[index] = (_spec_text(DspPlugin(p.plugin_id, p.type_id, {**p.config, **changes})),
-                                      self._specs[index][1])
+                self._specs[index] = (
+                    _spec_text(DspPlugin(p.plugin_id, p.type_id, {**p.config, **changes})),
+                    self._specs[index][1],
+                )
                 return "recreate"
             return self._live.update_config(index, changes)
 
     # --- observing --------------------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[dict[str, Any]], object],
-                  kinds: Optional[Iterable[str]] = None) -> Callable[[], None]:
+    def subscribe(
+        self, callback: Callable[[dict[str, Any]], object], kinds: Optional[Iterable[str]] = None
+    ) -> Callable[[], None]:
         return self._events.subscribe(callback, kinds)
 
     def status(self) -> dict[str, Any]:
@@ -317,16 +332,28 @@ class Player:
             counters: dict[str, Any] = {"xruns": 0, "ring_underruns": 0, "frames_played": 0, "chain_swaps": 0}
             if self._core is not None:
                 c = self._core.counters()
-                counters = {"xruns": c["device_underflows"], "ring_underruns": c["ring_underruns"],
-                            "frames_played": c["frames_played"], "callbacks": c["callbacks"],
-                            "chain_swaps": self._live.swaps if self._live else 0,
-                            "output_dropped_frames": self._core.output_dropped}
+                counters = {
+                    "xruns": c["device_underflows"],
+                    "ring_underruns": c["ring_underruns"],
+                    "frames_played": c["frames_played"],
+                    "callbacks": c["callbacks"],
+                    "chain_swaps": self._live.swaps if self._live else 0,
+                    "output_dropped_frames": self._core.output_dropped,
+                }
             queue_len = len(self._feeder.items) if self._feeder is not None else len(self._items)
-            return {"state": self._state, "current": self.current(), "position": self.position(),
-                    "queue_length": queue_len, "sample_rate": self.sample_rate, "channels": self.channels,
-                    "output": self._out.kind, "volume_db": self._volume_db,
-                    "chain_thread": (("feeder" if self._live.on_feeder else "driver") if self._live else None),
-                    "chain": self.chain(), "counters": counters}
+            return {
+                "state": self._state,
+                "current": self.current(),
+                "position": self.position(),
+                "queue_length": queue_len,
+                "sample_rate": self.sample_rate,
+                "channels": self.channels,
+                "output": self._out.kind,
+                "volume_db": self._volume_db,
+                "chain_thread": (("feeder" if self._live.on_feeder else "driver") if self._live else None),
+                "chain": self.chain(),
+                "counters": counters,
+            }
 
     def counters(self) -> dict[str, Any]:
         """The driver's raw counters (callbacks, frames_played, ring_underruns, ...)."""
@@ -347,21 +374,42 @@ class Player:
         assert rate is not None  # an item gave one, or sample_rate did (checked above)
         rate, channels = int(rate), int(channels or 2)
         self.sample_rate, self.channels = rate, channels
-        core = _core.Player(_core.Chain([], channels, self.frames), self.ring_frames, channels,
-                            self.frames, float(rate), True)
+        core = _core.Player(
+            _core.Chain([], channels, self.frames), self.ring_frames, channels, self.frames, float(rate), True
+        )
         out_frames = 1 << max(14, math.ceil(math.log2(rate))) if self._out.kind == "file" else 0
-        core.setup_live(max(1, round(FADE_S * rate)), 1.0 - math.exp(-1.0 / (VOLUME_TAU_S * rate)),
-                        0 if self.offline else min(self.ring_frames // 2, max(4 * self.frames, 4096)),
-                        self.offline, out_frames)
+        core.setup_live(
+            max(1, round(FADE_S * rate)),
+            1.0 - math.exp(-1.0 / (VOLUME_TAU_S * rate)),
+            0 if self.offline else min(self.ring_frames // 2, max(4 * self.frames, 4096)),
+            self.offline,
+            out_frames,
+        )
         core.set_gain(10.0 ** (self._volume_db / 20.0))
         self._core = core
-        feeder = Feeder(core, rate, channels, decoder=self.decoder, runtime=self.runtime,
-                        driver_running=lambda: self._driver, emit=self._events.emit)
+        feeder = Feeder(
+            core,
+            rate,
+            channels,
+            decoder=self.decoder,
+            runtime=self.runtime,
+            driver_running=lambda: self._driver,
+            emit=self._events.emit,
+        )
         feeder.items.extend(items)
         self._items = []
         self._feeder = feeder
-        live = LiveChain(self.runtime, core, feeder, rate, channels, self.frames,
-                         driver_running=lambda: self._driver, position=self.position, emit=self._events.emit)
+        live = LiveChain(
+            self.runtime,
+            core,
+            feeder,
+            rate,
+            channels,
+            self.frames,
+            driver_running=lambda: self._driver,
+            position=self.position,
+            emit=self._events.emit,
+        )
         feeder.reset_stages = live.reset
         self._live = live
         entries: list[Entry] = []
@@ -445,8 +493,13 @@ class Player:
                     started = no
                     empty_sent = False
                     self._events.emit("track-started", item=first.label, item_no=no)
-                if no > ended and no <= started and final.end is not None and consumed >= final.end \
-                        and (no < newest or feeder._cur is None):
+                if (
+                    no > ended
+                    and no <= started
+                    and final.end is not None
+                    and consumed >= final.end
+                    and (no < newest or feeder._cur is None)
+                ):
                     ended = no
                     self._events.emit("track-ended", item=final.label, item_no=no)
             if not empty_sent and ended == started and self._played_out():
@@ -471,8 +524,7 @@ class Player:
                 fault = e.stage.fault
                 if fault is not None and id(e.stage) not in faults:
                     faults.add(id(e.stage))
-                    self._events.emit("stage-fault", index=i, spec=e.spec, fault=fault.kind,
-                                      message=fault.message)
+                    self._events.emit("stage-fault", index=i, spec=e.spec, fault=fault.kind, message=fault.message)
                 if not self.runtime.is_active(e.plugin_id):
                     gone.append(e)
             if gone:  # disabled or unloaded underneath: drop the stage, keep playing
@@ -546,6 +598,11 @@ def _spec_text(p: DspPlugin) -> str:
 def _entry_status(e: Entry) -> dict[str, Any]:
     st = e.stage.stats()
     fault = e.stage.fault
-    return {"spec": e.spec, "route": e.stage.route, "bypassed": e.bypassed,
-            "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
-            "p50_us": st.p50_us, "p99_us": st.p99_us}
+    return {
+        "spec": e.spec,
+        "route": e.stage.route,
+        "bypassed": e.bypassed,
+        "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
+        "p50_us": st.p50_us,
+        "p99_us": st.p99_us,
+    }

@@ -8,6 +8,7 @@ the engine's ``source_blocks``), pushes into the driver's ring without blocking,
 where each item starts in the stream (:class:`Segment`). Seek, skip and stop run *on* this thread
 (:meth:`Feeder.call`), so it alone owns decoders and the ring's producer side.
 """
+
 from __future__ import annotations
 
 import collections
@@ -45,8 +46,15 @@ class Segment:
 class OpenedItem:
     """A decoder positioned in one item; ``raw(frame)`` yields its blocks from ``frame`` on."""
 
-    def __init__(self, label: str, decoder: str, rate: int, channels: int,
-                 raw: Callable[[int], Iterator[np.ndarray]], close: Optional[Callable[[], None]] = None):
+    def __init__(
+        self,
+        label: str,
+        decoder: str,
+        rate: int,
+        channels: int,
+        raw: Callable[[int], Iterator[np.ndarray]],
+        close: Optional[Callable[[], None]] = None,
+    ):
         self.label, self.decoder, self.rate, self.channels = label, decoder, rate, channels
         self._raw, self._close = raw, close
         self._pos = 0
@@ -82,7 +90,8 @@ def open_item(item: Any, decoder: str, runtime: Any = None) -> OpenedItem:
 
         def arr(start: int) -> Iterator[np.ndarray]:
             for i in range(start, len(data), FEED_FRAMES):
-                yield data[i:i + FEED_FRAMES]
+                yield data[i : i + FEED_FRAMES]
+
         return OpenedItem("array", "array", rate, data.shape[1], arr)
     if isinstance(item, str) and item.startswith("source:"):
         return _open_source_track(item, runtime)
@@ -90,15 +99,17 @@ def open_item(item: Any, decoder: str, runtime: Any = None) -> OpenedItem:
     if decoder not in ("auto", "builtin", "plugin"):
         raise EngineError(f"decoder must be auto, builtin or plugin, got {decoder!r}")
     ext = path.suffix.lstrip(".").lower() or None
-    use_plugin = decoder == "plugin" or (decoder == "auto" and runtime is not None and ext is not None
-                                         and list(runtime.decoder_candidates(ext)))
+    use_plugin = decoder == "plugin" or (
+        decoder == "auto" and runtime is not None and ext is not None and list(runtime.decoder_candidates(ext))
+    )
     if use_plugin:
         from ..executor import FileHostStream, decoder_candidates
 
         if runtime is None:
             raise EngineError("decoder='plugin' needs the player's runtime")
-        return _open_with_plugin(str(path), runtime, decoder_candidates(runtime, ext, local_file=True),
-                                 lambda: FileHostStream(path), ext)
+        return _open_with_plugin(
+            str(path), runtime, decoder_candidates(runtime, ext, local_file=True), lambda: FileHostStream(path), ext
+        )
     return _open_soundfile(path)
 
 
@@ -117,11 +128,13 @@ def _open_soundfile(path: Path) -> OpenedItem:
             if not len(block):
                 return
             yield block
+
     return OpenedItem(str(path), "soundfile", f.samplerate, f.channels, raw, f.close)
 
 
-def _open_with_plugin(label: str, runtime: Any, candidates: Any, open_stream: Callable[[], Any],
-                      ext: Optional[str]) -> OpenedItem:
+def _open_with_plugin(
+    label: str, runtime: Any, candidates: Any, open_stream: Callable[[], Any], ext: Optional[str]
+) -> OpenedItem:
     from ..executor import open_decoder
 
     session, chosen = open_decoder(runtime.host, candidates, open_stream, ext)
@@ -135,14 +148,16 @@ def _open_with_plugin(label: str, runtime: Any, candidates: Any, open_stream: Ca
         if start:
             session.seek_ms(round(start * 1000 / info.sample_rate))
         return session.pcm_blocks(FEED_FRAMES)
-    return OpenedItem(label, f"{chosen.plugin_id}/{chosen.type_id}", info.sample_rate, info.channels, raw,
-                      closer(session))
+
+    return OpenedItem(
+        label, f"{chosen.plugin_id}/{chosen.type_id}", info.sample_rate, info.channels, raw, closer(session)
+    )
 
 
 def _open_source_track(item: str, runtime: Any) -> OpenedItem:
     from ..executor import decoder_candidates
 
-    parts = item[len("source:"):].split(":", 2)
+    parts = item[len("source:") :].split(":", 2)
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise EngineError(f"{item!r}: expected source:PLUGIN_ID:TYPE_ID:TRACK_JSON")
     if runtime is None:
@@ -167,8 +182,17 @@ class Feeder:
     """The decode-ahead thread (see the module doc). ``render`` (a callable or None, read per
     piece) runs a chain on the feeder when the chain has component-path stages."""
 
-    def __init__(self, core: Any, rate: int, channels: int, *, decoder: str, runtime: Any,
-                 driver_running: Callable[[], bool], emit: Callable[..., None]):
+    def __init__(
+        self,
+        core: Any,
+        rate: int,
+        channels: int,
+        *,
+        decoder: str,
+        runtime: Any,
+        driver_running: Callable[[], bool],
+        emit: Callable[..., None],
+    ):
         self.core, self.rate, self.channels = core, rate, channels
         self.decoder, self.runtime = decoder, runtime
         self._driver_running = driver_running
@@ -246,8 +270,7 @@ class Feeder:
         with self.cond:
             if self.segments and self.segments[-1].end is None:
                 self.segments[-1].end = self.core.pushed
-            self.segments.append(Segment(self.core.pushed, self._item_no, self._cur.label,
-                                         round(seconds * self.rate)))
+            self.segments.append(Segment(self.core.pushed, self._item_no, self._cur.label, round(seconds * self.rate)))
 
     def reposition(self, position: Callable[[], Optional[float]], between: Callable[[], None]) -> None:
         """Flush, run ``between`` (a chain swap) with no audio in flight, then decode on from
@@ -295,7 +318,7 @@ class Feeder:
                 continue
             block = self._block
             assert block is not None
-            n = self.core.try_push(block[self._off:])
+            n = self.core.try_push(block[self._off :])
             self._off += n
             if n and self._done_signalled:
                 self.core.source_more()

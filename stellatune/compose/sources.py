@@ -1,4 +1,5 @@
 """Sources for the engine from the plugins: a file decoded by the best decoder plugin."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,9 @@ __all__ = ["plugin_decoded_source", "DECODE_FRAMES"]
 DECODE_FRAMES = 2048
 
 
-def plugin_decoded_source(runtime: WasmPluginRuntime, executor: ComponentExecutor,
-                          path: Union[str, Path], block_frames: int = DECODE_FRAMES) -> BlockSource:
+def plugin_decoded_source(
+    runtime: WasmPluginRuntime, executor: ComponentExecutor, path: Union[str, Path], block_frames: int = DECODE_FRAMES
+) -> BlockSource:
     """The file ``path`` decoded by the best active decoder plugin (ranked by extension, each
     candidate tried until one opens), as a :class:`BlockSource` for ``Chain.play``.
 
@@ -35,5 +37,6 @@ def plugin_decoded_source(runtime: WasmPluginRuntime, executor: ComponentExecuto
     except BaseException:
         closer(session)()
         raise
-    return BlockSource(session.pcm_blocks(block_frames), info.sample_rate, info.channels, label=label,
-                       close=closer(session))
+    return BlockSource(
+        session.pcm_blocks(block_frames), info.sample_rate, info.channels, label=label, close=closer(session)
+    )

@@ -9,6 +9,7 @@ and closes it with itself.
 
 This module joins the planes (runtime + executor → engine); the engine never imports them.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,18 @@ def parse_config(config: Config, what: str) -> dict[str, Any]:
     return dict(config)
 
 
-def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
-                    type_id: str, config: Config, sample_rate: int, channels: int, *,
-                    native: bool = False, memory_limit_bytes: Optional[int] = None) -> Stage:
+def build_dsp_stage(
+    runtime: WasmPluginRuntime,
+    executor: ComponentExecutor,
+    plugin_id: str,
+    type_id: str,
+    config: Config,
+    sample_rate: int,
+    channels: int,
+    *,
+    native: bool = False,
+    memory_limit_bytes: Optional[int] = None,
+) -> Stage:
     """A pipeline stage for the active plugin's DSP ability ``type_id``.
 
     ``config`` (a mapping or JSON object text) goes over the ability's default config: to the
@@ -64,14 +74,35 @@ def build_dsp_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plu
     defaults = parse_config(descriptor.default_config_json, f"{where} default config")
     spec = AudioSpec(sample_rate, channels)
     processor = executor.dsp(plugin_id, type_id).create(spec, json.dumps({**defaults, **user}))
-    return _stage_over(runtime, plugin_id, where, processor, Role.DSP_TRANSFORM, processor.process,
-                       None, defaults, user, spec, native, memory_limit_bytes)
+    return _stage_over(
+        runtime,
+        plugin_id,
+        where,
+        processor,
+        Role.DSP_TRANSFORM,
+        processor.process,
+        None,
+        defaults,
+        user,
+        spec,
+        native,
+        memory_limit_bytes,
+    )
 
 
-def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str,
-                     type_id: str, target: Union[str, Mapping[str, Any]], config: Config,
-                     sample_rate: int, channels: int, *, native: bool = False,
-                     memory_limit_bytes: Optional[int] = None) -> Stage:
+def build_sink_stage(
+    runtime: WasmPluginRuntime,
+    executor: ComponentExecutor,
+    plugin_id: str,
+    type_id: str,
+    target: Union[str, Mapping[str, Any]],
+    config: Config,
+    sample_rate: int,
+    channels: int,
+    *,
+    native: bool = False,
+    memory_limit_bytes: Optional[int] = None,
+) -> Stage:
     """A pipeline stage for the active plugin's output sink ``type_id``, opened on ``target``.
 
     The session is opened first (with ``config`` over the default config) and asked for its
@@ -84,27 +115,64 @@ def build_sink_stage(runtime: WasmPluginRuntime, executor: ComponentExecutor, pl
     defaults = parse_config(descriptor.default_config_json, f"{where} default config")
     spec = AudioSpec(sample_rate, channels)
     session = executor.output_sink(plugin_id, type_id).open(
-        target if isinstance(target, str) else json.dumps(dict(target)), spec,
-        json.dumps({**defaults, **user}))
-    return _stage_over(runtime, plugin_id, where, session, Role.OUTPUT_SINK, session.write,
-                       session.reset, defaults, user, spec, native, memory_limit_bytes)
+        target if isinstance(target, str) else json.dumps(dict(target)), spec, json.dumps({**defaults, **user})
+    )
+    return _stage_over(
+        runtime,
+        plugin_id,
+        where,
+        session,
+        Role.OUTPUT_SINK,
+        session.write,
+        session.reset,
+        defaults,
+        user,
+        spec,
+        native,
+        memory_limit_bytes,
+    )
 
 
-def _stage_over(runtime: WasmPluginRuntime, plugin_id: str, where: str, resource: Any, role: Role,
-                process: Callable[..., Any], reset: Optional[Callable[[], object]],
-                defaults: dict[str, Any], user: dict[str, Any],
-                spec: AudioSpec, native: bool, memory_limit_bytes: Optional[int] = None) -> Stage:
+def _stage_over(
+    runtime: WasmPluginRuntime,
+    plugin_id: str,
+    where: str,
+    resource: Any,
+    role: Role,
+    process: Callable[..., Any],
+    reset: Optional[Callable[[], object]],
+    defaults: dict[str, Any],
+    user: dict[str, Any],
+    spec: AudioSpec,
+    native: bool,
+    memory_limit_bytes: Optional[int] = None,
+) -> Stage:
     """The stage over an open processor or session: its hot path if that loads, else the
     component path. The stage owns ``resource`` from here on (closed with it, or now on error)."""
     try:
-        hot, reason = _hot_path(runtime, plugin_id, where, lambda: resource.describe_hot_path(spec),
-                                role, spec.sample_rate, spec.channels, native,
-                                _memory_limit(runtime, plugin_id, memory_limit_bytes))
+        hot, reason = _hot_path(
+            runtime,
+            plugin_id,
+            where,
+            lambda: resource.describe_hot_path(spec),
+            role,
+            spec.sample_rate,
+            spec.channels,
+            native,
+            _memory_limit(runtime, plugin_id, memory_limit_bytes),
+        )
         if hot is None:
-            return ComponentStage(name=where, role=role, sample_rate=spec.sample_rate,
-                                  channels=spec.channels, process=process,
-                                  configure=_merging(resource), reset=reset,
-                                  close=closer(resource), fallback_reason=reason)
+            return ComponentStage(
+                name=where,
+                role=role,
+                sample_rate=spec.sample_rate,
+                channels=spec.channels,
+                process=process,
+                configure=_merging(resource),
+                reset=reset,
+                close=closer(resource),
+                fallback_reason=reason,
+            )
         try:
             # Defaults may hold settings that are not real-time parameters; given keys must be.
             hot.configure({k: v for k, v in defaults.items() if k in hot.param_names and k not in user})
@@ -128,8 +196,9 @@ def _active_capability(runtime: WasmPluginRuntime, plugin_id: str, kind: str, ty
         why = f": {status.last_error}" if status.last_error else ""
         raise RuntimeStateError(f"plugin {plugin_id!r} is not active ({status.lifecycle_state.value}){why}")
     have = sorted(c.type_id for c in runtime.capabilities_of(plugin_id) if c.kind.value == kind)
-    raise RuntimeStateError(f"{plugin_id} has no {kind.replace('_', '-')} ability {type_id!r}"
-                            f" (has: {', '.join(have) or 'none'})")
+    raise RuntimeStateError(
+        f"{plugin_id} has no {kind.replace('_', '-')} ability {type_id!r} (has: {', '.join(have) or 'none'})"
+    )
 
 
 def _memory_limit(runtime: WasmPluginRuntime, plugin_id: str, host_limit: Optional[int]) -> Optional[int]:
@@ -144,9 +213,17 @@ def _memory_limit(runtime: WasmPluginRuntime, plugin_id: str, host_limit: Option
     return None
 
 
-def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, role: Role,
-              sample_rate: int, channels: int, native: bool,
-              memory_limit_bytes: Optional[int] = None) -> tuple[Optional[HotPathStage], str]:
+def _hot_path(
+    runtime: WasmPluginRuntime,
+    plugin_id: str,
+    where: str,
+    describe,
+    role: Role,
+    sample_rate: int,
+    channels: int,
+    native: bool,
+    memory_limit_bytes: Optional[int] = None,
+) -> tuple[Optional[HotPathStage], str]:
     """The loaded hot-path stage, or None and the reason to fall back to the component."""
     try:
         spec: Optional[CoreModuleSpec] = describe()
@@ -176,8 +253,9 @@ def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, 
     try:
         if native:
             return HotPathStage.from_native(so, spec, sample_rate, channels, name=where), ""
-        return HotPathStage.from_wasm(module, spec, sample_rate, channels, name=where,
-                                      memory_limit_bytes=memory_limit_bytes), ""
+        return HotPathStage.from_wasm(
+            module, spec, sample_rate, channels, name=where, memory_limit_bytes=memory_limit_bytes
+        ), ""
     except HotPathAbiError as e:
         return None, f"core module rejected: {e}"
 
@@ -185,17 +263,21 @@ def _hot_path(runtime: WasmPluginRuntime, plugin_id: str, where: str, describe, 
 def _merging(resource: Any):
     """A partial config update (like ``set_param`` on a hot-path stage) over the resource's
     current config, through the plugin's plan (hot-apply, recreate or reject)."""
+
     def configure(changes: Mapping[str, Any]) -> None:
         resource.update_config({**json.loads(resource.config_json), **changes})
+
     return configure
 
 
 def closer(resource: Any) -> Callable[[], None]:
     """``resource.close`` that tolerates a plugin already disabled or unloaded underneath: the
     executor has torn the instance down then, and there is nothing left to close."""
+
     def close() -> None:
         try:
             resource.close()
         except RuntimeStateError:
             pass
+
     return close

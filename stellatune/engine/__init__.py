@@ -6,6 +6,7 @@
 stages and runs them offline (``process``) or live (``play``) through the
 compiled core (``_core.pyx`` + ``csrc/``), with no Python on the audio thread.
 """
+
 from stellatune.engine.chain import Chain
 from stellatune.engine.component import ComponentStage
 from stellatune.engine.playback import ENGINE_CLOCK, BlockSource, PlaybackHandle, file_source, list_devices
@@ -13,5 +14,17 @@ from stellatune.engine.stage import Stage
 from stellatune.engine.stages import HotPathStage
 from stellatune.engine.stats import PlaybackStats, StageFault, StageStats
 
-__all__ = ["ENGINE_CLOCK", "BlockSource", "ComponentStage", "HotPathStage", "Chain", "PlaybackHandle",
-           "PlaybackStats", "Stage", "StageFault", "StageStats", "file_source", "list_devices"]
+__all__ = [
+    "ENGINE_CLOCK",
+    "BlockSource",
+    "ComponentStage",
+    "HotPathStage",
+    "Chain",
+    "PlaybackHandle",
+    "PlaybackStats",
+    "Stage",
+    "StageFault",
+    "StageStats",
+    "file_source",
+    "list_devices",
+]

@@ -1,4 +1,5 @@
 """Chain: an ordered chain of stages, run offline or in live playback."""
+
 from __future__ import annotations
 
 import threading
@@ -35,8 +36,15 @@ class Chain:
     overrun only skips that block.
     """
 
-    def __init__(self, stages: Sequence[Stage], sample_rate: int, channels: int,
-                 block_frames: int = 256, *, offline_deadline_ms: float = DEFAULT_OFFLINE_DEADLINE_MS):
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        sample_rate: int,
+        channels: int,
+        block_frames: int = 256,
+        *,
+        offline_deadline_ms: float = DEFAULT_OFFLINE_DEADLINE_MS,
+    ):
         stages = list(stages)
         if block_frames <= 0:
             raise EngineError("block_frames must be > 0")
@@ -52,11 +60,12 @@ class Chain:
             if s.sample_rate != sample_rate or s.channels != channels:
                 raise EngineError(
                     f"{s.name} was initialised for {s.sample_rate} Hz x {s.channels} ch,"
-                    f" the pipeline runs {sample_rate} Hz x {channels} ch")
+                    f" the pipeline runs {sample_rate} Hz x {channels} ch"
+                )
             if s.max_frames < block_frames:
                 raise EngineError(
-                    f"{s.name} accepts at most {s.max_frames} frames per block,"
-                    f" block_frames is {block_frames}")
+                    f"{s.name} accepts at most {s.max_frames} frames per block, block_frames is {block_frames}"
+                )
         self.stages = tuple(stages)
         self.sample_rate = sample_rate
         self.channels = channels
@@ -118,7 +127,7 @@ class Chain:
         # line gets the same treatment here, so no stage ever sees a non-finite input sample.
         clean_first = isinstance(self._segments[0], ComponentStage)
         for start in range(0, len(buf), self.block_frames):
-            block = buf[start:start + self.block_frames]
+            block = buf[start : start + self.block_frames]
             if clean_first:
                 self._input_nonfinite += _core.sanitize_samples(block)
             for segment in self._segments:
@@ -127,8 +136,13 @@ class Chain:
                 else:
                     segment.process(block)
 
-    def play(self, source: Union[str, Path, np.ndarray, BlockSource], device: Union[str, int, None] = None,
-             frames: int = 128, **options) -> PlaybackHandle:
+    def play(
+        self,
+        source: Union[str, Path, np.ndarray, BlockSource],
+        device: Union[str, int, None] = None,
+        frames: int = 128,
+        **options,
+    ) -> PlaybackHandle:
         """Start playing ``source`` and return at once: an audio file soundfile reads, a frames x
         channels array (at the pipeline's rate), or a :class:`BlockSource` (blocks from a decoder
         plugin, say). The feeder thread resamples a source at another rate (soxr, HQ; see

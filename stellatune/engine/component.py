@@ -5,6 +5,7 @@ fit. It never runs on the audio thread: offline it is called per block between t
 segments, and in playback the whole chain moves to the feeder thread (design B). The engine only
 sees callables here, so it does not depend on the executor.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,11 +43,20 @@ class ComponentStage(StageLifecycle):
 
     route = "component"
 
-    def __init__(self, *, name: str, role: Role, sample_rate: int, channels: int,
-                 process: Callable[[np.ndarray], np.ndarray], fallback_reason: str,
-                 configure: Optional[Callable[[Mapping[str, Any]], object]] = None,
-                 reset: Optional[Callable[[], object]] = None,
-                 close: Optional[Callable[[], object]] = None, max_frames: int = 1 << 16):
+    def __init__(
+        self,
+        *,
+        name: str,
+        role: Role,
+        sample_rate: int,
+        channels: int,
+        process: Callable[[np.ndarray], np.ndarray],
+        fallback_reason: str,
+        configure: Optional[Callable[[Mapping[str, Any]], object]] = None,
+        reset: Optional[Callable[[], object]] = None,
+        close: Optional[Callable[[], object]] = None,
+        max_frames: int = 1 << 16,
+    ):
         self._init_lifecycle()  # _lock, _live (the pipeline running it), _closed
         self.name = name
         self.role = role
@@ -64,8 +74,20 @@ class ComponentStage(StageLifecycle):
         self._fault: Optional[StageFault] = None
         self._blocks = 0
         # The counters HotPathStage keeps in C, kept here in Python (same keys: stage_stats reads both).
-        self._t: dict[str, int] = {k: 0 for k in ("calls", "total_ns", "min_ns", "max_ns", "soft_errors",
-                                                   "short_frames", "rejected_params", "timeouts", "resets")}
+        self._t: dict[str, int] = {
+            k: 0
+            for k in (
+                "calls",
+                "total_ns",
+                "min_ns",
+                "max_ns",
+                "soft_errors",
+                "short_frames",
+                "rejected_params",
+                "timeouts",
+                "resets",
+            )
+        }
         self._hist = [0] * HIST_BUCKETS
 
     def run(self, block: np.ndarray) -> None:

@@ -8,6 +8,7 @@
    and the loopback recording shows when its effect reached the device.
 2. Per-block cost of a wasm kernel with the epoch watchdog on and off.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -54,8 +55,9 @@ _GAIN_WAT = f"""
     (i32.store (local.get $fl) (i32.const 0))
     (i32.const 0)))
 """
-_SPEC = CoreModuleSpec(Role.DSP_TRANSFORM, "gain.wasm",
-                       BufferLayout(in_offset=_IN, out_offset=_OUT, max_frames=_MAX_FRAMES, channels=2))
+_SPEC = CoreModuleSpec(
+    Role.DSP_TRANSFORM, "gain.wasm", BufferLayout(in_offset=_IN, out_offset=_OUT, max_frames=_MAX_FRAMES, channels=2)
+)
 
 
 def _gain_module(directory: Path) -> Path:
@@ -69,19 +71,20 @@ def _hog(stop: threading.Event) -> None:
         sum(range(10_000))
 
 
-def control_latency(module: Path, chain_in_callback: bool, ring_frames: int, frames: int = 128,
-                    seconds: float = 3.0, hogs: int = 2) -> dict:
+def control_latency(
+    module: Path, chain_in_callback: bool, ring_frames: int, frames: int = 128, seconds: float = 3.0, hogs: int = 2
+) -> dict:
     """Play noise, halve the gain mid-way; return underruns and the measured latency (ms)."""
     stage = HotPathStage.from_wasm(module, _SPEC, RATE, 2, {"gain": 1.0})
-    x = (np.random.default_rng(5).random((int(seconds * RATE), 2), dtype=np.float32) - 0.5)
+    x = np.random.default_rng(5).random((int(seconds * RATE), 2), dtype=np.float32) - 0.5
     stop = threading.Event()
     threads = [threading.Thread(target=_hog, args=(stop,), daemon=True) for _ in range(hogs)]
     for t in threads:
         t.start()
     try:
-        with Chain([stage], RATE, 2).play(x, frames=frames, ring_frames=ring_frames,
-                                             capture_seconds=seconds + 1,
-                                             chain_in_callback=chain_in_callback) as handle:
+        with Chain([stage], RATE, 2).play(
+            x, frames=frames, ring_frames=ring_frames, capture_seconds=seconds + 1, chain_in_callback=chain_in_callback
+        ) as handle:
             time.sleep(0.2)
             subprocess.run(["jack_disconnect", "system:capture_1", "PortAudio:in_0"], capture_output=True)
             subprocess.run(["jack_connect", "PortAudio:out_0", "PortAudio:in_0"], check=True)
@@ -100,10 +103,13 @@ def control_latency(module: Path, chain_in_callback: bool, ring_frames: int, fra
         stop.set()
         stage.close()
     latency = _first_halved(rec, x[:, 0], sent_at)
-    return {"underruns": stats.ring_underruns, "xruns": stats.device_underflows,
-            "latency_ms": None if latency is None else latency * 1000 / RATE,
-            "ring_fill_ms": stats.mean_ring_fill_frames * 1000 / RATE,
-            "device_ms": stats.output_latency_ms}
+    return {
+        "underruns": stats.ring_underruns,
+        "xruns": stats.device_underflows,
+        "latency_ms": None if latency is None else latency * 1000 / RATE,
+        "ring_fill_ms": stats.mean_ring_fill_frames * 1000 / RATE,
+        "device_ms": stats.output_latency_ms,
+    }
 
 
 def _first_halved(rec: np.ndarray, x: np.ndarray, sent_at: int) -> Optional[int]:
@@ -112,13 +118,13 @@ def _first_halved(rec: np.ndarray, x: np.ndarray, sent_at: int) -> Optional[int]
     if not len(nz):
         return None
     first = int(nz[0])
-    probe = rec[first:first + 64]
+    probe = rec[first : first + 64]
     views = np.lib.stride_tricks.sliding_window_view(x, 64)
     hits = np.flatnonzero(np.all(views == probe, axis=1))
     if len(hits) != 1:
         return None
     n = min(len(rec) - first, len(x) - int(hits[0]))
-    got, src = rec[first:first + n], x[int(hits[0]):int(hits[0]) + n]
+    got, src = rec[first : first + n], x[int(hits[0]) : int(hits[0]) + n]
     halved = np.flatnonzero((got == src * np.float32(0.5)) & (got != src))
     return int(first + halved[0] - sent_at) if len(halved) else None
 
@@ -141,16 +147,17 @@ def epoch_cost(module: Path, seconds: float = 10.0, block_frames: int = 256) -> 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         module = _gain_module(Path(tmp))
-        print("| design | ring (frames) | ring underruns | xruns | set_param → device (ms) |"
-              " mean ring fill (ms) |")
+        print("| design | ring (frames) | ring underruns | xruns | set_param → device (ms) | mean ring fill (ms) |")
         print("|---|---|---|---|---|---|")
         for chain_in_callback in (True, False):
             for ring in (512, 1024, 2048, 4096, 8192):
                 r = control_latency(module, chain_in_callback, ring)
                 lat = "n/a" if r["latency_ms"] is None else f"{r['latency_ms']:.1f}"
                 name = "A: chain in callback" if chain_in_callback else "B: chain on feeder"
-                print(f"| {name} | {ring} | {r['underruns']} | {r['xruns']} | {lat} |"
-                      f" {r['ring_fill_ms']:.1f} |", flush=True)
+                print(
+                    f"| {name} | {ring} | {r['underruns']} | {r['xruns']} | {lat} | {r['ring_fill_ms']:.1f} |",
+                    flush=True,
+                )
         for block in (128, 256):
             cost = epoch_cost(module, block_frames=block)
             print(f"epoch watchdog, {block}-frame blocks: on {cost['on']}, off {cost['off']}")

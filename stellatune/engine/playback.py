@@ -6,6 +6,7 @@ deadline). The chain runs inside the driver (design A, the lower latency: docs/e
 unless it holds component-path stages: those are Python calls, so the chain then runs on the
 feeder before the ring (design B), which ``chain_in_callback=False`` also selects.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -32,6 +33,7 @@ class Playable(Protocol):
     sample_rate: int
     channels: int
     block_frames: int
+
     @property
     def stages(self) -> Sequence[Any]: ...
 
@@ -44,8 +46,16 @@ class Playable(Protocol):
 
     def stats(self) -> list[StageStats]: ...
 
-__all__ = ["ENGINE_CLOCK", "BlockSource", "PlaybackHandle", "file_source", "list_devices", "source_blocks",
-           "start_playback"]
+
+__all__ = [
+    "ENGINE_CLOCK",
+    "BlockSource",
+    "PlaybackHandle",
+    "file_source",
+    "list_devices",
+    "source_blocks",
+    "start_playback",
+]
 
 #: ``device`` value that plays through the engine clock instead of a PortAudio device.
 ENGINE_CLOCK = "engine-clock"
@@ -97,16 +107,19 @@ def _enumerate_devices() -> tuple[list[dict], int]:
             info = pa.get_device_info_by_index(i)
             api = apis[info["hostApi"]] if 0 <= info["hostApi"] < len(apis) else None
             name = info["name"]
-            devices.append({
-                "index": i, "name": name.decode(errors="replace") if isinstance(name, bytes) else name,
-                "host_api": api["name"] if api is not None else "",
-                "is_jack": info["hostApi"] == jack,
-                "is_default_of_host_api": api is not None and api["defaultOutputDevice"] == i,
-                "max_input_channels": info["maxInputChannels"],
-                "max_output_channels": info["maxOutputChannels"],
-                "default_sample_rate": info["defaultSampleRate"],
-                "default_low_output_latency": info["defaultLowOutputLatency"],
-            })
+            devices.append(
+                {
+                    "index": i,
+                    "name": name.decode(errors="replace") if isinstance(name, bytes) else name,
+                    "host_api": api["name"] if api is not None else "",
+                    "is_jack": info["hostApi"] == jack,
+                    "is_default_of_host_api": api is not None and api["defaultOutputDevice"] == i,
+                    "max_input_channels": info["maxInputChannels"],
+                    "max_output_channels": info["maxOutputChannels"],
+                    "default_sample_rate": info["defaultSampleRate"],
+                    "default_low_output_latency": info["defaultLowOutputLatency"],
+                }
+            )
         try:
             default = pa.get_default_output_device_info()["index"]
         except OSError:  # no default output device
@@ -122,8 +135,10 @@ def _pick_device(device: Union[str, int, None], channels: int) -> dict:
     devices, default = _enumerate_devices()
     outputs = [d for d in devices if d["max_output_channels"] >= channels]
     if not outputs:
-        raise AudioDeviceError(f"no PortAudio output device with {channels} channels (no sound card?"
-                               " scripts/virtual-audio starts a JACK dummy device)")
+        raise AudioDeviceError(
+            f"no PortAudio output device with {channels} channels (no sound card?"
+            " scripts/virtual-audio starts a JACK dummy device)"
+        )
     if device is None:
         jack = [d for d in outputs if d["is_jack"]]
         if jack:
@@ -133,7 +148,8 @@ def _pick_device(device: Union[str, int, None], channels: int) -> dict:
         found = [d for d in outputs if d["index"] == device]
     else:
         found = [d for d in outputs if d["name"] == device] or [
-            d for d in outputs if device.lower() in d["name"].lower()]
+            d for d in outputs if device.lower() in d["name"].lower()
+        ]
     if not found:
         names = ", ".join(repr(d["name"]) for d in outputs)
         raise AudioDeviceError(f"no output device matches {device!r} (have: {names})")
@@ -169,6 +185,7 @@ def file_source(path: Union[str, Path], block_frames: int = _FEED_FRAMES) -> Blo
             if not len(block):
                 return
             yield block
+
     return BlockSource(read(), f.samplerate, f.channels, label="soundfile", close=f.close)
 
 
@@ -188,8 +205,7 @@ def _fitted(source: BlockSource, sample_rate: int, channels: int) -> Iterator[np
         for block in source.blocks:
             block = np.asarray(block)
             if block.ndim != 2 or block.shape[1] != source.channels:
-                raise EngineError(f"a source block has shape {block.shape},"
-                                  f" expected (frames, {source.channels})")
+                raise EngineError(f"a source block has shape {block.shape}, expected (frames, {source.channels})")
             if len(block):
                 yield np.ascontiguousarray(block, dtype=np.float32)
 
@@ -203,8 +219,7 @@ def _fitted(source: BlockSource, sample_rate: int, channels: int) -> Iterator[np
         yield block if block.flags.writeable and block.flags.owndata else block.copy()
 
 
-def _resampled(blocks: Iterator[np.ndarray], from_rate: int, to_rate: int,
-               channels: int) -> Iterator[np.ndarray]:
+def _resampled(blocks: Iterator[np.ndarray], from_rate: int, to_rate: int, channels: int) -> Iterator[np.ndarray]:
     """A streaming resampler: its filter state runs across blocks, so block edges leave no seams."""
     import soxr
 
@@ -226,7 +241,7 @@ def _as_source(source: Union[str, Path, np.ndarray, BlockSource], sample_rate: i
         if source.ndim != 2:
             raise EngineError(f"expected an array of shape (frames, channels), got {source.shape}")
         data = source
-        blocks = (data[start:start + _FEED_FRAMES] for start in range(0, len(data), _FEED_FRAMES))
+        blocks = (data[start : start + _FEED_FRAMES] for start in range(0, len(data), _FEED_FRAMES))
         return BlockSource(blocks, sample_rate, data.shape[1], label="array")
     return file_source(source)
 
@@ -238,9 +253,18 @@ class PlaybackHandle:
     (or the interpreter exits), even if the handle is dropped.
     """
 
-    def __init__(self, pipeline: Playable, player: _core.Player, running: AbstractContextManager,
-                 source: BlockSource, blocks: Iterator[np.ndarray], uses_portaudio: bool, python_render: bool,
-                 chain_thread: str, period_us: float):
+    def __init__(
+        self,
+        pipeline: Playable,
+        player: _core.Player,
+        running: AbstractContextManager,
+        source: BlockSource,
+        blocks: Iterator[np.ndarray],
+        uses_portaudio: bool,
+        python_render: bool,
+        chain_thread: str,
+        period_us: float,
+    ):
         """Internal: use :meth:`Chain.play`."""
         self._pipeline = pipeline
         self._source = source
@@ -253,8 +277,7 @@ class PlaybackHandle:
         self._feeder_error: Optional[BaseException] = None
         self._closed = False
         self._close_lock = threading.Lock()
-        self._feeder = threading.Thread(target=self._feed, args=(blocks,), name="stellatune-feeder",
-                                        daemon=True)
+        self._feeder = threading.Thread(target=self._feed, args=(blocks,), name="stellatune-feeder", daemon=True)
         _LIVE.add(self)
 
     def _feed(self, blocks: Iterator[np.ndarray]) -> None:
@@ -298,12 +321,18 @@ class PlaybackHandle:
             return quantile_us(hist, cb, p, 0, c["render_max_ns"])
 
         return PlaybackStats(
-            callbacks=c["callbacks"], device_underflows=c["device_underflows"],
-            ring_underruns=c["ring_underruns"], ring_underrun_frames=c["ring_underrun_frames"],
-            frames_played=c["frames_played"], output_latency_ms=c["output_latency_s"] * 1000.0,
+            callbacks=c["callbacks"],
+            device_underflows=c["device_underflows"],
+            ring_underruns=c["ring_underruns"],
+            ring_underrun_frames=c["ring_underrun_frames"],
+            frames_played=c["frames_played"],
+            output_latency_ms=c["output_latency_s"] * 1000.0,
             mean_ring_fill_frames=c["mean_ring_fill_frames"],
-            render_max_us=c["render_max_ns"] / 1000.0, callback_p50_us=q(0.5),
-            callback_p99_us=q(0.99), callback_p999_us=q(0.999), period_us=self._period_us,
+            render_max_us=c["render_max_ns"] / 1000.0,
+            callback_p50_us=q(0.5),
+            callback_p99_us=q(0.99),
+            callback_p999_us=q(0.999),
+            period_us=self._period_us,
             chain_thread=self._chain_thread,
             finished=self._player.finished,
             stages=self._pipeline.stats(),
@@ -354,10 +383,16 @@ class PlaybackHandle:
         self.stop()
 
 
-def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, BlockSource],
-                   device: Union[str, int, None] = None, frames: int = 128, *,
-                   ring_frames: int = 8192, capture_seconds: float = 0.0,
-                   chain_in_callback: bool = True) -> PlaybackHandle:
+def start_playback(
+    pipeline: Playable,
+    source: Union[str, Path, np.ndarray, BlockSource],
+    device: Union[str, int, None] = None,
+    frames: int = 128,
+    *,
+    ring_frames: int = 8192,
+    capture_seconds: float = 0.0,
+    chain_in_callback: bool = True,
+) -> PlaybackHandle:
     """Open the driver and start playing (see :meth:`Chain.play`).
 
     ``ring_frames`` (a power of two) sizes the decode ring; ``capture_seconds`` records the
@@ -387,8 +422,9 @@ def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, Bloc
             # the driver only moves audio, through a chain with no stages.
             chain, chain_in_callback = _core.Chain([], pipeline.channels, pipeline.block_frames), True
         assert chain is not None  # the pipeline's own C chain, or the empty one just made
-        player = _core.Player(chain, ring_frames, pipeline.channels, frames,
-                              float(pipeline.sample_rate), chain_in_callback)
+        player = _core.Player(
+            chain, ring_frames, pipeline.channels, frames, float(pipeline.sample_rate), chain_in_callback
+        )
         if not use_clock:
             _core.pa_initialize()  # raises PortAudioError, an AudioDeviceError
     except BaseException:
@@ -396,16 +432,28 @@ def start_playback(pipeline: Playable, source: Union[str, Path, np.ndarray, Bloc
         if source.close is not None:
             source.close()
         raise
-    handle = PlaybackHandle(pipeline, player, running, source, blocks, uses_portaudio=not use_clock,
-                            python_render=python_render, chain_thread=chain_thread,
-                            period_us=frames / pipeline.sample_rate * 1e6)
+    handle = PlaybackHandle(
+        pipeline,
+        player,
+        running,
+        source,
+        blocks,
+        uses_portaudio=not use_clock,
+        python_render=python_render,
+        chain_thread=chain_thread,
+        period_us=frames / pipeline.sample_rate * 1e6,
+    )
     try:
         if not use_clock:
             info = _pick_device(device, pipeline.channels)
             in_channels = min(pipeline.channels, info["max_input_channels"]) if capture_seconds else 0
-            player.open_device(info["index"], info["index"] if in_channels else -1, in_channels,
-                               int(capture_seconds * pipeline.sample_rate),
-                               info["default_low_output_latency"])
+            player.open_device(
+                info["index"],
+                info["index"] if in_channels else -1,
+                in_channels,
+                int(capture_seconds * pipeline.sample_rate),
+                info["default_low_output_latency"],
+            )
         handle._feeder.start()
         # Prefill half the ring before the driver starts, so the first blocks find audio.
         while player.buffered < ring_frames // 2 and handle._feeder.is_alive():

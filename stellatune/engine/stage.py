@@ -15,6 +15,7 @@ Lifecycle (:class:`StageLifecycle`, mixed into both kinds):
   any thread, at any allocation, so the module's ``drop`` and the component processor's close
   (plugin code, and the executor's locks) do not run there. Close stages explicitly.
 """
+
 from __future__ import annotations
 
 import threading

@@ -4,6 +4,7 @@ the C block loop.
 The control plane loads and initialises a module here with wasmtime-py (or cffi for native
 builds); from then on only the Cython core calls it, on whichever thread runs the chain.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -93,13 +94,20 @@ def _native_ffi(init: str, process: str, reset: Optional[str], drop: Optional[st
     """The cffi declarations of a native kernel with these export names (parsed once)."""
     names = [n for n in (init, process, reset, drop) if n is not None]
     bad = [n for n in names if not _C_IDENTIFIER.fullmatch(n)]
-    if bad or len(set(names) | {abi.PARAM_NAMES_EXPORT, abi.SET_PARAM_EXPORT, abi.NATIVE_MEMORY_EXPORT}) != len(names) + 3:
+    if (
+        bad
+        or len(set(names) | {abi.PARAM_NAMES_EXPORT, abi.SET_PARAM_EXPORT, abi.NATIVE_MEMORY_EXPORT}) != len(names) + 3
+    ):
         raise HotPathAbiError(f"export names {names} cannot be distinct C symbols of a native build")
     ffi = cffi.FFI()
-    ffi.cdef(_NATIVE_CDEF.format(
-        init=init, process=process,
-        reset=f"int32_t {reset}(uint32_t ctx, uint32_t flags);\n" if reset else "",
-        drop=f"void {drop}(uint32_t ctx);\n" if drop else ""))
+    ffi.cdef(
+        _NATIVE_CDEF.format(
+            init=init,
+            process=process,
+            reset=f"int32_t {reset}(uint32_t ctx, uint32_t flags);\n" if reset else "",
+            drop=f"void {drop}(uint32_t ctx);\n" if drop else "",
+        )
+    )
     return ffi
 
 
@@ -227,14 +235,14 @@ def clear_module_caches() -> None:
         engine.clear_cache()
 
 
-diagnostics.register_gauge(
-    "hotpath_modules_pinned", lambda: sum(e.pinned_modules() for e in list(_ENGINES.values())))
+diagnostics.register_gauge("hotpath_modules_pinned", lambda: sum(e.pinned_modules() for e in list(_ENGINES.values())))
 
 
 def _init_args(spec: abi.CoreModuleSpec, sample_rate: int) -> bytes:
     b = spec.buffer
-    return abi.pack_init_args(spec.role, sample_rate, b.channels, b.max_frames, b.in_offset,
-                              b.out_offset, b.sample_format)
+    return abi.pack_init_args(
+        spec.role, sample_rate, b.channels, b.max_frames, b.in_offset, b.out_offset, b.sample_format
+    )
 
 
 def _parse_param_names(raw: bytes) -> tuple[str, ...]:
@@ -272,9 +280,18 @@ class HotPathStage(StageLifecycle):
 
     _live: Optional[tuple[_core.Chain, int]]  # (its C chain, index there)
 
-    def __init__(self, *, name: str, spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
-                 core: _core.CoreStage, param_names: tuple[str, ...], native: bool,
-                 drop: Optional[Callable[[], object]] = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        spec: abi.CoreModuleSpec,
+        sample_rate: int,
+        channels: int,
+        core: _core.CoreStage,
+        param_names: tuple[str, ...],
+        native: bool,
+        drop: Optional[Callable[[], object]] = None,
+    ):
         """Internal: use :meth:`from_wasm` or :meth:`from_native`."""
         self._init_lifecycle()  # _lock, _live, _closed
         self.name = name
@@ -297,10 +314,18 @@ class HotPathStage(StageLifecycle):
 
     @classmethod
     def from_wasm(
-        cls, path: Union[str, Path], spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
-        config: Optional[Mapping[str, float]] = None, *, epoch_interruption: bool = True,
-        deadline_ms: float = DEFAULT_DEADLINE_MS, timeout_limit: int = DEFAULT_TIMEOUT_LIMIT,
-        name: Optional[str] = None, memory_limit_bytes: Optional[int] = None,
+        cls,
+        path: Union[str, Path],
+        spec: abi.CoreModuleSpec,
+        sample_rate: int,
+        channels: int,
+        config: Optional[Mapping[str, float]] = None,
+        *,
+        epoch_interruption: bool = True,
+        deadline_ms: float = DEFAULT_DEADLINE_MS,
+        timeout_limit: int = DEFAULT_TIMEOUT_LIMIT,
+        name: Optional[str] = None,
+        memory_limit_bytes: Optional[int] = None,
     ) -> HotPathStage:
         """Compile and instantiate the core module at ``path`` in its own Store, run ``init``
         and apply ``config`` (parameter name → value).
@@ -337,8 +362,8 @@ class HotPathStage(StageLifecycle):
             except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
                 if "exceeds memory limits" in str(e):  # e.g. a memory the module does not export
                     raise HotPathMemoryLimitError(
-                        f"{where}: core module needs more memory than the {_mib(cap)} cap"
-                        f" ({e}; {_RAISE_CAP})", cap) from e
+                        f"{where}: core module needs more memory than the {_mib(cap)} cap ({e}; {_RAISE_CAP})", cap
+                    ) from e
                 raise HotPathAbiError(f"{where}: instantiation failed: {e}") from e
             exports = instance.exports(store)
 
@@ -397,10 +422,16 @@ class HotPathStage(StageLifecycle):
             set_param_func=ctypes.addressof(set_param._func) if set_param is not None else 0,
             set_param_results=len(set_param.type(store).results) if set_param is not None else 0,
             reset_func=ctypes.addressof(reset._func) if reset is not None else 0,
-            memory=ctypes.addressof(memory._memory), memory_size=memory_size, guest_ctx=guest_ctx,
-            role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
-            channels=channels, max_frames=b.max_frames,
-            deadline_ticks=engine.deadline_ticks(deadline_ms / 1000.0), timeout_limit=timeout_limit,
+            memory=ctypes.addressof(memory._memory),
+            memory_size=memory_size,
+            guest_ctx=guest_ctx,
+            role=int(spec.role),
+            in_offset=b.in_offset,
+            out_offset=b.out_offset or 0,
+            channels=channels,
+            max_frames=b.max_frames,
+            deadline_ticks=engine.deadline_ticks(deadline_ms / 1000.0),
+            timeout_limit=timeout_limit,
             keepalive=keep,
         )
 
@@ -414,8 +445,16 @@ class HotPathStage(StageLifecycle):
                     except wasmtime.Trap:
                         pass  # the instance is discarded right after; nothing to recover
 
-        stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
-                    param_names=names, native=False, drop=drop_guest)
+        stage = cls(
+            name=where,
+            spec=spec,
+            sample_rate=sample_rate,
+            channels=channels,
+            core=core,
+            param_names=names,
+            native=False,
+            drop=drop_guest,
+        )
         stage._wasm_memory = (store, memory)
         stage._engine = engine
         stage._live_ticks = core.deadline_ticks
@@ -423,8 +462,14 @@ class HotPathStage(StageLifecycle):
 
     @classmethod
     def from_native(
-        cls, so_path: Union[str, Path], spec: abi.CoreModuleSpec, sample_rate: int, channels: int,
-        config: Optional[Mapping[str, float]] = None, *, name: Optional[str] = None,
+        cls,
+        so_path: Union[str, Path],
+        spec: abi.CoreModuleSpec,
+        sample_rate: int,
+        channels: int,
+        config: Optional[Mapping[str, float]] = None,
+        *,
+        name: Optional[str] = None,
     ) -> HotPathStage:
         """Load the native build of a kernel (trusted, unsandboxed: the speed baseline).
 
@@ -487,16 +532,29 @@ class HotPathStage(StageLifecycle):
             del unloader  # dlclose and remove the copy now
             raise
         core = _core.CoreStage.native(
-            process_fn=address(process), set_param_fn=address(set_param),
-            reset_fn=address(reset), base=base, guest_ctx=guest_ctx,
-            role=int(spec.role), in_offset=b.in_offset, out_offset=b.out_offset or 0,
-            channels=channels, max_frames=b.max_frames,
+            process_fn=address(process),
+            set_param_fn=address(set_param),
+            reset_fn=address(reset),
+            base=base,
+            guest_ctx=guest_ctx,
+            role=int(spec.role),
+            in_offset=b.in_offset,
+            out_offset=b.out_offset or 0,
+            channels=channels,
+            max_frames=b.max_frames,
             keepalive=(unloader, lib, process, set_param, reset),  # first: freed last
         )
         del unloader  # the core stage owns it now
-        stage = cls(name=where, spec=spec, sample_rate=sample_rate, channels=channels, core=core,
-                    param_names=names, native=True,
-                    drop=(lambda: drop(guest_ctx)) if drop is not None else None)
+        stage = cls(
+            name=where,
+            spec=spec,
+            sample_rate=sample_rate,
+            channels=channels,
+            core=core,
+            param_names=names,
+            native=True,
+            drop=(lambda: drop(guest_ctx)) if drop is not None else None,
+        )
         return stage._configured(config)
 
     def _configured(self, config: Optional[Mapping[str, float]]) -> HotPathStage:
@@ -554,8 +612,9 @@ class HotPathStage(StageLifecycle):
         pname = self.param_names[param_id]
         fault = self.fault
         if fault is not None:
-            raise EngineError(f"{self.name}: set_param({pname!r}) failed: stage bypassed after"
-                              f" {fault.kind} {fault.message}".rstrip())
+            raise EngineError(
+                f"{self.name}: set_param({pname!r}) failed: stage bypassed after {fault.kind} {fault.message}".rstrip()
+            )
         try:
             why = abi.ErrorCode(rc).name.lower().replace("_", "-")
         except ValueError:
@@ -691,12 +750,15 @@ def _check_declared_memory(module: wasmtime.Module, cap: int, where: str) -> Non
             needed = ty.limits.min * ty.page_size
             if needed > cap:
                 raise HotPathMemoryLimitError(
-                    f"{where}: core module needs {_mib(needed)} of memory, over the {_mib(cap)} cap"
-                    f" ({_RAISE_CAP})", cap, needed)
+                    f"{where}: core module needs {_mib(needed)} of memory, over the {_mib(cap)} cap ({_RAISE_CAP})",
+                    cap,
+                    needed,
+                )
 
 
-def _init_failed(where: str, store: wasmtime.Store, memory: wasmtime.Memory, cap: int, what: str,
-                 trap: Optional[wasmtime.Trap]) -> None:
+def _init_failed(
+    where: str, store: wasmtime.Store, memory: wasmtime.Memory, cap: int, what: str, trap: Optional[wasmtime.Trap]
+) -> None:
     """Raise for a failed ``init``. The cap makes a ``memory.grow`` past it return -1 inside
     wasm, which the host cannot observe; a module that then used the memory it did not get
     traps out of bounds. So: an out-of-bounds trap in a memory that may grow past the cap (no
@@ -710,14 +772,18 @@ def _init_failed(where: str, store: wasmtime.Store, memory: wasmtime.Memory, cap
     if trap is not None and trap.trap_code is wasmtime.TrapCode.MEMORY_OUT_OF_BOUNDS:
         raise HotPathMemoryLimitError(
             f"{where}: core module needs more memory than the {_mib(cap)} cap: a memory.grow past"
-            f" it fails inside wasm, and {what.replace(chr(10), ' ')} ({_RAISE_CAP})", cap) from trap
+            f" it fails inside wasm, and {what.replace(chr(10), ' ')} ({_RAISE_CAP})",
+            cap,
+        ) from trap
     raise HotPathAbiError(
         f"{where}: {what} (its memory is capped at {_mib(cap)}, where memory.grow fails;"
-        f" if it needs more, {_RAISE_CAP})") from trap
+        f" if it needs more, {_RAISE_CAP})"
+    ) from trap
 
 
-def _check_signature(where: str, store: wasmtime.Store, func: wasmtime.Func,
-                     params: list[str], results_options: list[list[str]]) -> None:
+def _check_signature(
+    where: str, store: wasmtime.Store, func: wasmtime.Func, params: list[str], results_options: list[list[str]]
+) -> None:
     ty = func.type(store)
     got_params = [str(p) for p in ty.params]
     got_results = [str(r) for r in ty.results]

@@ -3,6 +3,7 @@
 The C side keeps fixed arrays (a log-bucket histogram with 4 buckets per octave of nanoseconds);
 this module turns a snapshot of them into plain dataclasses.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -4,6 +4,7 @@
 and the entry point for calls: ``executor.decoder(plugin_id, type_id)``, ``.source``, ``.lyrics``,
 ``.output_sink``, ``.dsp``. See docs/executor.md.
 """
+
 from ..errors import ConfigRejected
 from .capabilities import (
     DecoderCapability,
@@ -42,11 +43,35 @@ from .values import (
 )
 
 __all__ = [
-    "ComponentExecutor", "InstanceLimits", "ConfigRejected",
-    "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream", "ProcessedSourceStream",
-    "LyricsCapability", "OutputSinkCapability", "OutputSinkSession", "DspCapability", "DspProcessor",
-    "HostServices", "PluginImports", "GrantedHostServices", "GrantedPluginImports", "FileHostStream",
-    "decoder_candidates", "open_decoder",
-    "AudioSpec", "AudioTags", "ConfigUpdateMode", "ConfigUpdatePlan", "DecoderInfo", "EncodedAudioFormat",
-    "LyricCandidate", "MediaMetadata", "NegotiatedSpec", "RuntimeStatus",
+    "ComponentExecutor",
+    "InstanceLimits",
+    "ConfigRejected",
+    "DecoderCapability",
+    "DecoderSession",
+    "PcmChunk",
+    "SourceCapability",
+    "OpenedStream",
+    "ProcessedSourceStream",
+    "LyricsCapability",
+    "OutputSinkCapability",
+    "OutputSinkSession",
+    "DspCapability",
+    "DspProcessor",
+    "HostServices",
+    "PluginImports",
+    "GrantedHostServices",
+    "GrantedPluginImports",
+    "FileHostStream",
+    "decoder_candidates",
+    "open_decoder",
+    "AudioSpec",
+    "AudioTags",
+    "ConfigUpdateMode",
+    "ConfigUpdatePlan",
+    "DecoderInfo",
+    "EncodedAudioFormat",
+    "LyricCandidate",
+    "MediaMetadata",
+    "NegotiatedSpec",
+    "RuntimeStatus",
 ]

@@ -1,4 +1,5 @@
 """The executor's record of one active plugin: its components, host context, log and instances."""
+
 from __future__ import annotations
 
 import threading
@@ -52,7 +53,8 @@ class ActivePlugin:
         if not self.active:
             raise RuntimeStateError(
                 f"plugin {self.plugin_id} was deactivated ({self.deactivation_reason}); "
-                "ask the executor for a new handle")
+                "ask the executor for a new handle"
+            )
 
     def spawn(self, component_id: str) -> PluginInstance:
         """A new instance of one of this plugin's components (``on-enable`` has run)."""
@@ -62,9 +64,16 @@ class ActivePlugin:
         # outside the lock: a deactivation or another spawn never waits on plugin code, and
         # the linker (behind the executor's lock) is never fetched under this one.
         instance = PluginInstance(
-            engine=self.engine, linker=self.linker_for(loaded.world), component=loaded.component,
-            world=loaded.world, plugin_id=self.plugin_id, component_id=component_id,
-            context=self.context, log=self.log, limits=self.limits)
+            engine=self.engine,
+            linker=self.linker_for(loaded.world),
+            component=loaded.component,
+            world=loaded.world,
+            plugin_id=self.plugin_id,
+            component_id=component_id,
+            context=self.context,
+            log=self.log,
+            limits=self.limits,
+        )
         with self.lock:
             tracked = self.active
             if tracked:

@@ -6,6 +6,7 @@ a channel count, a frame count, a path or a piece of text is checked here first.
 range is a :class:`PluginContractError` naming the plugin, the field and the limit; nothing
 downstream (soundfile, numpy, the engine, a path join) ever sees it.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from typing import Any, Optional
 from ..errors import PluginContractError
 
 __all__ = [
-    "Boundary", "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "MAX_CHANNELS", "MAX_BLOCK_FRAMES",
-    "MAX_TEXT_CHARS", "MAX_JSON_CHARS", "MAX_REL_PATH_CHARS",
+    "Boundary",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+    "MAX_CHANNELS",
+    "MAX_BLOCK_FRAMES",
+    "MAX_TEXT_CHARS",
+    "MAX_JSON_CHARS",
+    "MAX_REL_PATH_CHARS",
 ]
 
 #: Sample rates a plugin may report or negotiate (1 Hz to 768 kHz, the highest rate in use).

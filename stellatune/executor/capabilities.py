@@ -4,6 +4,7 @@ Instance model: source, lyrics and the output sink's control calls (targets, neg
 long-lived *control instance* per capability, rebuilt only after a trap. Decoder sessions, DSP
 processors and opened sink sessions each get their own instance, torn down when closed.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,17 @@ from .values import (
 )
 
 __all__ = [
-    "DecoderCapability", "DecoderSession", "PcmChunk", "SourceCapability", "OpenedStream",
-    "ProcessedSourceStream", "LyricsCapability", "OutputSinkCapability", "OutputSinkSession",
-    "DspCapability", "DspProcessor",
+    "DecoderCapability",
+    "DecoderSession",
+    "PcmChunk",
+    "SourceCapability",
+    "OpenedStream",
+    "ProcessedSourceStream",
+    "LyricsCapability",
+    "OutputSinkCapability",
+    "OutputSinkSession",
+    "DspCapability",
+    "DspProcessor",
 ]
 
 # `Any` below is a component value wasmtime-py returns untyped (a guest call's result, a record
@@ -76,8 +85,12 @@ class _Capability:
     def _spawn(self) -> PluginInstance:
         return self._plugin.spawn(self.descriptor.component_id)
 
-    def _build(self, create: Callable[[PluginInstance], GuestResource], config_json: str,
-               after: Optional[Callable[[GuestResource], None]] = None) -> GuestResource:
+    def _build(
+        self,
+        create: Callable[[PluginInstance], GuestResource],
+        config_json: str,
+        after: Optional[Callable[[GuestResource], None]] = None,
+    ) -> GuestResource:
         """Spawn an instance, make the resource, apply the config; retire the instance on failure."""
         instance = self._spawn()
         try:
@@ -146,22 +159,27 @@ class DecoderCapability(_Capability):
     kind = "decoder"
     interface = "decoder"
 
-    def open(self, stream: HostStream, ext_hint: Optional[str] = None,
-             config_json: Optional[str] = None) -> DecoderSession:
+    def open(
+        self, stream: HostStream, ext_hint: Optional[str] = None, config_json: Optional[str] = None
+    ) -> DecoderSession:
         """Open a session reading ``stream`` (the session owns and closes it).
 
         A session cannot be recreated for a config change (its stream is consumed): when the
         plugin plans ``recreate``, ``update_config`` raises and the caller opens a new session.
         """
+
         def build(config: str) -> GuestResource:
             def create(instance: PluginInstance) -> GuestResource:
                 handle = instance.imports.insert(HOST_STREAM_TYPE, stream)
                 raw = instance.call(self.interface, "open", handle, ext_hint)
                 return instance.adopt(raw, self.interface, "session")
+
             return self._build(create, config)
+
         try:
-            slot = ResourceSlot(self._plugin, build, config_json or self.default_config_json,
-                                lazy=False, recreatable=False)
+            slot = ResourceSlot(
+                self._plugin, build, config_json or self.default_config_json, lazy=False, recreatable=False
+            )
         except BaseException:
             # The session owned the stream from the call on: if the instance never started, its
             # teardown did not close it (closing is idempotent when it did).
@@ -192,9 +210,12 @@ class DecoderSession(_Configurable):
         frames = self.capability.check.frames("pcm-chunk.frames", field_of(chunk, "frames"), max_frames)
         data = bytes(field_of(chunk, "interleaved_f32le"))
         if len(data) != frames * channels * 4:
-            raise PluginContractError("pcm-chunk.interleaved-f32le",
-                                      f"holds {len(data)} bytes, not {frames} frames x {channels} channels",
-                                      plugin_id=self.capability.plugin_id, capability="decoder")
+            raise PluginContractError(
+                "pcm-chunk.interleaved-f32le",
+                f"holds {len(data)} bytes, not {frames} frames x {channels} channels",
+                plugin_id=self.capability.plugin_id,
+                capability="decoder",
+            )
         pcm = np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(frames, channels)
         return PcmChunk(pcm, bool(field_of(chunk, "eof")))
 
@@ -218,8 +239,12 @@ class DecoderSession(_Configurable):
             elif not chunk.eof:
                 empty += 1
                 if empty >= MAX_EMPTY_READS:
-                    raise PluginContractError("read-pcm-f32", f"returned no audio {empty} times without ending the stream",
-                                              plugin_id=self.capability.plugin_id, capability="decoder")
+                    raise PluginContractError(
+                        "read-pcm-f32",
+                        f"returned no audio {empty} times without ending the stream",
+                        plugin_id=self.capability.plugin_id,
+                        capability="decoder",
+                    )
             if chunk.eof:
                 return
 
@@ -282,6 +307,7 @@ class SourceCapability(_Capability, _Configurable):
 
         def build(config: str) -> GuestResource:
             return self._build(lambda i: i.adopt(i.call(self.interface, "create"), self.interface, "catalog"), config)
+
         self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
 
     def list_items(self, request: Union[str, dict[str, Any]] = "{}") -> Any:
@@ -309,8 +335,12 @@ class SourceCapability(_Capability, _Configurable):
                 rep = any_handle.to_host(instance.store).rep
                 stream = cast(Optional[HostStream], instance.imports.take(HOST_STREAM_TYPE, rep))
             if stream is None:
-                raise PluginError(PluginErrorCode.INTERNAL, "passthrough handle is not a live host stream",
-                                  plugin_id=self.plugin_id, capability=self.kind)
+                raise PluginError(
+                    PluginErrorCode.INTERNAL,
+                    "passthrough handle is not a live host stream",
+                    plugin_id=self.plugin_id,
+                    capability=self.kind,
+                )
             return OpenedStream(stream, True, ext_hint, metadata)
         stream_res = res.instance.adopt(any_handle, self.interface, "source-stream")
         return OpenedStream(ProcessedSourceStream(stream_res, self.check), False, ext_hint, metadata)
@@ -330,13 +360,18 @@ class LyricsCapability(_Capability, _Configurable):
 
         def build(config: str) -> GuestResource:
             return self._build(lambda i: i.adopt(i.call(self.interface, "create"), self.interface, "provider"), config)
+
         self._slot = ResourceSlot(plugin, build, self.default_config_json, lazy=True)
 
     def search(self, keyword: str) -> list[LyricCandidate]:
         found = self._slot.call("search", keyword)
         self.check.integer("search (result count)", len(found), 0, _MAX_LYRIC_CANDIDATES)
-        return [LyricCandidate(*(self.check.text(f"lyric-candidate.{n}", field_of(c, n)) for n in ("id", "title", "artist")))
-                for c in found]
+        return [
+            LyricCandidate(
+                *(self.check.text(f"lyric-candidate.{n}", field_of(c, n)) for n in ("id", "title", "artist"))
+            )
+            for c in found
+        ]
 
     def fetch(self, lyric_id: str) -> str:
         return self.check.json_text("fetch", self._slot.call("fetch", lyric_id))
@@ -384,13 +419,16 @@ class OutputSinkCapability(_Capability, _Configurable):
         return self.check.json_value("list-targets-json", self._slot.call("list-targets-json"))
 
     def negotiate_spec(self, target: Union[str, dict[str, Any]], desired: AudioSpec) -> NegotiatedSpec:
-        return NegotiatedSpec.from_wit(self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()),
-                                       self.check)
+        return NegotiatedSpec.from_wit(
+            self._slot.call("negotiate-spec-json", _json_text(target), desired.to_wit()), self.check
+        )
 
     def describe_hot_path(self, spec: AudioSpec) -> Optional[CoreModuleSpec]:
         return _hot_path(self._slot.call("describe-hot-path", spec.to_wit()), self.check)
 
-    def open(self, target: Union[str, dict[str, Any]], spec: AudioSpec, config_json: Optional[str] = None) -> OutputSinkSession:
+    def open(
+        self, target: Union[str, dict[str, Any]], spec: AudioSpec, config_json: Optional[str] = None
+    ) -> OutputSinkSession:
         """A session opened on ``target`` with ``spec`` (``config_json`` defaults to the control one)."""
         builder = self._session_builder((_json_text(target), spec))
         slot = ResourceSlot(self._plugin, builder, config_json or self._slot.config_json, lazy=False)
@@ -413,8 +451,9 @@ class OutputSinkSession(_Configurable):
 
     def query_status(self) -> RuntimeStatus:
         st = self._slot.call("query-status")
-        queued = self.capability.check.integer("runtime-status.queued-samples", field_of(st, "queued_samples"),
-                                               0, 2**64 - 1)
+        queued = self.capability.check.integer(
+            "runtime-status.queued-samples", field_of(st, "queued_samples"), 0, 2**64 - 1
+        )
         return RuntimeStatus(queued, bool(field_of(st, "running")))
 
     def flush(self) -> None:
@@ -440,9 +479,12 @@ class DspCapability(_Capability):
         def build(config: str) -> GuestResource:
             def create(i: PluginInstance) -> GuestResource:
                 return i.adopt(i.call(self.interface, "create", spec.to_wit()), self.interface, "processor")
+
             return self._build(create, config)
-        return DspProcessor(self, ResourceSlot(self._plugin, build, config_json or self.default_config_json,
-                                               lazy=False), spec)
+
+        return DspProcessor(
+            self, ResourceSlot(self._plugin, build, config_json or self.default_config_json, lazy=False), spec
+        )
 
 
 class DspProcessor(_Configurable):
@@ -463,9 +505,12 @@ class DspProcessor(_Configurable):
         out_channels = self._out_channels or channels
         result = np.frombuffer(out, dtype="<f4").astype(np.float32)
         if result.size != len(frames) * out_channels:
-            raise PluginContractError("process-interleaved-f32",
-                                      f"returned {result.size} samples for {len(frames)} frames x {out_channels} channels",
-                                      plugin_id=self.capability.plugin_id, capability="dsp")
+            raise PluginContractError(
+                "process-interleaved-f32",
+                f"returned {result.size} samples for {len(frames)} frames x {out_channels} channels",
+                plugin_id=self.capability.plugin_id,
+                capability="dsp",
+            )
         return result.reshape(len(frames), out_channels)
 
     def update_config(self, new_config: Union[str, dict[str, Any]]) -> ConfigUpdateMode:

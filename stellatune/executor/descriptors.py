@@ -5,6 +5,7 @@ The runtime hands the executor its ``RuntimePluginInfo`` and ``CapabilityDescrip
 runtime (docs/architecture.md), so it names here, read-only, the fields it uses. Any object with
 them will do (the runtime's frozen dataclasses, or a test's own).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -5,6 +5,7 @@ milliseconds. The cache key is the sha256 of the component *bytes* (not its path
 ``.wasm`` never runs stale code) plus the wasmtime version and our engine settings, because a
 serialized artifact only loads into an engine built the same way.
 """
+
 from __future__ import annotations
 
 import hashlib

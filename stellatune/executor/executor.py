@@ -1,4 +1,5 @@
 """The component executor: the runtime's lifecycle host, and where typed capability handles come from."""
+
 from __future__ import annotations
 
 import threading
@@ -50,8 +51,14 @@ class ComponentExecutor:
     ``on-enable`` before their first call and ``on-disable(reason)`` before teardown.
     """
 
-    def __init__(self, cache_dir: Optional[Path] = None, host_services: Optional[HostServices] = None, *,
-                 limits: InstanceLimits = InstanceLimits(), log_dir: Optional[Path] = None):
+    def __init__(
+        self,
+        cache_dir: Optional[Path] = None,
+        host_services: Optional[HostServices] = None,
+        *,
+        limits: InstanceLimits = InstanceLimits(),
+        log_dir: Optional[Path] = None,
+    ):
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._engine = ComponentEngine()
         self.cache = CompileCache(self._engine, base)
@@ -85,11 +92,20 @@ class ComponentExecutor:
         self._deactivate(plugin.id, "reload", keep={c.cache_key for c in components.values()})
         with self._lock:
             self._ensure_running()
-            context = self._host_services.for_plugin(plugin.id, Path(plugin.root_dir), manifest_with_host_grants(plugin))
+            context = self._host_services.for_plugin(
+                plugin.id, Path(plugin.root_dir), manifest_with_host_grants(plugin)
+            )
             self._plugins[plugin.id] = ActivePlugin(
-                plugin_id=plugin.id, info=plugin, capabilities=list(capabilities), components=components,
-                context=context, log=PluginLog(self.log_path(plugin.id)), engine=self._engine,
-                linker_for=self._linker, limits=self.limits)
+                plugin_id=plugin.id,
+                info=plugin,
+                capabilities=list(capabilities),
+                components=components,
+                context=context,
+                log=PluginLog(self.log_path(plugin.id)),
+                engine=self._engine,
+                linker_for=self._linker,
+                limits=self.limits,
+            )
 
     def deactivate(self, plugin_id: str, reason: str) -> None:
         """Run ``on-disable(reason)`` on every instance of the plugin and drop them all."""
@@ -141,8 +157,9 @@ class ComponentExecutor:
                 linker = self._linkers[world.name] = build_linker(self._engine.engine, world)
             return linker
 
-    def _load_components(self, plugin: PluginDescriptor,
-                         capabilities: Sequence[CapabilityInfo]) -> dict[str, LoadedComponent]:
+    def _load_components(
+        self, plugin: PluginDescriptor, capabilities: Sequence[CapabilityInfo]
+    ) -> dict[str, LoadedComponent]:
         declared: dict[str, tuple[str, str]] = {}
         for cap in capabilities:
             seen = declared.setdefault(cap.component_id, (cap.component_rel_path, cap.world))
@@ -158,7 +175,9 @@ class ComponentExecutor:
                 if cap.component_id == component_id and _kind_name(cap.kind) != world.kind:
                     raise ActivationError(
                         f"ability {_kind_name(cap.kind)}:{cap.type_id} is in component {component_id}, "
-                        f"whose world {world.name} serves {world.kind}", plugin.id)
+                        f"whose world {world.name} serves {world.kind}",
+                        plugin.id,
+                    )
             try:
                 key, component = self.cache.load(Path(plugin.root_dir) / rel_path)
             except ActivationError as e:
@@ -166,8 +185,8 @@ class ComponentExecutor:
             problems = check_component(self._engine.engine, component, world)
             if problems:
                 raise ActivationError(
-                    f"component {component_id} does not implement world {world.name}: " + "; ".join(problems),
-                    plugin.id)
+                    f"component {component_id} does not implement world {world.name}: " + "; ".join(problems), plugin.id
+                )
             self._check_linkable(plugin.id, component_id, component, world)
             loaded[component_id] = LoadedComponent(component_id, rel_path, world, key, component)
         return loaded
@@ -182,8 +201,9 @@ class ComponentExecutor:
             self._linker(world).instantiate(store, component)
         except Exception as e:
             text = [ln for ln in str(e).splitlines() if ln.strip()]
-            raise ActivationError(f"component {component_id} cannot be linked: {' / '.join(text[:3])}",
-                                  plugin_id) from e
+            raise ActivationError(
+                f"component {component_id} cannot be linked: {' / '.join(text[:3])}", plugin_id
+            ) from e
         finally:
             store.close()
             diagnostics.release("component_stores", store)
@@ -200,8 +220,7 @@ class ComponentExecutor:
             key = (kind, type_id.strip())
             handle = record.handles.get(key)
             if handle is None:
-                matches = [c for c in record.capabilities
-                           if _kind_name(c.kind) == kind and c.type_id.strip() == key[1]]
+                matches = [c for c in record.capabilities if _kind_name(c.kind) == kind and c.type_id.strip() == key[1]]
                 if not matches:
                     raise RuntimeStateError(f"plugin {plugin_id} has no {kind} ability {type_id!r}")
                 handle = record.handles[key] = cls(record, matches[0])
@@ -282,4 +301,3 @@ class ComponentExecutor:
             self._shut_down = True
             if not self._plugins:
                 self._engine.stop_ticker()
-

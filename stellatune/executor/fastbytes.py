@@ -8,6 +8,7 @@ reads those two columns for the whole list in one step. Everything else, and eve
 list, still goes through wasmtime-py's own code. The layout is checked at import; if it ever
 differs, the patch is not applied and the slow path keeps working.
 """
+
 from __future__ import annotations
 
 import ctypes

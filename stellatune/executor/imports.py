@@ -12,6 +12,7 @@ Callback contract (host functions run *inside* a guest call, on the caller's thr
   the executor discards the instance.
 - Never call back into the same store.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -41,8 +42,15 @@ if TYPE_CHECKING:
     from ..manifest import Manifest
 
 __all__ = [
-    "PluginImports", "HostServices", "GrantedPluginImports", "GrantedHostServices", "FileHostStream",
-    "StoreImports", "build_linker", "HOST_STREAM_TYPE", "manifest_with_host_grants",
+    "PluginImports",
+    "HostServices",
+    "GrantedPluginImports",
+    "GrantedHostServices",
+    "FileHostStream",
+    "StoreImports",
+    "build_linker",
+    "HOST_STREAM_TYPE",
+    "manifest_with_host_grants",
 ]
 
 # `Any` here is a component value: what a guest passes to a host import (a record, a list...) and
@@ -84,8 +92,10 @@ def manifest_with_host_grants(plugin: PluginDescriptor) -> Optional[Manifest]:
     base: Any = getattr(manifest, "permissions", None)
     if manifest is None or base is None or extra is None or extra.is_empty():
         return manifest
-    merged = {f.name: tuple(dict.fromkeys((*getattr(base, f.name), *getattr(extra, f.name))))
-              for f in dataclasses.fields(base)}
+    merged = {
+        f.name: tuple(dict.fromkeys((*getattr(base, f.name), *getattr(extra, f.name))))
+        for f in dataclasses.fields(base)
+    }
     return dataclasses.replace(manifest, permissions=dataclasses.replace(base, **merged))
 
 
@@ -124,10 +134,13 @@ class GrantedPluginImports:
         from ..host.sidecar import LaunchSpec
 
         launch = LaunchSpec(
-            executable=field_of(spec, "executable"), scope=field_of(spec, "scope"),
-            args=tuple(field_of(spec, "args")), preferred_control=_options(field_of(spec, "preferred_control")),
+            executable=field_of(spec, "executable"),
+            scope=field_of(spec, "scope"),
+            args=tuple(field_of(spec, "args")),
+            preferred_control=_options(field_of(spec, "preferred_control")),
             preferred_data=_options(field_of(spec, "preferred_data")),
-            env=tuple(tuple(kv) for kv in field_of(spec, "env")))
+            env=tuple(tuple(kv) for kv in field_of(spec, "env")),
+        )
         return self._services.sidecars().launch(self.context, launch)
 
     def close(self) -> None:
@@ -197,8 +210,9 @@ class StoreImports:
         self.context = context
         self.pending: Optional[BaseException] = None
         """An unexpected exception a host import raised during the current call."""
-        self._tables: dict[int, dict[int, object]] = {t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE,
-                                                                    LOCK_GUARD_TYPE, CHANNEL_TYPE)}
+        self._tables: dict[int, dict[int, object]] = {
+            t: {} for t in (HOST_STREAM_TYPE, PROCESS_TYPE, LOCK_GUARD_TYPE, CHANNEL_TYPE)
+        }
         self._reps = itertools.count(1)
         self._key = _store_key(store)
         with self._registry_lock:
@@ -364,7 +378,8 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
         host = StoreImports.of(store)
         method = field_of(req, "method")
         request = OpenRequest(
-            kind=StreamOpenKind(field_of(req, "kind")), target=field_of(req, "target"),
+            kind=StreamOpenKind(field_of(req, "kind")),
+            target=field_of(req, "target"),
             method=HttpMethod(method) if method is not None else None,
             headers=tuple(Header(field_of(h, "name"), field_of(h, "value")) for h in field_of(req, "headers")),
             body=field_of(req, "body"),
@@ -376,8 +391,10 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
     def method(name: str, fn: Callable[..., Any]) -> None:
         def call(store: StoreContext, handle: ResourceAny, *args: Any) -> Any:
             return fn(StoreImports.of(store).get(t, handle, store), *args)
-        inst.add_func(f"[method]host-stream-handle.{name}",
-                      _best_effort(call) if name in _NO_RESULT else _guarded(call))
+
+        inst.add_func(
+            f"[method]host-stream-handle.{name}", _best_effort(call) if name in _NO_RESULT else _guarded(call)
+        )
 
     inst.add_func("open", _guarded(open_))
     method("read", lambda s, n: bytes(s.read(n)))
@@ -390,8 +407,9 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
 def _options(values: Any) -> tuple[TransportOption, ...]:
     from ..host.sidecar import TransportOption
 
-    return tuple(TransportOption(field_of(v, "kind"), field_of(v, "priority"), field_of(v, "max_frame_bytes"))
-                 for v in values)
+    return tuple(
+        TransportOption(field_of(v, "kind"), field_of(v, "priority"), field_of(v, "max_frame_bytes")) for v in values
+    )
 
 
 def _bind_sidecar(inst: LinkerInstance) -> None:
@@ -411,16 +429,23 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
             host = StoreImports.of(store)
             out = fn(host.get(t, handle, store), *args)
             return host.insert(CHANNEL_TYPE, out) if returns_channel else out
+
         # transport() cannot fail; close/unlock have no result to carry an error.
-        wrapped = _contained(call) if name == "transport" else _best_effort(call) if name in _NO_RESULT \
-            else _guarded(call)
+        wrapped = (
+            _contained(call) if name == "transport" else _best_effort(call) if name in _NO_RESULT else _guarded(call)
+        )
         inst.add_func(f"[method]{resource}.{name}", wrapped)
 
     inst.add_func("lock", _guarded(lock))
     inst.add_func("launch", _guarded(launch))
     method("process", PROCESS_TYPE, "open-control", lambda p: p.open_control(), returns_channel=True)
-    method("process", PROCESS_TYPE, "open-data", lambda p, role, pref: p.open_data(role, _options(pref)),
-           returns_channel=True)
+    method(
+        "process",
+        PROCESS_TYPE,
+        "open-data",
+        lambda p, role, pref: p.open_data(role, _options(pref)),
+        returns_channel=True,
+    )
     method("process", PROCESS_TYPE, "wait-exit", lambda p, timeout: p.wait_exit(timeout))
     method("process", PROCESS_TYPE, "terminate", lambda p, grace: p.terminate(grace))
     method("lock-guard", LOCK_GUARD_TYPE, "unlock", lambda g: g.unlock())

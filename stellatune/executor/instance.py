@@ -12,6 +12,7 @@ so each call also publishes a :class:`~stellatune.host.budget.CallBudget` (the s
 a cancel signal) that every blocking host import waits under: a wait ends at the deadline, or at
 once when :meth:`PluginInstance.interrupt` cancels it because the plugin is being disabled.
 """
+
 from __future__ import annotations
 
 import threading
@@ -82,8 +83,9 @@ class GuestResource:
         """Call ``[method]<resource>.<method>`` with this resource as ``self``."""
         if self.closed:
             raise RuntimeStateError(f"{self.resource} of {self.instance.plugin_id} is closed")
-        return self.instance.call(self.interface, f"[method]{self.resource}.{method}", self.handle, *args,
-                                  timeout_s=timeout_s)
+        return self.instance.call(
+            self.interface, f"[method]{self.resource}.{method}", self.handle, *args, timeout_s=timeout_s
+        )
 
     def close(self) -> None:
         """Run the guest's ``close`` and drop the handle; safe to call twice or after teardown."""
@@ -93,9 +95,19 @@ class GuestResource:
 class PluginInstance:
     """A live instance of one component of one plugin; ``on-enable`` has run when this exists."""
 
-    def __init__(self, *, engine: ComponentEngine, linker: Linker, component: Component, world: WorldSpec,
-                 plugin_id: str, component_id: str, context: PluginImports, log: PluginLog,
-                 limits: InstanceLimits):
+    def __init__(
+        self,
+        *,
+        engine: ComponentEngine,
+        linker: Linker,
+        component: Component,
+        world: WorldSpec,
+        plugin_id: str,
+        component_id: str,
+        context: PluginImports,
+        log: PluginLog,
+        limits: InstanceLimits,
+    ):
         self.plugin_id = plugin_id
         self.component_id = component_id
         self.world = world
@@ -148,8 +160,12 @@ class PluginInstance:
             index = self._instance.get_export_index(self.store, name, parent) if parent else None
             func = self._instance.get_func(self.store, index) if index else None
             if func is None:
-                raise PluginError(PluginErrorCode.UNSUPPORTED, f"component has no export {interface}.{name}",
-                                  plugin_id=self.plugin_id, capability=self.world.kind)
+                raise PluginError(
+                    PluginErrorCode.UNSUPPORTED,
+                    f"component has no export {interface}.{name}",
+                    plugin_id=self.plugin_id,
+                    capability=self.world.kind,
+                )
             self._funcs[key] = func
         return func
 
@@ -181,8 +197,9 @@ class PluginInstance:
             raise error from cause or e
         except (TypeError, ValueError, OverflowError) as e:
             # Raised while lowering our own arguments, before the guest ran: the store is fine.
-            raise PluginError(PluginErrorCode.INVALID_ARG, f"{what}: {e}", plugin_id=self.plugin_id,
-                              capability=self.world.kind) from e
+            raise PluginError(
+                PluginErrorCode.INVALID_ARG, f"{what}: {e}", plugin_id=self.plugin_id, capability=self.world.kind
+            ) from e
         except Exception as e:
             raise self._broken(e, what, seconds) from e
         finally:
@@ -235,8 +252,15 @@ class PluginInstance:
         if budget is not None:
             budget.cancel.set()
 
-    def _broken(self, error: BaseException, what: str, seconds: float,
-                cause: Optional[BaseException] = None, *, overran: bool = False) -> PluginError:
+    def _broken(
+        self,
+        error: BaseException,
+        what: str,
+        seconds: float,
+        cause: Optional[BaseException] = None,
+        *,
+        overran: bool = False,
+    ) -> PluginError:
         """The instance can no longer be entered: tear it down now and describe why."""
         where = {"plugin_id": self.plugin_id, "capability": self.world.kind}
         why = f"host import failed: {type(cause).__name__}: {cause}" if cause is not None else _summary(error)
@@ -265,8 +289,9 @@ class PluginInstance:
             if self.closed:
                 return
             try:
-                self.call(res.interface, f"[method]{res.resource}.close", res.handle,
-                          timeout_s=self._limits.hook_timeout_s)
+                self.call(
+                    res.interface, f"[method]{res.resource}.close", res.handle, timeout_s=self._limits.hook_timeout_s
+                )
                 res.handle.drop(self.store)
             except (PluginError, RuntimeStateError) as e:  # RuntimeStateError: interrupted again
                 self._log.note(f"closing {res.resource} failed: {e}")
@@ -291,8 +316,9 @@ class PluginInstance:
         with self._state_lock:
             if self._budget is not None:  # still in a guest call; _after_call sees this
                 self._doomed = reason
-                self._log.note(f"on-disable({reason}) left to the call in flight, which did not end "
-                               f"within {wait_s:g} s")
+                self._log.note(
+                    f"on-disable({reason}) left to the call in flight, which did not end within {wait_s:g} s"
+                )
                 return False
         with self.lock:  # the call ended in between: the lock is free or about to be
             self._disable_locked(reason)

@@ -5,6 +5,7 @@ decoder; ties by plugin id, then type id). A candidate "opens" when ``open`` suc
 ``info`` reports a non-zero rate and channel count. Local files no decoder scores fall back to
 every decoder; streams from sources get no such fallback.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -29,8 +30,12 @@ def decoder_candidates(runtime: DecoderRanking, ext: Optional[str], *, local_fil
     return ranked
 
 
-def open_decoder(executor: ComponentExecutor, candidates: Sequence[CapabilityInfo],
-                 open_stream: Callable[[], HostStream], ext_hint: Optional[str]) -> tuple[DecoderSession, CapabilityInfo]:
+def open_decoder(
+    executor: ComponentExecutor,
+    candidates: Sequence[CapabilityInfo],
+    open_stream: Callable[[], HostStream],
+    ext_hint: Optional[str],
+) -> tuple[DecoderSession, CapabilityInfo]:
     """Try ``candidates`` in order, each on a fresh stream; return the first session that opens.
 
     Raises PluginError(unsupported) naming every candidate's failure when none opens.

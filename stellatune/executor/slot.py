@@ -6,6 +6,7 @@ the resource currently built. ``update_config`` follows the plugin's plan: hot-a
 recreate (export state, build anew, import state, retire the old one), or reject (nothing
 changes, :class:`~stellatune.errors.ConfigRejected` says why).
 """
+
 from __future__ import annotations
 
 import threading
@@ -29,8 +30,7 @@ Builder = Callable[[str], GuestResource]
 class ResourceSlot:
     """One guest resource, rebuilt on demand (``lazy``) or fixed for its lifetime (sessions)."""
 
-    def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool,
-                 recreatable: bool = True):
+    def __init__(self, plugin: ActivePlugin, build: Builder, config_json: str, *, lazy: bool, recreatable: bool = True):
         self._plugin = plugin
         self._check = Boundary(plugin.plugin_id)
         self._build = build
@@ -84,10 +84,12 @@ class ResourceSlot:
                 self.apply_config(new_config_json)
             elif plan.mode is ConfigUpdateMode.RECREATE:
                 if not self._recreatable:
-                    raise PluginError(PluginErrorCode.UNSUPPORTED,
-                                      f"the plugin asks to recreate ({plan.reason or 'no reason given'}), which "
-                                      "this handle cannot do; open a new one with the new config",
-                                      plugin_id=self._plugin.plugin_id)
+                    raise PluginError(
+                        PluginErrorCode.UNSUPPORTED,
+                        f"the plugin asks to recreate ({plan.reason or 'no reason given'}), which "
+                        "this handle cannot do; open a new one with the new config",
+                        plugin_id=self._plugin.plugin_id,
+                    )
                 self._recreate(new_config_json)
             else:
                 raise ConfigRejected(plan.reason or "no reason given", plugin_id=self._plugin.plugin_id)

@@ -4,6 +4,7 @@ wasmtime-py hands records back as bags of kebab-case attributes and returns ``re
 *untagged* (an ``err`` is a returned ``Variant``, not an exception). Everything that crosses the
 component boundary goes through here, so the capability wrappers only see dataclasses.
 """
+
 from __future__ import annotations
 
 import enum
@@ -17,9 +18,20 @@ from ..errors import PluginError, PluginErrorCode
 from .boundary import Boundary
 
 __all__ = [
-    "field_of", "record", "unwrap", "AudioSpec", "DecoderInfo", "AudioTags", "EncodedAudioFormat",
-    "MediaMetadata", "ConfigUpdateMode", "ConfigUpdatePlan", "NegotiatedSpec", "RuntimeStatus",
-    "LyricCandidate", "core_module_spec_from",
+    "field_of",
+    "record",
+    "unwrap",
+    "AudioSpec",
+    "DecoderInfo",
+    "AudioTags",
+    "EncodedAudioFormat",
+    "MediaMetadata",
+    "ConfigUpdateMode",
+    "ConfigUpdatePlan",
+    "NegotiatedSpec",
+    "RuntimeStatus",
+    "LyricCandidate",
+    "core_module_spec_from",
 ]
 
 # `Any` here is a component value: wasmtime-py returns records as untyped attribute bags (and
@@ -45,8 +57,9 @@ def unwrap(value: Any, *, plugin_id: Optional[str] = None, capability: Optional[
     """The ``ok`` payload of a ``result<_, plugin-error>``; raise :class:`PluginError` for ``err``."""
     # None of our ok types is a tagged variant, so a Variant with an error tag is always an err.
     if isinstance(value, Variant) and value.tag in _ERROR_CODES:
-        raise PluginError(PluginErrorCode(value.tag), str(value.payload or ""),
-                          plugin_id=plugin_id, capability=capability)
+        raise PluginError(
+            PluginErrorCode(value.tag), str(value.payload or ""), plugin_id=plugin_id, capability=capability
+        )
     return value
 
 
@@ -62,8 +75,10 @@ class AudioSpec:
 
     @classmethod
     def from_wit(cls, rec: Any, check: Boundary = Boundary(), what: str = "audio-spec") -> AudioSpec:
-        return cls(check.sample_rate(f"{what}.sample-rate", field_of(rec, "sample_rate")),
-                   check.channels(f"{what}.channels", field_of(rec, "channels")))
+        return cls(
+            check.sample_rate(f"{what}.sample-rate", field_of(rec, "sample_rate")),
+            check.channels(f"{what}.channels", field_of(rec, "channels")),
+        )
 
 
 @dataclass(frozen=True)
@@ -84,10 +99,12 @@ class DecoderInfo:
             channels=check.channels("decoder-info.channels", field_of(rec, "channels")),
             duration_ms=check.duration_ms("decoder-info.duration-ms", field_of(rec, "duration_ms")),
             seekable=bool(field_of(rec, "seekable")),
-            encoder_delay_frames=check.frames("decoder-info.encoder-delay-frames",
-                                              field_of(rec, "encoder_delay_frames")),
-            encoder_padding_frames=check.frames("decoder-info.encoder-padding-frames",
-                                                field_of(rec, "encoder_padding_frames")),
+            encoder_delay_frames=check.frames(
+                "decoder-info.encoder-delay-frames", field_of(rec, "encoder_delay_frames")
+            ),
+            encoder_padding_frames=check.frames(
+                "decoder-info.encoder-padding-frames", field_of(rec, "encoder_padding_frames")
+            ),
         )
 
 
@@ -136,9 +153,11 @@ class MediaMetadata:
         where = "media-metadata.format"
         fmt = EncodedAudioFormat(
             codec=check.text(f"{where}.codec", field_of(f, "codec")),
-            sample_rate=None if field_of(f, "sample_rate") is None
+            sample_rate=None
+            if field_of(f, "sample_rate") is None
             else check.sample_rate(f"{where}.sample-rate", field_of(f, "sample_rate")),
-            channels=None if field_of(f, "channels") is None
+            channels=None
+            if field_of(f, "channels") is None
             else check.channels(f"{where}.channels", field_of(f, "channels")),
             bitrate_kbps=field_of(f, "bitrate_kbps"),
             container=check.optional_text(f"{where}.container", field_of(f, "container")),
@@ -151,9 +170,12 @@ class MediaMetadata:
             key = check.text("media-metadata.extras.key", field_of(e, "key"))
             value = field_of(e, "value").payload
             extras[key] = check.text(f"media-metadata.extras[{key}]", value) if isinstance(value, str) else value
-        return cls(tags=tags, format=fmt,
-                   duration_ms=check.duration_ms("media-metadata.duration-ms", field_of(rec, "duration_ms")),
-                   extras=extras)
+        return cls(
+            tags=tags,
+            format=fmt,
+            duration_ms=check.duration_ms("media-metadata.duration-ms", field_of(rec, "duration_ms")),
+            extras=extras,
+        )
 
 
 _MAX_EXTRAS = 1024
@@ -187,8 +209,10 @@ class ConfigUpdatePlan:
 
     @classmethod
     def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> ConfigUpdatePlan:
-        return cls(ConfigUpdateMode(field_of(rec, "mode")),
-                   check.optional_text("config-update-plan.reason", field_of(rec, "reason")))
+        return cls(
+            ConfigUpdateMode(field_of(rec, "mode")),
+            check.optional_text("config-update-plan.reason", field_of(rec, "reason")),
+        )
 
 
 @dataclass(frozen=True)
@@ -201,9 +225,11 @@ class NegotiatedSpec:
 
     @classmethod
     def from_wit(cls, rec: Any, check: Boundary = Boundary()) -> NegotiatedSpec:
-        return cls(AudioSpec.from_wit(field_of(rec, "spec"), check, "negotiated-spec.spec"),
-                   check.frames("negotiated-spec.preferred-chunk-frames", field_of(rec, "preferred_chunk_frames")),
-                   bool(field_of(rec, "prefer_track_rate")))
+        return cls(
+            AudioSpec.from_wit(field_of(rec, "spec"), check, "negotiated-spec.spec"),
+            check.frames("negotiated-spec.preferred-chunk-frames", field_of(rec, "preferred_chunk_frames")),
+            bool(field_of(rec, "prefer_track_rate")),
+        )
 
 
 @dataclass(frozen=True)
@@ -245,10 +271,13 @@ def core_module_spec_from(rec: Any, check: Boundary = Boundary()) -> CoreModuleS
 
     return CoreModuleSpec(
         role=Role[field_of(rec, "role").upper().replace("-", "_")],
-        wasm_rel_path=check.rel_path(f"{where}.wasm-rel-path", field_of(rec, "wasm_rel_path")), buffer=buffer,
+        wasm_rel_path=check.rel_path(f"{where}.wasm-rel-path", field_of(rec, "wasm_rel_path")),
+        buffer=buffer,
         abi_version=check.integer(f"{where}.abi-version", field_of(rec, "abi_version"), 0, u32),
-        memory_export=export("memory_export"), init_export=export("init_export"),
-        process_export=export("process_export"), reset_export=export("reset_export"),
+        memory_export=export("memory_export"),
+        init_export=export("init_export"),
+        process_export=export("process_export"),
+        reset_export=export("reset_export"),
         drop_export=export("drop_export"),
     )
 

@@ -6,6 +6,7 @@ render every function and resource of a component's type into a canonical signat
 compare it with the signatures of the world itself (``world_types.json``, generated from the WIT
 by :func:`reference_signatures`; a test keeps it in sync).
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,16 @@ from wasmtime.component import (
 
 from ..errors import ActivationError
 
-__all__ = ["WorldSpec", "WORLDS", "world_of", "check_component", "component_signatures",
-           "reference_signatures", "PACKAGE", "iface"]
+__all__ = [
+    "WorldSpec",
+    "WORLDS",
+    "world_of",
+    "check_component",
+    "component_signatures",
+    "reference_signatures",
+    "PACKAGE",
+    "iface",
+]
 
 PACKAGE = "stellatune:plugin"
 VERSION = "0.1.0"
@@ -191,10 +200,14 @@ def reference_signatures(wit_dir: Path, wasm_tools: str = "wasm-tools") -> dict[
         for name in WORLDS:
             core = Path(tmp, f"{name}.core.wasm")
             comp = Path(tmp, f"{name}.wasm")
-            subprocess.run([wasm_tools, "component", "embed", "--dummy", str(wit_dir), "-w", name,
-                            "-o", str(core)], check=True, capture_output=True)
-            subprocess.run([wasm_tools, "component", "new", str(core), "-o", str(comp)],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [wasm_tools, "component", "embed", "--dummy", str(wit_dir), "-w", name, "-o", str(core)],
+                check=True,
+                capture_output=True,
+            )
+            subprocess.run(
+                [wasm_tools, "component", "new", str(core), "-o", str(comp)], check=True, capture_output=True
+            )
             out[name] = component_signatures(engine, Component.from_file(engine, comp))
     return out
 

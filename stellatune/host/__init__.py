@@ -10,6 +10,7 @@ stay a thin translation layer. See docs/host.md.
 - :class:`SidecarManager` (one per runtime): ``launch``, ``lock``, ``plugin_deactivated``,
   ``shutdown``, ``stats``.
 """
+
 from .grants import Grants, PluginHostContext
 from .http import fetch_json
 from .opener import open_stream

@@ -13,6 +13,7 @@ once, without polling: fd waits include the cancel's wake pipe, Condition waits 
 notify, socket waits register a ``shutdown``. A wait that ends because the budget ran out or
 was cancelled raises ``PluginError(timeout)`` naming only what the plugin asked for.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,18 @@ from typing import Optional
 from ..errors import PluginError
 from .errors import timeout
 
-__all__ = ["Cancel", "CallBudget", "current", "running_under", "allowed_wait", "check", "wait_fds", "wake_fd", "on_cancel",
-           "condition_wait"]
+__all__ = [
+    "Cancel",
+    "CallBudget",
+    "current",
+    "running_under",
+    "allowed_wait",
+    "check",
+    "wait_fds",
+    "wake_fd",
+    "on_cancel",
+    "condition_wait",
+]
 
 
 class Cancel:

@@ -3,6 +3,7 @@
 Every host service reports failures as ``PluginError(code, message)`` so the executor can hand
 the WIT ``plugin-error`` case to the guest unchanged; these helpers keep call sites readable.
 """
+
 from __future__ import annotations
 
 import errno

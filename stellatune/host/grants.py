@@ -16,6 +16,7 @@ Grant grammar (entries of ``permissions.<field>`` in ``plugin.json``):
 - ``sidecars``: executables inside the plugin root, relative, e.g. ``bin/helper``.
 - ``env``: names of host environment variables a sidecar may inherit.
 """
+
 from __future__ import annotations
 
 import os
@@ -126,7 +127,9 @@ class Grants:
     def from_permissions(cls, permissions: Any, root: Path) -> Grants:
         """Grants from a ``stellatune.manifest.Permissions`` (or any object with the same
         ``files``/``http``/``tcp``/``sidecars``/``env`` string tuples; missing ones count as empty)."""
-        fields = {name: tuple(getattr(permissions, name, ()) or ()) for name in ("files", "http", "tcp", "sidecars", "env")}
+        fields = {
+            name: tuple(getattr(permissions, name, ()) or ()) for name in ("files", "http", "tcp", "sidecars", "env")
+        }
         return cls(root, **fields)
 
     # --- run-time grants -----------------------------------------------------------------
@@ -157,8 +160,11 @@ class Grants:
         paths, ``http``, ``tcp``); kinds with none are left out."""
         with self._lock:
             nf, nh, nt = self._initial
-            added = {"files": [str(p) for p in self._file_roots[nf:]], "http": list(self._http[nh:]),
-                     "tcp": list(self._tcp[nt:])}
+            added = {
+                "files": [str(p) for p in self._file_roots[nf:]],
+                "http": list(self._http[nh:]),
+                "tcp": list(self._tcp[nt:]),
+            }
         return {kind: entries for kind, entries in added.items() if entries}
 
     # --- checks ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ explicit connect and read timeouts, and redirects followed only to hosts the plu
 (each hop is checked against ``permissions.http`` again). Inside a plugin call every wait is
 also cut to the call's budget, and a cancelled call shuts the socket down (``budget.py``).
 """
+
 from __future__ import annotations
 
 import http.client
@@ -152,7 +153,11 @@ def fetch_json(
     """
     deadline = time.monotonic() + timeout_s  # the call's budget cuts every wait further
     reply = send_request(
-        ctx, url, headers=[("Accept", "application/json")], connect_timeout_s=timeout_s, read_timeout_s=timeout_s,
+        ctx,
+        url,
+        headers=[("Accept", "application/json")],
+        connect_timeout_s=timeout_s,
+        read_timeout_s=timeout_s,
         deadline=deadline,
     )
     response = reply.response

@@ -6,6 +6,7 @@ than that. ``read(n)`` blocks until ``n`` bytes or the end of the body; ``seek``
 request with ``Range: bytes=N-`` and needs the server to answer 206 (otherwise ``unsupported``,
 and the stream keeps its old position).
 """
+
 from __future__ import annotations
 
 import collections
@@ -114,7 +115,9 @@ class HttpStream(HostStream):
 
     kind = StreamOpenKind.HTTP
 
-    def __init__(self, ctx: PluginHostContext, request: OpenRequest, *, read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES):
+    def __init__(
+        self, ctx: PluginHostContext, request: OpenRequest, *, read_ahead_bytes: int = DEFAULT_READ_AHEAD_BYTES
+    ):
         super().__init__()
         self._ctx = ctx
         self._url = request.target.strip()

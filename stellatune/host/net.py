@@ -8,6 +8,7 @@ timeout is cut to the budget and a cancel shuts the socket down, which wakes a b
 
 Error messages name the ``host:port`` the plugin asked for, never a resolved address.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 It sits above the stream modules (file and TCP in ``stream``, HTTP in ``http_stream``), so none of
 them needs to import another.
 """
+
 from __future__ import annotations
 
 from .errors import invalid_arg, unsupported
@@ -26,4 +27,3 @@ def open_stream(ctx: PluginHostContext, request: OpenRequest) -> HostStream:
     if kind is StreamOpenKind.TCP:
         return TcpStream(ctx, request)
     raise unsupported("udp streams are not supported")
-

@@ -14,6 +14,7 @@ Read semantics, per kind:
 Every kind returns ``b""`` at end of stream, caps one read at :data:`MAX_READ_BYTES` (a guest
 cannot make the host allocate gigabytes), and raises ``invalid-arg`` after ``close``.
 """
+
 from __future__ import annotations
 
 import enum
@@ -300,4 +301,3 @@ class TcpStream(HostStream):
 
     def _close(self) -> None:
         self._sock.close()
-

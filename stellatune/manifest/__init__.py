@@ -12,6 +12,7 @@ The modules: :mod:`.model` (frozen values), :mod:`.policy` (the rules as predica
 share), :mod:`.reader` (typed JSON reads that record problems), :mod:`.config_schema` (default
 config against its schema) and :mod:`.parser` (the walk). Import from here, not from them.
 """
+
 from __future__ import annotations
 
 from .model import (

@@ -3,6 +3,7 @@
 Checked at install so a plugin never starts with a default its own schema refuses. Kept apart
 from the walk because it is the one rule that needs ``jsonschema`` and must stay offline.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, cast

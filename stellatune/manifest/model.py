@@ -4,6 +4,7 @@ Only :mod:`stellatune.manifest.parser` builds these from untrusted JSON, so code
 :class:`Manifest` can rely on every rule of docs/manifest.md having passed. ``to_json`` is the
 inverse of parsing (install receipts store it), which is why it lives beside the model.
 """
+
 from __future__ import annotations
 
 import enum
@@ -219,9 +220,7 @@ def _ability_to_json(ability: Ability) -> dict[str, Any]:
         if value is not None:
             out[key] = value
     if ability.decoder is not None:
-        rules: dict[str, Any] = {
-            "ext_scores": [{"ext": e.ext, "score": e.score} for e in ability.decoder.ext_scores]
-        }
+        rules: dict[str, Any] = {"ext_scores": [{"ext": e.ext, "score": e.score} for e in ability.decoder.ext_scores]}
         if ability.decoder.wildcard_score is not None:
             rules["wildcard_score"] = ability.decoder.wildcard_score
         out["decoder"] = rules

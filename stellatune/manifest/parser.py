@@ -5,6 +5,7 @@ cannot, and builds its value only when nothing inside it broke, so an author fix
 round trip. The rules themselves live in :mod:`.policy` (shared with other planes) and
 :mod:`.config_schema`; this module knows the document's shape and the JSON paths.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +35,7 @@ from .reader import U16_MAX, U32_MAX, Problems, Reader, join, loads_strict, type
 __all__ = ["parse_manifest", "load_manifest"]
 
 
-def parse_manifest(
-    data: object, *, root: Optional[Path] = None, file: Optional[Path] = None
-) -> Manifest:
+def parse_manifest(data: object, *, root: Optional[Path] = None, file: Optional[Path] = None) -> Manifest:
     """Validate a parsed ``plugin.json`` document and build the :class:`Manifest`.
 
     :param data: the JSON value (normally a dict from ``json.loads``).
@@ -107,9 +106,7 @@ def _parse_document(data: object, root: Optional[Path], problems: Problems) -> O
     seen_component_ids: set[str] = set()
     seen_ability_keys: set[tuple[AbilityKind, str]] = set()
     for index, raw in enumerate(raw_components or ()):
-        component = _parse_component(
-            raw, f"components[{index}]", root, problems, seen_component_ids, seen_ability_keys
-        )
+        component = _parse_component(raw, f"components[{index}]", root, problems, seen_component_ids, seen_ability_keys)
         if component is not None:
             components.append(component)
 
@@ -171,9 +168,7 @@ def _parse_component(
     if raw_abilities is not None and not raw_abilities:
         problems.add(r.at("abilities"), "non-empty", "a component needs at least one ability")
     for index, raw_ability in enumerate(raw_abilities or ()):
-        ability = _parse_ability(
-            raw_ability, f"{path}.abilities[{index}]", world_kind, problems, seen_ability_keys
-        )
+        ability = _parse_ability(raw_ability, f"{path}.abilities[{index}]", world_kind, problems, seen_ability_keys)
         if ability is not None:
             abilities.append(ability)
 
@@ -217,9 +212,7 @@ def _parse_ability(
         type_id = type_id.strip()
         if kind is not None:
             if (kind, type_id) in seen_keys:
-                problems.add(
-                    r.at("type_id"), "unique", f"ability ({kind.value}, '{type_id}') is declared twice"
-                )
+                problems.add(r.at("type_id"), "unique", f"ability ({kind.value}, '{type_id}') is declared twice")
             seen_keys.add((kind, type_id))
 
     display_name = r.string("display_name", required=False)
@@ -242,9 +235,7 @@ def _parse_ability(
     )
 
 
-def _parse_decoder_rules(
-    r: Reader, kind: Optional[AbilityKind], problems: Problems
-) -> Optional[DecoderRules]:
+def _parse_decoder_rules(r: Reader, kind: Optional[AbilityKind], problems: Problems) -> Optional[DecoderRules]:
     raw = r.object("decoder", required=False)
     if raw is None:
         # A decoder without rules could never be picked; a mistyped block was reported already.
@@ -273,9 +264,7 @@ def _parse_decoder_rules(
             continue
         ext = ext_text.strip().removeprefix(".").lower()
         if not ext or ext == "*":
-            problems.add(
-                e.at("ext"), "ext", f"'{ext_text}' is not an extension (use wildcard_score for '*')"
-            )
+            problems.add(e.at("ext"), "ext", f"'{ext_text}' is not an extension (use wildcard_score for '*')")
             continue
         if ext in seen_exts:
             problems.add(e.at("ext"), "unique", f"extension '{ext}' is listed twice")
@@ -330,8 +319,9 @@ def _parse_limits(raw: object, problems: Problems) -> Limits:
         return Limits()
     for key in raw:
         if key not in LIMIT_KEYS:
-            problems.add(join("limits", str(key)), "unknown-key",
-                         f"unknown limit '{key}' (known: {', '.join(LIMIT_KEYS)})")
+            problems.add(
+                join("limits", str(key)), "unknown-key", f"unknown limit '{key}' (known: {', '.join(LIMIT_KEYS)})"
+            )
     mib = raw.get("hot_path_memory_mib")
     if mib is None:
         return Limits()
@@ -339,7 +329,6 @@ def _parse_limits(raw: object, problems: Problems) -> Limits:
         problems.add("limits.hot_path_memory_mib", "type", f"must be an integer, not {type_name(mib)}")
         return Limits()
     if not 1 <= mib <= MAX_HOT_PATH_MEMORY_MIB:
-        problems.add("limits.hot_path_memory_mib", "memory-mib",
-                     f"{mib} is outside 1-{MAX_HOT_PATH_MEMORY_MIB} (MiB)")
+        problems.add("limits.hot_path_memory_mib", "memory-mib", f"{mib} is outside 1-{MAX_HOT_PATH_MEMORY_MIB} (MiB)")
         return Limits()
     return Limits(hot_path_memory_mib=mib)

@@ -6,6 +6,7 @@ at run time, so what a manifest may declare and what a plugin may do never drift
 that report a problem return a :class:`Breach` (rule name + message) or ``None``; the parser adds
 the JSON path. No imports from the rest of the package, so any module here may use these.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -143,8 +144,7 @@ def plugin_id_breach(plugin_id: str) -> Optional[Breach]:
         return None
     return Breach(
         "safe-id",
-        f"'{plugin_id}' is not a safe directory name: use letters, digits, '.', '_', '-'"
-        " and do not start with '.'",
+        f"'{plugin_id}' is not a safe directory name: use letters, digits, '.', '_', '-' and do not start with '.'",
     )
 
 

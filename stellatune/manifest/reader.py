@@ -4,6 +4,7 @@ The parser must report *every* broken rule in one pass, so a missing key or a wr
 ``ManifestProblem`` and the read returns ``None``; the walk goes on with the next key. Types are
 JSON's, not Python's: ``true`` is not an integer, ``"1"`` is not a number.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ An artifact (a directory or a ``.zip``) is staged safely, must hold exactly one 
 ``plugin.json``, and is swapped into ``plugins/<id>`` atomically with an ``.install.json``
 receipt. Discovery re-validates every installed manifest against the files on disk.
 """
+
 from ..errors import NoValidManifestError, UnsupportedArtifactError
 from .archive import ArtifactLimits
 from .receipt import (

@@ -6,6 +6,7 @@ sockets are refused rather than skipped, because an artifact carrying them is ei
 hostile. Sizes are counted as bytes are written, never taken from headers, so a zip bomb stops at
 the limit whatever its central directory claims.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,16 +50,12 @@ class _Budget:
     def add_entry(self) -> None:
         self.entries += 1
         if self.entries > self.limits.max_entries:
-            raise ArtifactLimitError(
-                f"artifact has more than {self.limits.max_entries} entries"
-            )
+            raise ArtifactLimitError(f"artifact has more than {self.limits.max_entries} entries")
 
     def add_bytes(self, n: int) -> None:
         self.bytes += n
         if self.bytes > self.limits.max_total_bytes:
-            raise ArtifactLimitError(
-                f"artifact unpacks to more than {self.limits.max_total_bytes} bytes"
-            )
+            raise ArtifactLimitError(f"artifact unpacks to more than {self.limits.max_total_bytes} bytes")
 
 
 def _is_zip_artifact(path: Path) -> bool:
@@ -80,9 +77,7 @@ def stage_artifact(artifact: Path, dest: Path, limits: ArtifactLimits) -> None:
     elif not artifact.exists():
         raise PackageError(f"plugin artifact {artifact} not found")
     else:
-        raise PackageError(
-            f"unsupported plugin artifact {artifact} (expect a directory or a .zip file)"
-        )
+        raise PackageError(f"unsupported plugin artifact {artifact} (expect a directory or a .zip file)")
 
 
 def _checked_name(rel: str) -> str:
@@ -163,17 +158,14 @@ def _extract_zip(artifact: Path, dest: Path, budget: _Budget) -> None:
         with zipfile.ZipFile(artifact) as zf:
             infos = zf.infolist()
             if len(infos) > budget.limits.max_entries:
-                raise ArtifactLimitError(
-                    f"zip has {len(infos)} entries, more than {budget.limits.max_entries}"
-                )
+                raise ArtifactLimitError(f"zip has {len(infos)} entries, more than {budget.limits.max_entries}")
             _check_zip_entries(infos)
             # Declared sizes can only be trusted to be honest when they are too big: refusing
             # early spares writing up to the limit first. Real bytes are counted regardless.
             declared = sum(info.file_size for info in infos)
             if declared > budget.limits.max_total_bytes:
                 raise ArtifactLimitError(
-                    f"zip declares {declared} uncompressed bytes,"
-                    f" more than {budget.limits.max_total_bytes}"
+                    f"zip declares {declared} uncompressed bytes, more than {budget.limits.max_total_bytes}"
                 )
             seen: set[str] = set()
             for info in infos:
@@ -192,9 +184,7 @@ def _check_zip_entries(infos: list[zipfile.ZipInfo]) -> None:
         if kind == stat.S_IFLNK:
             raise UnsafeArtifactError(f"zip entry {info.orig_filename!r} is a symlink")
         if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise UnsafeArtifactError(
-                f"zip entry {info.orig_filename!r} is not a regular file or directory"
-            )
+            raise UnsafeArtifactError(f"zip entry {info.orig_filename!r} is not a regular file or directory")
         if info.flag_bits & _ZIP_ENCRYPTED_FLAG:
             raise UnsupportedArtifactError(f"zip entry {info.orig_filename!r} is encrypted")
         if info.compress_type not in _ALLOWED_COMPRESSION:
@@ -204,9 +194,7 @@ def _check_zip_entries(infos: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def _extract_entry(
-    zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: _Budget, seen: set[str]
-) -> None:
+def _extract_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: _Budget, seen: set[str]) -> None:
     rel = _checked_name(info.orig_filename)
     is_dir = info.orig_filename.endswith("/") or _zip_entry_type(info) == stat.S_IFDIR
     key = rel + "/" if is_dir else rel

@@ -7,6 +7,7 @@
 Both are pretty-printed JSON in the shapes the original runtime wrote (reference §1.2); the
 receipt gains ``installed_at_ms`` and ``component_sha256``, which older readers ignore.
 """
+
 from __future__ import annotations
 
 import enum
@@ -108,9 +109,9 @@ class InstallReceipt:
             manifest_json=data["manifest"],
             manifest_rel_path=rel_path,
             installed_at_ms=installed_at if _is_int(installed_at) else None,
-            component_sha256={
-                k: v for k, v in (digests or {}).items() if isinstance(v, str)
-            } if isinstance(digests, dict) else {},
+            component_sha256={k: v for k, v in (digests or {}).items() if isinstance(v, str)}
+            if isinstance(digests, dict)
+            else {},
         )
 
     @classmethod
@@ -147,11 +148,7 @@ class UninstallMarker:
     def after_failed_retry(self, error: str) -> UninstallMarker:
         """The marker to store after one more cleanup attempt failed with ``error``."""
         retries = self.retry_count + 1
-        state = (
-            InstallState.DELETE_FAILED
-            if retries >= DELETE_FAILED_AFTER_RETRIES
-            else InstallState.PENDING_UNINSTALL
-        )
+        state = InstallState.DELETE_FAILED if retries >= DELETE_FAILED_AFTER_RETRIES else InstallState.PENDING_UNINSTALL
         return UninstallMarker(self.plugin_id, self.queued_at_ms, retries, error, state)
 
     @classmethod

@@ -9,6 +9,7 @@ leaves the previous install as it was. Uninstall marks the directory first, then
 delete that fails (a file still locked by a running sidecar, say) is retried by every later
 discovery, and the directory stays hidden meanwhile.
 """
+
 from __future__ import annotations
 
 import os
@@ -334,16 +335,14 @@ def _the_one_manifest(staged: Path, artifact: Path) -> tuple[Path, Manifest]:
     if len(valid) > 1:
         ids = ", ".join(sorted(m.id for _, m in valid))
         raise PackageError(
-            f"{artifact} contains {len(valid)} plugin manifests ({ids}); "
-            "one artifact must contain exactly one plugin"
+            f"{artifact} contains {len(valid)} plugin manifests ({ids}); one artifact must contain exactly one plugin"
         )
     if valid:
         return valid[0]
     if not invalid:
         raise NoValidManifestError(f"{artifact} contains no {MANIFEST_FILE_NAME}", [])
     shown = "; ".join(
-        f"{rel}: {'; '.join(str(p) for p in err.problems)}"
-        for rel, err in invalid[:_SHOWN_INVALID_CANDIDATES]
+        f"{rel}: {'; '.join(str(p) for p in err.problems)}" for rel, err in invalid[:_SHOWN_INVALID_CANDIDATES]
     )
     more = len(invalid) - _SHOWN_INVALID_CANDIDATES
     tail = f" (and {more} more)" if more > 0 else ""

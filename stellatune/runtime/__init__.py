@@ -14,6 +14,7 @@ API overview:
 
 docs/runtime.md describes the sync algorithm, the locking rule and the report JSON.
 """
+
 from ..errors import LifecycleFailures
 from .directives import DirectiveCallback, DirectiveHub, DirectiveKind, PluginDirective
 from .grants import GRANT_KINDS, HostGrantChange, validate_host_grants

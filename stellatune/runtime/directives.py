@@ -9,6 +9,7 @@ instances down synchronously (``LifecycleHost.deactivate``), so directives are o
 side: a typed value and a thread-safe registry of callbacks. Callbacks run on the notifying
 thread; one that raises is logged (``stellatune.runtime.directives``) and the others still run.
 """
+
 from __future__ import annotations
 
 import enum

@@ -9,6 +9,7 @@ so a host merges them with the manifest's block without a new type.
 
 Pure functions over immutable values; ``WasmPluginRuntime`` owns the bookkeeping and the file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,9 +52,7 @@ class HostGrantChange:
     """The plugin's host grants afterwards."""
 
 
-def validate_host_grants(
-    plugin_id: str, grants: GrantsLike, *, root: Optional[Path] = None
-) -> Permissions:
+def validate_host_grants(plugin_id: str, grants: GrantsLike, *, root: Optional[Path] = None) -> Permissions:
     """``grants`` as a ``Permissions`` record, every entry checked by the manifest's rules.
 
     Entries are trimmed and de-duplicated (first occurrence kept). ``root`` is the plugin's
@@ -67,8 +66,11 @@ def validate_host_grants(
     raw = _as_mapping(grants)
     for key in raw:
         if key not in GRANT_KINDS:
-            problems.append(ManifestProblem(str(key), "unknown-key",
-                                            f"unknown grant kind '{key}' (known: {', '.join(GRANT_KINDS)})"))
+            problems.append(
+                ManifestProblem(
+                    str(key), "unknown-key", f"unknown grant kind '{key}' (known: {', '.join(GRANT_KINDS)})"
+                )
+            )
     lists: dict[str, list[str]] = {}
     for key in GRANT_KINDS:
         entries = raw.get(key) or ()

@@ -21,6 +21,7 @@ Host contract (the runtime relies on each point):
   ``status``, ...) from inside a hook, but not its operations (``sync_plugins``,
   ``set_desired_state``, ``unload``, ...): those raise ``RuntimeStateError`` there.
 """
+
 from __future__ import annotations
 
 import enum
@@ -49,9 +50,7 @@ class DisableReason(str, enum.Enum):
 class LifecycleHost(Protocol):
     """What the runtime needs from the thing that runs plugins."""
 
-    def activate(
-        self, plugin: RuntimePluginInfo, capabilities: Sequence[CapabilityDescriptor]
-    ) -> None:
+    def activate(self, plugin: RuntimePluginInfo, capabilities: Sequence[CapabilityDescriptor]) -> None:
         """Make ``plugin`` usable with exactly ``capabilities``; raise ``StellatuneError`` to fail."""
         ...
 
@@ -67,9 +66,7 @@ class LifecycleHost(Protocol):
 class NoopLifecycleHost:
     """A host that runs nothing: activation always succeeds and does no work."""
 
-    def activate(
-        self, plugin: RuntimePluginInfo, capabilities: Sequence[CapabilityDescriptor]
-    ) -> None:
+    def activate(self, plugin: RuntimePluginInfo, capabilities: Sequence[CapabilityDescriptor]) -> None:
         pass
 
     def deactivate(self, plugin_id: str, reason: DisableReason) -> None:

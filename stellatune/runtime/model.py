@@ -3,6 +3,7 @@
 Everything here is plain data (frozen dataclasses and string enums) so reports can be kept,
 compared and turned into the stable JSON documented in docs/runtime.md.
 """
+
 from __future__ import annotations
 
 import enum

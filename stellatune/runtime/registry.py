@@ -4,6 +4,7 @@ capability descriptors and the plugin signature.
 Pure bookkeeping with no locking and no I/O: ``WasmPluginRuntime`` owns one ``ActiveRegistry``
 and guards it with its data lock.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -14,6 +14,7 @@ Locking rule. Two locks, always taken in this order and never the other way roun
 A host hook that calls an operation again on the same thread would deadlock on ``_op_lock``; the
 runtime detects that and raises ``RuntimeStateError`` instead.
 """
+
 from __future__ import annotations
 
 import threading
@@ -231,9 +232,7 @@ class WasmPluginRuntime:
                     discovered_plugins=tuple(sorted(sync.discovered)),
                     active_plugins=tuple(p.info for p in self._registry.plugins()),
                     plugin_statuses=statuses,
-                    transitions=tuple(
-                        sorted(sync.transitions, key=lambda t: (t.plugin_id, t.detail.value))
-                    ),
+                    transitions=tuple(sorted(sync.transitions, key=lambda t: (t.plugin_id, t.detail.value))),
                     errors=tuple(sync.errors),
                     warnings=tuple(str(w) for w in discovery.warnings),
                     timings_ms=timings,
@@ -508,15 +507,23 @@ class _SyncRun:
     def _apply_disabled(self, pid: str, before: LifecycleState, previous: dict[str, ActivePlugin]) -> None:
         trigger = TransitionTrigger.DISABLE_REQUESTED
         if pid not in previous:
-            self._transition(pid, before, LifecycleState.DISABLED, trigger,
-                             TransitionOutcome.SKIPPED, TransitionDetail.ALREADY_INACTIVE)
+            self._transition(
+                pid,
+                before,
+                LifecycleState.DISABLED,
+                trigger,
+                TransitionOutcome.SKIPPED,
+                TransitionDetail.ALREADY_INACTIVE,
+            )
             return
         if self._host_deactivate(pid, DisableReason.HOST_DISABLE):
-            self._transition(pid, before, LifecycleState.DISABLED, trigger,
-                             TransitionOutcome.APPLIED, TransitionDetail.DISABLED)
+            self._transition(
+                pid, before, LifecycleState.DISABLED, trigger, TransitionOutcome.APPLIED, TransitionDetail.DISABLED
+            )
         else:
-            self._transition(pid, before, LifecycleState.FAILED, trigger,
-                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+            self._transition(
+                pid, before, LifecycleState.FAILED, trigger, TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED
+            )
 
     def _apply_enabled(
         self, pid: str, before: LifecycleState, plugin: DiscoveredPlugin, previous: dict[str, ActivePlugin]
@@ -526,21 +533,28 @@ class _SyncRun:
             candidate = _activation_of(plugin, self.rt.host_grants(pid))
         except (StellatuneError, OSError) as exc:
             self._error(pid, f"cannot read plugin files: {exc}")
-            self._transition(pid, before, LifecycleState.FAILED,
-                             TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW,
-                             TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+            self._transition(
+                pid,
+                before,
+                LifecycleState.FAILED,
+                TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW,
+                TransitionOutcome.FAILED,
+                TransitionDetail.INSTALL_FAILED,
+            )
             return
         if old is not None and old.signature == candidate.signature:
             return
         trigger = TransitionTrigger.RELOAD_CHANGED if old else TransitionTrigger.LOAD_NEW
         detail = TransitionDetail.MANIFEST_CHANGED if old else TransitionDetail.NEW
         if old is not None and not self._host_prepare(candidate):
-            self._transition(pid, before, LifecycleState.FAILED, trigger,
-                             TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+            self._transition(
+                pid, before, LifecycleState.FAILED, trigger, TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED
+            )
             return
         if old is not None and not self._host_deactivate(pid, DisableReason.RELOAD):
-            self._transition(pid, before, LifecycleState.FAILED, trigger,
-                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+            self._transition(
+                pid, before, LifecycleState.FAILED, trigger, TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED
+            )
             return
         if self._host_activate(candidate):
             self._transition(pid, before, LifecycleState.ACTIVE, trigger, TransitionOutcome.APPLIED, detail)
@@ -549,17 +563,30 @@ class _SyncRun:
             # Put the previous version back so a bad update does not take a working plugin away;
             # its signature stays the old one, so the next sync retries the update.
             self._host_activate(old, rollback=True)
-        self._transition(pid, before, LifecycleState.FAILED, trigger,
-                         TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED)
+        self._transition(
+            pid, before, LifecycleState.FAILED, trigger, TransitionOutcome.FAILED, TransitionDetail.INSTALL_FAILED
+        )
 
     def _apply_removed(self, pid: str) -> None:
         trigger = TransitionTrigger.REMOVED_FROM_DISK
         if self._host_deactivate(pid, DisableReason.UNLOAD):
-            self._transition(pid, LifecycleState.ACTIVE, LifecycleState.MISSING, trigger,
-                             TransitionOutcome.APPLIED, TransitionDetail.REMOVED)
+            self._transition(
+                pid,
+                LifecycleState.ACTIVE,
+                LifecycleState.MISSING,
+                trigger,
+                TransitionOutcome.APPLIED,
+                TransitionDetail.REMOVED,
+            )
         else:
-            self._transition(pid, LifecycleState.ACTIVE, LifecycleState.FAILED, trigger,
-                             TransitionOutcome.FAILED, TransitionDetail.UNINSTALL_FAILED)
+            self._transition(
+                pid,
+                LifecycleState.ACTIVE,
+                LifecycleState.FAILED,
+                trigger,
+                TransitionOutcome.FAILED,
+                TransitionDetail.UNINSTALL_FAILED,
+            )
 
     def _host_prepare(self, plugin: ActivePlugin) -> bool:
         """Run the host's optional pre-flight check; ``True`` when it passed or there is none."""

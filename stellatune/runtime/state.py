@@ -11,6 +11,7 @@ Only explicit states are stored; a plugin with no entry counts as enabled. ``hos
 it was. The runtime writes both sections from what it holds; ``save(states)`` without grants
 keeps the grants the file holds.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,12 +72,9 @@ class DesiredStateStore:
             desired = {str(pid): DesiredState(value) for pid, value in states.items()}
             return desired, _parse_host_grants(doc.get("host_grants"))
         except (ValueError, KeyError, AttributeError, TypeError, HostGrantError) as exc:
-            raise RuntimeStateError(
-                f"plugin state file {self.path} is corrupt ({exc}); fix or delete it"
-            ) from exc
+            raise RuntimeStateError(f"plugin state file {self.path} is corrupt ({exc}); fix or delete it") from exc
 
-    def save(self, states: Mapping[str, DesiredState],
-             host_grants: Optional[Mapping[str, Permissions]] = None) -> None:
+    def save(self, states: Mapping[str, DesiredState], host_grants: Optional[Mapping[str, Permissions]] = None) -> None:
         """Replace the stored states atomically; raise ``RuntimeStateError`` if that fails.
 
         ``host_grants`` replaces the stored grants too; ``None`` keeps what the file holds.

@@ -7,6 +7,7 @@ builder core (builder.py) caches, stages and zips: the zip holds ``plugin.json``
 at the path the manifest names, and the package's other files (``bin/`` sidecars, assets), never
 ``src/``. A repeated build of unchanged inputs returns the cached zip at once.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -58,5 +59,7 @@ def _componentize(tool: str, src_dir: Path, component: dict, stage: Path) -> Non
     out = stage / component["path"]
     out.parent.mkdir(parents=True, exist_ok=True)
     world = component["world"].strip().rsplit("/", 1)[-1].split("@", 1)[0]
-    run_tool([tool, "-q", "-d", str(wit_dir()), "-w", world, "componentize", "app",
-              "-p", str(app_dir), "-o", str(out)], f"building component {component.get('id')!r}")
+    run_tool(
+        [tool, "-q", "-d", str(wit_dir()), "-w", world, "componentize", "app", "-p", str(app_dir), "-o", str(out)],
+        f"building component {component.get('id')!r}",
+    )

@@ -12,6 +12,7 @@ The cache lives in :func:`stellatune.paths.build_cache_dir` and holds one zip pe
 flags of the step's SDK, every tool the step runs (its path, where that resolves to, and its
 ``--version``), and :data:`BUILDER_VERSION`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -33,8 +34,19 @@ from ..errors import ManifestError, PluginBuildError
 from ..manifest import load_manifest
 from ..paths import build_cache_dir
 
-__all__ = ["BUILDER_VERSION", "BuildStep", "PluginBuildError", "Tool", "build_package",
-           "cache_key", "read_manifest", "run_tool", "tool_identity", "unpack_package", "wit_dir"]
+__all__ = [
+    "BUILDER_VERSION",
+    "BuildStep",
+    "PluginBuildError",
+    "Tool",
+    "build_package",
+    "cache_key",
+    "read_manifest",
+    "run_tool",
+    "tool_identity",
+    "unpack_package",
+    "wit_dir",
+]
 
 #: Bump when the zip's layout or a build command changes in a way the hashed inputs do not show.
 BUILDER_VERSION = "2"
@@ -94,8 +106,7 @@ def run_tool(argv: Sequence[str], what: str) -> str:
     # author needs to read.
     env = {**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"}
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, env=env,
-                              timeout=_TOOL_TIMEOUT_S)
+        proc = subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=_TOOL_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise PluginBuildError(f"{what}: {tool} timed out after {_TOOL_TIMEOUT_S} s") from None
     except OSError as e:
@@ -122,8 +133,7 @@ def wit_dir() -> Path:
     configured = os.environ.get("STELLATUNE_WIT_DIR")
     path = Path(configured) if configured else _DEFAULT_WIT_DIR
     if not path.is_dir():
-        raise PluginBuildError(
-            f"WIT package not found at {path}; set STELLATUNE_WIT_DIR to wit/stellatune-plugin")
+        raise PluginBuildError(f"WIT package not found at {path}; set STELLATUNE_WIT_DIR to wit/stellatune-plugin")
     return path
 
 
@@ -138,9 +148,13 @@ def read_manifest(src_dir: Path) -> dict:
     except (OSError, ValueError) as e:
         raise PluginBuildError(f"{path}: cannot read: {e}") from None
     comps = data.get("components") if isinstance(data, dict) else None
-    if not isinstance(comps, list) or not comps or not all(
-            isinstance(c, dict) and isinstance(c.get("path"), str) and isinstance(c.get("world"), str)
-            for c in comps):
+    if (
+        not isinstance(comps, list)
+        or not comps
+        or not all(
+            isinstance(c, dict) and isinstance(c.get("path"), str) and isinstance(c.get("world"), str) for c in comps
+        )
+    ):
         raise PluginBuildError(f"{path}: every component needs a string 'path' and 'world'")
     for c in comps:
         rel = Path(c["path"])
@@ -172,8 +186,7 @@ def cache_key(src_dir: Path, step: BuildStep) -> str:
     return h.hexdigest()[:32]
 
 
-def build_package(src_dir: Path, manifest: dict, step: BuildStep,
-                  cache_root: Optional[Path] = None) -> Path:
+def build_package(src_dir: Path, manifest: dict, step: BuildStep, cache_root: Optional[Path] = None) -> Path:
     """The package zip of the plugin in ``src_dir``: from the cache (``cache_root``, default
     :func:`~stellatune.paths.build_cache_dir`), else built by ``step`` and stored there."""
     root = Path(cache_root) if cache_root is not None else build_cache_dir()

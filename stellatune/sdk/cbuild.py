@@ -12,6 +12,7 @@ One C source (``src/*.c`` of a plugin directory, written against
 ``<name>`` comes from the component path in ``plugin.json`` (``wasm/<name>.component.wasm``).
 Caching, staging and zipping are the builder core's (builder.py).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -46,8 +47,14 @@ _COMPONENT_COMMON = ("cabi.c",)
 # IEEE arithmetic on both targets (no -ffast-math) so wasm and native results can be compared
 # bit for bit; -fno-math-errno lets sqrt be the instruction instead of a libm call.
 _COMMON_FLAGS = ("-O2", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra")
-_WASM_FLAGS = ("--target=wasm32", "-msimd128", "-mbulk-memory", "-nostdlib",
-               "-Wl,--no-entry", "-Wl,-z,stack-size=65536")
+_WASM_FLAGS = (
+    "--target=wasm32",
+    "-msimd128",
+    "-mbulk-memory",
+    "-nostdlib",
+    "-Wl,--no-entry",
+    "-Wl,-z,stack-size=65536",
+)
 # The toolchain's data and stack start above the SDK arena (ST_ARENA_END in stellatune_sdk.h).
 _HOTPATH_LINK = (f"-Wl,--global-base={SDK_ARENA_END}",)
 # Native: the default x86-64 baseline (SSE2, no FMA), nothing exported but the st_hot_* symbols.
@@ -84,13 +91,20 @@ def c_step(src_dir: Path, manifest: dict) -> BuildStep:
     plan = _plan(src_dir, manifest)
     clang, wasm_tools = CLANG.find(), WASM_TOOLS.find()
     sdk = SDK_DIR
-    inputs = [(p.relative_to(sdk).as_posix(), p)
-              for p in sorted((sdk / "include").glob("*.h")) + sorted((sdk / "glue").glob("*.[ch]"))]
+    inputs = [
+        (p.relative_to(sdk).as_posix(), p)
+        for p in sorted((sdk / "include").glob("*.h")) + sorted((sdk / "glue").glob("*.[ch]"))
+    ]
     # This file picks the glue and the flags: a change here is a change of the output.
     inputs.append(("cbuild.py", Path(__file__)))
     settings = repr((_COMMON_FLAGS, _WASM_FLAGS, _HOTPATH_LINK, _NATIVE_FLAGS, _WORLDS))
-    return BuildStep("c", (clang, wasm_tools), tuple(inputs), settings,
-                     lambda stage, work: _compile(plan, sdk, clang, wasm_tools, stage, work))
+    return BuildStep(
+        "c",
+        (clang, wasm_tools),
+        tuple(inputs),
+        settings,
+        lambda stage, work: _compile(plan, sdk, clang, wasm_tools, stage, work),
+    )
 
 
 def _plan(src_dir: Path, manifest: dict) -> _Plan:
@@ -102,13 +116,13 @@ def _plan(src_dir: Path, manifest: dict) -> _Plan:
     if world not in _WORLDS:
         raise PluginBuildError(
             f"{manifest_path}: world {components[0]['world']!r} is not one the C SDK builds "
-            f"({', '.join(sorted(_WORLDS))})")
+            f"({', '.join(sorted(_WORLDS))})"
+        )
     rel = components[0]["path"]
     prefix, suffix = "wasm/", ".component.wasm"
-    name = rel[len(prefix):-len(suffix)] if rel.startswith(prefix) and rel.endswith(suffix) else ""
+    name = rel[len(prefix) : -len(suffix)] if rel.startswith(prefix) and rel.endswith(suffix) else ""
     if not name or "/" in name or not all(c.isalnum() or c in "-_." for c in name):
-        raise PluginBuildError(
-            f"{manifest_path}: component path must be wasm/<name>.component.wasm, got {rel!r}")
+        raise PluginBuildError(f"{manifest_path}: component path must be wasm/<name>.component.wasm, got {rel!r}")
     sources = sorted((src_dir / "src").glob("*.c"))
     if not sources:
         raise PluginBuildError(f"{src_dir / 'src'}: no .c sources")
@@ -128,23 +142,30 @@ def _compile(plan: _Plan, sdk: Path, clang: str, wasm_tools: str, stage: Path, w
     hotpath = stage / "wasm" / f"{plan.name}.hotpath.wasm"
     core = work / f"{plan.name}.core.wasm"
     compiles = [
-        ([clang, *flags, *_WASM_FLAGS, *_HOTPATH_LINK, "-o", str(hotpath), *hot_sources],
-         "compiling the hot-path core module"),
-        ([clang, *flags, *_NATIVE_FLAGS, "-o", str(stage / "native" / f"{plan.name}.so"),
-          *hot_sources], "compiling the native library"),
-        ([clang, *flags, *_WASM_FLAGS, "-DST_BUILD_COMPONENT", "-o", str(core),
-          *component_sources], "compiling the component's core module"),
+        (
+            [clang, *flags, *_WASM_FLAGS, *_HOTPATH_LINK, "-o", str(hotpath), *hot_sources],
+            "compiling the hot-path core module",
+        ),
+        (
+            [clang, *flags, *_NATIVE_FLAGS, "-o", str(stage / "native" / f"{plan.name}.so"), *hot_sources],
+            "compiling the native library",
+        ),
+        (
+            [clang, *flags, *_WASM_FLAGS, "-DST_BUILD_COMPONENT", "-o", str(core), *component_sources],
+            "compiling the component's core module",
+        ),
     ]
     # The three compiles are independent, and each is most of a build's time.
     with ThreadPoolExecutor(max_workers=len(compiles)) as pool:
         for _ in pool.map(lambda job: run_tool(*job), compiles):
             pass
     embedded = work / f"{plan.name}.embedded.wasm"
-    run_tool([wasm_tools, "component", "embed", str(wit_dir()), "-w", plan.world, str(core),
-              "-o", str(embedded)], "embedding the WIT world")
+    run_tool(
+        [wasm_tools, "component", "embed", str(wit_dir()), "-w", plan.world, str(core), "-o", str(embedded)],
+        "embedding the WIT world",
+    )
     component = stage / "wasm" / f"{plan.name}.component.wasm"
-    run_tool([wasm_tools, "component", "new", str(embedded), "-o", str(component)],
-             "making the component")
+    run_tool([wasm_tools, "component", "new", str(embedded), "-o", str(component)], "making the component")
 
     for artifact in (hotpath, component):
         run_tool([wasm_tools, "validate", str(artifact)], f"validating {artifact.name}")

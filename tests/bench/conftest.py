@@ -1,5 +1,6 @@
 """Fixtures for the benchmark tests: one real ``stellatune bench --json --quick`` run per session,
 and the harness (bench/stbench) importable."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def stellatune_command() -> list[str]:
 def quick_run() -> Run:
     """``stellatune bench --json --quick`` in a child process (about 15 s with warm build caches,
     plus the real-time runs). Only tests marked ``bench`` use it: the default suite leaves it out."""
-    proc = subprocess.run([*stellatune_command(), "bench", "--json", "--quick"], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    proc = subprocess.run(
+        [*stellatune_command(), "bench", "--json", "--quick"], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     return Run(proc.returncode, proc.stdout, proc.stderr)
 
 

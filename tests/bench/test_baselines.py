@@ -1,5 +1,6 @@
 """The baselines do the kernels' job: comparing speeds is only fair if they compute the same
 thing from the same input. Outputs are compared with the engine's wasm stage over several blocks."""
+
 import numpy as np
 import pytest
 
@@ -23,7 +24,7 @@ def engine_output(ws, name, x):
 def blockwise(process, x, planar=False):
     outs = []
     for start in range(0, len(x), BLOCK):
-        block = np.ascontiguousarray(x[start:start + BLOCK].T if planar else x[start:start + BLOCK])
+        block = np.ascontiguousarray(x[start : start + BLOCK].T if planar else x[start : start + BLOCK])
         y = np.asarray(process(block))
         outs.append(y.T if planar else y)
     return np.concatenate(outs)

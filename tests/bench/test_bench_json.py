@@ -1,6 +1,7 @@
 """``stellatune bench --json --quick``: one valid JSON document with the documented keys, figures
 that are consistent with each other, and targets judged by their stated thresholds. No
 assertion here is about how fast anything is."""
+
 import json
 import math
 import shutil
@@ -85,5 +86,6 @@ def test_realtime_runs_play_the_whole_source_at_both_block_sizes(results):
         # Every frame of the source needs one callback of `frames`, plus the ones while draining.
         assert r["callbacks"] >= r["seconds"] * results["sample_rate"] // frames
         assert r["deadline_us"] == pytest.approx(frames / results["sample_rate"] * 1e6)
-        assert r["chain_p50_fraction"] <= r["chain_p99_fraction"] <= r["chain_p999_fraction"] <= r["render_max_fraction"]
-
+        assert (
+            r["chain_p50_fraction"] <= r["chain_p99_fraction"] <= r["chain_p999_fraction"] <= r["render_max_fraction"]
+        )

@@ -1,5 +1,6 @@
 """Checks of the benchmark harness that run no benchmark: the committed results of the last
 full run still match the schema, and the command refuses clearly outside a checkout."""
+
 import jsonschema
 
 from stellatune.cli import main

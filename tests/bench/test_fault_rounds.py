@@ -1,5 +1,6 @@
 """A round in which the engine bypasses a stage must not count: the harness logs it, rebuilds the
 stages and measures again, and gives up with a clear error if the stage keeps faulting."""
+
 import pytest
 import wasmtime
 
@@ -27,8 +28,9 @@ _WAT = f"""
     (i32.store (local.get $of) (local.get $frames))
     (i32.const 0)))
 """
-SPEC = CoreModuleSpec(Role.DSP_TRANSFORM, "copy.wasm",
-                      BufferLayout(in_offset=_IN, out_offset=_OUT, max_frames=1024, channels=2))
+SPEC = CoreModuleSpec(
+    Role.DSP_TRANSFORM, "copy.wasm", BufferLayout(in_offset=_IN, out_offset=_OUT, max_frames=1024, channels=2)
+)
 
 
 @pytest.fixture
@@ -59,8 +61,13 @@ def test_a_faulted_round_is_logged_and_taken_again_with_fresh_stages(module):
 
 def test_a_stage_that_keeps_faulting_stops_the_run_with_a_clear_error(module):
     faults: list[dict] = []
-    case = ChainCase(lambda: [HotPathStage.from_wasm(module, SPEC, 48000, 2, {"trap": 1.0}, name="copy")],
-                     64, noise(1024), "copy @ 64", faults)
+    case = ChainCase(
+        lambda: [HotPathStage.from_wasm(module, SPEC, 48000, 2, {"trap": 1.0}, name="copy")],
+        64,
+        noise(1024),
+        "copy @ 64",
+        faults,
+    )
     with pytest.raises(BenchmarkError, match=r"copy @ 64: a stage faulted in 5 rounds in a row \(last: copy, trap\)"):
         interleaved_medians({"copy": case}, rounds=3)
     assert len(faults) == 5

@@ -4,6 +4,7 @@ Each times one small thing and asserts that it did it right; none asserts a time
 are pytest-benchmark's table, and ``--benchmark-json`` keeps them). The example gain plugin is
 built, installed and synced by a real runtime whose host is a real ComponentExecutor.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ HALF = 10 ** (-6.0206 / 20)  # -6.0206 dB: x 0.5
 def gain_runtime(tmp_path: Path, built: Callable[[str], Path]) -> Iterator[tuple[WasmPluginRuntime, ComponentExecutor]]:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    with ComponentExecutor(cache_dir=tmp_path / "cache", log_dir=tmp_path / "logs") as executor, \
-            WasmPluginRuntime(plugins, executor) as runtime:
+    with (
+        ComponentExecutor(cache_dir=tmp_path / "cache", log_dir=tmp_path / "logs") as executor,
+        WasmPluginRuntime(plugins, executor) as runtime,
+    ):
         package.install_from_artifact(plugins, built("gain"))
         assert not runtime.sync_plugins().errors
         yield runtime, executor
@@ -64,9 +67,17 @@ def test_component_path_gain_call(benchmark, gain_runtime, block):
     """One block through the plugin component's own ``process`` (the component-path fallback)."""
     _, executor = gain_runtime
     processor = executor.dsp(GAIN, "gain").create(AudioSpec(RATE, 2), json.dumps({"gain_db": -6.0206}))
-    stage = ComponentStage(name="gain (component)", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2,
-                           process=processor.process, fallback_reason="benchmark", close=processor.close)
+    stage = ComponentStage(
+        name="gain (component)",
+        role=Role.DSP_TRANSFORM,
+        sample_rate=RATE,
+        channels=2,
+        process=processor.process,
+        fallback_reason="benchmark",
+        close=processor.close,
+    )
     try:
+
         def one_block() -> np.ndarray:
             buf = block.copy()
             stage.run(buf)
@@ -83,9 +94,13 @@ def test_boundary_checks(benchmark):
     check = Boundary("dev.bench", "dsp:gain")
 
     def checks() -> tuple:
-        return (check.sample_rate("sample_rate", 48000), check.channels("channels", 2),
-                check.frames("frames", FRAMES), check.rel_path("wasm_rel_path", "wasm/gain.hotpath.wasm"),
-                check.text("name", "Gain"))
+        return (
+            check.sample_rate("sample_rate", 48000),
+            check.channels("channels", 2),
+            check.frames("frames", FRAMES),
+            check.rel_path("wasm_rel_path", "wasm/gain.hotpath.wasm"),
+            check.text("name", "Gain"),
+        )
 
     assert benchmark(checks) == (48000, 2, FRAMES, "wasm/gain.hotpath.wasm", "Gain")
     with pytest.raises(PluginContractError, match="sample_rate"):

@@ -1,4 +1,5 @@
 """The report renders every measured figure: Markdown tables and the plot from one document."""
+
 from stbench import render
 
 

@@ -5,6 +5,7 @@ Valid plugins are copies of the real example gain plugin (built from examples/pl
 SDK builder, cached) with their id and version rewritten, so the tests hold whichever lifecycle
 host ``open_runtime`` uses. Invalid ones are hand-written manifests beside placeholder bytes.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """docs/cli.md documents every command of the argparse tree and every option of each."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ COMMANDS = sorted(_leaf_commands(build_parser()), key=lambda c: c[0])
 @pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
 def test_every_command_has_a_section_naming_each_of_its_options(path, parser):
     command = " ".join(path)
-    sections = [body for heading, body in _sections().items()
-                if re.search(rf"`(stellatune )?{re.escape(command)}\b", heading)]
+    sections = [
+        body for heading, body in _sections().items() if re.search(rf"`(stellatune )?{re.escape(command)}\b", heading)
+    ]
     assert sections, f"docs/cli.md has no heading for `{command}`"
     body = "\n".join(sections)
     for action in parser._actions:

@@ -1,4 +1,5 @@
 """The installed console script and ``python -m stellatune`` as real processes."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """`stellatune plugins grant` / `revoke`: host grants stored beside the desired states."""
+
 from __future__ import annotations
 
 import json
@@ -15,11 +16,28 @@ def test_grant_and_revoke_round_trip(cli, plugin_src, plugins_dir):
     (plugins_dir / PID / "bin").mkdir()
     (plugins_dir / PID / "bin" / "helper").write_bytes(b"#!/bin/sh\n")
 
-    r = cli("plugins", "grant", PID, "--http", "127.0.0.1:46321", "--http", "*.example.org",
-            "--tcp", "media.local:9000", "--files", "data", "--sidecar", "bin/helper", "--env", "HOME")
+    r = cli(
+        "plugins",
+        "grant",
+        PID,
+        "--http",
+        "127.0.0.1:46321",
+        "--http",
+        "*.example.org",
+        "--tcp",
+        "media.local:9000",
+        "--files",
+        "data",
+        "--sidecar",
+        "bin/helper",
+        "--env",
+        "HOME",
+    )
     assert r.code == EXIT_OK, r.err
-    assert r.out == (f"granted {PID}: files data; http 127.0.0.1:46321, *.example.org; tcp media.local:9000; "
-                     "sidecars bin/helper; env HOME\n")
+    assert r.out == (
+        f"granted {PID}: files data; http 127.0.0.1:46321, *.example.org; tcp media.local:9000; "
+        "sidecars bin/helper; env HOME\n"
+    )
     assert json.loads((plugins_dir / STATE_FILE_NAME).read_text())["host_grants"][PID]["sidecars"] == ["bin/helper"]
 
     r = cli("plugins", "grant", PID, "--http", "127.0.0.1:46321")
@@ -27,13 +45,16 @@ def test_grant_and_revoke_round_trip(cli, plugin_src, plugins_dir):
 
     r = cli("plugins", "revoke", PID, "--http", "*.example.org", "--tcp", "never.example:1")
     assert r.code == EXIT_OK
-    assert r.out == (f"revoked {PID}: http *.example.org\n"
-                     "not granted (nothing to revoke): tcp never.example:1\n")
+    assert r.out == (f"revoked {PID}: http *.example.org\nnot granted (nothing to revoke): tcp never.example:1\n")
     assert WasmPluginRuntime(plugins_dir).host_grants(PID) == Permissions(
-        files=("data",), http=("127.0.0.1:46321",), tcp=("media.local:9000",), sidecars=("bin/helper",), env=("HOME",))
+        files=("data",), http=("127.0.0.1:46321",), tcp=("media.local:9000",), sidecars=("bin/helper",), env=("HOME",)
+    )
 
     r = cli("plugins", "revoke", PID, "--tcp", "never.example:1")
-    assert (r.code, r.out) == (EXIT_OK, f"revoked {PID}: nothing\nnot granted (nothing to revoke): tcp never.example:1\n")
+    assert (r.code, r.out) == (
+        EXIT_OK,
+        f"revoked {PID}: nothing\nnot granted (nothing to revoke): tcp never.example:1\n",
+    )
 
     # Grants do not outlive the package: a later install under the same id starts from its manifest.
     assert cli("plugins", "uninstall", PID).code == EXIT_OK

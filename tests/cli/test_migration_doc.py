@@ -1,6 +1,7 @@
 """docs/migration.md against the original project's three manifests: each validates as it is, and
 every `stellatune plugins grant` command the page gives parses and is accepted for an installed
 copy (component files and the named sidecars as stubs), storing exactly the grants it names."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,12 @@ FLAG_KIND = {"--http": "http", "--tcp": "tcp", "--files": "files", "--sidecar": 
 def grant_commands() -> list[list[str]]:
     """Every `stellatune plugins grant ...` line of a ```sh block, split like a shell would."""
     blocks = re.findall(r"```sh\n(.*?)```", MIGRATION.read_text(encoding="utf-8"), flags=re.DOTALL)
-    return [shlex.split(line) for block in blocks for line in block.splitlines()
-            if line.startswith("stellatune plugins grant ")]
+    return [
+        shlex.split(line)
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("stellatune plugins grant ")
+    ]
 
 
 def stub_package(src: Path, manifest_file: Path, sidecars: list[str]) -> Path:

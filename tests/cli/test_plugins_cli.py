@@ -1,4 +1,5 @@
 """``stellatune plugins ...`` end to end on a tmp plugins dir: outputs, exit codes, JSON shapes."""
+
 from __future__ import annotations
 
 import json
@@ -12,11 +13,19 @@ from stellatune.cli import plugins as plugins_module
 from stellatune.runtime import STATE_FILE_NAME
 
 BAD_MANIFEST = {
-    "schema_version": 1, "id": "dev.test.bad", "name": "  ", "version": "1", "api_version": 1,
-    "components": [{
-        "id": "m", "path": "wasm/missing.wasm", "world": "stellatune:plugin/dsp-plugin@0.1.0",
-        "abilities": [{"kind": "equaliser", "type_id": "gain"}],
-    }],
+    "schema_version": 1,
+    "id": "dev.test.bad",
+    "name": "  ",
+    "version": "1",
+    "api_version": 1,
+    "components": [
+        {
+            "id": "m",
+            "path": "wasm/missing.wasm",
+            "world": "stellatune:plugin/dsp-plugin@0.1.0",
+            "abilities": [{"kind": "equaliser", "type_id": "gain"}],
+        }
+    ],
 }
 BAD_PROBLEMS = [
     ("name", "[not-blank]"),
@@ -77,7 +86,8 @@ def test_install_dir_prints_id_and_syncs(cli, plugin_src, plugins_dir):
     assert installed_dirs(plugins_dir) == ["dev.test.gain"]
     listed = cli("plugins", "list", "--json").json()["plugins"]
     assert [(p["id"], p["desired_state"], p["install_state"]) for p in listed] == [
-        ("dev.test.gain", "enabled", "installed")]
+        ("dev.test.gain", "enabled", "installed")
+    ]
 
 
 def test_install_zip(cli, plugin_src, make_zip, plugins_dir):
@@ -131,8 +141,17 @@ def test_list_human_and_json(cli, plugin_src, make_plugin):
     ]
     row = cli("plugins", "list", "--json").json()["plugins"][0]
     assert list(row) == [
-        "id", "name", "version", "root_dir", "manifest_path", "component_count", "install_state",
-        "uninstall_retry_count", "uninstall_last_error", "desired_state"]
+        "id",
+        "name",
+        "version",
+        "root_dir",
+        "manifest_path",
+        "component_count",
+        "install_state",
+        "uninstall_retry_count",
+        "uninstall_last_error",
+        "desired_state",
+    ]
 
 
 def test_disable_enable_round_trip(cli, plugin_src, plugins_dir):
@@ -144,7 +163,8 @@ def test_disable_enable_round_trip(cli, plugin_src, plugins_dir):
     report = cli("plugins", "sync", "--json").json()
     assert report["active_plugins"] == []
     assert [(t["trigger"], t["outcome"], t["detail"]) for t in report["transitions"]] == [
-        ("disable_requested", "skipped", "already_inactive")]
+        ("disable_requested", "skipped", "already_inactive")
+    ]
     assert cli("plugins", "list", "--json").json()["plugins"][0]["desired_state"] == "disabled"
 
     result = cli("plugins", "enable", "dev.test.gain")
@@ -180,15 +200,29 @@ def test_sync_json_shape(cli, plugin_src):
     assert result.code == EXIT_OK
     doc = result.json()
     assert list(doc) == [
-        "revision", "discovered_plugins", "active_plugins", "plugin_statuses", "transitions",
-        "errors", "warnings", "timings_ms"]
+        "revision",
+        "discovered_plugins",
+        "active_plugins",
+        "plugin_statuses",
+        "transitions",
+        "errors",
+        "warnings",
+        "timings_ms",
+    ]
     assert doc["discovered_plugins"] == ["dev.test.gain"]
-    assert doc["plugin_statuses"] == [{
-        "plugin_id": "dev.test.gain", "desired_state": "enabled", "lifecycle_state": "active",
-        "last_error": None}]
-    assert doc["transitions"] == [{
-        "plugin_id": "dev.test.gain", "from": "missing", "to": "active", "trigger": "load_new",
-        "outcome": "applied", "detail": "new"}]
+    assert doc["plugin_statuses"] == [
+        {"plugin_id": "dev.test.gain", "desired_state": "enabled", "lifecycle_state": "active", "last_error": None}
+    ]
+    assert doc["transitions"] == [
+        {
+            "plugin_id": "dev.test.gain",
+            "from": "missing",
+            "to": "active",
+            "trigger": "load_new",
+            "outcome": "applied",
+            "detail": "new",
+        }
+    ]
     assert (doc["errors"], doc["warnings"]) == ([], [])
     assert set(doc["timings_ms"]) == {"discover", "apply", "total"}
 

@@ -4,6 +4,7 @@ directory and synced by a real runtime whose host is a real ComponentExecutor.
 Plugin builds are cached by the builder (by source hash); compiled components go to a cache
 directory of this session, so the first test pays for Cranelift once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -56,4 +57,4 @@ def install(runtime: WasmPluginRuntime, built: Callable[[str], Path]) -> Callabl
 def noise() -> Callable[..., np.ndarray]:
     """``noise(frames, channels=2)``: seeded float32 noise in [-0.5, 0.5)."""
     rng = np.random.default_rng(99)
-    return lambda frames, channels=2: (rng.random((frames, channels), dtype=np.float32) - 0.5)
+    return lambda frames, channels=2: rng.random((frames, channels), dtype=np.float32) - 0.5

@@ -1,5 +1,6 @@
 """build_dsp_stage / build_sink_stage: the component is asked for its hot path first; a plugin
 without one (pygain, Python) falls back to the component path, offline and live."""
+
 import time
 
 import numpy as np
@@ -80,8 +81,9 @@ def test_pygain_has_no_hot_path_and_runs_on_the_component_path_offline(runtime, 
     assert py.fallback_reason == f"the component offers no hot path for {RATE} Hz x 2 ch"
     hot = build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": 6}, RATE, 2)
     # hot-path → component → hot-path: the C chain is split around the Python call.
-    pipe = Chain([hot, py, build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)],
-                    RATE, 2, block_frames=256)
+    pipe = Chain(
+        [hot, py, build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2)], RATE, 2, block_frames=256
+    )
     x = noise(1000)  # not a whole number of blocks
     np.testing.assert_allclose(pipe.process(x), x * db(6) * db(-6) * db(-6), rtol=1e-5, atol=1e-7)
     assert [s.stats().calls for s in pipe.stages] == [4, 4, 4]
@@ -101,10 +103,18 @@ def test_pygain_plays_live_on_the_feeder_thread(runtime, executor, install, nois
         received.append(block.copy())
         return len(block)
 
-    stages = [build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2),
-              build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2),
-              ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
-                             process=record, fallback_reason="test sink")]
+    stages = [
+        build_dsp_stage(runtime, executor, GAIN, "gain", {"gain_db": -6}, RATE, 2),
+        build_dsp_stage(runtime, executor, PYGAIN, "pygain", {"gain_db": -6}, RATE, 2),
+        ComponentStage(
+            name="recorder",
+            role=Role.OUTPUT_SINK,
+            sample_rate=RATE,
+            channels=2,
+            process=record,
+            fallback_reason="test sink",
+        ),
+    ]
     pipe = Chain(stages, RATE, 2, block_frames=256)
     x = noise(RATE // 4)
     handle = pipe.play(x, frames=128)  # a sink at the end and no device: the engine clock
@@ -194,8 +204,14 @@ def test_disabling_a_plugin_while_it_plays_on_the_component_path(runtime, execut
         received.append(block.copy())
         return len(block)
 
-    sink = ComponentStage(name="recorder", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2,
-                          process=record, fallback_reason="test sink")
+    sink = ComponentStage(
+        name="recorder",
+        role=Role.OUTPUT_SINK,
+        sample_rate=RATE,
+        channels=2,
+        process=record,
+        fallback_reason="test sink",
+    )
     x = noise(2 * RATE)  # 2 s played in real time: room to disable it mid-play on a loaded machine
     handle = Chain([py, sink], RATE, 2).play(x, frames=128)
     try:

@@ -1,5 +1,6 @@
 """A decoder plugin as the pipeline's source: ``plugin_decoded_source`` offline, through
 ``stellatune render|play --decoder plugin``, and live on the JACK dummy device."""
+
 import argparse
 import os
 import shutil
@@ -54,8 +55,7 @@ def test_no_decoder_plugin_is_a_clear_error(runtime, executor, track):
         plugin_decoded_source(runtime, executor, track)
 
 
-def test_render_through_the_decoder_plugin_equals_the_soundfile_render(runtime, install, track, tmp_path,
-                                                                        capsys):
+def test_render_through_the_decoder_plugin_equals_the_soundfile_render(runtime, install, track, tmp_path, capsys):
     install("wav-decoder")
     plugins = ["--plugins-dir", str(runtime.plugins_dir)]
     builtin, plugin = tmp_path / "builtin.wav", tmp_path / "plugin.wav"
@@ -78,8 +78,9 @@ def jack_server(tmp_path):
     name = f"st-chain-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "xdg"))
     (tmp_path / "xdg").mkdir()
-    subprocess.run([str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
     os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
     try:
@@ -94,8 +95,9 @@ def jack_server(tmp_path):
 
 
 @pytest.mark.audio
-def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(jack_server, runtime, executor, install,
-                                                                 track, ring_frames):
+def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(
+    jack_server, runtime, executor, install, track, ring_frames
+):
     install("wav-decoder")
     source = plugin_decoded_source(runtime, executor, track)
     handle = Chain([], RATE, 2).play(source, frames=128, ring_frames=ring_frames)
@@ -109,8 +111,18 @@ def test_live_play_from_the_decoder_plugin_has_no_ring_underruns(jack_server, ru
 @pytest.mark.audio
 def test_cli_play_with_the_decoder_plugin(jack_server, runtime, install, track, capsys, ring_frames):
     install("wav-decoder")
-    argv = ["--plugins-dir", str(runtime.plugins_dir), "play", str(track), "--decoder", "plugin",
-            "--rate", str(RATE), "--ring", str(ring_frames)]
+    argv = [
+        "--plugins-dir",
+        str(runtime.plugins_dir),
+        "play",
+        str(track),
+        "--decoder",
+        "plugin",
+        "--rate",
+        str(RATE),
+        "--ring",
+        str(ring_frames),
+    ]
     assert run(argv) == 0
     captured = capsys.readouterr()
     assert f"decoder: {WAV}/wav (plugin)" in captured.err

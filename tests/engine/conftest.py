@@ -1,4 +1,5 @@
 """Engine test fixtures: kernels compiled from tests/engine/fixtures/*.c, and a JACK dummy server."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ FX_IN = FX_ARENA + 64
 FX_OUT = FX_IN + FX_MAX_FRAMES * 2 * 4
 FX_STATE = FX_OUT + FX_MAX_FRAMES * 2 * 4 + 256  # after the parameter names
 
-WASM_FLAGS = ["--target=wasm32", "-O2", "-msimd128", "-nostdlib", "-Wl,--no-entry",
-              "-Wl,-z,stack-size=16384", "-Wl,--initial-memory=327680"]
+WASM_FLAGS = [
+    "--target=wasm32",
+    "-O2",
+    "-msimd128",
+    "-nostdlib",
+    "-Wl,--no-entry",
+    "-Wl,-z,stack-size=16384",
+    "-Wl,--initial-memory=327680",
+]
 #: name -> (source, extra defines, also build native)
 KERNELS = {
     "gain": ("gain.c", [], True),
@@ -41,9 +49,14 @@ KERNELS = {
 
 def fixture_spec(role: Role = Role.DSP_TRANSFORM, channels: int = 2) -> CoreModuleSpec:
     return CoreModuleSpec(
-        role=role, wasm_rel_path="fixture.wasm",
-        buffer=BufferLayout(in_offset=FX_IN, out_offset=FX_OUT if role is Role.DSP_TRANSFORM else None,
-                            max_frames=FX_MAX_FRAMES, channels=channels),
+        role=role,
+        wasm_rel_path="fixture.wasm",
+        buffer=BufferLayout(
+            in_offset=FX_IN,
+            out_offset=FX_OUT if role is Role.DSP_TRANSFORM else None,
+            max_frames=FX_MAX_FRAMES,
+            channels=channels,
+        ),
     )
 
 
@@ -56,10 +69,12 @@ def spec():
 @pytest.fixture(scope="session")
 def sink_totals():
     """``sink_totals(stage)``: (frames consumed, sum of their samples) the sink fixture kept."""
+
     def read(stage) -> tuple[int, float]:
         store, memory = stage._wasm_memory
         frames, total = np.frombuffer(bytes(memory.read(store, FX_STATE, FX_STATE + 16)), dtype="<u8,<f8")[0]
         return int(frames), float(total)
+
     return read
 
 
@@ -67,7 +82,7 @@ def sink_totals():
 def noise():
     """``noise(frames, channels=2)``: seeded float32 noise in [-0.5, 0.5)."""
     rng = np.random.default_rng(1234)
-    return lambda frames, channels=2: (rng.random((frames, channels), dtype=np.float32) - 0.5)
+    return lambda frames, channels=2: rng.random((frames, channels), dtype=np.float32) - 0.5
 
 
 @pytest.fixture(scope="session")
@@ -84,8 +99,7 @@ def kernels(tmp_path_factory) -> dict[str, Path]:
         built[name] = wasm
         if native:
             so = out / f"{name}.so"
-            subprocess.run([clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(so), str(FIXTURES / src)],
-                           check=True)
+            subprocess.run([clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(so), str(FIXTURES / src)], check=True)
             built[f"{name}.so"] = so
     return built
 
@@ -97,8 +111,9 @@ def jack_server(tmp_path_factory):
         pytest.fail("jackd (Debian jackd2) is required for the audio tests")
     name = f"st-test-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
-    subprocess.run([str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"

@@ -5,6 +5,7 @@ reset) and hands a stage's output straight to the next stage's input, copying th
 the caller once after the last stage. These tests pin down what that must preserve: a faulted
 stage is skipped with the block passing through it untouched, wherever it sits in the chain,
 even though the faulting call scribbled over its own in and out regions first."""
+
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,11 +18,23 @@ from stellatune.errors import EngineError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 # The same target and memory map as conftest.py's kernels (5 initial pages).
-WASM_FLAGS = ["--target=wasm32", "-O2", "-msimd128", "-nostdlib", "-Wl,--no-entry",
-              "-Wl,-z,stack-size=16384", "-Wl,--initial-memory=327680"]
+WASM_FLAGS = [
+    "--target=wasm32",
+    "-O2",
+    "-msimd128",
+    "-nostdlib",
+    "-Wl,--no-entry",
+    "-Wl,-z,stack-size=16384",
+    "-Wl,--initial-memory=327680",
+]
 #: build name -> compile-time fault of fixtures/scribble.c ("plain": none)
-SCRIBBLE_FAULTS = {"plain": None, "trap": "FX_TRAP", "grow": "FX_GROW",
-                   "bad_frames": "FX_BAD_FRAMES", "error": "FX_ERROR"}
+SCRIBBLE_FAULTS = {
+    "plain": None,
+    "trap": "FX_TRAP",
+    "grow": "FX_GROW",
+    "bad_frames": "FX_BAD_FRAMES",
+    "error": "FX_ERROR",
+}
 NATIVE_BUILDS = ("bad_frames", "error")  # the faults a native build can commit
 BLOCK = 256
 FAULT_AFTER = 3  # the scribbling stage faults on the fourth block
@@ -42,8 +55,9 @@ def scribble(tmp_path_factory) -> dict[str, Path]:
         subprocess.run([clang, *WASM_FLAGS, *defines, "-o", str(built[name]), src], check=True)
         if name in NATIVE_BUILDS:
             built[f"{name}.so"] = out / f"{name}.so"
-            subprocess.run([clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(built[f"{name}.so"]), src],
-                           check=True)
+            subprocess.run(
+                [clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(built[f"{name}.so"]), src], check=True
+            )
     return built
 
 
@@ -60,6 +74,7 @@ def scribbler(scribble, spec, build: str, native: bool = False, **config) -> Hot
 
 
 # --- memory growth inside set_param / reset ------------------------------------------------
+
 
 def test_memory_grown_in_set_param_bypasses_the_stage_idle(kernels, spec, scribble, noise):
     before, after = gain(kernels, spec, 0.5, False), gain(kernels, spec, 0.25, True)
@@ -85,8 +100,7 @@ def test_memory_grown_in_set_param_bypasses_the_stage_idle(kernels, spec, scribb
         grower.set_param("gain", 1.0)
 
 
-def test_memory_grown_in_a_queued_set_param_bypasses_the_stage_before_the_next_block(
-        kernels, spec, scribble, noise):
+def test_memory_grown_in_a_queued_set_param_bypasses_the_stage_before_the_next_block(kernels, spec, scribble, noise):
     """While the chain runs, set_param is queued and applied by the block loop, which must catch
     the growth itself: nothing in Python sees the call's result."""
     grower = scribbler(scribble, spec, "plain", gain=2.0)
@@ -132,15 +146,19 @@ FAULTS = [  # (build, native build, expected kind, expected code)
 ]
 
 
-@pytest.mark.parametrize("build, native, kind, code", FAULTS,
-                         ids=[f"{b}-{'native' if n else 'wasm'}" for b, n, _, _ in FAULTS])
+@pytest.mark.parametrize(
+    "build, native, kind, code", FAULTS, ids=[f"{b}-{'native' if n else 'wasm'}" for b, n, _, _ in FAULTS]
+)
 @pytest.mark.parametrize("where", ["middle", "end"])
-@pytest.mark.parametrize("neighbours", [(False, True), (True, False), (False, False)],
-                         ids=["wasm-native", "native-wasm", "wasm-wasm"])
-def test_a_faulting_stage_passes_the_block_on_unchanged(kernels, spec, scribble, noise,
-                                                        build, native, kind, code, where, neighbours):
+@pytest.mark.parametrize(
+    "neighbours", [(False, True), (True, False), (False, False)], ids=["wasm-native", "native-wasm", "wasm-wasm"]
+)
+def test_a_faulting_stage_passes_the_block_on_unchanged(
+    kernels, spec, scribble, noise, build, native, kind, code, where, neighbours
+):
     """Output equals the chain without the faulting stage on every block, the faulting one
     included, though the faulting call overwrote its own in and out regions first."""
+
     def gains():
         return [gain(kernels, spec, 0.5, neighbours[0]), gain(kernels, spec, 0.25, neighbours[1])]
 
@@ -158,7 +176,7 @@ def test_a_faulting_stage_passes_the_block_on_unchanged(kernels, spec, scribble,
     assert bad.stats().calls == FAULT_AFTER
     # After the fault, block by block: still exactly the chain without it.
     for start in range(0, len(x), BLOCK):
-        block = x[start:start + BLOCK]
+        block = x[start : start + BLOCK]
         np.testing.assert_array_equal(pipe.process(block), reference.process(block))
     assert first.fault is None and second.fault is None
     assert first.stats().calls == second.stats().calls == 12

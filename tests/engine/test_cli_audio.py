@@ -1,4 +1,5 @@
 """``stellatune render|play|devices`` driven through their argparse entry points."""
+
 import argparse
 from pathlib import Path
 
@@ -44,8 +45,20 @@ def track(tmp_path_factory):
 @pytest.mark.parametrize("native", [[], ["--native"]], ids=["wasm", "native"])
 def test_render_applies_the_chain(plugins, track, tmp_path, native, capsys):
     out = tmp_path / "out.wav"
-    rc = run(["--plugins-dir", str(plugins), "render", str(track), str(out),
-              "--dsp", f'{GAIN}:gain:{{"gain_db": -6}}', "--dsp", f"{GAIN}:gain", *native])
+    rc = run(
+        [
+            "--plugins-dir",
+            str(plugins),
+            "render",
+            str(track),
+            str(out),
+            "--dsp",
+            f'{GAIN}:gain:{{"gain_db": -6}}',
+            "--dsp",
+            f"{GAIN}:gain",
+            *native,
+        ]
+    )
     assert rc == 0
     x, rate = soundfile.read(track, dtype="float32")
     y, rate_out = soundfile.read(out, dtype="float32")
@@ -61,12 +74,15 @@ def test_demo_track_is_musical_stereo_audio(track):
     assert not np.array_equal(x[:, 0], x[:, 1])  # panned, not dual mono
 
 
-@pytest.mark.parametrize("dsp, error, match", [
-    ("nocolon", EngineError, "expected PLUGIN_ID:TYPE_ID"),
-    (f"{GAIN}:gain:{{bad json", EngineError, "not valid JSON"),
-    (f"{GAIN}:gain:{{\"volume\": 1}}", PluginError, 'unknown config key "volume"'),
-    ("dev.nope:gain", RuntimeStateError, "'dev.nope' is not active"),
-])
+@pytest.mark.parametrize(
+    "dsp, error, match",
+    [
+        ("nocolon", EngineError, "expected PLUGIN_ID:TYPE_ID"),
+        (f"{GAIN}:gain:{{bad json", EngineError, "not valid JSON"),
+        (f'{GAIN}:gain:{{"volume": 1}}', PluginError, 'unknown config key "volume"'),
+        ("dev.nope:gain", RuntimeStateError, "'dev.nope' is not active"),
+    ],
+)
 def test_render_refuses_bad_stage_specs(plugins, track, tmp_path, dsp, error, match):
     with pytest.raises(error, match=match):
         run(["--plugins-dir", str(plugins), "render", str(track), str(tmp_path / "o.wav"), "--dsp", dsp])
@@ -84,8 +100,25 @@ def test_render_refuses_unreadable_input(plugins, tmp_path):
 def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys, ring_frames):
     assert run(["devices"]) == 0
     assert "system  [JACK Audio Connection Kit]" in capsys.readouterr().out
-    assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{GAIN}:gain",
-                "--seconds", "0.6", "--frames", "512", "--ring", str(ring_frames)]) == 0
+    assert (
+        run(
+            [
+                "--plugins-dir",
+                str(plugins),
+                "play",
+                str(track),
+                "--dsp",
+                f"{GAIN}:gain",
+                "--seconds",
+                "0.6",
+                "--frames",
+                "512",
+                "--ring",
+                str(ring_frames),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "callbacks" in captured.out and "ring underruns 0" in captured.out
     assert "blocks" in captured.err
@@ -93,8 +126,19 @@ def test_devices_and_play_on_the_jack_device(jack_server, plugins, track, capsys
 
 def test_render_falls_back_to_the_component_path(plugins, track, tmp_path, capsys):
     out = tmp_path / "out.wav"
-    rc = run(["--plugins-dir", str(plugins), "render", str(track), str(out),
-              "--dsp", f'{PYGAIN}:pygain:{{"gain_db": -6}}', "--dsp", f"{GAIN}:gain"])
+    rc = run(
+        [
+            "--plugins-dir",
+            str(plugins),
+            "render",
+            str(track),
+            str(out),
+            "--dsp",
+            f'{PYGAIN}:pygain:{{"gain_db": -6}}',
+            "--dsp",
+            f"{GAIN}:gain",
+        ]
+    )
     assert rc == 0
     x, _ = soundfile.read(track, dtype="float32")
     y, _ = soundfile.read(out, dtype="float32")
@@ -105,10 +149,24 @@ def test_render_falls_back_to_the_component_path(plugins, track, tmp_path, capsy
 
 
 @pytest.mark.audio
-def test_play_with_a_component_stage_prints_one_line_per_update(jack_server, plugins, track, capsys,
-                                                               ring_frames):
-    assert run(["--plugins-dir", str(plugins), "play", str(track), "--dsp", f"{PYGAIN}:pygain",
-                "--seconds", "1.2", "--ring", str(ring_frames)]) == 0
+def test_play_with_a_component_stage_prints_one_line_per_update(jack_server, plugins, track, capsys, ring_frames):
+    assert (
+        run(
+            [
+                "--plugins-dir",
+                str(plugins),
+                "play",
+                str(track),
+                "--dsp",
+                f"{PYGAIN}:pygain",
+                "--seconds",
+                "1.2",
+                "--ring",
+                str(ring_frames),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert "\r" not in out and len(lines) >= 2  # stdout is not a terminal here

@@ -1,6 +1,7 @@
 """The SDK's example kernels, built from examples/plugins/*/src/*.c: wasm output equals native.
 
 Resolving installed plugins into stages is tested in tests/compose/."""
+
 import json
 from pathlib import Path
 
@@ -21,8 +22,7 @@ def c_examples():
     for d in sorted(EXAMPLES.iterdir()):
         if not any((d / "src").glob("*.c")) or not (d / "plugin.json").is_file():
             continue
-        kinds = {a["kind"] for c in json.loads((d / "plugin.json").read_text())["components"]
-                 for a in c["abilities"]}
+        kinds = {a["kind"] for c in json.loads((d / "plugin.json").read_text())["components"] for a in c["abilities"]}
         if "dsp" in kinds:
             out.append((d.name, Role.DSP_TRANSFORM))
         elif kinds & {"output_sink", "output-sink"}:
@@ -42,6 +42,7 @@ def built(tmp_path_factory):
         if not out.exists():
             build_c_plugin(EXAMPLES / name, out, cache_dir=cache)
         return out
+
     return build
 
 

@@ -1,4 +1,5 @@
 """A misbehaving stage is bypassed from the faulting block on; the rest of the chain keeps going."""
+
 import numpy as np
 import pytest
 
@@ -7,13 +8,16 @@ from stellatune.engine import Chain, HotPathStage
 from stellatune.errors import EngineError
 
 
-@pytest.mark.parametrize("kernel, kind, code", [
-    ("trap", "trap", 9),            # wasmtime TrapCode.UNREACHABLE
-    ("loop", "timeout", 10),        # TrapCode.INTERRUPT, from the epoch watchdog
-    ("grow", "memory-grow", 0),
-    ("bad_frames", "bad-frames", 255),
-    ("error", "error-code", 4),
-])
+@pytest.mark.parametrize(
+    "kernel, kind, code",
+    [
+        ("trap", "trap", 9),  # wasmtime TrapCode.UNREACHABLE
+        ("loop", "timeout", 10),  # TrapCode.INTERRUPT, from the epoch watchdog
+        ("grow", "memory-grow", 0),
+        ("bad_frames", "bad-frames", 255),
+        ("error", "error-code", 4),
+    ],
+)
 def test_fault_bypasses_the_stage_and_keeps_the_chain(kernels, spec, noise, kernel, kind, code):
     hostile = HotPathStage.from_wasm(kernels[kernel], spec(), 48000, 2, {"after": 3})
     gain = HotPathStage.from_wasm(kernels["gain"], spec(), 48000, 2, {"gain": 0.5})
@@ -50,7 +54,6 @@ def test_native_build_faults_on_bad_frames_too(kernels, spec, noise):
     assert stage.fault.kind == "bad-frames" and stage.fault.block == 0
 
 
-
 def test_a_full_sink_is_not_a_fault(kernels, spec, noise, sink_totals):
     """Would-block (5) from a sink means it took nothing this block (docs/hot-path-abi.md): the
     frames count as short and the sink keeps running."""
@@ -61,6 +64,6 @@ def test_a_full_sink_is_not_a_fault(kernels, spec, noise, sink_totals):
     assert st.fault is None
     assert (st.calls, st.short_frames) == (6, 256 * 3)  # every other block was refused
     frames, total = sink_totals(sink)
-    taken = np.concatenate([x[i:i + 256] for i in range(0, len(x), 512)])
+    taken = np.concatenate([x[i : i + 256] for i in range(0, len(x), 512)])
     assert frames == len(taken)
     assert total == pytest.approx(float(np.sum(taken, dtype=np.float64)), rel=1e-9, abs=1e-9)

@@ -3,6 +3,7 @@ MiB by default; the manifest's ``limits.hot_path_memory_mib`` or the host raise 
 declaring more is refused before it is instantiated; one growing past it in ``init`` gets -1
 from memory.grow, traps on the memory it did not get, and is refused; either way with
 HotPathMemoryLimitError naming the cap, and without the process committing the memory."""
+
 import json
 from pathlib import Path
 
@@ -25,8 +26,16 @@ SDK_IN, SDK_OUT = 2048, 133120
 GAIN = "dev.stellatune.example.gain"
 
 
-def core_module(tmp_path: Path, name: str, *, pages: int, grow_pages: int = 0, max_pages=None,
-                in_offset: int = FX_IN, out_offset: int = FX_OUT) -> Path:
+def core_module(
+    tmp_path: Path,
+    name: str,
+    *,
+    pages: int,
+    grow_pages: int = 0,
+    max_pages=None,
+    in_offset: int = FX_IN,
+    out_offset: int = FX_OUT,
+) -> Path:
     """A pass-through stereo core module declaring ``pages`` of memory; with ``grow_pages`` its
     init grows by that much and writes the last byte it asked for, ignoring a failed grow."""
     limits = f"{pages} {max_pages}" if max_pages is not None else f"{pages}"
@@ -129,6 +138,7 @@ def test_an_init_failure_of_a_module_bounded_within_the_cap_is_not_blamed_on_it(
 
 
 # --- through the plugin: manifest override and precedence ------------------------------------
+
 
 @pytest.fixture
 def big_gain(runtime, install, tmp_path):

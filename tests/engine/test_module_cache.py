@@ -1,6 +1,7 @@
 """The hot-path module cache (keyed by content, weak + a small LRU) and the debug counters:
 a compiled module, and the memfd of its memory image, lives only while a stage or the LRU
 holds it (issue #8)."""
+
 from __future__ import annotations
 
 import gc

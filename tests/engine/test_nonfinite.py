@@ -5,6 +5,7 @@ then on) and its *input* passes on for that block; subnormal bit patterns are fl
 signed zero; the chain's own input is cleaned (NaN/Inf -> 0, counted). The hostile modules are
 real wasm (and native) builds of fixtures/nonfinite.c, which store the bit patterns as integers
 and scribble over their own in-region first."""
+
 import shutil
 import subprocess
 import time
@@ -28,8 +29,13 @@ RATE = 48000
 BLOCK = 256
 AFTER = 3
 #: kind parameter of fixtures/nonfinite.c -> the bit pattern it stores
-PATTERNS = {"nan": (1, 0x7FC00000), "+inf": (2, 0x7F800000), "-inf": (3, 0xFF800000),
-            "subnormal": (4, 0x00000001), "-subnormal": (5, 0x807FFFFF)}
+PATTERNS = {
+    "nan": (1, 0x7FC00000),
+    "+inf": (2, 0x7F800000),
+    "-inf": (3, 0xFF800000),
+    "subnormal": (4, 0x00000001),
+    "-subnormal": (5, 0x807FFFFF),
+}
 NON_FINITE = ["nan", "+inf", "-inf"]
 
 
@@ -77,18 +83,18 @@ def close_all(*pipes):
 
 # --- offline: a non-finite output in the middle and at the end of a chain ------------------
 
+
 @pytest.mark.parametrize("kind", NON_FINITE)
 @pytest.mark.parametrize("where", ["middle", "end"])
 @pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
 @pytest.mark.parametrize("index", [0, 100, BLOCK * 2 - 1], ids=["first", "inside", "last"])
 def test_a_non_finite_output_faults_the_stage_and_its_input_passes_on(
-        kernels, spec, noise, hostile, kind, where, native, index):
-    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2,
-                         block_frames=BLOCK)
+    kernels, spec, noise, hostile, kind, where, native, index
+):
+    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2, block_frames=BLOCK)
     first, second = gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)
     bad = bad_stage(hostile, spec, kind, native, index=index)
-    pipe = Chain([first, bad, second] if where == "middle" else [first, second, bad], RATE, 2,
-                    block_frames=BLOCK)
+    pipe = Chain([first, bad, second] if where == "middle" else [first, second, bad], RATE, 2, block_frames=BLOCK)
     x = noise(BLOCK * 6)
     out = pipe.process(x)
     assert_clean(out)
@@ -120,12 +126,12 @@ def test_the_fault_is_for_good_and_the_stage_is_never_called_again(kernels, spec
 @pytest.mark.parametrize("where", ["middle", "end"])
 @pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
 def test_subnormal_outputs_are_flushed_to_a_signed_zero_without_a_fault(
-        kernels, spec, noise, hostile, kind, where, native):
+    kernels, spec, noise, hostile, kind, where, native
+):
     index = 5
     first, last = gain(kernels, spec, 0.5), gain(kernels, spec, 1.0, native=True)
     sub = bad_stage(hostile, spec, kind, native, index=index, after=0)
-    pipe = Chain([first, sub, last] if where == "middle" else [first, last, sub], RATE, 2,
-                    block_frames=BLOCK)
+    pipe = Chain([first, sub, last] if where == "middle" else [first, last, sub], RATE, 2, block_frames=BLOCK)
     x = noise(BLOCK * 3)
     out = pipe.process(x)
     assert_clean(out)
@@ -140,6 +146,7 @@ def test_subnormal_outputs_are_flushed_to_a_signed_zero_without_a_fault(
 
 # --- the chain's input -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stages", ["none", "hot-path", "component-first"])
 def test_non_finite_input_is_replaced_by_zero_and_counted(kernels, spec, noise, stages):
     x = noise(BLOCK * 2)
@@ -150,9 +157,17 @@ def test_non_finite_input_is_replaced_by_zero_and_counted(kernels, spec, noise, 
         chain = [gain(kernels, spec, 2.0)]
     elif stages == "component-first":
         seen = []
-        chain = [ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2,
-                                process=lambda b: (seen.append(np.isfinite(b).all()), b * 2)[1],
-                                fallback_reason="test"), gain(kernels, spec, 1.0)]
+        chain = [
+            ComponentStage(
+                name="py",
+                role=Role.DSP_TRANSFORM,
+                sample_rate=RATE,
+                channels=2,
+                process=lambda b: (seen.append(np.isfinite(b).all()), b * 2)[1],
+                fallback_reason="test",
+            ),
+            gain(kernels, spec, 1.0),
+        ]
     pipe = Chain(chain, RATE, 2, block_frames=BLOCK)
     out = pipe.process(x)
     assert_clean(out)
@@ -169,6 +184,7 @@ def test_non_finite_input_is_replaced_by_zero_and_counted(kernels, spec, noise, 
 
 # --- component-path stages get the same guarantee ----------------------------------------------
 
+
 @pytest.mark.parametrize("bad", ["nan", "inf", "float64-overflow"])
 def test_a_component_stage_with_a_non_finite_output_is_faulted(kernels, spec, noise, bad):
     value = {"nan": np.float32(np.nan), "inf": np.float32(np.inf), "float64-overflow": 1e300}[bad]
@@ -181,8 +197,9 @@ def test_a_component_stage_with_a_non_finite_output_is_faulted(kernels, spec, no
         return out
 
     calls = []
-    py = ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process,
-                        fallback_reason="test")
+    py = ComponentStage(
+        name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process, fallback_reason="test"
+    )
     after = gain(kernels, spec, 0.5)
     pipe = Chain([py, after], RATE, 2, block_frames=BLOCK)
     x = noise(BLOCK * 4)
@@ -202,8 +219,9 @@ def test_a_component_stage_output_with_subnormals_is_flushed(noise):
         out.view(np.uint32)[0, 0] = 0x80000001
         return out
 
-    py = ComponentStage(name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process,
-                        fallback_reason="test")
+    py = ComponentStage(
+        name="py", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2, process=process, fallback_reason="test"
+    )
     pipe = Chain([py], RATE, 2, block_frames=BLOCK)
     out = pipe.process(noise(BLOCK))
     assert_clean(out)
@@ -212,9 +230,11 @@ def test_a_component_stage_output_with_subnormals_is_flushed(noise):
 
 # --- live: the device, a sink stage, design B ------------------------------------------------
 
+
 @pytest.mark.audio
 def test_live_playback_on_the_device_never_plays_a_non_finite_sample(
-        jack_server, kernels, spec, noise, hostile, ring_frames):
+    jack_server, kernels, spec, noise, hostile, ring_frames
+):
     x = noise(RATE)
     x[5000, 0] = np.nan  # the source's own NaN: replaced by 0 before the chain
     bad = bad_stage(hostile, spec, "+inf", after=40)
@@ -237,14 +257,16 @@ def test_live_playback_on_the_device_never_plays_a_non_finite_sample(
 
 @pytest.mark.parametrize("design", ["callback", "feeder"])
 def test_an_output_sink_stage_never_receives_a_non_finite_sample(
-        kernels, spec, noise, hostile, sink_totals, ring_frames, design):
+    kernels, spec, noise, hostile, sink_totals, ring_frames, design
+):
     x = noise(RATE // 10)
     x[100, 1] = -np.inf
     bad = bad_stage(hostile, spec, "nan", after=5, index=3)
     sink = HotPathStage.from_wasm(kernels["sink"], spec(Role.OUTPUT_SINK), RATE, 2)
     pipe = Chain([gain(kernels, spec, 0.5), bad, sink], RATE, 2)
-    handle = pipe.play(x, device=ENGINE_CLOCK, frames=128, ring_frames=ring_frames,
-                       chain_in_callback=design == "callback")
+    handle = pipe.play(
+        x, device=ENGINE_CLOCK, frames=128, ring_frames=ring_frames, chain_in_callback=design == "callback"
+    )
     assert handle.wait(timeout=10)
     frames, total = sink_totals(sink)  # a single NaN/Inf would make the sum non-finite
     clean = x.copy()
@@ -265,8 +287,9 @@ def test_design_b_with_a_component_stage_records_only_finite_blocks(kernels, spe
     x = noise(RATE // 10)
     x[7, 0] = np.nan
     bad = bad_stage(hostile, spec, "-inf", after=2)
-    recorder = ComponentStage(name="rec", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2, process=record,
-                              fallback_reason="test")
+    recorder = ComponentStage(
+        name="rec", role=Role.OUTPUT_SINK, sample_rate=RATE, channels=2, process=record, fallback_reason="test"
+    )
     pipe = Chain([bad, gain(kernels, spec, 0.5), recorder], RATE, 2)
     handle = pipe.play(x, device=ENGINE_CLOCK, frames=128)
     assert handle.wait(timeout=10)
@@ -281,9 +304,23 @@ def test_design_b_with_a_component_stage_records_only_finite_blocks(kernels, spe
 
 # --- the check itself, on random blocks ---------------------------------------------------------
 
-SPECIAL = st.sampled_from([0x7FC00000, 0xFFC00001, 0x7F800000, 0xFF800000, 0x7FFFFFFF,  # NaN/Inf
-                           0x00000001, 0x807FFFFF, 0x00400000,  # subnormals
-                           0x00000000, 0x80000000, 0x00800000, 0x7F7FFFFF, 0xFF7FFFFF])  # edges
+SPECIAL = st.sampled_from(
+    [
+        0x7FC00000,
+        0xFFC00001,
+        0x7F800000,
+        0xFF800000,
+        0x7FFFFFFF,  # NaN/Inf
+        0x00000001,
+        0x807FFFFF,
+        0x00400000,  # subnormals
+        0x00000000,
+        0x80000000,
+        0x00800000,
+        0x7F7FFFFF,
+        0xFF7FFFFF,
+    ]
+)  # edges
 
 
 @settings(max_examples=300, deadline=None)
@@ -312,11 +349,13 @@ def test_scan_and_sanitize_agree_with_numpy(frames, data):
 
 # --- the check is fused into the block loop's copies: the paths that opens ---------------------
 
+
 @pytest.mark.parametrize("kind", NON_FINITE)
 @pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
 @pytest.mark.parametrize("index", [0, BLOCK * 2 - 1], ids=["first", "last"])
 def test_a_lone_non_finite_stage_passes_its_input_on_although_it_lives_in_the_output_buffer(
-        hostile, spec, noise, kind, native, index):
+    hostile, spec, noise, kind, native, index
+):
     # One DSP stage: its input is the chain's buffer, which its output is copied back into, so
     # the output must be tested before that copy overwrites the input.
     bad = bad_stage(hostile, spec, kind, native, index=index, gain=0.5)
@@ -325,7 +364,7 @@ def test_a_lone_non_finite_stage_passes_its_input_on_although_it_lives_in_the_ou
     out = pipe.process(x)
     assert_clean(out)
     expected = x * np.float32(0.5)
-    expected[AFTER * BLOCK:] = x[AFTER * BLOCK:]  # the faulting block and the later ones: the input
+    expected[AFTER * BLOCK :] = x[AFTER * BLOCK :]  # the faulting block and the later ones: the input
     np.testing.assert_array_equal(out, expected)
     assert (bad.fault.kind, bad.fault.code, bad.fault.block) == ("non-finite", index, AFTER)
     assert bad.stats().calls == AFTER
@@ -348,9 +387,9 @@ def test_a_lone_faulting_stage_still_hands_on_a_flushed_and_cleaned_input(hostil
 
 @pytest.mark.parametrize("where", ["middle", "end"])
 def test_two_consecutive_non_finite_stages_both_fault_and_the_block_before_them_passes_on(
-        kernels, spec, noise, hostile, where):
-    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2,
-                      block_frames=BLOCK)
+    kernels, spec, noise, hostile, where
+):
+    reference = Chain([gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)], RATE, 2, block_frames=BLOCK)
     first, last = gain(kernels, spec, 0.5), gain(kernels, spec, 0.25, native=True)
     bad1 = bad_stage(hostile, spec, "nan", index=11)
     bad2 = bad_stage(hostile, spec, "-inf", native=True, index=12, after=AFTER + 1)
@@ -383,7 +422,8 @@ def test_both_faulting_in_the_same_block_hand_on_the_input_of_the_first(kernels,
 
 @pytest.mark.parametrize("native", [False, True], ids=["wasm", "native"])
 def test_a_non_finite_stage_right_before_an_output_sink_hands_it_its_input(
-        kernels, spec, noise, hostile, sink_totals, native):
+    kernels, spec, noise, hostile, sink_totals, native
+):
     # The copy into the sink's region is the check of the stage before it.
     x = noise(BLOCK * 5)
     bad = bad_stage(hostile, spec, "nan", native, index=9, gain=0.5)
@@ -392,7 +432,7 @@ def test_a_non_finite_stage_right_before_an_output_sink_hands_it_its_input(
     pipe.process(x)
     frames, total = sink_totals(sink)
     expected = x * np.float32(0.5)
-    expected[AFTER * BLOCK:] = x[AFTER * BLOCK:]
+    expected[AFTER * BLOCK :] = x[AFTER * BLOCK :]
     assert frames == len(x) and np.isfinite(total)
     assert total == pytest.approx(float(np.sum(expected, dtype=np.float64)), rel=1e-9, abs=1e-9)
     assert (bad.fault.kind, bad.fault.block) == ("non-finite", AFTER)

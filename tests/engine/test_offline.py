@@ -1,4 +1,5 @@
 """Chain.process: the same C block loop as live playback, checked against numpy."""
+
 import numpy as np
 import pytest
 
@@ -93,11 +94,14 @@ def test_param_names_and_stats(kernels, spec, noise):
     assert 0 < st.min_us <= st.p50_us <= st.p99_us <= st.max_us
 
 
-@pytest.mark.parametrize("config, match", [
-    ({"volume": 1.0}, "unknown parameter 'volume'.*known: gain"),
-    ({"gain": "loud"}, "must be a number"),
-    ({"gain": True}, "must be a number"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"volume": 1.0}, "unknown parameter 'volume'.*known: gain"),
+        ({"gain": "loud"}, "must be a number"),
+        ({"gain": True}, "must be a number"),
+    ],
+)
 def test_bad_config_is_refused_with_a_clear_error(kernels, spec, config, match):
     with pytest.raises(EngineError, match=match):
         HotPathStage.from_wasm(kernels["gain"], spec(), 48000, 2, config)
@@ -125,8 +129,11 @@ def test_a_stage_runs_in_one_pipeline_at_a_time(kernels, spec, noise):
 
 
 def test_spec_problems_are_hot_path_abi_errors(kernels, spec):
-    bad = CoreModuleSpec(role=Role.DSP_TRANSFORM, wasm_rel_path="x.wasm",
-                         buffer=BufferLayout(in_offset=16, out_offset=None, max_frames=0, channels=2))
+    bad = CoreModuleSpec(
+        role=Role.DSP_TRANSFORM,
+        wasm_rel_path="x.wasm",
+        buffer=BufferLayout(in_offset=16, out_offset=None, max_frames=0, channels=2),
+    )
     with pytest.raises(HotPathAbiError) as e:
         HotPathStage.from_wasm(kernels["gain"], bad, 48000, 2)
     for part in ("max-frames", "host scratch", "needs out-offset"):
@@ -136,9 +143,11 @@ def test_spec_problems_are_hot_path_abi_errors(kernels, spec):
 
 
 def test_buffers_outside_memory_are_refused(kernels):
-    far = CoreModuleSpec(role=Role.DSP_TRANSFORM, wasm_rel_path="x.wasm",
-                         buffer=BufferLayout(in_offset=10_000_000, out_offset=10_100_000, max_frames=256,
-                                             channels=2))
+    far = CoreModuleSpec(
+        role=Role.DSP_TRANSFORM,
+        wasm_rel_path="x.wasm",
+        buffer=BufferLayout(in_offset=10_000_000, out_offset=10_100_000, max_frames=256, channels=2),
+    )
     with pytest.raises(HotPathAbiError, match="memory is"):
         HotPathStage.from_wasm(kernels["gain"], far, 48000, 2)
 
@@ -150,8 +159,9 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
     importing.write_bytes(wasmtime.wat2wasm('(module (import "env" "f" (func)) (memory (export "memory") 1))'))
     with pytest.raises(HotPathAbiError, match=r"must not import anything.*env.f"):
         HotPathStage.from_wasm(importing, spec(), 48000, 2)
-    wrong = wat_module(tmp_path / "wrong.wasm", _INIT,
-                       '(func (export "st_hot_process") (param i32) (result i32) i32.const 0)')
+    wrong = wat_module(
+        tmp_path / "wrong.wasm", _INIT, '(func (export "st_hot_process") (param i32) (result i32) i32.const 0)'
+    )
     with pytest.raises(HotPathAbiError, match="signature"):
         HotPathStage.from_wasm(wrong, spec(), 48000, 2)
     missing = wat_module(tmp_path / "missing.wasm")
@@ -164,8 +174,12 @@ def test_module_with_imports_or_wrong_exports_is_refused(tmp_path, spec):
     with pytest.raises(HotPathAbiError, match="cannot read the core module"):
         HotPathStage.from_wasm(tmp_path / "absent.wasm", spec(), 48000, 2)
     # The optional exports are checked too: calling a mistyped one would fail outside our errors.
-    bad_names = wat_module(tmp_path / "bad_names.wasm", _INIT, _PROCESS,
-                           '(func (export "st_hot_param_names") (param i32) (result i32) i32.const 0)')
+    bad_names = wat_module(
+        tmp_path / "bad_names.wasm",
+        _INIT,
+        _PROCESS,
+        '(func (export "st_hot_param_names") (param i32) (result i32) i32.const 0)',
+    )
     with pytest.raises(HotPathAbiError, match="signature"):
         HotPathStage.from_wasm(bad_names, spec(), 48000, 2)
 
@@ -177,8 +191,11 @@ def test_init_error_code_is_reported(kernels, spec):
 
 
 def test_a_module_that_loops_in_init_is_interrupted(tmp_path, spec):
-    looping = wat_module(tmp_path / "init_loop.wasm", _PROCESS,
-                         '(func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)')
+    looping = wat_module(
+        tmp_path / "init_loop.wasm",
+        _PROCESS,
+        '(func (export "st_hot_init") (param i32 i32) (result i32) (loop $l (br $l)) i32.const 0)',
+    )
     with pytest.raises(HotPathAbiError, match=r"(?s)init trapped.*wasm trap: interrupt"):
         HotPathStage.from_wasm(looping, spec(), 48000, 2)
 
@@ -202,6 +219,11 @@ def test_denormals_flush_inside_the_chain_only(kernels, spec, native):
 
 
 def test_a_name_table_at_offset_0_means_no_parameters(tmp_path, spec):
-    module = wat_module(tmp_path / "no_params.wasm", '(data (i32.const 0) "junk\\00")', _INIT, _PROCESS,
-                        '(func (export "st_hot_param_names") (result i32) i32.const 0)')
+    module = wat_module(
+        tmp_path / "no_params.wasm",
+        '(data (i32.const 0) "junk\\00")',
+        _INIT,
+        _PROCESS,
+        '(func (export "st_hot_param_names") (result i32) i32.const 0)',
+    )
     assert HotPathStage.from_wasm(module, spec(), 48000, 2).param_names == ()

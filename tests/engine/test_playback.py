@@ -1,4 +1,5 @@
 """Live playback on a real (JACK dummy) device, verified by recording what reached it."""
+
 import ctypes
 import subprocess
 import time
@@ -17,10 +18,8 @@ RATE = 48000
 def loop_back(capture_ports=2):
     """Route PortAudio's outputs into its own inputs instead of the dummy capture ports."""
     for ch in range(capture_ports):
-        subprocess.run(["jack_disconnect", f"system:capture_{ch + 1}", f"PortAudio:in_{ch}"],
-                       capture_output=True)
-        subprocess.run(["jack_connect", f"PortAudio:out_{ch}", f"PortAudio:in_{ch}"], check=True,
-                       capture_output=True)
+        subprocess.run(["jack_disconnect", f"system:capture_{ch + 1}", f"PortAudio:in_{ch}"], capture_output=True)
+        subprocess.run(["jack_connect", f"PortAudio:out_{ch}", f"PortAudio:in_{ch}"], check=True, capture_output=True)
 
 
 def align(recorded, played, window=64):
@@ -29,7 +28,7 @@ def align(recorded, played, window=64):
     out = []
     for ch in range(recorded.shape[1]):
         first = int(np.flatnonzero(recorded[:, ch])[0])
-        probe = recorded[first:first + window, ch]
+        probe = recorded[first : first + window, ch]
         views = np.lib.stride_tricks.sliding_window_view(played[:, ch], window)
         hits = np.flatnonzero(np.all(views == probe, axis=1))
         assert len(hits) == 1, f"channel {ch} does not match the played signal ({len(hits)} matches)"
@@ -42,7 +41,7 @@ def assert_recorded(recorded, expected):
     for ch, (first, at) in enumerate(align(recorded, expected)):
         n = min(len(expected) - at, len(recorded) - first)  # the stream stops before the tail returns
         assert n > len(expected) // 3
-        np.testing.assert_array_equal(recorded[first:first + n, ch], expected[at:at + n, ch])
+        np.testing.assert_array_equal(recorded[first : first + n, ch], expected[at : at + n, ch])
 
 
 def gain(kernels, spec, value):
@@ -78,7 +77,7 @@ def test_set_param_while_playing_reaches_the_module(jack_server, kernels, spec, 
     rec = handle.captured()
     first, at = align(rec, x * np.float32(0.5))[0]
     n = min(len(x) - at, len(rec) - first)
-    got, src = rec[first:first + n, 0], x[at:at + n, 0]
+    got, src = rec[first : first + n, 0], x[at : at + n, 0]
     half = got == src * np.float32(0.5)
     quarter = got == src * np.float32(0.25)
     assert np.all(half | quarter)
@@ -88,7 +87,8 @@ def test_set_param_while_playing_reaches_the_module(jack_server, kernels, spec, 
 
 @pytest.mark.audio
 def test_trapping_and_looping_stages_are_bypassed_while_playback_continues(
-        jack_server, kernels, spec, noise, ring_frames):
+    jack_server, kernels, spec, noise, ring_frames
+):
     x = noise(RATE)
     trap = HotPathStage.from_wasm(kernels["trap"], spec(), RATE, 2, {"after": 50})
     looping = HotPathStage.from_wasm(kernels["loop"], spec(), RATE, 2, {"after": 100})
@@ -171,8 +171,9 @@ def test_output_sink_is_paced_by_the_engine_clock(kernels, spec, noise, sink_tot
     assert elapsed >= 0.15
 
 
-def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(kernels, spec, noise,
-                                                                                  sink_totals, ring_frames):
+def test_design_b_on_the_engine_clock_plays_everything_and_leaves_the_source_alone(
+    kernels, spec, noise, sink_totals, ring_frames
+):
     from stellatune.engine import ENGINE_CLOCK
 
     x = noise(RATE // 10)

@@ -1,5 +1,6 @@
 """A source at another sample rate is resampled on the feeder (soxr) to the pipeline's rate:
 offline through ``source_blocks`` and ``stellatune render --rate``, live through ``play``."""
+
 import argparse
 
 import numpy as np
@@ -27,7 +28,7 @@ def peak_hz(x: np.ndarray, rate: int) -> float:
 
 
 def chunked(x: np.ndarray, frames: int):
-    return (x[i:i + frames] for i in range(0, len(x), frames))
+    return (x[i : i + frames] for i in range(0, len(x), frames))
 
 
 def test_source_blocks_resample_to_the_pipeline_rate():
@@ -37,7 +38,7 @@ def test_source_blocks_resample_to_the_pipeline_rate():
     assert abs(len(out) - RATE) <= 2  # one second in, one second out (the filter's delay flushed)
     assert abs(peak_hz(out[:, 0], RATE) - TONE_HZ) <= RATE / len(out)
     np.testing.assert_array_equal(out[:, 0], out[:, 1])  # mono copied to both channels
-    middle = out[RATE // 4: 3 * RATE // 4, 0]
+    middle = out[RATE // 4 : 3 * RATE // 4, 0]
     assert 0.49 < np.abs(middle).max() < 0.51  # the level survives; no seams at the 1000-frame edges
 
 

@@ -1,5 +1,6 @@
 """The ``Stage`` protocol, refusal after close() and the unclosed-stage ResourceWarning, for
 both kinds of stage (wasm and native hot path, component path)."""
+
 import gc
 import re
 
@@ -26,9 +27,16 @@ class _Spy:
 
 
 def _component() -> ComponentStage:
-    return ComponentStage(name="doubler", role=Role.DSP_TRANSFORM, sample_rate=RATE, channels=2,
-                          process=lambda block: block * 2, fallback_reason="test",
-                          configure=lambda config: None, reset=lambda: None)
+    return ComponentStage(
+        name="doubler",
+        role=Role.DSP_TRANSFORM,
+        sample_rate=RATE,
+        channels=2,
+        process=lambda block: block * 2,
+        fallback_reason="test",
+        configure=lambda config: None,
+        reset=lambda: None,
+    )
 
 
 @pytest.fixture(params=["wasm", "native", "component"])
@@ -39,6 +47,7 @@ def make_stage(request, kernels, spec):
         if request.param == "native":
             return HotPathStage.from_native(kernels["gain.so"], spec(), RATE, 2, {"gain": 2.0})
         return _component()
+
     return make
 
 
@@ -63,9 +72,14 @@ def test_every_call_on_a_closed_stage_is_refused(make_stage, noise):
     assert stage.closed
     if isinstance(stage, HotPathStage):
         stage._core = _Spy(stage._core)  # nothing below may reach the guest
-    calls = [lambda: stage.set_param("gain", 1.0), lambda: stage.configure({"gain": 1.0}),
-             lambda: stage.bypass(True), stage.reset, lambda: pipe.process(noise(128)),
-             lambda: Chain([stage], RATE, 2)]
+    calls = [
+        lambda: stage.set_param("gain", 1.0),
+        lambda: stage.configure({"gain": 1.0}),
+        lambda: stage.bypass(True),
+        stage.reset,
+        lambda: pipe.process(noise(128)),
+        lambda: Chain([stage], RATE, 2),
+    ]
     if isinstance(stage, ComponentStage):
         calls.append(lambda: stage.run(noise(128)))
     for call in calls:

@@ -1,4 +1,5 @@
 """stellatune.Pipeline: installed plugins by name, used like a pedalboard (offline and live)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def plugins_dir(tmp_path_factory, built):
 
 def _noise(frames: int, channels: int) -> np.ndarray:
     rng = np.random.default_rng(7)
-    return (rng.random((frames, channels), dtype=np.float32) - 0.5)
+    return rng.random((frames, channels), dtype=np.float32) - 0.5
 
 
 def test_process_takes_the_sample_rate_with_the_call(plugins_dir):
@@ -57,8 +58,9 @@ def test_state_carries_over_between_calls_like_a_stream(plugins_dir):
 
 def test_a_plugin_without_a_hot_path_runs_on_its_component(plugins_dir):
     audio = _noise(2048, 2)
-    with stellatune.Pipeline(['dev.stellatune.example.pygain:pygain:{"gain_db": -6}'],
-                             plugins_dir=plugins_dir) as board:
+    with stellatune.Pipeline(
+        ['dev.stellatune.example.pygain:pygain:{"gain_db": -6}'], plugins_dir=plugins_dir
+    ) as board:
         out = board.process(audio, 48000)
         (stage,) = board.chain(48000, 2).stages
         assert stage.route == "component" and stage.fallback_reason

@@ -3,6 +3,7 @@
 The ``stall`` fixture spins until the epoch watchdog interrupts it on the next ``stall`` blocks
 and halves the signal otherwise, so a skipped block is visible as unhalved audio.
 """
+
 import numpy as np
 import pytest
 
@@ -56,7 +57,7 @@ def test_only_three_overruns_in_a_row_bypass_the_stage(kernels, spec, noise, sta
         np.testing.assert_array_equal(y, x)
     else:
         assert stage.fault is None
-        np.testing.assert_array_equal(y[stalls * BLOCK:], halved(x, fresh_block=stalls)[stalls * BLOCK:])
+        np.testing.assert_array_equal(y[stalls * BLOCK :], halved(x, fresh_block=stalls)[stalls * BLOCK :])
     assert stage.stats().timeouts == stalls
 
 

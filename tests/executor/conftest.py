@@ -5,6 +5,7 @@ Builds are cached by the plugin builder (by source hash) and compiled components
 executor's on-disk cache, both under the normal stellatune cache directory, so only the first
 run pays for componentize-py and Cranelift.
 """
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ path join or a traceback from the CLI.
 Two real plugins lie here: the example WAV decoder fed crafted headers (it reports what the file
 says), and tests/fixtures/plugins/liar-dsp, whose answers are whatever its config says.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,15 +54,19 @@ def wav_header(rate: int, channels: int, frames: int = 16) -> bytes:
 # --- hot-path specs ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("lie, field", [
-    ({"wasm_rel_path": "wasm/gain\u0000.hotpath.wasm"}, "core-module-spec.wasm-rel-path"),
-    ({"wasm_rel_path": "../../../../etc/passwd"}, "core-module-spec.wasm-rel-path"),
-    ({"wasm_rel_path": "/etc/passwd"}, "core-module-spec.wasm-rel-path"),
-    ({"wasm_rel_path": "w" * 5000}, "core-module-spec.wasm-rel-path"),
-    ({"channels": 1000}, "core-module-spec.buffer.channels"),
-    ({"max_frames": 4_000_000_000}, "core-module-spec.buffer.max-frames"),
-    ({"process_export": "p" * 1000}, "core-module-spec.process-export"),
-], ids=["nul", "dotdot", "absolute", "long-path", "channels", "max-frames", "long-export"])
+@pytest.mark.parametrize(
+    "lie, field",
+    [
+        ({"wasm_rel_path": "wasm/gain\u0000.hotpath.wasm"}, "core-module-spec.wasm-rel-path"),
+        ({"wasm_rel_path": "../../../../etc/passwd"}, "core-module-spec.wasm-rel-path"),
+        ({"wasm_rel_path": "/etc/passwd"}, "core-module-spec.wasm-rel-path"),
+        ({"wasm_rel_path": "w" * 5000}, "core-module-spec.wasm-rel-path"),
+        ({"channels": 1000}, "core-module-spec.buffer.channels"),
+        ({"max_frames": 4_000_000_000}, "core-module-spec.buffer.max-frames"),
+        ({"process_export": "p" * 1000}, "core-module-spec.process-export"),
+    ],
+    ids=["nul", "dotdot", "absolute", "long-path", "channels", "max-frames", "long-export"],
+)
 def test_a_lying_hot_path_spec_is_a_contract_error_and_the_stage_falls_back(liar, runtime, executor, lie, field):
     with liar.create(SPEC, json.dumps({"spec": lie})) as processor, pytest.raises(PluginContractError) as caught:
         processor.describe_hot_path()
@@ -80,12 +85,16 @@ def test_a_lying_hot_path_spec_is_a_contract_error_and_the_stage_falls_back(liar
         stage.close()
 
 
-@pytest.mark.parametrize("config, call, field", [
-    ({"output_channels": 1000}, lambda p: p.output_channels(), "output-channels"),
-    ({"samples": 3}, lambda p: p.process(np.zeros((8, 2), np.float32)), "process-interleaved-f32"),
-    ({"state_chars": MAX_JSON_CHARS + 1}, lambda p: p.export_state(), "export-state-json"),
-    ({}, lambda p: p.plan_config({"plan_reason": "r" * 70_000}), "config-update-plan.reason"),
-], ids=["output-channels", "sample-count", "huge-state", "huge-reason"])
+@pytest.mark.parametrize(
+    "config, call, field",
+    [
+        ({"output_channels": 1000}, lambda p: p.output_channels(), "output-channels"),
+        ({"samples": 3}, lambda p: p.process(np.zeros((8, 2), np.float32)), "process-interleaved-f32"),
+        ({"state_chars": MAX_JSON_CHARS + 1}, lambda p: p.export_state(), "export-state-json"),
+        ({}, lambda p: p.plan_config({"plan_reason": "r" * 70_000}), "config-update-plan.reason"),
+    ],
+    ids=["output-channels", "sample-count", "huge-state", "huge-reason"],
+)
 def test_lying_processor_answers_are_contract_errors(liar, config, call, field):
     with liar.create(SPEC, json.dumps(config)) as processor:
         with pytest.raises(PluginContractError) as caught:
@@ -99,11 +108,15 @@ def test_lying_processor_answers_are_contract_errors(liar, config, call, field):
 # --- decoder info -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rate, channels, field", [
-    (4294967295, 2, "decoder-info.sample-rate"),
-    (MAX_SAMPLE_RATE + 1, 2, "decoder-info.sample-rate"),
-    (48000, MAX_CHANNELS + 1, "decoder-info.channels"),
-], ids=["u32-max-rate", "rate-over-768k", "33-channels"])
+@pytest.mark.parametrize(
+    "rate, channels, field",
+    [
+        (4294967295, 2, "decoder-info.sample-rate"),
+        (MAX_SAMPLE_RATE + 1, 2, "decoder-info.sample-rate"),
+        (48000, MAX_CHANNELS + 1, "decoder-info.channels"),
+    ],
+    ids=["u32-max-rate", "rate-over-768k", "33-channels"],
+)
 def test_a_decoder_reporting_an_impossible_format_is_refused(install, executor, tmp_path, rate, channels, field):
     install("wav-decoder")
     track = tmp_path / "hostile.wav"

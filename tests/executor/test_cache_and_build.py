@@ -1,5 +1,6 @@
 """The compile cache survives a restart; the builder makes installable, cached zips; a component
 built from C runs through the same executor and describes its hot path."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,11 @@ def _gain(built, root):
         zf.extractall(root)
     rel = "wasm/gain.component.wasm"
     info = SimpleNamespace(id=GAIN, root_dir=root, manifest=None)
-    caps = [CapabilityDescriptor(GAIN, "gain", rel, "stellatune:plugin/dsp-plugin@0.1.0", AbilityKind.DSP,
-                                 "gain", "gain", "{}", "{}")]
+    caps = [
+        CapabilityDescriptor(
+            GAIN, "gain", rel, "stellatune:plugin/dsp-plugin@0.1.0", AbilityKind.DSP, "gain", "gain", "{}", "{}"
+        )
+    ]
     return root / rel, info, caps
 
 

@@ -1,4 +1,5 @@
 """Every capability of the example plugins, called through the typed wrappers."""
+
 from __future__ import annotations
 
 import http.server
@@ -34,8 +35,10 @@ pytestmark = pytest.mark.slow
 # --- decoder --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("subtype,tolerance", [("PCM_16", 1 / 32768), ("PCM_24", 1 / 2 ** 23),
-                                               ("PCM_32", 1 / 2 ** 31), ("FLOAT", 0.0), ("DOUBLE", 1e-7)])
+@pytest.mark.parametrize(
+    "subtype,tolerance",
+    [("PCM_16", 1 / 32768), ("PCM_24", 1 / 2**23), ("PCM_32", 1 / 2**31), ("FLOAT", 0.0), ("DOUBLE", 1e-7)],
+)
 def test_wav_decoder_decodes_every_pcm_format(install, executor, wav_file, tone, subtype, tolerance):
     install("wav-decoder")
     signal = tone(4800, 2)
@@ -94,8 +97,9 @@ def test_a_track_that_cannot_be_opened_is_a_plugin_error(tmp_path):
     assert caught.value.code is PluginErrorCode.NOT_FOUND and "missing.wav" in caught.value.message
 
 
-def test_decoder_selection_ranks_by_extension_and_falls_back_for_local_files(install, runtime, executor,
-                                                                             wav_file, tone):
+def test_decoder_selection_ranks_by_extension_and_falls_back_for_local_files(
+    install, runtime, executor, wav_file, tone
+):
     install("wav-decoder")
     path = wav_file("track.bin", tone(480, 2), "FLOAT")  # an extension no decoder claims
     assert decoder_candidates(runtime, "bin", local_file=False) == []
@@ -119,7 +123,8 @@ def music(tmp_path, wav_file, tone) -> Path:
     sf.write(folder / "one.wav", tone(960, 2), 48000, subtype="PCM_16")
     sf.write(folder / "two.wav", tone(480, 1), 48000, subtype="FLOAT")
     (folder / "playlist.m3u").write_text(
-        "#EXTM3U\n#EXTINF:0.02,Ada - First Light\none.wav\n#EXTINF:0.01,Second\ntwo.wav\n")
+        "#EXTM3U\n#EXTINF:0.02,Ada - First Light\none.wav\n#EXTINF:0.01,Second\ntwo.wav\n"
+    )
     return folder
 
 
@@ -131,8 +136,14 @@ def test_folder_source_lists_and_opens_passthrough_and_processed_streams(install
     source.apply_config({"root": str(music)})
     listing = source.list_items({"query": "light"})
     assert listing["total"] == 1
-    assert listing["items"][0] | {} == {"id": "one.wav", "path": "one.wav", "title": "First Light",
-                                        "artist": "Ada", "duration_ms": 20, "ext": "wav"}
+    assert listing["items"][0] | {} == {
+        "id": "one.wav",
+        "path": "one.wav",
+        "title": "First Light",
+        "artist": "Ada",
+        "duration_ms": 20,
+        "ext": "wav",
+    }
 
     opened = source.open_stream({"path": "one.wav"})
     assert opened.passthrough and opened.ext_hint == "wav"
@@ -181,8 +192,11 @@ class _LrclibHandler(http.server.BaseHTTPRequestHandler):
         files = sorted(self.root.glob("*.lrc"))
         if url.path == "/api/search":
             q = urllib.parse.parse_qs(url.query).get("q", [""])[0].lower()
-            body = [{"id": i, "trackName": f.stem.split(" - ")[1], "artistName": f.stem.split(" - ")[0]}
-                    for i, f in enumerate(files) if q in f.stem.lower()]
+            body = [
+                {"id": i, "trackName": f.stem.split(" - ")[1], "artistName": f.stem.split(" - ")[0]}
+                for i, f in enumerate(files)
+                if q in f.stem.lower()
+            ]
         elif url.path.startswith("/api/get/") and url.path[9:].isdigit() and int(url.path[9:]) < len(files):
             f = files[int(url.path[9:])]
             body = {"id": int(url.path[9:]), "syncedLyrics": f.read_text(), "plainLyrics": None}
@@ -270,7 +284,7 @@ def test_wav_sink_records_a_file_through_its_sidecar(install, executor, tmp_path
     session = executor.output_sink(SINK, "wav-file").open({"id": "file", "path": str(out)}, AudioSpec(48000, 2))
     offset = 0
     while offset < len(signal):
-        offset += session.write(signal[offset:offset + 700])
+        offset += session.write(signal[offset : offset + 700])
     session.flush()
     # The plugin holds a host lock per file while recording: a second session must wait.
     with pytest.raises(PluginError) as caught:

@@ -1,5 +1,6 @@
 """A misbehaving plugin is contained: traps, endless loops, memory hogs and failing host imports
 raise our errors, discard only the broken instance, and leave the runtime usable."""
+
 from __future__ import annotations
 
 import threading
@@ -52,8 +53,9 @@ def test_an_endless_loop_is_interrupted_at_the_deadline(install, executor):
 def test_a_store_over_its_memory_cap_cannot_instantiate(plugins_dir, tmp_path, compile_cache, built):
     from stellatune import package
 
-    tight = ComponentExecutor(cache_dir=compile_cache, log_dir=tmp_path / "logs",
-                              limits=InstanceLimits(memory_bytes=4 << 20))
+    tight = ComponentExecutor(
+        cache_dir=compile_cache, log_dir=tmp_path / "logs", limits=InstanceLimits(memory_bytes=4 << 20)
+    )
     with WasmPluginRuntime(plugins_dir, tight) as rt:
         package.install_from_artifact(plugins_dir, built("pygain"))
         report = rt.sync_plugins()
@@ -84,10 +86,12 @@ class _FlakyServices(GrantedHostServices):
         return imports
 
 
-@pytest.mark.parametrize("error", [ZeroDivisionError("host service bug"), KeyboardInterrupt()],
-                         ids=["exception", "ctrl-c"])
-def test_a_crashing_host_import_traps_the_control_instance_which_is_rebuilt(plugins_dir, tmp_path, compile_cache,
-                                                                            built, error):
+@pytest.mark.parametrize(
+    "error", [ZeroDivisionError("host service bug"), KeyboardInterrupt()], ids=["exception", "ctrl-c"]
+)
+def test_a_crashing_host_import_traps_the_control_instance_which_is_rebuilt(
+    plugins_dir, tmp_path, compile_cache, built, error
+):
     from stellatune import package
 
     services = _FlakyServices(error)
@@ -103,8 +107,11 @@ def test_a_crashing_host_import_traps_the_control_instance_which_is_rebuilt(plug
             source = ex.source(FOLDER, "folder")
             source.apply_config({"root": str(music)})
             # An Exception is the plugin call's failure; Ctrl-C is the caller's and comes back as such.
-            expected = (PluginTrap, "host import failed: ZeroDivisionError: host service bug") \
-                if isinstance(error, Exception) else (KeyboardInterrupt, None)
+            expected = (
+                (PluginTrap, "host import failed: ZeroDivisionError: host service bug")
+                if isinstance(error, Exception)
+                else (KeyboardInterrupt, None)
+            )
             with pytest.raises(expected[0], match=expected[1]):
                 source.list_items()
             # The failure stayed with this store: wasmtime-py's process-wide slot was not used.
@@ -141,12 +148,16 @@ def test_one_processor_used_from_many_threads_serialises_its_calls(install, exec
 
 
 def test_disabling_while_another_thread_is_inside_the_plugin_waits_then_tears_everything_down(
-        plugins_dir, tmp_path, compile_cache, built):
+    plugins_dir, tmp_path, compile_cache, built
+):
     from stellatune import package
     from stellatune.runtime import DesiredState
 
-    ex = ComponentExecutor(cache_dir=compile_cache, log_dir=tmp_path / "logs",
-                           limits=InstanceLimits(call_timeout_s=1.0, hook_timeout_s=1.0))
+    ex = ComponentExecutor(
+        cache_dir=compile_cache,
+        log_dir=tmp_path / "logs",
+        limits=InstanceLimits(call_timeout_s=1.0, hook_timeout_s=1.0),
+    )
     with WasmPluginRuntime(plugins_dir, ex) as rt:
         package.install_from_artifact(plugins_dir, built("pygain"))
         rt.sync_plugins()

@@ -9,6 +9,7 @@ plugin while a call is blocked must return within a few seconds and end the call
 
 Bounds are generous (the machine is small and shared); no test asserts an exact time.
 """
+
 from __future__ import annotations
 
 import socket
@@ -112,15 +113,17 @@ def call_timeout() -> float:
 @pytest.fixture
 def executor(tmp_path: Path, services: GrantedHostServices, call_timeout: float) -> Iterator[ComponentExecutor]:
     limits = InstanceLimits(call_timeout_s=call_timeout, hook_timeout_s=CALL_S, disable_wait_s=1.0)
-    ex = ComponentExecutor(cache_dir=default_cache_dir(), host_services=services, log_dir=tmp_path / "logs",
-                           limits=limits)
+    ex = ComponentExecutor(
+        cache_dir=default_cache_dir(), host_services=services, log_dir=tmp_path / "logs", limits=limits
+    )
     yield ex
     ex.shutdown()
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, executor: ComponentExecutor, blocker_zip: Path,
-            http_server: StallingHttpServer, silent_tcp: str) -> Iterator[WasmPluginRuntime]:
+def runtime(
+    tmp_path: Path, executor: ComponentExecutor, blocker_zip: Path, http_server: StallingHttpServer, silent_tcp: str
+) -> Iterator[WasmPluginRuntime]:
     plugins_dir = tmp_path / "plugins"
     plugins_dir.mkdir()
     rt = WasmPluginRuntime(plugins_dir, executor)
@@ -134,8 +137,9 @@ def runtime(tmp_path: Path, executor: ComponentExecutor, blocker_zip: Path,
 
 
 @pytest.fixture
-def block(executor: ComponentExecutor, runtime: WasmPluginRuntime, http_server: StallingHttpServer,
-          silent_tcp: str) -> Callable[[str], None]:
+def block(
+    executor: ComponentExecutor, runtime: WasmPluginRuntime, http_server: StallingHttpServer, silent_tcp: str
+) -> Callable[[str], None]:
     """``block(action)``: make the plugin block in the host import ``action`` names."""
     targets = {"http-read": http_server.url("/track.wav"), "tcp-read": silent_tcp}
 
@@ -198,15 +202,18 @@ def test_disabling_the_plugin_interrupts_a_blocked_host_import(block, executor, 
     worker, outcome = _block_in_background(block, action)
     time.sleep(1.0)  # let the call reach its host wait (a first call also runs on-enable)
     assert worker.is_alive(), outcome
-    deactivate = (lambda: runtime.set_desired_state(BLOCKER, DesiredState.DISABLED)) if how == "disable" \
+    deactivate = (
+        (lambda: runtime.set_desired_state(BLOCKER, DesiredState.DISABLED))
+        if how == "disable"
         else (lambda: runtime.unload(BLOCKER))
+    )
     elapsed, error = _timed(deactivate)
     assert error is None, error
     assert elapsed < DISABLE_BOUND_S, elapsed
     assert executor.live_instances(BLOCKER) == 0 and not executor.is_active(BLOCKER)
     worker.join(DISABLE_BOUND_S)
     assert not worker.is_alive(), "the blocked call did not end"
-    (_, call_error), = outcome
+    ((_, call_error),) = outcome
     assert isinstance(call_error, (RuntimeStateError, PluginTimeout)), call_error
     assert children() <= before  # the plugin's sidecars are gone
 

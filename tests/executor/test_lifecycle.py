@@ -1,5 +1,6 @@
 """End to end through the runtime: install → sync → calls → disable → enable → reload → uninstall,
 with the lifecycle hooks the plugin really ran, in order, with the real reasons."""
+
 from __future__ import annotations
 
 import json
@@ -54,9 +55,12 @@ def test_hooks_follow_enable_disable_reload_and_uninstall(runtime, executor, ins
     package.uninstall_by_id(plugins_dir, PYGAIN)
     runtime.sync_plugins()
     assert hooks(PYGAIN) == [
-        "on-enable", "on-disable host-disable",    # disabled by the user
-        "on-enable", "on-disable reload",          # the old code, torn down for the reload
-        "v2 on-enable", "v2 on-disable unload",    # the new code, until it was removed from disk
+        "on-enable",
+        "on-disable host-disable",  # disabled by the user
+        "on-enable",
+        "on-disable reload",  # the old code, torn down for the reload
+        "v2 on-enable",
+        "v2 on-disable unload",  # the new code, until it was removed from disk
     ]
     assert not executor.is_active(PYGAIN)
 

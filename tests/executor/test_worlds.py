@@ -1,4 +1,5 @@
 """Components are checked against their declared world by type, at activation."""
+
 from __future__ import annotations
 
 import json
@@ -73,8 +74,9 @@ def _repackage(src_zip: Path, dest: Path, edit) -> Path:
 def test_a_dsp_component_declared_as_a_decoder_fails_activation(runtime, executor, plugins_dir, built, tmp_path):
     def as_decoder(m):
         m["components"][0]["world"] = "stellatune:plugin/decoder-plugin@0.1.0"
-        m["components"][0]["abilities"] = [{"kind": "decoder", "type_id": "pygain",
-                                           "decoder": {"ext_scores": [{"ext": "wav", "score": 1}]}}]
+        m["components"][0]["abilities"] = [
+            {"kind": "decoder", "type_id": "pygain", "decoder": {"ext_scores": [{"ext": "wav", "score": 1}]}}
+        ]
 
     package.install_from_artifact(plugins_dir, _repackage(built("pygain"), tmp_path / "pkg", as_decoder))
     report = runtime.sync_plugins()
@@ -91,9 +93,20 @@ def test_an_ability_whose_kind_is_not_the_worlds_fails_activation(executor, buil
     # The manifest plane refuses this too; the executor checks again for hosts that bypass it.
     root = _repackage(built("pygain"), tmp_path / "pkg", lambda m: None)
     info = SimpleNamespace(id=PYGAIN, root_dir=root, manifest=None)
-    caps = [CapabilityDescriptor(PYGAIN, "pygain", "wasm/pygain.wasm", "stellatune:plugin/dsp-plugin@0.1.0",
-                                 kind, type_id, type_id, "{}", "{}")
-            for kind, type_id in ((AbilityKind.DSP, "pygain"), (AbilityKind.LYRICS, "nope"))]
+    caps = [
+        CapabilityDescriptor(
+            PYGAIN,
+            "pygain",
+            "wasm/pygain.wasm",
+            "stellatune:plugin/dsp-plugin@0.1.0",
+            kind,
+            type_id,
+            type_id,
+            "{}",
+            "{}",
+        )
+        for kind, type_id in ((AbilityKind.DSP, "pygain"), (AbilityKind.LYRICS, "nope"))
+    ]
     with pytest.raises(ActivationError, match=r"ability lyrics:nope .* dsp-plugin serves dsp"):
         executor.activate(info, caps)
     assert not executor.is_active(PYGAIN)

@@ -1,4 +1,5 @@
 """Fixtures of the host-import tests: a real HTTP server on 127.0.0.1 and plugin roots."""
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.stall.wait(30)
             return
         if path == "/json":
-            return self._send(200, json.dumps({"ok": True, "items": [1, 2, 3]}).encode(), {"Content-Type": "application/json"})
+            return self._send(
+                200, json.dumps({"ok": True, "items": [1, 2, 3]}).encode(), {"Content-Type": "application/json"}
+            )
         if path == "/notjson":
             return self._send(200, b"<html>not json</html>")
         if path == "/big.json":

@@ -5,6 +5,7 @@ host resolved: a symlink's target, the plugins directory, the host's working dir
 Python binary. Real files, real symlinks and real sidecar launches under a temporary plugins
 directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,15 +44,24 @@ class Layout:
         (self.root / "bin" / "alias").symlink_to(real)
         (self.root / "bin" / "unlisted").write_text("#!/bin/sh\n")
         (self.root / "bin" / "unlisted").chmod(0o755)
-        permissions = type("P", (), {"files": ("data",), "sidecars": ("bin/escape", "bin/alias"),
-                                     "http": ("granted.example",)})()
+        permissions = type(
+            "P", (), {"files": ("data",), "sidecars": ("bin/escape", "bin/alias"), "http": ("granted.example",)}
+        )()
         self.ctx = PluginHostContext.from_permissions("dev.test.refusals", self.root, permissions)
 
     def forbidden(self) -> list[str]:
         """Host strings no refusal may contain (beyond the plugin's own)."""
-        paths = {str(self.plugins), os.path.realpath(self.plugins), os.getcwd(), sys.executable,
-                 os.path.realpath(sys.executable), str(self.secret), os.path.realpath(self.secret),
-                 "real-tool-v2", "nonexistent-interpreter"}
+        paths = {
+            str(self.plugins),
+            os.path.realpath(self.plugins),
+            os.getcwd(),
+            sys.executable,
+            os.path.realpath(sys.executable),
+            str(self.secret),
+            os.path.realpath(self.secret),
+            "real-tool-v2",
+            "nonexistent-interpreter",
+        }
         return sorted(paths)
 
 
@@ -78,14 +88,17 @@ def open_file(layout: Layout, target: str) -> None:
     open_stream(layout.ctx, OpenRequest(StreamOpenKind.FILE, target))
 
 
-@pytest.mark.parametrize("target", [
-    "data/link",                 # a symlink inside the root, to a file outside
-    "data/dirlink/key.txt",      # through a symlinked directory
-    "../../secret-dir/key.txt",  # '..' out of the root
-    "data/../../../secret-dir/key.txt",
-    "/etc/passwd",               # absolute, outside every root
-    "bin/escape",                # not under a files grant
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "data/link",  # a symlink inside the root, to a file outside
+        "data/dirlink/key.txt",  # through a symlinked directory
+        "../../secret-dir/key.txt",  # '..' out of the root
+        "data/../../../secret-dir/key.txt",
+        "/etc/passwd",  # absolute, outside every root
+        "bin/escape",  # not under a files grant
+    ],
+)
 def test_a_file_outside_the_grants_is_denied_by_the_plugins_own_name(layout, target):
     error = refusal(open_file, layout, target)
     assert error.code is PluginErrorCode.DENIED
@@ -122,16 +135,19 @@ def manager(tmp_path: Path) -> Iterator[SidecarManager]:
     m.shutdown()
 
 
-@pytest.mark.parametrize("executable, code, grant", [
-    ("/usr/bin/python3", PluginErrorCode.DENIED, "absolute"),
-    (sys.executable, PluginErrorCode.DENIED, "absolute"),
-    ("../../secret-dir/key.txt", PluginErrorCode.DENIED, "'..'"),
-    ("bin/../../x", PluginErrorCode.DENIED, "'..'"),
-    ("bin/escape", PluginErrorCode.DENIED, "outside the plugin root"),     # symlink to the host's python
-    ("escape", PluginErrorCode.DENIED, "outside the plugin root"),         # found as bin/escape
-    ("bin/unlisted", PluginErrorCode.DENIED, "permissions.sidecars"),
-    ("bin/nothing", PluginErrorCode.NOT_FOUND, "not found"),
-])
+@pytest.mark.parametrize(
+    "executable, code, grant",
+    [
+        ("/usr/bin/python3", PluginErrorCode.DENIED, "absolute"),
+        (sys.executable, PluginErrorCode.DENIED, "absolute"),
+        ("../../secret-dir/key.txt", PluginErrorCode.DENIED, "'..'"),
+        ("bin/../../x", PluginErrorCode.DENIED, "'..'"),
+        ("bin/escape", PluginErrorCode.DENIED, "outside the plugin root"),  # symlink to the host's python
+        ("escape", PluginErrorCode.DENIED, "outside the plugin root"),  # found as bin/escape
+        ("bin/unlisted", PluginErrorCode.DENIED, "permissions.sidecars"),
+        ("bin/nothing", PluginErrorCode.NOT_FOUND, "not found"),
+    ],
+)
 def test_a_sidecar_refusal_names_only_the_plugins_executable(layout, manager, executable, code, grant):
     error = refusal(manager.launch, layout.ctx, LaunchSpec(executable))
     assert error.code is code and grant in error.message, error.message

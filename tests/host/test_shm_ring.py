@@ -1,4 +1,5 @@
 """The STMR ring file format, wrap-around, and the doorbell wake-up."""
+
 from __future__ import annotations
 
 import struct
@@ -44,7 +45,7 @@ def test_wrap_around_keeps_the_byte_stream_and_positions_are_monotonic(tmp_path:
     sent = bytes(i % 251 for i in range(50_000))
     got, pos = bytearray(), 0
     while len(got) < len(sent):
-        pos += writer.write(sent[pos:pos + 3000])  # partial when full: never blocks
+        pos += writer.write(sent[pos : pos + 3000])  # partial when full: never blocks
         got += reader.read(1234)
     assert bytes(got) == sent
     assert struct.unpack_from("<QQ", ring.read_bytes(), 16) == (len(sent), len(sent))

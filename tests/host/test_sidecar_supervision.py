@@ -1,4 +1,5 @@
 """Supervision, scopes, leases, locks and teardown with real sidecar processes."""
+
 from __future__ import annotations
 
 import os
@@ -113,8 +114,13 @@ def test_terminate_kills_after_the_grace_and_deactivation_cleans_up(manager, mak
     stubborn.terminate(100)
     assert stubborn.wait_exit(0) == -signal.SIGKILL
     everything = [TransportOption(k, 1) for k in TransportKind]
-    procs = [manager.launch(ctx, LaunchSpec(exe, scope=scope, args=["ignore-eof"], preferred_control=everything, preferred_data=everything))
-             for scope in (LaunchScope.INSTANCE, LaunchScope.PACKAGE_SHARED)]
+    procs = [
+        manager.launch(
+            ctx,
+            LaunchSpec(exe, scope=scope, args=["ignore-eof"], preferred_control=everything, preferred_data=everything),
+        )
+        for scope in (LaunchScope.INSTANCE, LaunchScope.PACKAGE_SHARED)
+    ]
     channels = [p.open_control() for p in procs]
     assert echo(channels[0], b"x") == b"x"
     slot_dirs = list(manager.runtime_dir.iterdir())

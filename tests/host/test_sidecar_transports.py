@@ -1,4 +1,5 @@
 """Every transport round-trips bytes with a real echo sidecar; reads honour their timeouts."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ def round_trip(channel: Channel, payload: bytes) -> bytes:
     sent = 0
     while len(received) < len(payload):
         if sent < len(payload):
-            sent += channel.write(payload[sent:sent + 65536])
+            sent += channel.write(payload[sent : sent + 65536])
         received += channel.read(65536, timeout_ms=5000)
     return bytes(received)
 
@@ -57,12 +58,17 @@ def test_role_data_channel_round_trips_over(kind: TransportKind, manager, make_c
 def test_priority_order_and_fallback_collects_every_error(manager, make_ctx, install_sidecar) -> None:
     exe = install_sidecar("echo_sidecar.py")
     ctx = make_ctx(sidecars=(exe,))
-    control = [TransportOption(TransportKind.LOOPBACK_TCP, 1), TransportOption(TransportKind.UNIX_SOCKET, 9),
-               TransportOption(TransportKind.STDIO, 0)]
+    control = [
+        TransportOption(TransportKind.LOOPBACK_TCP, 1),
+        TransportOption(TransportKind.UNIX_SOCKET, 9),
+        TransportOption(TransportKind.STDIO, 0),
+    ]
     proc = manager.launch(ctx, echo_spec(exe, control=control))
     assert proc.open_control().transport() is TransportKind.UNIX_SOCKET  # highest priority first
     # A data role with no endpoint for ring or pipe falls back to stdio, the implicit last resort.
-    data = proc.open_data("meta", [TransportOption(TransportKind.SHARED_MEMORY_RING, 3), TransportOption(TransportKind.NAMED_PIPE, 2)])
+    data = proc.open_data(
+        "meta", [TransportOption(TransportKind.SHARED_MEMORY_RING, 3), TransportOption(TransportKind.NAMED_PIPE, 2)]
+    )
     assert data.transport() is TransportKind.STDIO
 
 
@@ -107,7 +113,9 @@ def test_environment_is_cleared_except_grants(manager, make_ctx, install_sidecar
     script.write_text("#!/bin/sh\nenv\necho CWD=$(pwd -P)\n")
     script.chmod(0o755)
     ctx = make_ctx(sidecars=("bin/env_sidecar.sh",), env=("STELLATUNE_TEST_GRANTED",))
-    proc = manager.launch(ctx, echo_spec("env_sidecar.sh", control=[TransportOption(TransportKind.STDIO)], env=[("MINE", "1")]))
+    proc = manager.launch(
+        ctx, echo_spec("env_sidecar.sh", control=[TransportOption(TransportKind.STDIO)], env=[("MINE", "1")])
+    )
     out = b""
     channel = proc.open_control()
     while chunk := channel.read(65536, timeout_ms=5000):
@@ -124,8 +132,9 @@ def test_a_ring_the_sidecar_spoiled_is_an_io_error(manager, make_ctx, install_si
     ctx = make_ctx(sidecars=(exe,))
     role_var = "STELLATUNE_SIDECAR_DATA_PCM_SHARED_MEMORY_RING"
     # Control over a socket, so stdio is no channel and cannot stand in for the ring.
-    proc = manager.launch(ctx, echo_spec(exe, control=[TransportOption(TransportKind.UNIX_SOCKET)],
-                                         env=[(role_var, "")]))
+    proc = manager.launch(
+        ctx, echo_spec(exe, control=[TransportOption(TransportKind.UNIX_SOCKET)], env=[(role_var, "")])
+    )
     ring = [TransportOption(TransportKind.SHARED_MEMORY_RING, 1)]
     first = proc.open_data("pcm", ring)
     assert round_trip(first, b"ring is up") == b"ring is up"  # the sidecar has both rings mapped

@@ -1,4 +1,5 @@
 """host-stream and fetch-json against real files, a real HTTP server and real sockets."""
+
 from __future__ import annotations
 
 import os
@@ -155,7 +156,9 @@ def test_http_read_timeout_on_a_stalling_server(http_server, make_ctx) -> None:
 
 def test_http_post_with_headers_and_body(http_server, make_ctx) -> None:
     ctx = make_ctx(http=(http_server.endpoint,))
-    req = OpenRequest(HTTP, http_server.url("/echo"), method=HttpMethod.POST, headers=(Header("X-Tag", "t1"),), body=b"hello")
+    req = OpenRequest(
+        HTTP, http_server.url("/echo"), method=HttpMethod.POST, headers=(Header("X-Tag", "t1"),), body=b"hello"
+    )
     with open_stream(ctx, req) as s:
         assert s.read(100) == b"t1:hello"
         refused(PluginErrorCode.UNSUPPORTED, s.seek, 0 + 1)
@@ -181,7 +184,10 @@ def test_fetch_json(http_server, make_ctx) -> None:
     ctx = make_ctx(http=(http_server.endpoint,))
     assert '"items": [1, 2, 3]' in fetch_json(ctx, http_server.url("/json"))
     assert "not JSON" in refused(PluginErrorCode.IO, fetch_json, ctx, http_server.url("/notjson")).message
-    assert "limit" in refused(PluginErrorCode.IO, fetch_json, ctx, http_server.url("/big.json"), max_bytes=1_000_000).message
+    assert (
+        "limit"
+        in refused(PluginErrorCode.IO, fetch_json, ctx, http_server.url("/big.json"), max_bytes=1_000_000).message
+    )
     assert "404" in refused(PluginErrorCode.IO, fetch_json, ctx, http_server.url("/missing")).message
     refused(PluginErrorCode.INVALID_ARG, fetch_json, ctx, "  ")
     refused(PluginErrorCode.DENIED, fetch_json, make_ctx(), http_server.url("/json"))
@@ -271,9 +277,26 @@ def https_server(tmp_path: Path, http_server):
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     from http.server import ThreadingHTTPServer
 

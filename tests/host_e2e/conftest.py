@@ -6,6 +6,7 @@ The executor gets its own ``GrantedHostServices`` so a test can look at the side
 behind it (its runtime directory holds every ring, FIFO and socket the plugins were given).
 Builds and compiled components are cached as in tests/executor, so only the first run pays.
 """
+
 from __future__ import annotations
 
 import re
@@ -30,8 +31,12 @@ def services() -> GrantedHostServices:
 
 @pytest.fixture
 def executor(tmp_path: Path, services: GrantedHostServices) -> Iterator[ComponentExecutor]:
-    ex = ComponentExecutor(cache_dir=default_cache_dir(), host_services=services, log_dir=tmp_path / "logs",
-                           limits=InstanceLimits(call_timeout_s=10.0, hook_timeout_s=10.0))
+    ex = ComponentExecutor(
+        cache_dir=default_cache_dir(),
+        host_services=services,
+        log_dir=tmp_path / "logs",
+        limits=InstanceLimits(call_timeout_s=10.0, hook_timeout_s=10.0),
+    )
     yield ex
     ex.shutdown()
 
@@ -65,8 +70,9 @@ def tone() -> Callable[..., np.ndarray]:
 
     def make(frames: int, channels: int = 2) -> np.ndarray:
         t = np.arange(frames) / 48000.0
-        return np.stack([0.5 * np.sin(2 * np.pi * (330 + 110 * c) * t) for c in range(channels)],
-                        axis=1).astype(np.float32)
+        return np.stack([0.5 * np.sin(2 * np.pi * (330 + 110 * c) * t) for c in range(channels)], axis=1).astype(
+            np.float32
+        )
 
     return make
 
@@ -121,8 +127,11 @@ class MediaServer:
         if self.ranges and match and int(match.group(1)) < len(data):
             start = int(match.group(1))
             self.requests.append((path, range_header, 206))
-            return 206, data[start:], {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}",
-                                       "Accept-Ranges": "bytes"}
+            return (
+                206,
+                data[start:],
+                {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", "Accept-Ranges": "bytes"},
+            )
         self.requests.append((path, range_header, 200))  # a server without ranges ignores the header
         return 200, data, {"Accept-Ranges": "bytes"} if self.ranges else {}
 

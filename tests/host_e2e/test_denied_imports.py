@@ -1,5 +1,6 @@
 """Deny by default, through real components: an import reaching for something the manifest (and
 the host) did not grant fails with ``denied`` in the plugin call, and nothing is contacted."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,8 @@ def library(tmp_path: Path) -> Path:
 
 
 def test_an_http_host_the_manifest_does_not_grant_is_denied_before_any_request(
-        install, executor, media_server, library):
+    install, executor, media_server, library
+):
     install("http-source")  # its manifest grants no HTTP host at all
     server = media_server(library)
     source = executor.source(HTTP_SOURCE, "http")

@@ -1,6 +1,7 @@
 """Host grants through real components: a grant stored by the runtime (or `stellatune plugins
 grant`) lets a plugin reach what its manifest does not grant, from its next activation on; a
 revoke takes it away again at the next reload; grants persist for a new runtime."""
+
 from __future__ import annotations
 
 import json
@@ -65,13 +66,17 @@ def test_grant_reaches_after_the_reload_and_revoke_denies_again(install, runtime
 
 
 def _fresh_runtime(plugins_dir: Path, tmp_path: Path, name: str) -> WasmPluginRuntime:
-    executor = ComponentExecutor(cache_dir=default_cache_dir(), log_dir=tmp_path / name,
-                                 limits=InstanceLimits(call_timeout_s=10.0, hook_timeout_s=10.0))
+    executor = ComponentExecutor(
+        cache_dir=default_cache_dir(),
+        log_dir=tmp_path / name,
+        limits=InstanceLimits(call_timeout_s=10.0, hook_timeout_s=10.0),
+    )
     return WasmPluginRuntime(plugins_dir, executor)
 
 
 def test_cli_grant_persists_for_a_new_runtime_shows_in_info_and_revoke_undoes_it(
-        tmp_path, built, media_server, library, capsys):
+    tmp_path, built, media_server, library, capsys
+):
     plugins_dir = tmp_path / "home-plugins"
     home = ["--plugins-dir", str(plugins_dir)]
     assert main([*home, "plugins", "install", str(built("http-source"))]) == EXIT_OK

@@ -1,5 +1,6 @@
 """http-source over a real HTTP server on loopback: an M3U index, passthrough streams decoded by
 the wav-decoder plugin, and decoder seeks that become Range requests."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,8 @@ def library(tmp_path: Path, tone) -> Path:
     sf.write(root / "music" / "dawn.wav", tone(9600, 2), 48000, subtype="PCM_16")
     sf.write(root / "music" / "dusk.wav", tone(4800, 1), 48000, subtype="PCM_16")
     (root / "music" / "index.m3u").write_text(
-        "#EXTM3U\n#EXTINF:0.2,Ada - Dawn Chorus\ndawn.wav\n#EXTINF:0.1,Dusk\ndusk.wav\n")
+        "#EXTM3U\n#EXTINF:0.2,Ada - Dawn Chorus\ndawn.wav\n#EXTINF:0.1,Dusk\ndusk.wav\n"
+    )
     (root / "secret.wav").write_bytes((root / "music" / "dusk.wav").read_bytes())
     return root
 
@@ -45,8 +47,14 @@ def test_lists_the_servers_index_and_decodes_a_track_after_a_ranged_seek(install
 
     listing = source.list_items({"query": "dawn"})
     assert listing["total"] == 1
-    assert listing["items"][0] == {"id": "dawn.wav", "path": "dawn.wav", "title": "Dawn Chorus", "artist": "Ada",
-                                   "duration_ms": 200, "ext": "wav"}
+    assert listing["items"][0] == {
+        "id": "dawn.wav",
+        "path": "dawn.wav",
+        "title": "Dawn Chorus",
+        "artist": "Ada",
+        "duration_ms": 200,
+        "ext": "wav",
+    }
     assert ("/music/index.m3u", None, 200) in server.requests
 
     opened = source.open_stream({"path": "dawn.wav"})
@@ -68,7 +76,8 @@ def test_lists_the_servers_index_and_decodes_a_track_after_a_ranged_seek(install
 
 
 def test_a_server_without_ranges_makes_the_seek_unsupported_and_keeps_the_position(
-        install, executor, media_server, library):
+    install, executor, media_server, library
+):
     install("http-source")
     install("wav-decoder")
     server = media_server(library, ranges=False)

@@ -1,5 +1,6 @@
 """`stellatune plugins info` shows what a plugin may reach: its manifest's permissions, the host
 grants stored for it (`stellatune plugins grant`) and the grants the host added at run time."""
+
 from __future__ import annotations
 
 import json
@@ -38,14 +39,19 @@ def test_info_prints_the_manifest_permissions(tmp_path, built, capsys):
 
 def test_grants_include_what_the_host_added_at_run_time(install, executor, runtime, tmp_path):
     plugin_id = install("http-source")
-    manifest = load_manifest(next(p for p in package.list_installed(runtime.plugins_dir) if p.id == plugin_id).manifest_path)
+    manifest = load_manifest(
+        next(p for p in package.list_installed(runtime.plugins_dir) if p.id == plugin_id).manifest_path
+    )
     assert plugin_grants(runtime, plugin_id, manifest) == {"manifest": {}, "host": {}, "run_time": {}}
 
     grants = executor.host_imports(plugin_id).grants
     grants.add_http_host("media.local:8096")
     grants.add_file_root(tmp_path / "music")
     assert plugin_grants(runtime, plugin_id, manifest) == {
-        "manifest": {}, "host": {}, "run_time": {"files": [str(tmp_path / "music")], "http": ["media.local:8096"]}}
+        "manifest": {},
+        "host": {},
+        "run_time": {"files": [str(tmp_path / "music")], "http": ["media.local:8096"]},
+    }
 
     runtime.unload(plugin_id)  # run-time grants live with the active plugin, not on disk
     assert plugin_grants(runtime, plugin_id, manifest)["run_time"] == {}

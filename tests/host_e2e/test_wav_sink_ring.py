@@ -1,5 +1,6 @@
 """wav-sink: audio reaches its sidecar over the shared-memory ring (control over stdio), and
 disabling, unloading or shutting down the plugin through the runtime ends the sidecar."""
+
 from __future__ import annotations
 
 import os
@@ -27,9 +28,15 @@ def endpoint_files(services) -> list[Path]:
 
 
 def ring_header(path: Path) -> dict[str, int]:
-    magic, version, capacity, flags, write_pos, read_pos = RING_HEAD.unpack(path.read_bytes()[:RING_HEAD.size])
-    return {"magic": magic, "version": version, "capacity": capacity, "flags": flags,
-            "write_pos": write_pos, "read_pos": read_pos}
+    magic, version, capacity, flags, write_pos, read_pos = RING_HEAD.unpack(path.read_bytes()[: RING_HEAD.size])
+    return {
+        "magic": magic,
+        "version": version,
+        "capacity": capacity,
+        "flags": flags,
+        "write_pos": write_pos,
+        "read_pos": read_pos,
+    }
 
 
 def _catching(fn, failures: list):
@@ -38,15 +45,17 @@ def _catching(fn, failures: list):
             fn()
         except BaseException as e:  # noqa: BLE001 - handed to the test thread
             failures.append(e)
+
     return run
 
 
 def record(executor, path: Path, signal: np.ndarray, chunk: int = 700):
-    session = executor.output_sink(SINK, "wav-file").open({"id": "file", "path": str(path)},
-                                                          AudioSpec(48000, signal.shape[1]))
+    session = executor.output_sink(SINK, "wav-file").open(
+        {"id": "file", "path": str(path)}, AudioSpec(48000, signal.shape[1])
+    )
     offset = 0
     while offset < len(signal):
-        offset += session.write(signal[offset:offset + chunk])
+        offset += session.write(signal[offset : offset + chunk])
     session.flush()
     return session
 
@@ -76,13 +85,15 @@ def test_audio_goes_through_the_ring_and_the_wav_equals_the_input(install, execu
 
 
 def test_a_write_larger_than_the_ring_is_partial_and_a_split_frame_is_not_lost(
-        install, executor, tmp_path, tone, children):
+    install, executor, tmp_path, tone, children
+):
     before = children()
     install("wav-sink")
     out = tmp_path / "long.wav"
     signal = tone(100_000, 3)  # 1.2 MB; 12-byte frames do not divide the 1 MiB ring
     session = executor.output_sink(SINK, "wav-file").open(
-        {"id": "file", "path": str(out)}, AudioSpec(48000, 3), '{"max_chunk_frames": 100000}')
+        {"id": "file", "path": str(out)}, AudioSpec(48000, 3), '{"max_chunk_frames": 100000}'
+    )
     (writer,) = children() - before
     os.kill(writer, signal_mod.SIGSTOP)  # the ring stays full until we let the writer go on
     try:
@@ -110,7 +121,8 @@ def test_a_write_larger_than_the_ring_is_partial_and_a_split_frame_is_not_lost(
 
 @pytest.mark.parametrize("how", ["disable", "unload", "shutdown"])
 def test_taking_the_plugin_down_ends_its_sidecar_and_removes_its_endpoints(
-        install, executor, runtime, services, tmp_path, tone, children, how):
+    install, executor, runtime, services, tmp_path, tone, children, how
+):
     before = children()
     install("wav-sink")
     out = tmp_path / "cut.wav"
@@ -136,8 +148,9 @@ def test_taking_the_plugin_down_ends_its_sidecar_and_removes_its_endpoints(
     assert f"wav-sink: on-disable {reason}" in executor.log_path(SINK).read_text()
 
 
-def test_a_hung_sidecar_is_killed_when_the_plugin_is_disabled(install, executor, runtime, services, tmp_path, tone,
-                                                               children):
+def test_a_hung_sidecar_is_killed_when_the_plugin_is_disabled(
+    install, executor, runtime, services, tmp_path, tone, children
+):
     before = children()
     install("wav-sink")
     record(executor, tmp_path / "hung.wav", tone(4800, 2))

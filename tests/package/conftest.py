@@ -1,4 +1,5 @@
 """Fixtures for the package plane: valid manifests, package directories, zips."""
+
 from __future__ import annotations
 
 import json

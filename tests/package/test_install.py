@@ -4,6 +4,7 @@ Every hostile case asserts three things: the error class, that nothing changed a
 test's temporary directory (so nothing was written outside ``plugins_dir`` and no staging dir was
 left behind), and that the previous install of the same id is byte-for-byte intact.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,7 @@ def home(tmp_path, pk):
     """``home/plugins`` with version 1.0.0 of the sample plugin installed, and artifacts beside."""
     home = tmp_path / "home"
     plugins = home / "plugins"
-    v1 = pk.write_package(tmp_path / "v1", pk.valid_manifest_dict(PLUGIN_ID, "1.0.0"),
-                          {"data/old.txt": b"from v1"})
+    v1 = pk.write_package(tmp_path / "v1", pk.valid_manifest_dict(PLUGIN_ID, "1.0.0"), {"data/old.txt": b"from v1"})
     install_from_artifact(plugins, v1)
     (home / "sibling.txt").write_text("must stay alone")
     (tmp_path / "artifacts").mkdir()
@@ -99,9 +99,15 @@ def test_directory_install_copies_the_package_and_writes_a_receipt(tmp_path, pk)
 
     root = plugins / PLUGIN_ID
     assert row.to_json() == {
-        "id": PLUGIN_ID, "name": "Sample", "version": "1.0.0", "root_dir": str(root),
-        "manifest_path": str(root / "plugin.json"), "component_count": 2,
-        "install_state": "installed", "uninstall_retry_count": 0, "uninstall_last_error": None,
+        "id": PLUGIN_ID,
+        "name": "Sample",
+        "version": "1.0.0",
+        "root_dir": str(root),
+        "manifest_path": str(root / "plugin.json"),
+        "component_count": 2,
+        "install_state": "installed",
+        "uninstall_retry_count": 0,
+        "uninstall_last_error": None,
     }
     for rel in ("plugin.json", pk.DECODER_WASM, pk.DSP_WASM, "bin/helper.sh"):
         assert (root / rel).read_bytes() == (src / rel).read_bytes()
@@ -157,13 +163,18 @@ def test_an_artifact_containing_the_plugins_dir_is_refused(tmp_path, home):
 
 @pytest.mark.parametrize(
     "evil_name",
-    ["../evil.txt", "../../../../evil.txt", "wasm/../../evil.txt", "/tmp/evil.txt",
-     "C:/evil.txt", "..\\..\\evil.txt", "wasm\\..\\..\\evil.txt"],
+    [
+        "../evil.txt",
+        "../../../../evil.txt",
+        "wasm/../../evil.txt",
+        "/tmp/evil.txt",
+        "C:/evil.txt",
+        "..\\..\\evil.txt",
+        "wasm\\..\\..\\evil.txt",
+    ],
 )
 def test_zip_slip_and_absolute_names_are_refused(tmp_path, home, pk, evil_name):
-    artifact = pk.zip_from_entries(
-        tmp_path / "artifacts" / "slip.zip", [*_v2_entries(pk), (evil_name, b"pwned")]
-    )
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "slip.zip", [*_v2_entries(pk), (evil_name, b"pwned")])
     _assert_refused(tmp_path, home, artifact, UnsafeArtifactError)
     assert not Path("/tmp/evil.txt").exists()
 
@@ -219,10 +230,10 @@ def test_bytes_are_counted_as_written_not_taken_from_headers(tmp_path, home, pk)
     error = _assert_refused(tmp_path, home, bomb, PackageError)
     assert "Bad CRC-32" in str(error)
     # A directory has no headers at all: the count of written bytes is what stops it.
-    src = pk.write_package(tmp_path / "artifacts" / "big", pk.valid_manifest_dict(PLUGIN_ID, "3"),
-                           {"data/big.bin": bytes(3 << 20)})
-    _assert_refused(tmp_path, home, src, ArtifactLimitError,
-                    limits=ArtifactLimits(max_total_bytes=2 << 20))
+    src = pk.write_package(
+        tmp_path / "artifacts" / "big", pk.valid_manifest_dict(PLUGIN_ID, "3"), {"data/big.bin": bytes(3 << 20)}
+    )
+    _assert_refused(tmp_path, home, src, ArtifactLimitError, limits=ArtifactLimits(max_total_bytes=2 << 20))
 
 
 def _patch_sizes(data: bytearray, new_size: int) -> None:
@@ -253,8 +264,9 @@ def test_too_many_entries_is_a_limit_error(tmp_path, home, pk):
         for i in range(10_000):
             zf.writestr(f"data/{i}", b"")
     _assert_refused(tmp_path, home, artifact, ArtifactLimitError)
-    src = pk.write_package(tmp_path / "artifacts" / "dir", pk.valid_manifest_dict(PLUGIN_ID, "3"),
-                           {f"data/{i}": b"" for i in range(30)})
+    src = pk.write_package(
+        tmp_path / "artifacts" / "dir", pk.valid_manifest_dict(PLUGIN_ID, "3"), {f"data/{i}": b"" for i in range(30)}
+    )
     _assert_refused(tmp_path, home, src, ArtifactLimitError, limits=ArtifactLimits(max_entries=20))
 
 
@@ -285,9 +297,7 @@ def test_two_manifests_are_refused_naming_both_ids(tmp_path, home, pk):
 
 
 def test_a_traversing_id_is_refused_by_validation(tmp_path, home, pk):
-    artifact = pk.zip_from_entries(
-        tmp_path / "artifacts" / "badid.zip", _valid_entries(pk.valid_manifest_dict("../x"))
-    )
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "badid.zip", _valid_entries(pk.valid_manifest_dict("../x")))
     error = _assert_refused(tmp_path, home, artifact, NoValidManifestError)
     [(rel, manifest_error)] = error.candidates
     assert rel == "plugin.json"
@@ -307,11 +317,13 @@ def test_no_valid_manifest_lists_three_candidates(tmp_path, home, pk):
 
 def test_a_manifest_deeper_than_eight_levels_is_not_found(tmp_path, home, pk):
     deep = "/".join(f"d{i}" for i in range(8)) + "/"
-    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "deep.zip",
-                                   _valid_entries(pk.valid_manifest_dict(PLUGIN_ID, "9"), deep))
+    artifact = pk.zip_from_entries(
+        tmp_path / "artifacts" / "deep.zip", _valid_entries(pk.valid_manifest_dict(PLUGIN_ID, "9"), deep)
+    )
     _assert_refused(tmp_path, home, artifact, NoValidManifestError)
-    ok = pk.zip_from_entries(tmp_path / "artifacts" / "ok.zip",
-                             _valid_entries(pk.valid_manifest_dict("dev.test.deep"), deep[3:]))
+    ok = pk.zip_from_entries(
+        tmp_path / "artifacts" / "ok.zip", _valid_entries(pk.valid_manifest_dict("dev.test.deep"), deep[3:])
+    )
     assert install_from_artifact(home, ok).id == "dev.test.deep"
 
 

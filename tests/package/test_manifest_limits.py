@@ -1,5 +1,6 @@
 """The optional ``limits`` block: validated strictly (unknown keys refused), carried through
 ``to_json`` and into the runtime's plugin info."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,19 @@ from stellatune.errors import ManifestError
 from stellatune.manifest import Limits, parse_manifest
 
 BASE = {
-    "schema_version": 1, "id": "dev.example.x", "name": "X", "version": "1", "api_version": 1,
-    "components": [{"id": "c", "path": "x.wasm", "world": "stellatune:plugin/dsp-plugin@0.1.0",
-                    "abilities": [{"kind": "dsp", "type_id": "x"}]}],
+    "schema_version": 1,
+    "id": "dev.example.x",
+    "name": "X",
+    "version": "1",
+    "api_version": 1,
+    "components": [
+        {
+            "id": "c",
+            "path": "x.wasm",
+            "world": "stellatune:plugin/dsp-plugin@0.1.0",
+            "abilities": [{"kind": "dsp", "type_id": "x"}],
+        }
+    ],
 }
 
 
@@ -29,16 +40,19 @@ def test_a_valid_limit_round_trips(mib):
     assert parse_manifest(m.to_json()) == m
 
 
-@pytest.mark.parametrize("limits, path, rule", [
-    ({"hot_path_memory_mib": 0}, "limits.hot_path_memory_mib", "memory-mib"),
-    ({"hot_path_memory_mib": -5}, "limits.hot_path_memory_mib", "memory-mib"),
-    ({"hot_path_memory_mib": 4097}, "limits.hot_path_memory_mib", "memory-mib"),
-    ({"hot_path_memory_mib": 1.5}, "limits.hot_path_memory_mib", "type"),
-    ({"hot_path_memory_mib": "64"}, "limits.hot_path_memory_mib", "type"),
-    ({"hot_path_memory_mib": True}, "limits.hot_path_memory_mib", "type"),
-    ({"hot_path_memory": 64}, "limits.hot_path_memory", "unknown-key"),
-    ([64], "limits", "type"),
-])
+@pytest.mark.parametrize(
+    "limits, path, rule",
+    [
+        ({"hot_path_memory_mib": 0}, "limits.hot_path_memory_mib", "memory-mib"),
+        ({"hot_path_memory_mib": -5}, "limits.hot_path_memory_mib", "memory-mib"),
+        ({"hot_path_memory_mib": 4097}, "limits.hot_path_memory_mib", "memory-mib"),
+        ({"hot_path_memory_mib": 1.5}, "limits.hot_path_memory_mib", "type"),
+        ({"hot_path_memory_mib": "64"}, "limits.hot_path_memory_mib", "type"),
+        ({"hot_path_memory_mib": True}, "limits.hot_path_memory_mib", "type"),
+        ({"hot_path_memory": 64}, "limits.hot_path_memory", "unknown-key"),
+        ([64], "limits", "type"),
+    ],
+)
 def test_broken_limits_name_the_field_and_the_rule(limits, path, rule):
     with pytest.raises(ManifestError) as caught:
         parse_manifest({**BASE, "limits": limits})

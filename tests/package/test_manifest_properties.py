@@ -1,4 +1,5 @@
 """Property tests: no input, however broken, makes the parser raise anything but ManifestError."""
+
 from __future__ import annotations
 
 import copy
@@ -21,15 +22,38 @@ json_scalars = (
     | st.text(max_size=12)
     # Strings that matter to the rules: kinds, worlds, paths, JSON text, endpoints.
     | st.sampled_from(
-        ["decoder", "output-sink", "dsp", "../x", "/abs", "C:/w", "a\\b", "{}", "{", "[1]",
-         '{"type":"object"}', "stellatune:plugin/dsp-plugin@0.1.0", "*", ".", "", " ",
-         "*.example.org:443", "127.0.0.1:0", "[::1]:80", "1A", "x\x00y", "NaN"]
+        [
+            "decoder",
+            "output-sink",
+            "dsp",
+            "../x",
+            "/abs",
+            "C:/w",
+            "a\\b",
+            "{}",
+            "{",
+            "[1]",
+            '{"type":"object"}',
+            "stellatune:plugin/dsp-plugin@0.1.0",
+            "*",
+            ".",
+            "",
+            " ",
+            "*.example.org:443",
+            "127.0.0.1:0",
+            "[::1]:80",
+            "1A",
+            "x\x00y",
+            "NaN",
+        ]
     )
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | st.sampled_from(["id", "path", "kind"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.sampled_from(["id", "path", "kind"]), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

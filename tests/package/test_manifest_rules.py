@@ -1,4 +1,5 @@
 """One broken manifest per rule: each must be reported with its JSON path and rule name."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,12 @@ CASES = [
     ("path-backslash", _set("components[0].path", "wasm\\x.wasm"), "components[0].path", "safe-path"),
     ("path-nul", _set("components[0].path", "x\x00.wasm"), "components[0].path", "safe-path"),
     ("world-blank", _set("components[0].world", ""), "components[0].world", "not-blank"),
-    ("world-unknown", _set("components[0].world", "stellatune:plugin/video-plugin@0.1.0"),
-     "components[0].world", "world"),
+    (
+        "world-unknown",
+        _set("components[0].world", "stellatune:plugin/video-plugin@0.1.0"),
+        "components[0].world",
+        "world",
+    ),
     ("abilities-empty", _set("components[0].abilities", []), "components[0].abilities", "non-empty"),
     ("abilities-missing", _set("components[0].abilities", ...), "components[0].abilities", "required"),
     ("kind-unknown", _set(f"{DEC}.kind", "video"), f"{DEC}.kind", "kind"),
@@ -79,34 +84,56 @@ CASES = [
     ("schema-not-json", _set(f"{DSP}.config_schema_json", "{oops"), f"{DSP}.config_schema_json", "json"),
     ("default-not-json", _set(f"{DSP}.default_config_json", "[1,"), f"{DSP}.default_config_json", "json"),
     ("default-nan", _set(f"{DSP}.default_config_json", "NaN"), f"{DSP}.default_config_json", "json"),
-    ("default-vs-schema", _set(f"{DSP}.default_config_json", '{"gain_db": "loud"}'),
-     f"{DSP}.default_config_json", "default-config"),
-    ("schema-invalid", _set(f"{DSP}.config_schema_json", '{"type": "whatever"}'),
-     f"{DSP}.config_schema_json", "config-schema"),
-    ("schema-not-object", _set(f"{DSP}.config_schema_json", "[1]"), f"{DSP}.config_schema_json",
-     "config-schema"),
-    ("schema-remote-ref", _set(f"{DSP}.config_schema_json", '{"$ref": "http://127.0.0.1:9/s.json"}'),
-     f"{DSP}.config_schema_json", "config-schema"),
-    ("decoder-on-dsp", _set(f"{DSP}.decoder", {"ext_scores": [{"ext": "x", "score": 1}]}),
-     f"{DSP}.decoder", "decoder-kind"),
+    (
+        "default-vs-schema",
+        _set(f"{DSP}.default_config_json", '{"gain_db": "loud"}'),
+        f"{DSP}.default_config_json",
+        "default-config",
+    ),
+    (
+        "schema-invalid",
+        _set(f"{DSP}.config_schema_json", '{"type": "whatever"}'),
+        f"{DSP}.config_schema_json",
+        "config-schema",
+    ),
+    ("schema-not-object", _set(f"{DSP}.config_schema_json", "[1]"), f"{DSP}.config_schema_json", "config-schema"),
+    (
+        "schema-remote-ref",
+        _set(f"{DSP}.config_schema_json", '{"$ref": "http://127.0.0.1:9/s.json"}'),
+        f"{DSP}.config_schema_json",
+        "config-schema",
+    ),
+    (
+        "decoder-on-dsp",
+        _set(f"{DSP}.decoder", {"ext_scores": [{"ext": "x", "score": 1}]}),
+        f"{DSP}.decoder",
+        "decoder-kind",
+    ),
     ("decoder-missing", _set(f"{DEC}.decoder", ...), f"{DEC}.decoder", "decoder-rules"),
-    ("decoder-unusable", _set(f"{DEC}.decoder", {"ext_scores": [], "wildcard_score": 0}),
-     f"{DEC}.decoder", "decoder-rules"),
-    ("ext-empty", _set(f"{DEC}.decoder.ext_scores[0].ext", " . "),
-     f"{DEC}.decoder.ext_scores[0].ext", "ext"),
+    (
+        "decoder-unusable",
+        _set(f"{DEC}.decoder", {"ext_scores": [], "wildcard_score": 0}),
+        f"{DEC}.decoder",
+        "decoder-rules",
+    ),
+    ("ext-empty", _set(f"{DEC}.decoder.ext_scores[0].ext", " . "), f"{DEC}.decoder.ext_scores[0].ext", "ext"),
     ("ext-star", _set(f"{DEC}.decoder.ext_scores[0].ext", "*"), f"{DEC}.decoder.ext_scores[0].ext", "ext"),
-    ("ext-unique", _set(f"{DEC}.decoder.ext_scores", [{"ext": "mp3", "score": 1}, {"ext": ".MP3 ", "score": 2}]),
-     f"{DEC}.decoder.ext_scores[1].ext", "unique"),
-    ("score-u16", _set(f"{DEC}.decoder.ext_scores[0].score", 65536),
-     f"{DEC}.decoder.ext_scores[0].score", "u16"),
-    ("score-type", _set(f"{DEC}.decoder.ext_scores[0].score", "50"),
-     f"{DEC}.decoder.ext_scores[0].score", "type"),
-    ("score-float", _set(f"{DEC}.decoder.ext_scores[0].score", 5.0),
-     f"{DEC}.decoder.ext_scores[0].score", "type"),
+    (
+        "ext-unique",
+        _set(f"{DEC}.decoder.ext_scores", [{"ext": "mp3", "score": 1}, {"ext": ".MP3 ", "score": 2}]),
+        f"{DEC}.decoder.ext_scores[1].ext",
+        "unique",
+    ),
+    ("score-u16", _set(f"{DEC}.decoder.ext_scores[0].score", 65536), f"{DEC}.decoder.ext_scores[0].score", "u16"),
+    ("score-type", _set(f"{DEC}.decoder.ext_scores[0].score", "50"), f"{DEC}.decoder.ext_scores[0].score", "type"),
+    ("score-float", _set(f"{DEC}.decoder.ext_scores[0].score", 5.0), f"{DEC}.decoder.ext_scores[0].score", "type"),
     ("wildcard-u16", _set(f"{DEC}.decoder.wildcard_score", -1), f"{DEC}.decoder.wildcard_score", "u16"),
-    ("ability-key-unique", lambda d: d["components"][1]["abilities"].append(
-        dict(d["components"][1]["abilities"][0], type_id=" gain ")),
-     "components[1].abilities[1].type_id", "unique"),
+    (
+        "ability-key-unique",
+        lambda d: d["components"][1]["abilities"].append(dict(d["components"][1]["abilities"][0], type_id=" gain ")),
+        "components[1].abilities[1].type_id",
+        "unique",
+    ),
 ]
 
 
@@ -174,7 +201,11 @@ def test_output_sink_is_accepted_in_both_spellings(manifest_dict, spelling):
 
 def test_world_names_of_every_kind():
     assert [k.world_name for k in AbilityKind] == [
-        "decoder-plugin", "source-plugin", "lyrics-plugin", "output-sink-plugin", "dsp-plugin",
+        "decoder-plugin",
+        "source-plugin",
+        "lyrics-plugin",
+        "output-sink-plugin",
+        "dsp-plugin",
     ]
 
 

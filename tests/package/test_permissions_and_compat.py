@@ -1,4 +1,5 @@
 """The permissions block, endpoint matching, and the original project's real manifests."""
+
 from __future__ import annotations
 
 import json
@@ -68,17 +69,16 @@ BAD = [
 
 @pytest.mark.parametrize("key,entry,rule", BAD, ids=[f"{k}:{e!r}" for k, e, _ in BAD])
 def test_bad_permission_entries(manifest_dict, key, entry, rule):
-    manifest_dict["permissions"] = {key: ["LANG" if key == "env" else "ok.example:1", entry]
-                                    if key in ("env", "http", "tcp") else [entry]}
+    manifest_dict["permissions"] = {
+        key: ["LANG" if key == "env" else "ok.example:1", entry] if key in ("env", "http", "tcp") else [entry]
+    }
     if rule is None:
         parse_manifest(manifest_dict)
         return
     with pytest.raises(ManifestError) as caught:
         parse_manifest(manifest_dict)
     index = 1 if key in ("env", "http", "tcp") else 0
-    assert [(p.json_path, p.rule) for p in caught.value.problems] == [
-        (f"permissions.{key}[{index}]", rule)
-    ]
+    assert [(p.json_path, p.rule) for p in caught.value.problems] == [(f"permissions.{key}[{index}]", rule)]
 
 
 def test_permission_lists_and_block_are_type_checked(manifest_dict):

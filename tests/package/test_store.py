@@ -1,4 +1,5 @@
 """Discovery, list and uninstall, including deletes that fail and the marker that tracks them."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def plugins(tmp_path):
 @pytest.fixture
 def install(tmp_path, plugins, pk):
     def install(plugin_id: str, version: str = "1.0.0", extra=None):
-        src = pk.write_package(tmp_path / "src" / f"{plugin_id}-{version}",
-                               pk.valid_manifest_dict(plugin_id, version), extra)
+        src = pk.write_package(
+            tmp_path / "src" / f"{plugin_id}-{version}", pk.valid_manifest_dict(plugin_id, version), extra
+        )
         return install_from_artifact(plugins, src)
 
     return install
@@ -38,8 +40,7 @@ def install(tmp_path, plugins, pk):
 def _place(plugins: Path, rel: str, pk, plugin_id: str) -> Path:
     """Put an installed-looking plugin at ``plugins/rel`` by hand (receipt included)."""
     root = pk.write_package(plugins / rel, pk.valid_manifest_dict(plugin_id))
-    (root / ".install.json").write_text(json.dumps({"manifest": {"id": plugin_id},
-                                                    "manifest_rel_path": "plugin.json"}))
+    (root / ".install.json").write_text(json.dumps({"manifest": {"id": plugin_id}, "manifest_rel_path": "plugin.json"}))
     return root
 
 
@@ -49,11 +50,11 @@ def _place(plugins: Path, rel: str, pk, plugin_id: str) -> Path:
 def test_discovery_finds_installed_plugins_and_nothing_else(plugins, install, pk):
     install("dev.test.b")
     install("dev.test.a")
-    _place(plugins, ".staging-leftover/pkg", pk, "dev.test.hidden")   # host dot-dir
-    _place(plugins, "vendor/x/deep", pk, "dev.test.depth4")            # receipt at depth 4: found
-    _place(plugins, "vendor/x/y/deeper", pk, "dev.test.depth5")        # at depth 5: not
-    _place(plugins, "dev.test.a/data/inner", pk, "dev.test.nested")    # inside a plugin: not
-    (plugins / "linked").symlink_to(plugins / "dev.test.a")            # links are not followed
+    _place(plugins, ".staging-leftover/pkg", pk, "dev.test.hidden")  # host dot-dir
+    _place(plugins, "vendor/x/deep", pk, "dev.test.depth4")  # receipt at depth 4: found
+    _place(plugins, "vendor/x/y/deeper", pk, "dev.test.depth5")  # at depth 5: not
+    _place(plugins, "dev.test.a/data/inner", pk, "dev.test.nested")  # inside a plugin: not
+    (plugins / "linked").symlink_to(plugins / "dev.test.a")  # links are not followed
     (plugins / "no-receipt").mkdir()
     pk.write_package(plugins / "no-receipt", pk.valid_manifest_dict("dev.test.unreceipted"))
 
@@ -111,7 +112,9 @@ def test_list_is_sorted_by_id_then_root(plugins, install, pk):
     _place(plugins, "aa/dev.test.c", pk, "dev.test.c")
     rows = list_installed(plugins)
     assert [(r.id, r.root_dir.name) for r in rows] == [
-        ("dev.test.a", "dev.test.a"), ("dev.test.b", "dev.test.b"), ("dev.test.c", "dev.test.c"),
+        ("dev.test.a", "dev.test.a"),
+        ("dev.test.b", "dev.test.b"),
+        ("dev.test.c", "dev.test.c"),
     ]
     assert {r.install_state for r in rows} == {InstallState.INSTALLED}
 
@@ -207,7 +210,10 @@ def test_marker_retry_logic_with_an_injected_remover(plugins, install):
         rows = list_installed(plugins, remove=remove)
         seen.append([(r.install_state.value, r.uninstall_retry_count) for r in rows])
     assert seen == [
-        [("pending_uninstall", 1)], [("pending_uninstall", 2)], [("delete_failed", 3)], [],
+        [("pending_uninstall", 1)],
+        [("pending_uninstall", 2)],
+        [("delete_failed", 3)],
+        [],
     ]
     assert remove.calls == [row.root_dir] * 5 and not row.root_dir.exists()
 

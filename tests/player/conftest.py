@@ -1,6 +1,7 @@
 """Player fixtures: the example plugins installed into a temporary plugins directory, synced by a
 real runtime over a real ComponentExecutor (as tests/compose/conftest.py), and a helper that
 runs a player on the offline ``file:`` output and returns what it rendered."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -46,13 +47,14 @@ def install(runtime: WasmPluginRuntime, built: Callable[[str], Path]) -> Callabl
         report = runtime.sync_plugins()
         assert not report.errors, report.errors
         return ids
+
     return go
 
 
 @pytest.fixture
 def noise() -> Callable[..., np.ndarray]:
     rng = np.random.default_rng(7)
-    return lambda frames, channels=2: (rng.random((frames, channels), dtype=np.float32) - 0.5)
+    return lambda frames, channels=2: rng.random((frames, channels), dtype=np.float32) - 0.5
 
 
 def db(x: float) -> float:
@@ -72,8 +74,9 @@ def jack_server(tmp_path_factory):
         pytest.fail("jackd (Debian jackd2) is required for the audio tests")
     name = f"st-player-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
-    subprocess.run([str(script), "start", "--name", name, "--frames", "128"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(script), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
     old = os.environ.get("JACK_DEFAULT_SERVER")
     os.environ["JACK_DEFAULT_SERVER"] = name
     os.environ["JACK_NO_START_SERVER"] = "1"

@@ -1,4 +1,5 @@
 """stellatune.Player: gapless queue, resampling, seek, transport, volume, live edits, events."""
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ def until(cond, timeout=20.0, what="condition"):
 
 def test_player_is_exported_lazily():
     from stellatune.compose import Player
+
     assert stellatune.Player is Player
 
 
@@ -103,8 +105,8 @@ def test_seek_lands_on_target_and_fades(runtime, tmp_path):
     assert len(hits) == 1, "the post-seek audio is in the output once"
     k = hits[0]
     n = len(src) - probe
-    np.testing.assert_array_equal(out[k:k + n], src[probe:])  # landed exactly on the target frame
-    region = out[:k + n]
+    np.testing.assert_array_equal(out[k : k + n], src[probe:])  # landed exactly on the target frame
+    region = out[: k + n]
     assert np.max(np.abs(np.diff(region, axis=0))) < 0.05  # faded out and in: no click
     assert events and events[0]["position"] == target
 
@@ -138,7 +140,11 @@ def test_skip_goes_to_the_next_item(runtime, noise):
         assert played < 5 * RATE  # the 10 s item did not play out
         until(lambda: len(events) >= 4, what="events", timeout=5)
     assert [(e["kind"], e["item_no"]) for e in events] == [
-        ("track-started", 1), ("track-ended", 1), ("track-started", 2), ("track-ended", 2)]
+        ("track-started", 1),
+        ("track-ended", 1),
+        ("track-started", 2),
+        ("track-ended", 2),
+    ]
 
 
 def test_volume_ramps_without_steps(runtime, tmp_path):
@@ -152,7 +158,7 @@ def test_volume_ramps_without_steps(runtime, tmp_path):
         assert p.wait(timeout=20)
     out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
     nz = np.flatnonzero(out[:, 0])
-    body = out[nz[0]:nz[-1] + 1, 0]
+    body = out[nz[0] : nz[-1] + 1, 0]
     assert np.max(np.abs(np.diff(body))) < 0.01  # smoothed: no zipper step
     assert abs(body[-1] - 0.5 * db(-20)) < 1e-3 and body[0] == 0.5
 

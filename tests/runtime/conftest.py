@@ -3,6 +3,7 @@ tmp plugins directory, and a lifecycle host that records (and can fail) every ho
 
 The ``.wasm`` files hold placeholder bytes: the runtime never runs them, it only hashes them.
 """
+
 from __future__ import annotations
 
 import json

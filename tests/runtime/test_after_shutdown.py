@@ -1,6 +1,7 @@
 """After shutdown()/close(): WasmPluginRuntime, ComponentExecutor and Pipeline refuse every
 operation with RuntimeStateError, shut down idempotently, and warn (ResourceWarning) when
 collected without it."""
+
 import gc
 
 import numpy as np
@@ -17,9 +18,12 @@ def test_a_shut_down_runtime_refuses_operations(plugins_dir, host):
     rt.sync_plugins()
     rt.shutdown()
     assert rt.shutdown() == []  # idempotent
-    for call in (rt.sync_plugins, lambda: rt.unload("dev.test.a"),
-                 lambda: rt.set_desired_state("dev.test.a", DesiredState.DISABLED),
-                 lambda: rt.replace_desired_states({})):
+    for call in (
+        rt.sync_plugins,
+        lambda: rt.unload("dev.test.a"),
+        lambda: rt.set_desired_state("dev.test.a", DesiredState.DISABLED),
+        lambda: rt.replace_desired_states({}),
+    ):
         with pytest.raises(RuntimeStateError, match=f"runtime of {plugins_dir} is shut down"):
             call()
     assert rt.is_shut_down and rt.active_plugins() == []  # reads keep working
@@ -37,8 +41,12 @@ def test_a_shut_down_executor_refuses_operations(tmp_path):
     ex = ComponentExecutor(cache_dir=tmp_path / "cache")
     ex.shutdown()
     ex.shutdown()  # idempotent
-    for call in (lambda: ex.dsp("dev.test.a", "main"), lambda: ex.decoder("dev.test.a", "main"),
-                 lambda: ex.host_imports("dev.test.a"), lambda: ex.activate(None, [])):
+    for call in (
+        lambda: ex.dsp("dev.test.a", "main"),
+        lambda: ex.decoder("dev.test.a", "main"),
+        lambda: ex.host_imports("dev.test.a"),
+        lambda: ex.activate(None, []),
+    ):
         with pytest.raises(RuntimeStateError, match=r"ComponentExecutor .* shut down"):
             call()
 
@@ -57,7 +65,10 @@ def test_a_closed_pipeline_refuses_operations(plugins_dir):
     np.testing.assert_array_equal(board.process(x, 48000), x)
     board.close()
     board.close()  # idempotent
-    for call in (lambda: board.process(x, 48000), lambda: board.play(x, sample_rate=48000),
-                 lambda: board.chain(48000, 2)):
+    for call in (
+        lambda: board.process(x, 48000),
+        lambda: board.play(x, sample_rate=48000),
+        lambda: board.chain(48000, 2),
+    ):
         with pytest.raises(RuntimeStateError, match=r"Pipeline .*closed"):
             call()

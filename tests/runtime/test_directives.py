@@ -1,5 +1,6 @@
 """The original's plugin directives: a typed value, a thread-safe subscriber registry, and the
 runtime emitting ``Rebuild`` / ``Destroy`` where the original did (reference §2.3 step 5, §2.4)."""
+
 from __future__ import annotations
 
 import logging
@@ -39,15 +40,18 @@ def test_directive_kinds_and_their_json_are_the_originals():
     assert PluginDirective.destroy("host_disable").reason is DisableReason.HOST_DISABLE
 
 
-@pytest.mark.parametrize("make", [
-    lambda: PluginDirective(DirectiveKind.DESTROY),
-    lambda: PluginDirective(DirectiveKind.REBUILD, reason=DisableReason.UNLOAD),
-    lambda: PluginDirective(DirectiveKind.UPDATE_CONFIG),
-    lambda: PluginDirective.update_config("{not json"),
-    lambda: PluginDirective(DirectiveKind.REBUILD, config_json="{}"),
-    lambda: PluginDirective.destroy("sleepy"),
-    lambda: PluginDirective("explode"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PluginDirective(DirectiveKind.DESTROY),
+        lambda: PluginDirective(DirectiveKind.REBUILD, reason=DisableReason.UNLOAD),
+        lambda: PluginDirective(DirectiveKind.UPDATE_CONFIG),
+        lambda: PluginDirective.update_config("{not json"),
+        lambda: PluginDirective(DirectiveKind.REBUILD, config_json="{}"),
+        lambda: PluginDirective.destroy("sleepy"),
+        lambda: PluginDirective("explode"),
+    ],
+)
 def test_malformed_directives_are_refused(make):
     with pytest.raises(ValueError):
         make()

@@ -1,5 +1,6 @@
 """Host grants: stored beside the desired states, checked by the manifest's permission rules,
 handed to the lifecycle host with each activation, and part of the plugin signature."""
+
 from __future__ import annotations
 
 import json
@@ -25,19 +26,42 @@ def test_grants_are_validated_stored_atomically_and_survive_a_new_runtime(plugin
     (root / "bin").mkdir()
     (root / "bin" / "helper").write_bytes(b"#!/bin/sh\n")
     with WasmPluginRuntime(plugins_dir, host) as rt:
-        change = rt.grant(PID, {"http": ["127.0.0.1:46321", " 127.0.0.1:46321 "], "sidecars": ["bin/helper"],
-                                "tcp": ["media.local:9000"], "files": ["data"], "env": ["HOME"]})
-        assert change.changed == Permissions(files=("data",), http=("127.0.0.1:46321",), tcp=("media.local:9000",),
-                                             sidecars=("bin/helper",), env=("HOME",))
+        change = rt.grant(
+            PID,
+            {
+                "http": ["127.0.0.1:46321", " 127.0.0.1:46321 "],
+                "sidecars": ["bin/helper"],
+                "tcp": ["media.local:9000"],
+                "files": ["data"],
+                "env": ["HOME"],
+            },
+        )
+        assert change.changed == Permissions(
+            files=("data",),
+            http=("127.0.0.1:46321",),
+            tcp=("media.local:9000",),
+            sidecars=("bin/helper",),
+            env=("HOME",),
+        )
         assert change.unchanged.is_empty() and change.grants == change.changed
         again = rt.grant(PID, {"http": ["127.0.0.1:46321", "*.example.org"]})
         assert again.changed == Permissions(http=("*.example.org",))
         assert again.unchanged == Permissions(http=("127.0.0.1:46321",))
 
     doc = json.loads((plugins_dir / STATE_FILE_NAME).read_text())
-    assert doc == {"schema_version": 1, "desired_states": {},
-                   "host_grants": {PID: {"files": ["data"], "http": ["127.0.0.1:46321", "*.example.org"],
-                                         "tcp": ["media.local:9000"], "sidecars": ["bin/helper"], "env": ["HOME"]}}}
+    assert doc == {
+        "schema_version": 1,
+        "desired_states": {},
+        "host_grants": {
+            PID: {
+                "files": ["data"],
+                "http": ["127.0.0.1:46321", "*.example.org"],
+                "tcp": ["media.local:9000"],
+                "sidecars": ["bin/helper"],
+                "env": ["HOME"],
+            }
+        },
+    }
     assert sorted(p.name for p in plugins_dir.iterdir() if p.name.startswith(".")) == [STATE_FILE_NAME]
 
     with WasmPluginRuntime(plugins_dir, host) as rt:
@@ -48,19 +72,22 @@ def test_grants_are_validated_stored_atomically_and_survive_a_new_runtime(plugin
     assert WasmPluginRuntime(plugins_dir).host_grants(PID).sidecars == ("bin/helper",)
 
 
-@pytest.mark.parametrize("grants, field, rule", [
-    ({"http": ["http://127.0.0.1:46321"]}, "http", "endpoint"),
-    ({"http": ["127.0.0.1:99999"]}, "http", "endpoint"),
-    ({"tcp": ["127.0.0.1"]}, "tcp", "endpoint"),
-    ({"files": ["../music"]}, "files", "safe-path"),
-    ({"files": ["/etc"]}, "files", "safe-path"),
-    ({"sidecars": ["bin/not-there"]}, "sidecars", "exists"),
-    ({"sidecars": ["/usr/bin/node"]}, "sidecars", "safe-path"),
-    ({"env": ["NOT-A-NAME"]}, "env", "env-name"),
-    ({"http": [" "]}, "http", "not-blank"),
-    ({"http": "127.0.0.1"}, "http", "type"),
-    ({"udp": ["127.0.0.1:53"]}, "udp", "unknown-key"),
-])
+@pytest.mark.parametrize(
+    "grants, field, rule",
+    [
+        ({"http": ["http://127.0.0.1:46321"]}, "http", "endpoint"),
+        ({"http": ["127.0.0.1:99999"]}, "http", "endpoint"),
+        ({"tcp": ["127.0.0.1"]}, "tcp", "endpoint"),
+        ({"files": ["../music"]}, "files", "safe-path"),
+        ({"files": ["/etc"]}, "files", "safe-path"),
+        ({"sidecars": ["bin/not-there"]}, "sidecars", "exists"),
+        ({"sidecars": ["/usr/bin/node"]}, "sidecars", "safe-path"),
+        ({"env": ["NOT-A-NAME"]}, "env", "env-name"),
+        ({"http": [" "]}, "http", "not-blank"),
+        ({"http": "127.0.0.1"}, "http", "type"),
+        ({"udp": ["127.0.0.1:53"]}, "udp", "unknown-key"),
+    ],
+)
 def test_an_invalid_grant_is_refused_naming_the_field_and_rule(plugins_dir, install, grants, field, rule):
     install(PID, kind="source")
     with WasmPluginRuntime(plugins_dir) as rt:
@@ -135,8 +162,9 @@ def test_clear_host_grants_forgets_them(plugins_dir, install):
 
 def test_a_broken_grant_in_the_state_file_makes_it_corrupt(plugins_dir):
     path = plugins_dir / STATE_FILE_NAME
-    path.write_text(json.dumps({"schema_version": 1, "desired_states": {},
-                                "host_grants": {PID: {"files": ["../../etc"]}}}))
+    path.write_text(
+        json.dumps({"schema_version": 1, "desired_states": {}, "host_grants": {PID: {"files": ["../../etc"]}}})
+    )
     with pytest.raises(RuntimeStateError, match=r"corrupt.*files.*\.\.") as caught:
         WasmPluginRuntime(plugins_dir)
     assert PID in str(caught.value)

@@ -1,4 +1,5 @@
 """Hook reasons and their order, unload, shutdown, re-entrancy and concurrent use."""
+
 from __future__ import annotations
 
 import threading
@@ -25,16 +26,16 @@ def test_hosts_satisfy_the_protocol(host):
 def test_hook_reasons_in_order_over_a_plugin_lifetime(plugins_dir, install, host):
     install("dev.test.a", version="1")
     rt = WasmPluginRuntime(plugins_dir, host)
-    rt.sync_plugins()                                        # activate
+    rt.sync_plugins()  # activate
     install("dev.test.a", version="2")
-    rt.sync_plugins()                                        # reload
+    rt.sync_plugins()  # reload
     rt.set_desired_state("dev.test.a", DesiredState.DISABLED)  # host-disable
     rt.set_desired_state("dev.test.a", DesiredState.ENABLED)
-    rt.sync_plugins()                                        # activate
-    assert rt.unload("dev.test.a") is True                   # unload
-    rt.sync_plugins()                                        # activate again: unload kept it enabled
+    rt.sync_plugins()  # activate
+    assert rt.unload("dev.test.a") is True  # unload
+    rt.sync_plugins()  # activate again: unload kept it enabled
     package.uninstall_by_id(plugins_dir, "dev.test.a")
-    rt.sync_plugins()                                        # unload (removed from disk)
+    rt.sync_plugins()  # unload (removed from disk)
     assert rt.shutdown() == []
     assert host.events == [
         ("activate", "dev.test.a", "1"),
@@ -81,9 +82,12 @@ def test_shutdown_deactivates_all_then_the_host_and_is_idempotent(plugins_dir, i
     assert rt.shutdown() == []
     assert host.take() == []
     assert rt.is_shut_down and rt.active_plugins() == [] and rt.decoder_candidates("mp3") == []
-    for call in (rt.sync_plugins, lambda: rt.unload("dev.test.a"),
-                 lambda: rt.set_desired_state("dev.test.a", DesiredState.DISABLED),
-                 lambda: rt.replace_desired_states({})):
+    for call in (
+        rt.sync_plugins,
+        lambda: rt.unload("dev.test.a"),
+        lambda: rt.set_desired_state("dev.test.a", DesiredState.DISABLED),
+        lambda: rt.replace_desired_states({}),
+    ):
         with pytest.raises(RuntimeStateError, match="shut down"):
             call()
 

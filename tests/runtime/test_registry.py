@@ -1,4 +1,5 @@
 """Capability descriptors, the plugin signature, capability lookups and decoder ranking (§2.2)."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,14 +20,19 @@ def decoder(type_id: str, exts: dict[str, int] | None = None, wildcard: int | No
 
 def manifest_of(*abilities: Ability, version: str = "1") -> Manifest:
     return Manifest(
-        schema_version=1, id="dev.test.m", name="M", version=version, api_version=1,
+        schema_version=1,
+        id="dev.test.m",
+        name="M",
+        version=version,
+        api_version=1,
         components=(Component("c", "c.wasm", "stellatune:plugin/decoder-plugin@0.1.0", abilities),),
     )
 
 
 def test_descriptor_defaults_and_normalisation():
     ability = Ability(
-        AbilityKind.DECODER, "  dec  ",
+        AbilityKind.DECODER,
+        "  dec  ",
         decoder=DecoderRules((ExtScore(".MP3", 10), ExtScore("mp3", 40), ExtScore(" Flac ", 5))),
     )
     (cap,) = build_capabilities(manifest_of(ability))
@@ -40,12 +46,19 @@ def test_descriptor_defaults_and_normalisation():
 
 def test_descriptor_keeps_given_fields():
     ability = Ability(
-        AbilityKind.DECODER, "dec", display_name="Decoder", config_schema_json='{"type":"object"}',
-        default_config_json='{"a":1}', decoder=DecoderRules((), wildcard_score=7),
+        AbilityKind.DECODER,
+        "dec",
+        display_name="Decoder",
+        config_schema_json='{"type":"object"}',
+        default_config_json='{"a":1}',
+        decoder=DecoderRules((), wildcard_score=7),
     )
     (cap,) = build_capabilities(manifest_of(ability))
     assert (cap.display_name, cap.config_schema_json, cap.default_config_json) == (
-        "Decoder", '{"type":"object"}', '{"a":1}')
+        "Decoder",
+        '{"type":"object"}',
+        '{"a":1}',
+    )
     assert cap.decoder_wildcard_score == 7
     assert cap.to_json()["kind"] == "decoder"
 
@@ -80,8 +93,8 @@ def ids(caps):
 def test_exact_rule_beats_wildcard_and_ties_sort_by_ids(decoders_runtime):
     assert ids(decoders_runtime.decoder_candidates("mp3")) == [
         ("dev.test.b", "mp3-only"),  # 80
-        ("dev.test.a", "generic"),   # 50 (exact rule, not its wildcard)
-        ("dev.test.a", "z-any"),     # 10 wildcard
+        ("dev.test.a", "generic"),  # 50 (exact rule, not its wildcard)
+        ("dev.test.a", "z-any"),  # 10 wildcard
         ("dev.test.c", "fallback"),  # 5 wildcard; dev.test.d's explicit mp3:0 drops it
     ]
 
@@ -100,8 +113,11 @@ def test_unknown_or_empty_extension_uses_wildcards(decoders_runtime):
 
 def test_all_decoders_is_the_local_file_fallback(decoders_runtime):
     assert ids(decoders_runtime.all_decoders()) == [
-        ("dev.test.a", "generic"), ("dev.test.a", "z-any"), ("dev.test.b", "mp3-only"),
-        ("dev.test.c", "fallback"), ("dev.test.d", "flac"),
+        ("dev.test.a", "generic"),
+        ("dev.test.a", "z-any"),
+        ("dev.test.b", "mp3-only"),
+        ("dev.test.c", "fallback"),
+        ("dev.test.d", "flac"),
     ]
 
 
@@ -140,8 +156,18 @@ def registry_of(decoders) -> ActiveRegistry:
     by_plugin: dict[str, dict[str, CapabilityDescriptor]] = {}
     for pid, tid, exts, wildcard in decoders:
         by_plugin.setdefault(pid, {})[tid] = CapabilityDescriptor(
-            pid, "c", "c.wasm", "stellatune:plugin/decoder-plugin@0.1.0", AbilityKind.DECODER, tid,
-            tid, "{}", "{}", tuple(ExtScore(e, s) for e, s in exts.items()), wildcard)
+            pid,
+            "c",
+            "c.wasm",
+            "stellatune:plugin/decoder-plugin@0.1.0",
+            AbilityKind.DECODER,
+            tid,
+            tid,
+            "{}",
+            "{}",
+            tuple(ExtScore(e, s) for e, s in exts.items()),
+            wildcard,
+        )
     reg = ActiveRegistry()
     for pid, caps in by_plugin.items():
         info = RuntimePluginInfo(pid, pid, "1", None, None, 1, None)  # type: ignore[arg-type]

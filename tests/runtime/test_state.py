@@ -1,4 +1,5 @@
 """Desired states persist in <plugins_dir>/.stellatune-state.json and survive a new runtime."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """sync_plugins: every transition of reference §2.3, the report shape, and the host calls made."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,7 @@ def test_new_plugin_is_activated_and_reported(plugins_dir, install, host):
     assert report.active_plugins[0].manifest_path == root / "plugin.json"
     assert rows(report) == [("dev.test.a", M, A, "load_new", "applied", "new")]
     status = report.status_of("dev.test.a")
-    assert (status.desired_state, status.lifecycle_state, status.last_error) == (
-        DesiredState.ENABLED, A, None)
+    assert (status.desired_state, status.lifecycle_state, status.last_error) == (DesiredState.ENABLED, A, None)
     assert report.errors == () and report.ok
     assert host.take() == [("activate", "dev.test.a", "1.0.0")]
     t = report.timings_ms
@@ -277,25 +277,47 @@ def test_report_json_is_stable_and_serialisable(plugins_dir, install, host):
     report = WasmPluginRuntime(plugins_dir, host).sync_plugins()
     doc = json.loads(json.dumps(report.to_json()))
     assert list(doc) == [
-        "revision", "discovered_plugins", "active_plugins", "plugin_statuses",
-        "transitions", "errors", "warnings", "timings_ms",
+        "revision",
+        "discovered_plugins",
+        "active_plugins",
+        "plugin_statuses",
+        "transitions",
+        "errors",
+        "warnings",
+        "timings_ms",
     ]
-    assert list(doc["active_plugins"][0]) == [
-        "id", "name", "version", "root_dir", "manifest_path", "component_count"]
-    assert doc["plugin_statuses"] == [{
-        "plugin_id": "dev.test.a", "desired_state": "enabled",
-        "lifecycle_state": "active", "last_error": None}]
-    assert doc["transitions"] == [{
-        "plugin_id": "dev.test.a", "from": "missing", "to": "active",
-        "trigger": "load_new", "outcome": "applied", "detail": "new"}]
+    assert list(doc["active_plugins"][0]) == ["id", "name", "version", "root_dir", "manifest_path", "component_count"]
+    assert doc["plugin_statuses"] == [
+        {"plugin_id": "dev.test.a", "desired_state": "enabled", "lifecycle_state": "active", "last_error": None}
+    ]
+    assert doc["transitions"] == [
+        {
+            "plugin_id": "dev.test.a",
+            "from": "missing",
+            "to": "active",
+            "trigger": "load_new",
+            "outcome": "applied",
+            "detail": "new",
+        }
+    ]
     assert set(doc["timings_ms"]) == {"discover", "apply", "total"}
     assert all(isinstance(v, float) and v > 0 for v in doc["timings_ms"].values())
     assert [e.value for e in TransitionTrigger] == [
-        "load_new", "reload_changed", "disable_requested", "removed_from_disk"]
+        "load_new",
+        "reload_changed",
+        "disable_requested",
+        "removed_from_disk",
+    ]
     assert [e.value for e in TransitionOutcome] == ["applied", "skipped", "failed"]
     assert [e.value for e in TransitionDetail] == [
-        "new", "manifest_changed", "disabled", "already_inactive", "removed",
-        "install_failed", "uninstall_failed"]
+        "new",
+        "manifest_changed",
+        "disabled",
+        "already_inactive",
+        "removed",
+        "install_failed",
+        "uninstall_failed",
+    ]
 
 
 def test_host_prepare_runs_before_a_reload_only(plugins_dir, install, preparing_host):

@@ -1,6 +1,7 @@
 """The runtime driving the real component executor on the real example gain plugin (C, built from
 examples/plugins/gain and cached by the SDK builder): activation compiles it, disable tears it down,
 and broken updates are reported without losing the working version when its files remain."""
+
 from __future__ import annotations
 
 import json
@@ -63,7 +64,10 @@ def test_garbage_component_is_reported_as_install_failed(plugins_dir, gain_zip, 
         report = rt.sync_plugins()
     (transition,) = report.transitions
     assert (transition.trigger.value, transition.outcome.value, transition.detail.value) == (
-        "load_new", "failed", "install_failed")
+        "load_new",
+        "failed",
+        "install_failed",
+    )
     status = report.status_of(GAIN_ID)
     assert status.lifecycle_state is LifecycleState.FAILED and status.last_error
     assert not executor.is_active(GAIN_ID)
@@ -87,7 +91,10 @@ def test_broken_update_keeps_the_working_version(plugins_dir, gain_zip, executor
         report = rt.sync_plugins()
         (transition,) = report.transitions
         assert (transition.trigger.value, transition.outcome.value, transition.detail.value) == (
-            "reload_changed", "failed", "install_failed")
+            "reload_changed",
+            "failed",
+            "install_failed",
+        )
         assert [p.version for p in report.active_plugins] == ["0.1.0"]
         assert report.status_of(GAIN_ID).last_error
         assert executor.is_active(GAIN_ID)

@@ -1,6 +1,7 @@
 """SDK test fixtures: the example C plugins built once per session (through the builder's
 cache), and drivers that run their hot-path modules (wasm through wasmtime-py, native through
 ctypes) and their components (wasmtime.component) at control-plane speed."""
+
 from __future__ import annotations
 
 import ctypes
@@ -66,12 +67,17 @@ class HotModule:
     def u32(self, offset: int) -> int:
         return int.from_bytes(self.read(offset, 4), "little")
 
-    def init(self, channels: int = 2, sample_rate: int = 48000, max_frames: int = 1024,
-             role: abi.Role = abi.Role.DSP_TRANSFORM, args: Optional[bytes] = None) -> int:
+    def init(
+        self,
+        channels: int = 2,
+        sample_rate: int = 48000,
+        max_frames: int = 1024,
+        role: abi.Role = abi.Role.DSP_TRANSFORM,
+        args: Optional[bytes] = None,
+    ) -> int:
         """Returns init's code; on success ``self.ctx`` is the new context."""
         out = abi.SDK_OUT_OFFSET if role is abi.Role.DSP_TRANSFORM else None
-        self.write(SCRATCH, args or abi.pack_init_args(role, sample_rate, channels, max_frames,
-                                                       abi.SDK_IN_OFFSET, out))
+        self.write(SCRATCH, args or abi.pack_init_args(role, sample_rate, channels, max_frames, abi.SDK_IN_OFFSET, out))
         rc = self.call("st_hot_init", SCRATCH, OUT_CTX)
         if rc == 0:
             self.ctx, self.channels = self.u32(OUT_CTX), channels
@@ -82,8 +88,7 @@ class HotModule:
         block = np.ascontiguousarray(block, dtype="<f4")
         frames = block.shape[0]
         self.write(abi.SDK_IN_OFFSET, block.tobytes())
-        rc = self.call("st_hot_process", self.ctx if ctx is None else ctx, frames,
-                       OUT_FRAMES, OUT_FLAGS)
+        rc = self.call("st_hot_process", self.ctx if ctx is None else ctx, frames, OUT_FRAMES, OUT_FLAGS)
         out = self.read(abi.SDK_OUT_OFFSET, block.nbytes)
         return rc, self.u32(OUT_FRAMES), self.u32(OUT_FLAGS), out
 
@@ -94,15 +99,16 @@ class HotModule:
         return np.frombuffer(out, dtype="<f4").reshape(block.shape).copy()
 
     def process_all(self, signal: np.ndarray, block_frames: int) -> np.ndarray:
-        return np.concatenate([self.process(signal[i:i + block_frames])
-                               for i in range(0, signal.shape[0], block_frames)])
+        return np.concatenate(
+            [self.process(signal[i : i + block_frames]) for i in range(0, signal.shape[0], block_frames)]
+        )
 
     def param_names(self) -> list[str]:
         offset = self.call("st_hot_param_names")
         if offset == 0:
             return []
         raw = self.read(offset, abi.SDK_SCRATCH_OFFSET - offset)
-        return raw[:raw.index(b"\0\0")].decode().split("\0")
+        return raw[: raw.index(b"\0\0")].decode().split("\0")
 
     def set_param(self, name: str, value: float) -> int:
         return self.call("st_hot_set_param", self.ctx, self.param_names().index(name), float(value))
@@ -223,17 +229,19 @@ class ComponentDriver:
 
 @pytest.fixture(scope="session")
 def compiled_components(built, engine) -> dict[str, Component]:
-    return {name: Component.from_file(engine, str(root / "wasm" / f"{name}.component.wasm"))
-            for name, root in built.items()}
+    return {
+        name: Component.from_file(engine, str(root / "wasm" / f"{name}.component.wasm")) for name, root in built.items()
+    }
 
 
 @pytest.fixture
 def component(compiled_components, engine):
     """``component(name)``: a fresh instance (own store) of an example plugin's component."""
+
     def make(name: str) -> ComponentDriver:
-        iface = "stellatune:plugin/output-sink@0.1.0" if name == "passthrough-sink" \
-            else "stellatune:plugin/dsp@0.1.0"
+        iface = "stellatune:plugin/output-sink@0.1.0" if name == "passthrough-sink" else "stellatune:plugin/dsp@0.1.0"
         return ComponentDriver(engine, compiled_components[name], iface)
+
     return make
 
 
@@ -241,5 +249,6 @@ def component(compiled_components, engine):
 def noise():
     """``noise(frames, channels=2, amplitude=0.5)``: seeded float32 noise."""
     rng = np.random.default_rng(20261122)
-    return lambda frames, channels=2, amplitude=0.5: (
-        (rng.random((frames, channels)) * 2 - 1) * amplitude).astype(np.float32)
+    return lambda frames, channels=2, amplitude=0.5: ((rng.random((frames, channels)) * 2 - 1) * amplitude).astype(
+        np.float32
+    )

@@ -1,5 +1,6 @@
 """stellatune.sdk.cbuild: the staged package, artifact validity, and build errors (the cache:
 test_builder_cache.py)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def wasm_tools(*args: str) -> subprocess.CompletedProcess:
 def test_package_is_complete_and_valid(built, name, capsys):
     root = built[name]
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == sorted(["plugin.json", f"native/{name}.so", f"wasm/{name}.component.wasm",
-                            f"wasm/{name}.hotpath.wasm"])
+    assert files == sorted(
+        ["plugin.json", f"native/{name}.so", f"wasm/{name}.component.wasm", f"wasm/{name}.hotpath.wasm"]
+    )
     manifest = json.loads((root / "plugin.json").read_text())
     assert manifest == json.loads((EXAMPLES / name / "plugin.json").read_text())
     assert (root / manifest["components"][0]["path"]).is_file()
@@ -67,11 +69,22 @@ def test_manifest_schema_matches_the_kernel_params(built, hot, name):
 
 
 def test_native_library_exports_only_the_abi(built):
-    symbols = subprocess.run(["nm", "-D", "--defined-only", str(built["gain"] / "native" / "gain.so")],
-                             capture_output=True, text=True, check=True).stdout
+    symbols = subprocess.run(
+        ["nm", "-D", "--defined-only", str(built["gain"] / "native" / "gain.so")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     exported = {line.split()[-1] for line in symbols.splitlines() if " T " in line}
-    assert exported == {"st_hot_init", "st_hot_process", "st_hot_reset", "st_hot_drop",
-                        "st_hot_param_names", "st_hot_set_param", "st_hot_native_memory"}
+    assert exported == {
+        "st_hot_init",
+        "st_hot_process",
+        "st_hot_reset",
+        "st_hot_drop",
+        "st_hot_param_names",
+        "st_hot_set_param",
+        "st_hot_native_memory",
+    }
 
 
 def make_plugin(tmp_path: Path, manifest_edit=None, source: str | None = None) -> Path:
@@ -86,16 +99,19 @@ def make_plugin(tmp_path: Path, manifest_edit=None, source: str | None = None) -
     return src
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda m: m["components"].append(dict(m["components"][0])), "exactly one component"),
-    (lambda m: m["components"][0].update(world="stellatune:plugin/decoder-plugin@0.1.0"),
-     "not one the C SDK builds"),
-    (lambda m: m["components"][0].update(path="gain.wasm"), "wasm/<name>.component.wasm"),
-    (lambda m: m["components"][0].update(path="wasm/x/y.component.wasm"),
-     "wasm/<name>.component.wasm"),
-    (lambda m: m["components"][0].update(path="wasm/../x.component.wasm"),
-     "must stay inside the plugin"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda m: m["components"].append(dict(m["components"][0])), "exactly one component"),
+        (
+            lambda m: m["components"][0].update(world="stellatune:plugin/decoder-plugin@0.1.0"),
+            "not one the C SDK builds",
+        ),
+        (lambda m: m["components"][0].update(path="gain.wasm"), "wasm/<name>.component.wasm"),
+        (lambda m: m["components"][0].update(path="wasm/x/y.component.wasm"), "wasm/<name>.component.wasm"),
+        (lambda m: m["components"][0].update(path="wasm/../x.component.wasm"), "must stay inside the plugin"),
+    ],
+)
 def test_bad_manifest_is_a_build_error(tmp_path, edit, message):
     with pytest.raises(PluginBuildError, match=message):
         build_c_plugin(make_plugin(tmp_path, edit), tmp_path / "out")

@@ -1,6 +1,7 @@
 """The builder's one cache: content-keyed zips under build_cache_dir(), a hit for unchanged
 inputs, a new key (and a real rebuild) when a source, the manifest, the SDK, the WIT package or
 the compiler changes, and nothing left behind by a failed build."""
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,11 @@ def test_an_unchanged_rebuild_is_a_cache_hit(baseline, gain, monkeypatch, tmp_pa
     # The C step staged from the same cache entry: the package, sidecar modes and all.
     out = cbuild.build_c_plugin(gain, tmp_path / "out")
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
-        "native/gain.so", "plugin.json", "wasm/gain.component.wasm", "wasm/gain.hotpath.wasm"]
+        "native/gain.so",
+        "plugin.json",
+        "wasm/gain.component.wasm",
+        "wasm/gain.hotpath.wasm",
+    ]
     assert (out / "native" / "gain.so").stat().st_mode & 0o111
 
 
@@ -113,15 +118,18 @@ def _swap_compiler(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     real = shutil.which("clang-14") or shutil.which("clang")
     wrapper = tmp_path / "bin" / "clang-wrapper"
     wrapper.parent.mkdir()
-    wrapper.write_text('#!/bin/sh\n[ "$1" = --version ] && echo "patched clang 14.0.0-p1"\n'
-                       f'exec "{real}" "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = --version ] && echo "patched clang 14.0.0-p1"\nexec "{real}" "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("STELLATUNE_CLANG", str(wrapper))
 
 
 EDITS: dict[str, Callable[[Path, Path, pytest.MonkeyPatch], None]] = {
-    "source": _edit_source, "manifest": _edit_manifest, "sdk-header": _edit_sdk_header,
-    "sdk-glue": _edit_sdk_glue, "wit": _edit_wit, "compiler": _swap_compiler,
+    "source": _edit_source,
+    "manifest": _edit_manifest,
+    "sdk-header": _edit_sdk_header,
+    "sdk-glue": _edit_sdk_glue,
+    "wit": _edit_wit,
+    "compiler": _swap_compiler,
 }
 
 

@@ -2,6 +2,7 @@
 interfaces, describe-hot-path against the core module's arena, the component processing path
 against the hot path, and the config quartet (which also exercises the SDK's JSON reader and
 number writer)."""
+
 from __future__ import annotations
 
 import json
@@ -32,10 +33,13 @@ def spec_from_record(rec) -> abi.CoreModuleSpec:
         reset_export=getattr(rec, "reset-export"),
         drop_export=getattr(rec, "drop-export"),
         buffer=abi.BufferLayout(
-            in_offset=getattr(b, "in-offset"), out_offset=getattr(b, "out-offset"),
-            max_frames=getattr(b, "max-frames"), channels=b.channels,
+            in_offset=getattr(b, "in-offset"),
+            out_offset=getattr(b, "out-offset"),
+            max_frames=getattr(b, "max-frames"),
+            channels=b.channels,
             sample_format=abi.SampleFormat[getattr(b, "sample-format").upper()],
-            interleaved=b.interleaved),
+            interleaved=b.interleaved,
+        ),
     )
 
 
@@ -53,7 +57,9 @@ def gain(component):
 def test_instantiates_without_imports_and_runs_lifecycle(component, built):
     c = component("gain")
     assert set(c.component.type.imports(c.store.engine)) == {
-        "stellatune:plugin/common@0.1.0", "stellatune:plugin/hot-path@0.1.0"}  # types only
+        "stellatune:plugin/common@0.1.0",
+        "stellatune:plugin/hot-path@0.1.0",
+    }  # types only
     assert {DSP, LIFECYCLE} <= set(c.component.type.exports(c.store.engine))
     assert c.func("on-enable", LIFECYCLE)(c.store) is None
     assert c.func("on-disable", LIFECYCLE)(c.store, "host-disable") is None
@@ -82,8 +88,7 @@ def test_describe_hot_path_matches_the_core_module(component, hot, name, channel
     c = component(name)
     proc = c("create", c.spec(44100, channels))
     spec = spec_from_record(c("[method]processor.describe-hot-path", proc, c.spec(44100, channels)))
-    assert spec == abi.sdk_core_module_spec(f"wasm/{name}.hotpath.wasm", abi.Role.DSP_TRANSFORM,
-                                            channels)
+    assert spec == abi.sdk_core_module_spec(f"wasm/{name}.hotpath.wasm", abi.Role.DSP_TRANSFORM, channels)
     assert spec.problems() == []
     # The offsets really are the core module's: init with them and run a block.
     m = hot(name)
@@ -111,16 +116,19 @@ def test_component_processing_equals_the_hot_path(component, hot, noise, name):
     c = component(name)
     proc = c("create", c.spec(48000, 2))
     assert c("[method]processor.apply-config-update-json", proc, json.dumps(config)) is None
-    via_component = np.concatenate([
-        np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2,
-                               f32bytes(x[a:a + 2500]))), dtype="<f4").reshape(-1, 2)
-        for a in (0, 2500)])
+    via_component = np.concatenate(
+        [
+            np.frombuffer(
+                bytes(c("[method]processor.process-interleaved-f32", proc, 2, f32bytes(x[a : a + 2500]))), dtype="<f4"
+            ).reshape(-1, 2)
+            for a in (0, 2500)
+        ]
+    )
     m = hot(name)
     assert m.init(channels=2, max_frames=4096) == 0
     m.configure(**config)
     # The component processes in blocks of up to 4096 frames; so does this.
-    np.testing.assert_array_equal(via_component, np.concatenate(
-        [m.process(x[0:2500]), m.process(x[2500:5000])]))
+    np.testing.assert_array_equal(via_component, np.concatenate([m.process(x[0:2500]), m.process(x[2500:5000])]))
 
 
 def test_config_apply_changes_the_gain(gain, noise):
@@ -128,8 +136,9 @@ def test_config_apply_changes_the_gain(gain, noise):
     x = noise(256, 2)
 
     def process():
-        return np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2,
-                                     f32bytes(x))), dtype="<f4").reshape(x.shape)
+        return np.frombuffer(
+            bytes(c("[method]processor.process-interleaved-f32", proc, 2, f32bytes(x))), dtype="<f4"
+        ).reshape(x.shape)
 
     np.testing.assert_array_equal(process(), x)
     assert c("[method]processor.apply-config-update-json", proc, '{"gain_db": -6}') is None
@@ -146,16 +155,19 @@ def test_plan_hot_applies_valid_and_rejects_invalid_config(gain):
     assert json.loads(c("[method]processor.export-state-json", proc)) == {"gain_db": 0}
 
 
-@pytest.mark.parametrize("bad,fragment", [
-    ('{"gain_db": "loud"}', "gain_db"),
-    ('{"gain_db": 30}', "gain_db"),
-    ('{"volume": 1}', "unknown config key \"volume\""),
-    ('{"gain_db": -3', "JSON object"),
-    ('[1, 2]', "JSON object"),
-    ('{"gain_db": -3} x', "JSON object"),
-    ('{"gain_db": 01}', "JSON object"),
-    ('{"gain_db": {"nested": 1}}', "gain_db"),
-])
+@pytest.mark.parametrize(
+    "bad,fragment",
+    [
+        ('{"gain_db": "loud"}', "gain_db"),
+        ('{"gain_db": 30}', "gain_db"),
+        ('{"volume": 1}', 'unknown config key "volume"'),
+        ('{"gain_db": -3', "JSON object"),
+        ("[1, 2]", "JSON object"),
+        ('{"gain_db": -3} x', "JSON object"),
+        ('{"gain_db": 01}', "JSON object"),
+        ('{"gain_db": {"nested": 1}}', "gain_db"),
+    ],
+)
 def test_bad_config_is_refused_and_changes_nothing(gain, bad, fragment):
     c, proc = gain
     assert c("[method]processor.apply-config-update-json", proc, '{"gain_db": -2.5}') is None
@@ -167,17 +179,14 @@ def test_bad_config_is_refused_and_changes_nothing(gain, bad, fragment):
 def test_config_is_all_or_nothing(component):
     c = component("delay")
     proc = c("create", c.spec(48000, 2))
-    err = c("[method]processor.apply-config-update-json", proc,
-            '{"time_ms": 10, "feedback": 2.0}')
+    err = c("[method]processor.apply-config-update-json", proc, '{"time_ms": 10, "feedback": 2.0}')
     assert err.tag == "invalid-arg"
-    assert json.loads(c("[method]processor.export-state-json", proc)) == {
-        "time_ms": 250, "feedback": 0.35, "mix": 0.3}
+    assert json.loads(c("[method]processor.export-state-json", proc)) == {"time_ms": 250, "feedback": 0.35, "mix": 0.3}
 
 
 def test_json_reader_accepts_whitespace_exponents_and_empty_objects(gain):
     c, proc = gain
-    assert c("[method]processor.apply-config-update-json", proc, ' \n{ "gain_db" :\t-1.5e1 }\r\n') \
-        is None
+    assert c("[method]processor.apply-config-update-json", proc, ' \n{ "gain_db" :\t-1.5e1 }\r\n') is None
     assert json.loads(c("[method]processor.export-state-json", proc)) == {"gain_db": -15}
     assert c("[method]processor.apply-config-update-json", proc, "{}") is None
     assert json.loads(c("[method]processor.export-state-json", proc)) == {"gain_db": -15}
@@ -189,8 +198,7 @@ def test_json_reader_accepts_whitespace_exponents_and_empty_objects(gain):
 def test_export_writes_numbers_that_read_back_exactly(component, value):
     c = component("gain")
     proc = c("create", c.spec(48000, 1))
-    assert c("[method]processor.apply-config-update-json", proc, json.dumps({"gain_db": value})) \
-        is None
+    assert c("[method]processor.apply-config-update-json", proc, json.dumps({"gain_db": value})) is None
     exported = c("[method]processor.export-state-json", proc)
     assert np.float32(json.loads(exported)["gain_db"]) == np.float32(value)
     # and import (= apply) of the export restores the same state in a new processor
@@ -212,8 +220,9 @@ def test_large_lists_are_processed_in_sdk_blocks(gain, noise):
     c, proc = gain
     c("[method]processor.apply-config-update-json", proc, '{"gain_db": 6}')
     x = noise(40000, 2)  # ~10 SDK blocks in one call
-    out = np.frombuffer(bytes(c("[method]processor.process-interleaved-f32", proc, 2, f32bytes(x))),
-                        dtype="<f4").reshape(x.shape)
+    out = np.frombuffer(
+        bytes(c("[method]processor.process-interleaved-f32", proc, 2, f32bytes(x))), dtype="<f4"
+    ).reshape(x.shape)
     np.testing.assert_array_equal(out, x * np.float32(10 ** (6 / 20)))
 
 
@@ -253,6 +262,7 @@ def test_closed_processor_refuses_calls(gain):
 
 # --- output-sink world --------------------------------------------------------------------
 
+
 @pytest.fixture
 def sink(component):
     c = component("passthrough-sink")
@@ -286,6 +296,5 @@ def test_sink_partial_write_follows_max_accept(sink, noise):
 def test_sink_describe_hot_path(sink):
     c, s = sink
     spec = spec_from_record(c("[method]session.describe-hot-path", s, c.spec(48000, 2)))
-    assert spec == abi.sdk_core_module_spec("wasm/passthrough-sink.hotpath.wasm",
-                                            abi.Role.OUTPUT_SINK, 2)
+    assert spec == abi.sdk_core_module_spec("wasm/passthrough-sink.hotpath.wasm", abi.Role.OUTPUT_SINK, 2)
     assert spec.buffer.out_offset is None and spec.problems() == []

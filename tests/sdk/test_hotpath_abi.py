@@ -1,5 +1,6 @@
 """Hot-path ABI v1 as the SDK's modules implement it: init validation, contexts, process rules,
 parameters, memory discipline, and the sink role. Run on wasm and on the native baseline."""
+
 from __future__ import annotations
 
 import struct
@@ -10,8 +11,12 @@ import pytest
 from stellatune import abi
 
 SCRATCH = abi.SDK_SCRATCH_OFFSET
-INVALID, UNSUPPORTED, WOULD_BLOCK, NOT_READY = (abi.ErrorCode.INVALID_ARG, abi.ErrorCode.UNSUPPORTED,
-                                                abi.ErrorCode.WOULD_BLOCK, abi.ErrorCode.NOT_READY)
+INVALID, UNSUPPORTED, WOULD_BLOCK, NOT_READY = (
+    abi.ErrorCode.INVALID_ARG,
+    abi.ErrorCode.UNSUPPORTED,
+    abi.ErrorCode.WOULD_BLOCK,
+    abi.ErrorCode.NOT_READY,
+)
 
 
 @pytest.fixture(params=["wasm", "native"])
@@ -21,33 +26,46 @@ def load(request, hot, native):
 
 
 def args(**override) -> bytes:
-    fields = dict(abi_version=1, role=1, sample_rate=48000, channels=2, sample_format=1,
-                  max_frames=256, in_offset=abi.SDK_IN_OFFSET, out_offset=abi.SDK_OUT_OFFSET,
-                  buffer_bytes=256 * 2 * 4, flags=0, r0=0, r1=0)
+    fields = dict(
+        abi_version=1,
+        role=1,
+        sample_rate=48000,
+        channels=2,
+        sample_format=1,
+        max_frames=256,
+        in_offset=abi.SDK_IN_OFFSET,
+        out_offset=abi.SDK_OUT_OFFSET,
+        buffer_bytes=256 * 2 * 4,
+        flags=0,
+        r0=0,
+        r1=0,
+    )
     fields.update(override)
     return struct.pack("<IIIHHIIIIIII", *fields.values())
 
 
 def test_pack_init_args_matches_the_field_layout():
-    packed = abi.pack_init_args(abi.Role.DSP_TRANSFORM, 48000, 2, 256, abi.SDK_IN_OFFSET,
-                                abi.SDK_OUT_OFFSET)
+    packed = abi.pack_init_args(abi.Role.DSP_TRANSFORM, 48000, 2, 256, abi.SDK_IN_OFFSET, abi.SDK_OUT_OFFSET)
     assert packed == args()
     assert len(packed) == abi.INIT_ARGS_SIZE == 44
 
 
-@pytest.mark.parametrize("override,code", [
-    (dict(abi_version=2), INVALID),
-    (dict(role=2), INVALID),                 # a DSP module refuses the sink role
-    (dict(sample_format=2), UNSUPPORTED),    # i16: the SDK kernels are f32 only
-    (dict(channels=0, buffer_bytes=0), INVALID),
-    (dict(channels=9, buffer_bytes=256 * 9 * 4), INVALID),
-    (dict(max_frames=4097, buffer_bytes=4097 * 8), INVALID),
-    (dict(max_frames=0, buffer_bytes=0), INVALID),
-    (dict(sample_rate=0), INVALID),
-    (dict(in_offset=abi.SDK_IN_OFFSET + 4), INVALID),
-    (dict(out_offset=abi.SDK_IN_OFFSET), INVALID),
-    (dict(buffer_bytes=123), INVALID),
-])
+@pytest.mark.parametrize(
+    "override,code",
+    [
+        (dict(abi_version=2), INVALID),
+        (dict(role=2), INVALID),  # a DSP module refuses the sink role
+        (dict(sample_format=2), UNSUPPORTED),  # i16: the SDK kernels are f32 only
+        (dict(channels=0, buffer_bytes=0), INVALID),
+        (dict(channels=9, buffer_bytes=256 * 9 * 4), INVALID),
+        (dict(max_frames=4097, buffer_bytes=4097 * 8), INVALID),
+        (dict(max_frames=0, buffer_bytes=0), INVALID),
+        (dict(sample_rate=0), INVALID),
+        (dict(in_offset=abi.SDK_IN_OFFSET + 4), INVALID),
+        (dict(out_offset=abi.SDK_IN_OFFSET), INVALID),
+        (dict(buffer_bytes=123), INVALID),
+    ],
+)
 def test_init_rejects_bad_args(load, override, code):
     m = load("gain")
     assert m.init(args=args(**override)) == code
@@ -105,11 +123,11 @@ def test_guest_leaves_host_scratch_alone(load, noise):
     m = load("eq")
     assert m.init() == 0
     sentinel = bytes(range(200, 244))
-    m.write(SCRATCH, sentinel)            # the host may reuse the init-args bytes
-    m.write(SCRATCH + 60, b"\xAA\xBB\xCC\xDD")
+    m.write(SCRATCH, sentinel)  # the host may reuse the init-args bytes
+    m.write(SCRATCH + 60, b"\xaa\xbb\xcc\xdd")
     m.process(noise(256, 2))
     assert m.read(SCRATCH, 44) == sentinel
-    assert m.read(SCRATCH + 60, 4) == b"\xAA\xBB\xCC\xDD"
+    assert m.read(SCRATCH + 60, 4) == b"\xaa\xbb\xcc\xdd"
 
 
 def test_param_names_and_set_param(load):
@@ -117,7 +135,7 @@ def test_param_names_and_set_param(load):
     assert m.init() == 0
     assert m.param_names() == ["threshold_db", "ratio", "attack_ms", "release_ms", "makeup_db"]
     assert m.call("st_hot_param_names") == abi.SDK_NAMES_OFFSET
-    assert m.set_param("ratio", 0.5) == INVALID            # below the range
+    assert m.set_param("ratio", 0.5) == INVALID  # below the range
     assert m.set_param("ratio", float("nan")) == INVALID
     assert m.call("st_hot_set_param", m.ctx, 99, 1.0) == INVALID
     assert m.call("st_hot_set_param", m.ctx + 1, 0, 1.0) == INVALID
@@ -157,8 +175,15 @@ def test_reset_forgets_history(load, noise):
 def test_exports_and_no_imports(hot, name):
     m = hot(name)
     assert [i for i in m.module.imports] == []
-    for export in ("memory", "st_hot_init", "st_hot_process", "st_hot_reset", "st_hot_drop",
-                   "st_hot_param_names", "st_hot_set_param"):
+    for export in (
+        "memory",
+        "st_hot_init",
+        "st_hot_process",
+        "st_hot_reset",
+        "st_hot_drop",
+        "st_hot_param_names",
+        "st_hot_set_param",
+    ):
         assert m.has(export), export
     assert not m.has("st_hot_native_memory")
 
@@ -178,6 +203,7 @@ def test_memory_never_grows_and_covers_the_arena(hot, noise, name):
 
 
 # --- the sink role ------------------------------------------------------------------------
+
 
 def fnv1a_words(data: np.ndarray, h: int = 0xCBF29CE484222325) -> int:
     for word in np.ascontiguousarray(data, dtype="<f4").view("<u4").ravel().tolist():

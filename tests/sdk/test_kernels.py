@@ -9,6 +9,7 @@ Tolerances (stated in docs/c-sdk.md):
   the SDK's fast log2/exp2, error ~1e-6 in the exponent);
 - wasm vs native: bit-identical for every kernel (same C, IEEE, no FMA, SDK's own math).
 """
+
 from __future__ import annotations
 
 import math
@@ -20,6 +21,7 @@ SR = 48000
 
 
 # --- numpy references ---------------------------------------------------------------------
+
 
 def ref_gain(x: np.ndarray, gain_db: float) -> np.ndarray:
     return x * np.float32(10.0 ** (gain_db / 20.0))
@@ -35,11 +37,11 @@ def ref_delay(x: np.ndarray, time_ms: float, feedback: float, mix: float) -> np.
     out = np.empty_like(x)
     for t in range(0, frames, d_frames):
         k = min(d_frames, frames - t)
-        d = line[t:t + k]
-        xs = x[t:t + k]
-        out[t:t + k] = dry * xs + wet * d
+        d = line[t : t + k]
+        xs = x[t : t + k]
+        out[t : t + k] = dry * xs + wet * d
         head = xs + fb * d
-        line[t + d_frames:t + d_frames + k] = np.where(np.abs(head) < np.float32(1e-30), 0, head)
+        line[t + d_frames : t + d_frames + k] = np.where(np.abs(head) < np.float32(1e-30), 0, head)
     return out
 
 
@@ -75,6 +77,7 @@ def eq_coefficients(params: dict[str, float], sr: int = SR) -> list[tuple[str, l
 def ref_eq(x: np.ndarray, params: dict[str, float], block: int = 0) -> np.ndarray:
     """Biquad cascade in TDF-II. With ``block``, every operation is rounded to float32 and the
     states are flushed every ``block`` frames, as eq.c does; without, plain float64."""
+
     def f32(v: float) -> float:  # a float32 product or sum, computed exactly in double first
         return float(np.float32(v))
 
@@ -96,8 +99,9 @@ def ref_eq(x: np.ndarray, params: dict[str, float], block: int = 0) -> np.ndarra
     return y
 
 
-def ref_compressor(x: np.ndarray, threshold_db: float, ratio: float, attack_ms: float,
-                   release_ms: float, makeup_db: float) -> np.ndarray:
+def ref_compressor(
+    x: np.ndarray, threshold_db: float, ratio: float, attack_ms: float, release_ms: float, makeup_db: float
+) -> np.ndarray:
     """Peak detector, one-pole envelope, hard knee; float64 with exact log2/exp2."""
     att = math.exp(-1000.0 / (attack_ms * SR))
     rel = math.exp(-1000.0 / (release_ms * SR))
@@ -118,6 +122,7 @@ def ref_compressor(x: np.ndarray, threshold_db: float, ratio: float, attack_ms: 
 
 # --- tests --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("gain_db", [0.0, -6.0, 3.5, -96.0, 24.0, -0.1])
 def test_gain_is_bit_exact_against_numpy(hot, native, noise, gain_db):
     x = noise(3000, 2)
@@ -134,11 +139,14 @@ def test_gain_default_is_unity(hot, noise):
     np.testing.assert_array_equal(m.process(x), x)
 
 
-@pytest.mark.parametrize("params", [
-    dict(time_ms=250.0, feedback=0.35, mix=0.3),
-    dict(time_ms=1.0, feedback=0.95, mix=1.0),
-    dict(time_ms=7.3, feedback=0.0, mix=0.5),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(time_ms=250.0, feedback=0.35, mix=0.3),
+        dict(time_ms=1.0, feedback=0.95, mix=1.0),
+        dict(time_ms=7.3, feedback=0.0, mix=0.5),
+    ],
+)
 def test_delay_is_bit_exact_against_numpy(hot, noise, params):
     x = noise(20000, 2)
     m = hot("delay")
@@ -147,9 +155,18 @@ def test_delay_is_bit_exact_against_numpy(hot, noise, params):
     np.testing.assert_array_equal(m.process_all(x, 512), ref_delay(x, **params))
 
 
-EQ_SETTINGS = dict(low_freq=120.0, low_gain_db=6.0, mid1_freq=400.0, mid1_gain_db=-4.5,
-                   mid1_q=0.7, mid2_freq=3000.0, mid2_gain_db=3.0, mid2_q=2.0,
-                   high_freq=9000.0, high_gain_db=-6.0)
+EQ_SETTINGS = dict(
+    low_freq=120.0,
+    low_gain_db=6.0,
+    mid1_freq=400.0,
+    mid1_gain_db=-4.5,
+    mid1_q=0.7,
+    mid2_freq=3000.0,
+    mid2_gain_db=3.0,
+    mid2_q=2.0,
+    high_freq=9000.0,
+    high_gain_db=-6.0,
+)
 
 
 def test_eq_matches_reference_biquads(hot, noise):
@@ -293,5 +310,5 @@ def test_short_blocks_are_fine(hot, noise):
         assert m.init(channels=2, max_frames=1000) == 0
         m.configure(**EQ_SETTINGS)
     np.testing.assert_array_equal(
-        whole.process(x),
-        np.concatenate([pieces.process(x[a:b]) for a, b in ((0, 1), (1, 500), (500, 1000))]))
+        whole.process(x), np.concatenate([pieces.process(x[a:b]) for a, b in ((0, 1), (1, 500), (500, 1000))])
+    )

@@ -1,6 +1,7 @@
 """The SDK runtime (glue/st_runtime.c) on its own: math accuracy and the JSON helpers plugin
 authors call, through a native build loaded with ctypes (the wasm build runs the same code; the
 kernel tests show both agree bit for bit)."""
+
 from __future__ import annotations
 
 import ctypes
@@ -14,8 +15,12 @@ from stellatune.sdk.cbuild import GLUE_DIR, INCLUDE_DIR
 
 
 class Param(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("min", ctypes.c_float), ("max", ctypes.c_float),
-                ("default", ctypes.c_float)]
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("min", ctypes.c_float),
+        ("max", ctypes.c_float),
+        ("default", ctypes.c_float),
+    ]
 
 
 # The header's inline helpers, given linkage so ctypes can call them.
@@ -32,10 +37,27 @@ def rt(tmp_path_factory):
     d = tmp_path_factory.mktemp("rt")
     (d / "wrappers.c").write_text(INLINE_WRAPPERS)
     lib = d / "st_runtime.so"
-    subprocess.run(["clang-14", "-O2", "-std=c11", "-fno-math-errno", "-shared", "-fPIC",
-                    "-I", str(INCLUDE_DIR), "-I", str(GLUE_DIR), "-o", str(lib),
-                    str(GLUE_DIR / "st_runtime.c"), str(d / "wrappers.c")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "clang-14",
+            "-O2",
+            "-std=c11",
+            "-fno-math-errno",
+            "-shared",
+            "-fPIC",
+            "-I",
+            str(INCLUDE_DIR),
+            "-I",
+            str(GLUE_DIR),
+            "-o",
+            str(lib),
+            str(GLUE_DIR / "st_runtime.c"),
+            str(d / "wrappers.c"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     dll = ctypes.CDLL(str(lib))
     dll.t_flush.restype = ctypes.c_float
     dll.t_flush.argtypes = [ctypes.c_float]
@@ -47,10 +69,8 @@ def rt(tmp_path_factory):
     for name in ("st_db_to_gain", "st_fast_log2f", "st_fast_exp2f"):
         getattr(dll, name).restype = ctypes.c_float
         getattr(dll, name).argtypes = [ctypes.c_float]
-    dll.st_json_number.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p,
-                                   ctypes.POINTER(ctypes.c_double)]
-    dll.st_json_check_keys.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(Param),
-                                       ctypes.c_uint32]
+    dll.st_json_number.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.POINTER(ctypes.c_double)]
+    dll.st_json_check_keys.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(Param), ctypes.c_uint32]
     dll.st_put_float.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_float]
     dll.st_put_float.restype = ctypes.c_uint32
     return dll
@@ -63,8 +83,7 @@ def rel_err(a: float, b: float) -> float:
 def test_exp_and_log_are_accurate(rt):
     xs = np.concatenate([np.linspace(-700, 700, 2001), np.linspace(-1, 1, 2001), [0.0]])
     assert max(rel_err(rt.st_exp(x), math.exp(x)) for x in xs) < 2e-15
-    ys = np.concatenate([np.geomspace(1e-300, 1e300, 2001), np.linspace(0.5, 2, 2001),
-                         [5e-324, 1.0]])
+    ys = np.concatenate([np.geomspace(1e-300, 1e300, 2001), np.linspace(0.5, 2, 2001), [5e-324, 1.0]])
     assert max(abs(rt.st_log(y) - math.log(y)) / max(1.0, abs(math.log(y))) for y in ys) < 2e-15
     assert rt.st_exp(1000) == math.inf and rt.st_exp(-1000) == 0.0
     assert rt.st_log(0.0) == -math.inf and math.isnan(rt.st_log(-1.0))
@@ -96,15 +115,18 @@ def json_number(rt, text: str, key: str):
     return rc, out.value
 
 
-@pytest.mark.parametrize("text,key,expected", [
-    ('{"gain_db": -6}', "gain_db", (1, -6.0)),
-    ('{"a": "x", "gain_db": 1.25e-2, "b": [1, {"c": "}"}]}', "gain_db", (1, 0.0125)),
-    ('{"a": 1}', "gain_db", (0, 0.0)),
-    ('{"gain_db": true}', "gain_db", (-1, 0.0)),
-    ('{"gain_db": 1,}', "gain_db", (-1, 0.0)),
-    ('{"gain\\"db": 1}', "gain_db", (0, 0.0)),
-    ('', "gain_db", (-1, 0.0)),
-])
+@pytest.mark.parametrize(
+    "text,key,expected",
+    [
+        ('{"gain_db": -6}', "gain_db", (1, -6.0)),
+        ('{"a": "x", "gain_db": 1.25e-2, "b": [1, {"c": "}"}]}', "gain_db", (1, 0.0125)),
+        ('{"a": 1}', "gain_db", (0, 0.0)),
+        ('{"gain_db": true}', "gain_db", (-1, 0.0)),
+        ('{"gain_db": 1,}', "gain_db", (-1, 0.0)),
+        ('{"gain\\"db": 1}', "gain_db", (0, 0.0)),
+        ("", "gain_db", (-1, 0.0)),
+    ],
+)
 def test_json_number(rt, text, key, expected):
     assert json_number(rt, text, key) == expected
 
@@ -127,15 +149,25 @@ def test_json_check_keys(rt):
     def check(text):
         return rt.st_json_check_keys(text.encode(), len(text.encode()), params, 2)
 
-    assert check('{"a": 1, "bb": 2}') == 2      # count: all known
-    assert check('{"a": 1, "b": 2}') == 1       # index of the first unknown key
+    assert check('{"a": 1, "bb": 2}') == 2  # count: all known
+    assert check('{"a": 1, "b": 2}') == 1  # index of the first unknown key
     assert check('{"a": 1') == -1
 
 
-@pytest.mark.parametrize("value,text", [
-    (0.0, "0"), (-6.0, "-6"), (0.3, "0.3"), (250.0, "250"), (0.95, "0.95"), (1e-6, "0.000001"), (1e-7, "1e-7"),
-    (3.0e20, "3e20"), (-0.1, "-0.1"),
-])
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        (0.0, "0"),
+        (-6.0, "-6"),
+        (0.3, "0.3"),
+        (250.0, "250"),
+        (0.95, "0.95"),
+        (1e-6, "0.000001"),
+        (1e-7, "1e-7"),
+        (3.0e20, "3e20"),
+        (-0.1, "-0.1"),
+    ],
+)
 def test_put_float_is_short_and_reads_back(rt, value, text):
     buf = ctypes.create_string_buffer(64)
     n = rt.st_put_float(buf, 0, 64, value)
@@ -162,9 +194,27 @@ def test_flush_denormal_zeroes_below_1e_30_only(rt):
 
 def test_vector_flush_matches_scalar_bit_for_bit(rt):
     limit = np.float32(1e-30)
-    values = np.array([limit, np.nextafter(limit, np.float32(0)), -limit, 1e-38, -1e-45, 0.0, -0.0,
-                       0.5, -3e38, np.inf, -np.inf, np.nan, -np.nan, 1.2e-30, 2.0 ** -126,
-                       np.float32(1e-31)], dtype=np.float32)
+    values = np.array(
+        [
+            limit,
+            np.nextafter(limit, np.float32(0)),
+            -limit,
+            1e-38,
+            -1e-45,
+            0.0,
+            -0.0,
+            0.5,
+            -3e38,
+            np.inf,
+            -np.inf,
+            np.nan,
+            -np.nan,
+            1.2e-30,
+            2.0**-126,
+            np.float32(1e-31),
+        ],
+        dtype=np.float32,
+    )
     out = np.empty_like(values)
     ptr = ctypes.POINTER(ctypes.c_float)
     for i in range(0, len(values), 4):

@@ -8,6 +8,7 @@ manager's supervisor thread, allocator arenas) it snapshots the process, runs th
 cycles, and compares. Bounds, not exact values: a leak of one descriptor per cycle is hundreds
 here, so a slack of a few never hides one and never flakes on a loaded machine.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -67,14 +68,19 @@ def snapshot(children: Callable[[], set[int]]) -> dict:
     if _malloc_trim is not None:
         _malloc_trim(0)
     return {
-        "fds": len(os.listdir("/proc/self/fd")), "memfds": memfds(),
-        "threads": threading.active_count(), "tasks": len(os.listdir("/proc/self/task")),
-        "children": children(), "rss_kb": rss_kb(), "counts": diagnostics.live_counts(),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "memfds": memfds(),
+        "threads": threading.active_count(),
+        "tasks": len(os.listdir("/proc/self/task")),
+        "children": children(),
+        "rss_kb": rss_kb(),
+        "counts": diagnostics.live_counts(),
     }
 
 
-def churn(cycle: Callable[[], None], cycles: int, warmup: int, children: Callable[[], set[int]],
-          label: str) -> tuple[dict, dict, float]:
+def churn(
+    cycle: Callable[[], None], cycles: int, warmup: int, children: Callable[[], set[int]], label: str
+) -> tuple[dict, dict, float]:
     for _ in range(warmup):
         cycle()
     start = snapshot(children)
@@ -88,9 +94,11 @@ def churn(cycle: Callable[[], None], cycles: int, warmup: int, children: Callabl
     while (end["threads"] > start["threads"] or end["children"] - start["children"]) and time.monotonic() < deadline:
         time.sleep(0.1)
         end = snapshot(children)
-    print(f"\n{label}: {cycles} cycles, {per_cycle * 1000:.1f} ms/cycle after warm-up; "
-          f"fds {start['fds']}->{end['fds']}, memfds {start['memfds']}->{end['memfds']}, "
-          f"threads {start['threads']}->{end['threads']}, rss {start['rss_kb']}->{end['rss_kb']} KB")
+    print(
+        f"\n{label}: {cycles} cycles, {per_cycle * 1000:.1f} ms/cycle after warm-up; "
+        f"fds {start['fds']}->{end['fds']}, memfds {start['memfds']}->{end['memfds']}, "
+        f"threads {start['threads']}->{end['threads']}, rss {start['rss_kb']}->{end['rss_kb']} KB"
+    )
     assert end["fds"] - start["fds"] <= FD_SLACK, (label, start["fds"], end["fds"])
     assert end["memfds"] <= start["memfds"], (label, start["memfds"], end["memfds"])
     assert end["threads"] - start["threads"] <= THREAD_SLACK, (label, start["threads"], end["threads"])
@@ -119,8 +127,13 @@ def plugin_env(tmp_path: Path):
         executor.shutdown()
 
 
-def make_cycle(runtime: WasmPluginRuntime, executor: ComponentExecutor, artifact: Path,
-               build_stage: Callable[[str], object], expected_route: str) -> Callable[[], None]:
+def make_cycle(
+    runtime: WasmPluginRuntime,
+    executor: ComponentExecutor,
+    artifact: Path,
+    build_stage: Callable[[str], object],
+    expected_route: str,
+) -> Callable[[], None]:
     block = (np.random.default_rng(7).random((256, CHANNELS), dtype=np.float32) - 0.5) * 0.5
 
     def cycle() -> None:
@@ -159,9 +172,13 @@ def test_c_hot_path_plugin_1000_cycles(plugin_env, built, children):
     at_start = diagnostics.live_counts()
     memfds_at_start = memfds()
     runtime, executor = plugin_env()
-    cycle = make_cycle(runtime, executor, built("gain"),
-                       lambda pid: build_dsp_stage(runtime, executor, pid, "gain", {"gain_db": -6}, RATE, CHANNELS),
-                       "hot-path")
+    cycle = make_cycle(
+        runtime,
+        executor,
+        built("gain"),
+        lambda pid: build_dsp_stage(runtime, executor, pid, "gain", {"gain_db": -6}, RATE, CHANNELS),
+        "hot-path",
+    )
     start, end, _ = churn(cycle, 1000, 20, children, "C gain (hot path)")
     # The cache holds one compiled module for the same bytes, whatever the number of installs.
     assert end["counts"]["hotpath_modules"] <= max(1, start["counts"]["hotpath_modules"])
@@ -173,9 +190,13 @@ def test_c_hot_path_plugin_1000_cycles(plugin_env, built, children):
 def test_python_component_200_cycles(plugin_env, built, children):
     at_start = diagnostics.live_counts()
     runtime, executor = plugin_env()
-    cycle = make_cycle(runtime, executor, built("pygain"),
-                       lambda pid: build_dsp_stage(runtime, executor, pid, "pygain", None, RATE, CHANNELS),
-                       "component")
+    cycle = make_cycle(
+        runtime,
+        executor,
+        built("pygain"),
+        lambda pid: build_dsp_stage(runtime, executor, pid, "pygain", None, RATE, CHANNELS),
+        "component",
+    )
     churn(cycle, 200, 10, children, "pygain (componentize-py)")
     check_counters_back(at_start)
 

@@ -1,5 +1,6 @@
 """Sidecars: helper processes shipped in a plugin package, launched, connected and supervised
 by the host (WIT ``sidecar``). Start at :class:`SidecarManager`."""
+
 from .locks import LockGuard
 from .registry import SidecarManager, SidecarProcess
 from .shm_ring import ShmRing

@@ -10,6 +10,7 @@ endpoint variables; a new session (its own process group, so teardown kills gran
 stdin always piped (EOF on stdin is the request to shut down); stdout piped only when stdio is a
 channel, else merged with stderr into a drained log pipe, so a chatty child never blocks.
 """
+
 from __future__ import annotations
 
 import collections
@@ -78,7 +79,9 @@ def plan_launch(ctx: PluginHostContext, spec: LaunchSpec) -> LaunchPlan:
     for arg in spec.args:
         if "\0" in arg:
             raise invalid_arg("sidecar argument contains NUL")
-    control = tuple(TransportOption(TransportKind(o.kind), o.priority, o.max_frame_bytes) for o in spec.preferred_control)
+    control = tuple(
+        TransportOption(TransportKind(o.kind), o.priority, o.max_frame_bytes) for o in spec.preferred_control
+    )
     data = tuple(TransportOption(TransportKind(o.kind), o.priority, o.max_frame_bytes) for o in spec.preferred_data)
     env = {name: os.environ[name] for name in sorted(ctx.grants.env_names) if name in os.environ}
     roles: list[RoleEndpoint] = []
@@ -91,12 +94,22 @@ def plan_launch(ctx: PluginHostContext, spec: LaunchSpec) -> LaunchPlan:
         env[name] = value
     listed = {o.kind for o in control + data}
     stdio = TransportKind.STDIO in listed or not listed
-    return LaunchPlan(ctx.plugin_id, ctx.grants.root, executable, tuple(spec.args), env, control, data, tuple(roles), stdio,
-                      name=spec.executable.strip())
+    return LaunchPlan(
+        ctx.plugin_id,
+        ctx.grants.root,
+        executable,
+        tuple(spec.args),
+        env,
+        control,
+        data,
+        tuple(roles),
+        stdio,
+        name=spec.executable.strip(),
+    )
 
 
 def _role_endpoint(name: str) -> RoleEndpoint:
-    rest = name[len(_DATA_PREFIX):] if name.startswith(_DATA_PREFIX) else ""
+    rest = name[len(_DATA_PREFIX) :] if name.startswith(_DATA_PREFIX) else ""
     for suffix, kind in _SUFFIX_KINDS:
         if rest.endswith("_" + suffix) and kind is not TransportKind.STDIO:
             role = rest[: -len(suffix) - 1]
@@ -133,7 +146,9 @@ class Generation:
         """Create the endpoint (once per name and kind) and publish it under ``env_name``."""
         key = (name, option.kind)
         if key not in self.endpoints:
-            self.endpoints[key] = create_endpoint(option.kind, name, self.directory, stem=stem, max_frame_bytes=option.max_frame_bytes)
+            self.endpoints[key] = create_endpoint(
+                option.kind, name, self.directory, stem=stem, max_frame_bytes=option.max_frame_bytes
+            )
         env[env_name] = self.endpoints[key].env_value
 
     def _make_endpoints(self, plan: LaunchPlan, env: dict[str, str]) -> None:
@@ -178,8 +193,12 @@ class Generation:
         if plan.stdio:
             assert self.popen.stdin is not None and self.popen.stdout is not None
             fds = (self.popen.stdout.fileno(), self.popen.stdin.fileno())
-            self.endpoints[("stdio", TransportKind.STDIO)] = create_endpoint(TransportKind.STDIO, "stdio", self.directory, stdio_fds=fds)
-        self._drain = threading.Thread(target=self._drain_log, args=(log_r,), name=f"sidecar-log-{self.pid}", daemon=True)
+            self.endpoints[("stdio", TransportKind.STDIO)] = create_endpoint(
+                TransportKind.STDIO, "stdio", self.directory, stdio_fds=fds
+            )
+        self._drain = threading.Thread(
+            target=self._drain_log, args=(log_r,), name=f"sidecar-log-{self.pid}", daemon=True
+        )
         self._drain.start()
 
     def _drain_log(self, fd: int) -> None:

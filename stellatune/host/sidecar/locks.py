@@ -4,6 +4,7 @@ every instance and component of that plugin, so they can serialise access to a s
 A wait for a lock is bounded by the calling plugin call's budget (``stellatune.host.budget``):
 a lock taken twice without a timeout ends with ``timeout`` at the call's deadline, or at once
 when the plugin is disabled, instead of blocking the host forever."""
+
 from __future__ import annotations
 
 import threading

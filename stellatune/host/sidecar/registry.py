@@ -1,4 +1,5 @@
 """The sidecar manager (one per runtime): launches, package-shared leases, locks, teardown."""
+
 from __future__ import annotations
 
 import collections
@@ -109,14 +110,19 @@ class SidecarProcess:
             # The sidecar died while we were connecting: go again on the restarted process.
         raise io_error(f"no transport for the {what} channel worked: " + "; ".join(errors))
 
-    def _try_options(self, gen: Generation, names: tuple[str, ...], options: list[TransportOption]) -> tuple[Optional[Channel], list[str]]:
+    def _try_options(
+        self, gen: Generation, names: tuple[str, ...], options: list[TransportOption]
+    ) -> tuple[Optional[Channel], list[str]]:
         errors: list[str] = []
         for option in options:
             lookup = ("stdio",) if option.kind is TransportKind.STDIO else names
             endpoint = next((e for e in (gen.endpoint(n, option.kind) for n in lookup) if e is not None), None)
             if endpoint is None:
-                why = ("stdout is not a channel (list stdio in the launch spec)" if option.kind is TransportKind.STDIO
-                       else "no endpoint was requested at launch")
+                why = (
+                    "stdout is not a channel (list stdio in the launch spec)"
+                    if option.kind is TransportKind.STDIO
+                    else "no endpoint was requested at launch"
+                )
                 errors.append(f"{option.kind.value}: {why}")
                 continue
             exit_fd = gen.pidfd
@@ -124,7 +130,11 @@ class SidecarProcess:
                 errors.append(f"{option.kind.value}: the sidecar exited")
                 break
             try:
-                channel = endpoint.connect(self._manager.connect_timeout_s, is_stale=functools.partial(self._slot.is_stale, gen), exit_fd=exit_fd)
+                channel = endpoint.connect(
+                    self._manager.connect_timeout_s,
+                    is_stale=functools.partial(self._slot.is_stale, gen),
+                    exit_fd=exit_fd,
+                )
             except PluginError as exc:
                 errors.append(f"{option.kind.value}: {exc.message}")
                 continue
@@ -185,8 +195,15 @@ class SidecarManager:
             existing = self._shared.get(key) if scope is LaunchScope.PACKAGE_SHARED else None
             if existing is None or existing[0].state is SlotState.STOPPED:
                 slot_id = next(self._slot_ids)
-                slot = SidecarSlot(slot_id, plan, self._runtime_dir() / f"s{slot_id}",
-                                   self.policy, self._supervisor_thread(), self._stats[ctx.plugin_id], self._emit)
+                slot = SidecarSlot(
+                    slot_id,
+                    plan,
+                    self._runtime_dir() / f"s{slot_id}",
+                    self.policy,
+                    self._supervisor_thread(),
+                    self._stats[ctx.plugin_id],
+                    self._emit,
+                )
                 self._slots[ctx.plugin_id].append(slot)
                 if scope is LaunchScope.PACKAGE_SHARED:
                     self._shared[key] = (slot, 1)

@@ -29,6 +29,7 @@ Each position is one aligned 8-byte store through a ``memoryview`` cast to ``Q``
 machine store on x86-64 and aarch64), and the data is written before the position that
 publishes it.
 """
+
 from __future__ import annotations
 
 import mmap
@@ -141,8 +142,8 @@ class ShmRing:
         pos = self._words[2]
         start = pos % self.capacity
         first = min(n, self.capacity - start)
-        self._data[start:start + first] = data[:first]
-        self._data[0:n - first] = data[first:n]
+        self._data[start : start + first] = data[:first]
+        self._data[0 : n - first] = data[first:n]
         self._words[2] = pos + n  # publish only after the bytes are in place
         try:
             os.write(self._bell, b"\1")
@@ -161,12 +162,13 @@ class ShmRing:
         pos = self._words[3]
         start = pos % self.capacity
         first = min(n, self.capacity - start)
-        out = bytes(self._data[start:start + first]) + bytes(self._data[0:n - first])
+        out = bytes(self._data[start : start + first]) + bytes(self._data[0 : n - first])
         self._words[3] = pos + n
         return out
 
-    def wait_readable(self, timeout_s: Optional[float], extra_fd: Optional[int] = None,
-                      wake_fd: Optional[int] = None) -> str:
+    def wait_readable(
+        self, timeout_s: Optional[float], extra_fd: Optional[int] = None, wake_fd: Optional[int] = None
+    ) -> str:
         """Sleep until the ring has data, the writer is gone, ``extra_fd`` is readable, ``wake_fd``
         is readable (a cancelled call), or the timeout ends. Returns ``"data"``, ``"hangup"``,
         ``"extra"``, ``"wake"`` or ``"timeout"``."""

@@ -1,4 +1,5 @@
 """The WIT ``sidecar`` records, the env-variable names of endpoints, and transport ordering."""
+
 from __future__ import annotations
 
 import enum
@@ -94,14 +95,20 @@ def control_env_names(kind: TransportKind) -> list[str]:
 
 def data_env_names(kind: TransportKind, role: Optional[str]) -> list[str]:
     """Names looked up for a data channel: role-specific first, then the generic one."""
-    names = [f"{ENV_PREFIX}DATA_{normalise_role(role)}_{s}" for s in kind.env_suffixes] if role and normalise_role(role) else []
+    names = (
+        [f"{ENV_PREFIX}DATA_{normalise_role(role)}_{s}" for s in kind.env_suffixes]
+        if role and normalise_role(role)
+        else []
+    )
     return names + [f"{ENV_PREFIX}DATA_{s}" for s in kind.env_suffixes]
 
 
 def order_options(*lists: Iterable[TransportOption]) -> list[TransportOption]:
     """Priority descending (ties keep their order), first of each kind kept, stdio appended
     as the final fallback when absent."""
-    merged: list[TransportOption] = [TransportOption(TransportKind(o.kind), o.priority, o.max_frame_bytes) for xs in lists for o in xs]
+    merged: list[TransportOption] = [
+        TransportOption(TransportKind(o.kind), o.priority, o.max_frame_bytes) for xs in lists for o in xs
+    ]
     ordered = sorted(merged, key=lambda o: -o.priority)  # sorted() is stable
     seen: set[TransportKind] = set()
     out: list[TransportOption] = []

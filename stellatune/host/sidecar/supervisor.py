@@ -11,6 +11,7 @@ opens: the slot stays down, a ``crash-loop`` event is emitted, and every use of 
 ``io`` saying so. A clean exit (status 0) is not restarted at once; the next use starts the
 sidecar again (the liveness check before reuse).
 """
+
 from __future__ import annotations
 
 import collections
@@ -101,8 +102,16 @@ class SidecarEvent:
 class SidecarSlot:
     """One supervised sidecar. Thread-safe; state changes are announced on ``_cond``."""
 
-    def __init__(self, slot_id: int, plan: LaunchPlan, directory: Path, policy: RestartPolicy,
-                 supervisor: Supervisor, stats: SidecarStats, emit: Callable[[SidecarEvent], None]):
+    def __init__(
+        self,
+        slot_id: int,
+        plan: LaunchPlan,
+        directory: Path,
+        policy: RestartPolicy,
+        supervisor: Supervisor,
+        stats: SidecarStats,
+        emit: Callable[[SidecarEvent], None],
+    ):
         self.id = slot_id
         self.plan = plan
         self._directory = directory
@@ -144,8 +153,11 @@ class SidecarSlot:
         self._cond.notify_all()
 
     def _event(self, kind: str, message: str, gen: Optional[Generation] = None) -> None:
-        self._emit(SidecarEvent(self.plan.plugin_id, self.id, kind, message,
-                                gen.pid if gen else None, gen.returncode if gen else None))
+        self._emit(
+            SidecarEvent(
+                self.plan.plugin_id, self.id, kind, message, gen.pid if gen else None, gen.returncode if gen else None
+            )
+        )
 
     # --- exits (supervisor thread, or a caller that saw the exit first) ---------------------
 
@@ -170,7 +182,9 @@ class SidecarSlot:
                 self.state = SlotState.EXITED
                 self._event("exited", "exited with status 0; it will start again on next use", gen)
             else:
-                self._crashed_locked(gen, f"crashed with {'signal ' + str(-code) if code < 0 else 'status ' + str(code)}")
+                self._crashed_locked(
+                    gen, f"crashed with {'signal ' + str(-code) if code < 0 else 'status ' + str(code)}"
+                )
             gen.cleanup()
             self._cond.notify_all()
 
@@ -217,8 +231,10 @@ class SidecarSlot:
                     self.on_exit(gen)  # the condition's lock is re-entrant
                     continue
                 if self.state is SlotState.CRASH_LOOP:
-                    raise io_error(f"sidecar {self.plan.name} is in a crash loop "
-                                   f"({self._policy.max_crashes} crashes within {self._policy.window_s:g} s); not restarted")
+                    raise io_error(
+                        f"sidecar {self.plan.name} is in a crash loop "
+                        f"({self._policy.max_crashes} crashes within {self._policy.window_s:g} s); not restarted"
+                    )
                 if self.state is SlotState.STOPPED:
                     raise invalid_arg(f"sidecar {self.plan.name} was terminated")
                 if self.state is SlotState.EXITED:
@@ -267,7 +283,9 @@ class SidecarSlot:
         """Wait for ``gen`` until ``deadline``, then SIGKILL its group and reap it."""
         if gen is not None:
             try:
-                exited = _wait_exit_fd(gen, max(0.0, deadline - time.monotonic()), f"sidecar {self.plan.name}: terminate")
+                exited = _wait_exit_fd(
+                    gen, max(0.0, deadline - time.monotonic()), f"sidecar {self.plan.name}: terminate"
+                )
             except PluginError:  # a plugin's terminate ran out of call budget: kill now, not after the grace
                 exited = False
             if not exited:

@@ -26,6 +26,7 @@ writes, connects) is also cut to the call's remaining budget and woken by its ca
 :data:`WRITE_TIMEOUT_S`, except on a ring, where it is non-blocking and may be partial (as in
 the original: the ring has no space wake-up).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -134,7 +135,9 @@ class Channel:
 class FdChannel(Channel):
     """A pair of pipe fds: stdio (the child's stdout/stdin) or a FIFO pair."""
 
-    def __init__(self, kind: TransportKind, describe: str, read_fd: int, write_fd: int, *, owns_fds: bool, **hooks: Callable):
+    def __init__(
+        self, kind: TransportKind, describe: str, read_fd: int, write_fd: int, *, owns_fds: bool, **hooks: Callable
+    ):
         super().__init__(kind, describe, **hooks)
         self._rfd, self._wfd, self._owns = read_fd, write_fd, owns_fds
         os.set_blocking(read_fd, False)
@@ -158,7 +161,7 @@ class FdChannel(Channel):
         view, deadline = memoryview(data), time.monotonic() + WRITE_TIMEOUT_S
         while view:
             try:
-                view = view[os.write(self._wfd, view):]
+                view = view[os.write(self._wfd, view) :]
                 continue
             except BlockingIOError:
                 pass
@@ -202,7 +205,7 @@ class SocketChannel(Channel):
         view, deadline = memoryview(data), time.monotonic() + WRITE_TIMEOUT_S
         while view:
             try:
-                view = view[self._sock.send(view):]
+                view = view[self._sock.send(view) :]
                 continue
             except BlockingIOError:
                 pass
@@ -292,7 +295,9 @@ class _ListeningEndpoint(Endpoint):
     def connect(self, timeout_s: float, *, is_stale: Callable[[], bool], exit_fd: int) -> Channel:
         # A listening socket serves any number of channels: each open accepts one connection.
         describe = f"sidecar {self.name} over {self.kind.value}"
-        ready = budget.wait_fds(describe, [(self._listener.fileno(), select.POLLIN), (exit_fd, select.POLLIN)], timeout_s)
+        ready = budget.wait_fds(
+            describe, [(self._listener.fileno(), select.POLLIN), (exit_fd, select.POLLIN)], timeout_s
+        )
         if self._listener.fileno() not in ready:
             if exit_fd in ready:
                 raise io_error(f"{describe}: the sidecar exited before connecting")
@@ -371,13 +376,31 @@ class _StdioEndpoint(Endpoint):
         poller = select.poll()
         poller.register(self._fds[0], select.POLLIN)
         for _fd, mask in poller.poll(0):
-            if mask & select.POLLHUP and not mask & select.POLLIN and _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S, f"sidecar {self.name}"):
+            if (
+                mask & select.POLLHUP
+                and not mask & select.POLLIN
+                and _wait_fd(exit_fd, select.POLLIN, BUSY_EXIT_WAIT_S, f"sidecar {self.name}")
+            ):
                 raise io_error(f"sidecar {self.name}: the sidecar exited")
-        return FdChannel(self.kind, f"sidecar {self.name} over stdio", *self._fds, owns_fds=False, is_stale=is_stale, on_close=lambda: None)
+        return FdChannel(
+            self.kind,
+            f"sidecar {self.name} over stdio",
+            *self._fds,
+            owns_fds=False,
+            is_stale=is_stale,
+            on_close=lambda: None,
+        )
 
 
-def create_endpoint(kind: TransportKind, name: str, directory: Path, *, stem: str = "", max_frame_bytes: Optional[int] = None,
-                    stdio_fds: Optional[tuple[int, int]] = None) -> Endpoint:
+def create_endpoint(
+    kind: TransportKind,
+    name: str,
+    directory: Path,
+    *,
+    stem: str = "",
+    max_frame_bytes: Optional[int] = None,
+    stdio_fds: Optional[tuple[int, int]] = None,
+) -> Endpoint:
     """Create the endpoint for ``kind`` in ``directory``; its files are named after ``stem``
     (short: a unix socket path must fit 107 bytes). Stdio needs the process's fds, so it is
     made after spawning, from ``stdio_fds`` = (stdout, stdin)."""
