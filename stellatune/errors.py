@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = [
     "StellatuneError",
@@ -40,6 +40,12 @@ __all__ = [
     "HotPathMemoryLimitError",
     "AudioDeviceError",
     "PortAudioError",
+    "ServiceError",
+    "RpcRequestError",
+    "RpcCallError",
+    "LibraryError",
+    "CatalogError",
+    "TrackFailure",
 ]
 
 
@@ -285,3 +291,54 @@ class PortAudioError(AudioDeviceError):
         self.code = code
         self.text = text
         super().__init__(f"{what}: {text}", code)
+
+
+# --- library import ------------------------------------------------------------------------
+
+
+class LibraryError(StellatuneError):
+    """The library import (stellatune.library) failed as a whole: not one file's failure."""
+
+
+class CatalogError(LibraryError):
+    """The SQLite catalog cannot be opened, migrated or queried as asked."""
+
+
+class TrackFailure(LibraryError):
+    """One file could not be analysed; ``code`` is the catalog's error code (docs/library.md).
+
+    Raised and caught inside the analyser: a failing file becomes a row, never an aborted run.
+    """
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+# --- service (stellatune serve) ------------------------------------------------------------
+
+
+class ServiceError(StellatuneError):
+    """The control API of ``stellatune serve`` refused or failed a request (docs/service.md)."""
+
+
+class RpcRequestError(ServiceError):
+    """Server side: a request answered with a JSON-RPC error. ``failure`` is the taxonomy's
+    ``Failure`` (code, severity, hint, where); ``rpc_code`` the JSON-RPC code."""
+
+    def __init__(self, failure: Any, rpc_code: int):
+        self.failure = failure
+        self.rpc_code = rpc_code
+        super().__init__(str(getattr(failure, "message", failure)))
+
+
+class RpcCallError(ServiceError):
+    """Client side: the service answered a call with a JSON-RPC error; ``code`` is the JSON-RPC
+    code, ``data`` the failure (``data["code"]`` the taxonomy's), ``error`` the whole object."""
+
+    def __init__(self, error: Mapping[str, Any]):
+        self.error = dict(error)
+        self.code = int(error.get("code", 0))
+        self.data: dict[str, Any] = dict(error.get("data") or {})
+        super().__init__(str(error.get("message", "error")))

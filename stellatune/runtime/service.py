@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import LifecycleFailures, RuntimeStateError, StellatuneError
+from ..events import EventHub
 from ..manifest import AbilityKind, Permissions
 from ..package import DiscoveredPlugin, DiscoveryResult, component_digest, discover_plugins
 from .directives import DirectiveCallback, DirectiveHub, PluginDirective
@@ -84,6 +85,8 @@ class WasmPluginRuntime:
         self._revision = 0
         self._last_report: Optional[SyncReport] = None
         self._shut_down = False
+        #: Structured events (docs/events.md): ``runtime.events.subscribe(callback, kinds=None)``.
+        self.events = EventHub()
 
     # --- context manager ------------------------------------------------------------------
 
@@ -239,6 +242,7 @@ class WasmPluginRuntime:
                 )
                 self._last_report = report
             self._outbox.extend(_directives_of(report))
+            _emit_sync_events(self.events, report)
             return report
 
     def set_desired_state(self, plugin_id: str, state: DesiredState) -> None:
@@ -671,6 +675,29 @@ def _directives_of(report: SyncReport) -> list[tuple[str, PluginDirective]]:
         elif t.to_state is LifecycleState.MISSING:
             out.append((t.plugin_id, PluginDirective.destroy(DisableReason.UNLOAD)))
     return out
+
+
+def _emit_sync_events(events: EventHub, report: SyncReport) -> None:
+    """``plugin-transition`` for each transition that did something, then ``sync-completed``."""
+    for t in report.transitions:
+        if t.outcome is TransitionOutcome.SKIPPED:
+            continue
+        status = report.status_of(t.plugin_id)
+        events.emit(
+            "plugin-transition",
+            severity="error" if t.outcome is TransitionOutcome.FAILED else "info",
+            plugin_id=t.plugin_id,
+            **{k: v for k, v in t.to_json().items() if k != "plugin_id"},
+            last_error=status.last_error if status else None,
+            sync_ms=report.timings_ms.total,
+        )
+    events.emit(
+        "sync-completed",
+        severity="info" if report.ok else "warning",
+        revision=report.revision,
+        timings_ms=report.timings_ms.to_json(),
+        errors=list(report.errors),
+    )
 
 
 def _checked_id(plugin_id: str) -> str:

@@ -1,0 +1,128 @@
+"""Metrics: a JSON snapshot (``metrics.get``) and the Prometheus text exposition (``--metrics``).
+
+Everything is read on demand from the control plane: the engine's C counters through
+``Player.status()`` / ``Player.counters()``, the runtime and executor, the sidecar manager, and
+the service's own event counts. Nothing on the audio thread formats or allocates for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..diagnostics import live_counts
+
+if TYPE_CHECKING:
+    from .app import ServiceApp
+
+__all__ = ["snapshot", "StellatuneCollector", "start_metrics_server"]
+
+_SYNC_BUCKETS_MS = (1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0)
+
+
+def snapshot(app: ServiceApp) -> dict[str, Any]:
+    """Every metric as one JSON-able dict."""
+    status = app.player.status()
+    with app._lock:
+        faults = dict(app.fault_counts)
+        syncs = list(app.sync_durations_ms)
+        events = dict(app.event_counts)
+    return {
+        "player": {"state": status["state"], **status["counters"]},
+        "stages": [
+            {
+                "index": i,
+                "spec": s.get("spec"),
+                "route": s.get("route"),
+                "bypassed": s.get("bypassed"),
+                "p50_us": s.get("p50_us"),
+                "p99_us": s.get("p99_us"),
+                "fault": (s.get("fault") or {}).get("kind") if s.get("fault") else None,
+            }
+            for i, s in enumerate(status["chain"])
+        ],
+        "plugins": [
+            {"id": p["id"], "lifecycle_state": p["lifecycle_state"], "instances": p["instances"]} for p in app.plugins()
+        ],
+        "sidecars": [
+            {"plugin_id": s["plugin_id"], "restarts": s["restarts"], "crashes": s["crashes"], "starts": s["starts"]}
+            for s in app.sidecars()
+        ],
+        "faults_by_kind": faults,
+        "sync": {"count": len(syncs), "sum_ms": sum(syncs), "last_ms": syncs[-1] if syncs else None},
+        "events": events,
+        "live": live_counts(),
+    }
+
+
+class StellatuneCollector:
+    """A ``prometheus_client`` collector over :func:`snapshot` (read at each scrape)."""
+
+    def __init__(self, app: ServiceApp):
+        self.app = app
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        snap = snapshot(self.app)
+        player = snap["player"]
+        for name, key, doc in (
+            ("stellatune_xruns", "xruns", "Device underflows (xruns) reported by the audio driver"),
+            ("stellatune_ring_underruns", "ring_underruns", "Driver blocks that found the decode ring short"),
+            ("stellatune_frames_played", "frames_played", "Frames the driver has played"),
+            ("stellatune_driver_callbacks", "callbacks", "Driver blocks (callbacks or clock ticks)"),
+            ("stellatune_chain_swaps", "chain_swaps", "Live chain swaps"),
+        ):
+            yield CounterMetricFamily(name, doc, value=float(player.get(key) or 0))
+        stage_time = GaugeMetricFamily(
+            "stellatune_stage_process_time_us",
+            "Per-stage process time per block (engine stats), by quantile",
+            labels=["index", "spec", "route", "quantile"],
+        )
+        for s in snap["stages"]:
+            for q, key in (("0.5", "p50_us"), ("0.99", "p99_us")):
+                if s[key] is not None:
+                    stage_time.add_metric([str(s["index"]), str(s["spec"]), str(s["route"]), q], float(s[key]))
+        yield stage_time
+        faults = CounterMetricFamily("stellatune_stage_faults", "Hot-path stage faults, by kind", labels=["kind"])
+        for kind, n in sorted(snap["faults_by_kind"].items()):
+            faults.add_metric([kind], float(n))
+        yield faults
+        instances = GaugeMetricFamily("stellatune_plugin_instances", "Live component instances", labels=["plugin_id"])
+        for p in snap["plugins"]:
+            instances.add_metric([p["id"]], float(p["instances"]))
+        yield instances
+        restarts = CounterMetricFamily("stellatune_sidecar_restarts", "Sidecar restarts", labels=["plugin_id"])
+        crashes = CounterMetricFamily("stellatune_sidecar_crashes", "Sidecar crashes", labels=["plugin_id"])
+        for s in snap["sidecars"]:
+            restarts.add_metric([s["plugin_id"]], float(s["restarts"]))
+            crashes.add_metric([s["plugin_id"]], float(s["crashes"]))
+        yield restarts
+        yield crashes
+        with self.app._lock:
+            syncs = list(self.app.sync_durations_ms)
+        buckets = [(str(b), float(sum(1 for d in syncs if d <= b))) for b in _SYNC_BUCKETS_MS]
+        buckets.append(("+Inf", float(len(syncs))))
+        yield HistogramMetricFamily(
+            "stellatune_sync_duration_ms", "Plugin sync durations (ms)", buckets=buckets, sum_value=sum(syncs)
+        )
+        live = GaugeMetricFamily("stellatune_live_objects", "Live native resources (diagnostics)", labels=["kind"])
+        for kind, n in sorted(snap["live"].items()):
+            live.add_metric([kind], float(n))
+        yield live
+        events = CounterMetricFamily("stellatune_events", "Events emitted, by kind", labels=["kind"])
+        for kind, n in sorted(snap["events"].items()):
+            events.add_metric([kind], float(n))
+        yield events
+
+
+def start_metrics_server(app: ServiceApp, host: str, port: int) -> tuple[Any, Optional[Any]]:
+    """Serve ``/metrics`` on ``host:port`` (a daemon thread); returns (server, thread)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StellatuneCollector(app))
+    result = start_http_server(port, addr=host, registry=registry)
+    if isinstance(result, tuple):
+        return result[0], result[1]
+    return result, None
