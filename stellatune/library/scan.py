@@ -1,0 +1,58 @@
+"""Finding the audio files of a library: a walk of the given folders, one stat per file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["AUDIO_EXTENSIONS", "FoundFile", "scan"]
+
+#: File name extensions taken as audio (lower case, no dot). Anything else is not looked at.
+AUDIO_EXTENSIONS = frozenset(
+    {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "m4a", "aac", "aif", "aiff", "aifc", "wv", "ape", "caf"}
+)
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    """One audio file: its absolute path (the catalog's key), folder, size and mtime."""
+
+    path: str
+    folder: str
+    size: int
+    mtime_ns: int
+
+
+def scan(roots: Iterable[Path | str]) -> Iterator[FoundFile]:
+    """Every audio file under ``roots`` (recursively, symlinked folders not followed), in a
+    stable order: sorted by path within each folder. A root that is a file is taken as is."""
+    seen: set[str] = set()
+    for root in roots:
+        root = Path(root).expanduser().resolve()
+        if root.is_file():
+            found = _found(str(root))
+            if found is not None and found.path not in seen:
+                seen.add(found.path)
+                yield found
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
+            for name in sorted(files):
+                if name.rsplit(".", 1)[-1].lower() not in AUDIO_EXTENSIONS or "." not in name:
+                    continue
+                found = _found(os.path.join(folder, name))
+                if found is not None and found.path not in seen:
+                    seen.add(found.path)
+                    yield found
+
+
+def _found(path: str) -> FoundFile | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # vanished between the listing and the stat
+    if not os.path.isfile(path):
+        return None
+    return FoundFile(path, os.path.dirname(path), st.st_size, st.st_mtime_ns)
