@@ -110,6 +110,11 @@ class Workspace:
         settings = CONFIGS[name] if config is None else config
         return capability.create(AudioSpec(SAMPLE_RATE, CHANNELS), json.dumps(settings))
 
+    def runtime(self):
+        """The plugin runtime (component executor) with every example kernel installed and active."""
+        self._component_executor()
+        return self._runtime
+
     def _component_executor(self):
         if self._executor is None:
             from stellatune.executor import ComponentExecutor

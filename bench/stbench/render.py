@@ -162,6 +162,38 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
     )
     lines += ["", f"Throughput, ours / pedalboard's whole-buffer render: {_x(c['speedup_vs_pedalboard'])}.", ""]
 
+    player = doc.get("player")
+    if player:
+        e, sk, g = player["edit"], player["seek"], player["gapless"]
+        lines += [
+            "## The Player",
+            "",
+            f"`stellatune.Player` at {player['frames']} frames on the engine clock (the `file:` output in real"
+            " time): from the driver's frame counter when the call is made to the first output frame that"
+            " reflects it, in whole blocks (0 ms = the very next block). Edits alternate a gain change"
+            " (`update_config`, hot-applied) and a structural edit (`insert_stage`/`remove_stage`, a chain"
+            f" swap); the first (cold) edit took {e['first_edit_ms']:.1f} ms and is not in the figures.",
+            "",
+        ]
+        lines += _table(
+            ["what", "count", "p50 ms", "p99 ms", "max ms"],
+            [
+                [name, str(r["count"]), f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}", f"{r['max_ms']:.1f}"]
+                for name, r in (
+                    ("chain edit (all)", e),
+                    ("gain change (hot-apply)", e["config_update"]),
+                    ("insert/remove (chain swap)", e["chain_swap"]),
+                    ("seek → first audio at the new position", sk),
+                )
+            ],
+        )
+        lines += [
+            "",
+            f"Gapless: {g['items']} items ({g['frames']} frames) rendered offline through a gain stage vs the"
+            f" same chain over their concatenation: {g['join_error_samples']} samples differ, length error"
+            f" {g['length_error_frames']} frames.",
+            "",
+        ]
     lines += ["## Real time on the JACK dummy device", ""]
     if doc["realtime"]:
         lines += [

@@ -17,6 +17,7 @@ from typing import Optional
 
 from .kernels import CHANNELS, SAMPLE_RATE, Workspace
 from .offline import FULL, QUICK, measure_chain, measure_kernels, measure_nonfinite_check, measure_overhead
+from .player import measure_player
 from .realtime import RealtimeUnavailable, measure_realtime
 
 SCHEMA_VERSION = 1
@@ -45,6 +46,7 @@ def run(
         overhead = measure_overhead(ws, BLOCK_SIZES, budget, faults, progress=progress)
         nonfinite = measure_nonfinite_check(kernels, budget, progress=progress)
         chain = measure_chain(ws, budget, faults, progress=progress)
+        player = measure_player(ws, quick=quick, progress=progress)
         rt: list[dict] = []
         rt_skipped = None
         if realtime:
@@ -69,6 +71,7 @@ def run(
         "overhead": overhead,
         "nonfinite_check": nonfinite,
         "chain": chain,
+        "player": player,
         "realtime": rt,
         "realtime_skipped": rt_skipped,
         "faults": faults,
@@ -149,6 +152,31 @@ def targets(doc: dict) -> list[dict]:
                 lambda v: v <= 5,
             )
         )
+    player = doc.get("player")
+    if player:
+        out += [
+            _target(
+                "edit_to_output_p99_ms",
+                f"chain edit → first changed frame at the output ≤ 10 ms, p99 ({player['frames']} frames)",
+                player["edit"]["p99_ms"],
+                "ms",
+                lambda v: v <= 10,
+            ),
+            _target(
+                "seek_to_audio_p99_ms",
+                "seek → first audio at the new position ≤ 50 ms, p99",
+                player["seek"]["p99_ms"],
+                "ms",
+                lambda v: v <= 50,
+            ),
+            _target(
+                "gapless_join_error_samples",
+                "gapless joins: 0 samples inserted, dropped or altered (Player vs the chain over the concatenation)",
+                player["gapless"]["join_error_samples"],
+                "",
+                lambda v: v == 0,
+            ),
+        ]
     if rt:
         out.append(
             _target(

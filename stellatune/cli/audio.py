@@ -1,10 +1,10 @@
-"""``stellatune render|play|devices|demo-track``: run installed DSP plugins over audio, offline or live."""
+"""``stellatune render|play|devices|demo-track``: run installed DSP plugins over audio, offline or live
+(``play`` lives in :mod:`stellatune.cli.playcmd`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..compose import DspPlugin
 from ..errors import EngineError, RuntimeStateError
 from .context import open_runtime
+from .playcmd import register_play
 
 if TYPE_CHECKING:
     from ..engine import StageStats
@@ -31,23 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _chain_options(p)
     p.set_defaults(func=cmd_render)
 
-    p = subparsers.add_parser("play", help="play an audio file through DSP plugins")
-    p.add_argument("file", type=Path, metavar="FILE")
-    _chain_options(p)
-    p.add_argument(
-        "--device",
-        metavar="NAME",
-        help="output device (name or part of it; default: the JACK server's, else the system default)",
-    )
-    p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument(
-        "--ring",
-        type=int,
-        default=8192,
-        metavar="FRAMES",
-        help="how far decoding may run ahead of the device (a power of two; default 8192)",
-    )
-    p.set_defaults(func=cmd_play)
+    register_play(subparsers)  # stellatune.cli.playcmd: the Player, gapless, keys in a terminal
 
     p = subparsers.add_parser("devices", help="list audio output devices")
     p.set_defaults(func=cmd_devices)
@@ -194,47 +179,6 @@ def _batched(blocks: Iterator, frames: int) -> Iterator:
             pending, count = [], 0
     if pending:
         yield np.concatenate(pending)
-
-
-def cmd_play(args: argparse.Namespace) -> int:
-    frames = args.frames or 128
-    with _plugins(args) as (runtime, executor), _source(args, runtime, executor, args.file) as src:
-        # The device is opened at the chain's rate; a source at another rate is resampled.
-        sample_rate, channels = args.rate or src.sample_rate, max(2, src.channels)
-        with _pipeline(args, runtime, executor, sample_rate, channels, max(256, frames)) as pipe:
-            handle = pipe.play(src, device=args.device, frames=frames, ring_frames=args.ring)
-            _report_rate(handle.source_sample_rate, pipe.sample_rate)
-            _watch(args, handle)
-            _print_stage_stats(handle.stats().stages)
-    return 0
-
-
-def _watch(args: argparse.Namespace, handle) -> None:
-    """Print the playback counters until the end, ``--seconds`` or Ctrl-C; then stop."""
-    # Carriage returns redraw one line on a terminal; a log or pipe gets one line per update.
-    tty = sys.stdout.isatty()
-    lead = "\r" if tty else ""
-    started = time.monotonic()
-    try:
-        while not handle.stats().finished:
-            if args.seconds is not None and time.monotonic() - started >= args.seconds:
-                break
-            time.sleep(0.5)
-            s = handle.stats()
-            print(
-                f"{lead}{time.monotonic() - started:6.1f}s  callbacks {s.callbacks}"
-                f"  xruns {s.device_underflows}  ring underruns {s.ring_underruns}  latency"
-                f" {s.output_latency_ms:.2f} ms  callback p99 {s.callback_p99_us:.0f} us"
-                f" ({s.callback_load_p99:.0%} of the period, chain on the {s.chain_thread})",
-                end="" if tty else "\n",
-                flush=True,
-            )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        handle.stop()
-        if tty:
-            print()
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

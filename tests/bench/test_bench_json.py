@@ -55,6 +55,9 @@ THRESHOLDS = {
     "chain_vs_pedalboard": lambda v: v >= 2,
     "ring_underruns": lambda v: v == 0,
     "nonfinite_check_overhead": lambda v: v <= 5,
+    "edit_to_output_p99_ms": lambda v: v <= 10,
+    "seek_to_audio_p99_ms": lambda v: v <= 50,
+    "gapless_join_error_samples": lambda v: v == 0,
 }
 
 
