@@ -20,7 +20,7 @@ engine = Extension(
     depends=sorted(glob.glob("csrc/*.h")) + sorted(glob.glob("stellatune/engine/*.pxd")),
     include_dirs=["csrc", "stellatune/sdk/include", numpy.get_include()],
     # libwasmtime is *not* linked: we call the copy wasmtime-py already loaded (csrc/st_wasmtime.h).
-    libraries=["portaudio", "dl", "pthread"],
+    libraries=["portaudio", "dl", "pthread", "m"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wno-unused-function"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
 )

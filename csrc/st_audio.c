@@ -103,6 +103,7 @@ static void st_player_take_chain(st_player *p)
         return;
     st_chain *next = atomic_exchange_explicit(&p->pending_chain, NULL, memory_order_acq_rel);
     if (next) {
+        st_chain_xfade_carry(next); /* a recreate: the old stage's state, at this boundary */
         p->chain = next;
         atomic_fetch_add_explicit(&p->swaps, 1, memory_order_relaxed);
     }
@@ -173,6 +174,8 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
     if (quiet && p->fade <= 0.0f) {
         if (flush) {
             st_player_drain(p);
+            if (p->chain_in_callback)
+                st_chain_drop_pending(p->chain); /* kept sink frames belong to the old position */
             p->flush_seen = req;
             p->priming = !p->offline && p->prime_frames > 0;
             atomic_store_explicit(&p->flush_ack, req, memory_order_release);
@@ -195,6 +198,16 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
             return;
         }
     }
+    if (p->chain_in_callback && st_chain_sink_pending(p->chain)) {
+        /* A sink kept frames: offer them again first; new audio waits for the next tick. */
+        st_chain_offer_pending(p->chain);
+        if (st_chain_sink_pending(p->chain)) {
+            memset(out, 0, (size_t)frames * p->channels * sizeof(float));
+            atomic_fetch_add_explicit(&p->sink_waits, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&p->callbacks, 1, memory_order_relaxed);
+            return;
+        }
+    }
     uint32_t fill = st_ring_readable(&p->ring);
     p->ring_fill_sum += fill;
     if (fill < p->ring_fill_min)
@@ -209,11 +222,16 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
             atomic_fetch_add_explicit(&p->ring_underrun_frames, frames - got, memory_order_relaxed);
         } else if (st_ring_readable(&p->ring) == 0) {
             atomic_store_explicit(&p->finished, 1, memory_order_release);
+            if (got == 0 && p->chain_in_callback)
+                st_chain_poll_sinks(p->chain); /* the end: sinks say when they have drained */
         }
     }
+    if (p->ramp_first)
+        st_player_ramp(p, out, frames, quiet ? 0.0f : 1.0f);
     if (p->chain_in_callback && got > 0)
         st_chain_process(p->chain, out, got);
-    st_player_ramp(p, out, frames, quiet ? 0.0f : 1.0f);
+    if (!p->ramp_first)
+        st_player_ramp(p, out, frames, quiet ? 0.0f : 1.0f);
     if (p->out_ring) {
         uint32_t want = p->offline ? got : frames; /* offline: no padding in the output */
         uint32_t n = st_ring_write(p->out_ring, out, want);
@@ -299,9 +317,21 @@ static void *st_clock_main(void *arg)
             uint32_t fill = st_ring_readable(&p->ring);
             int ready = fill >= p->frames || (fill > 0 && atomic_load(&p->source_done));
             int room = !p->out_ring || st_ring_writable(p->out_ring) >= p->frames;
+            uint32_t pend = p->chain_in_callback ? st_chain_sink_pending(p->chain) : 0;
+            if (pend && !flush && !paused) {
+                /* A sink kept frames: offer them again (and go on once it took them). */
+                st_chain_offer_pending(p->chain);
+                atomic_fetch_add_explicit(&p->sink_waits, 1, memory_order_relaxed);
+                if (st_chain_sink_pending(p->chain) >= pend)
+                    st_sleep_us(100); /* no progress: the sink is full, wait a little */
+                continue;
+            }
             if (!room || (!flush && (paused ? p->fade <= 0.0f : !ready))) {
-                if (!flush && !paused && fill == 0 && atomic_load(&p->source_done))
+                if (!flush && !paused && fill == 0 && atomic_load(&p->source_done)) {
                     atomic_store_explicit(&p->finished, 1, memory_order_release);
+                    if (p->chain_in_callback)
+                        st_chain_poll_sinks(p->chain);
+                }
                 if (p->chain_in_callback)
                     st_chain_apply_commands(p->chain);
                 st_sleep_us(100);

@@ -65,6 +65,11 @@ typedef struct st_player {
     _Atomic uint64_t swaps;
     st_ring *out_ring;              /* optional: rendered blocks for a writer thread (file:) */
     _Atomic uint64_t out_dropped;   /* frames the out ring had no room for (real-time only) */
+    /* Output sinks (sink: outputs): volume and fades go before the chain (the chain ends in
+     * the sink), and a block a sink did not take whole is offered again on the next ticks
+     * before the ring is read again (back-pressure; docs/engine.md). */
+    int ramp_first;
+    _Atomic uint64_t sink_waits;    /* ticks spent offering kept frames again (no new audio) */
 } st_player;
 
 void st_player_init(st_player *p, st_chain *chain, float *ring_data, uint32_t ring_frames,

@@ -1,6 +1,7 @@
 /* The block loop of the hot-path chain (see st_chain.h for the rules it lives by). */
 #include "st_chain.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -585,11 +586,35 @@ int32_t st_stage_reset(st_stage *s, uint64_t block)
  * (st_pass), which settles the previous producer. Returns 0 when the stage processed the block
  * (a DSP stage then becomes the pending producer: `f->src` is its output region, unchecked), -1
  * when it faulted or skipped the block (which then passes on unchanged). */
+/* Keep `frames` frames at src (checked) behind what the sink already keeps; what does not fit
+ * is lost and counted (only when the caller offers new blocks despite back-pressure). src may
+ * lie inside s->pend itself (the kept frames offered again). */
+static void st_sink_keep(st_stage *s, const float *src, uint32_t frames)
+{
+    if (!s->pend) {
+        s->stats.dropped_frames += frames;
+        return;
+    }
+    uint32_t have = atomic_load_explicit(&s->pend_frames, memory_order_relaxed);
+    uint32_t room = s->pend_cap - have;
+    uint32_t take = frames < room ? frames : room;
+    memmove(s->pend + (size_t)have * s->channels, src, (size_t)take * s->channels * sizeof(float));
+    s->stats.dropped_frames += frames - take;
+    atomic_store_explicit(&s->pend_frames, have + take, memory_order_release);
+}
+
 static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32_t frames)
 {
     size_t n = (size_t)frames * c->channels;
     uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
     uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
+    if (s->need_reset) {
+        /* The module raised NEED_RESET after its last block: reset before this one. */
+        s->need_reset = 0;
+        st_stage_reset(s, c->blocks);
+        if (atomic_load_explicit(&s->faulted, memory_order_relaxed))
+            return -1;
+    }
     /* wasm: the base can move after a memory.grow, so it is fetched every block; the size was
      * checked after the stage's last call (st_wasm_call), so this base is the current one. */
     uint8_t *base = s->is_native ? s->native_base : st_wt.memory_data(s->ctx, &s->memory);
@@ -624,8 +649,10 @@ static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32
 
     if (rc != 0) {
         if (rc == ST_HOT_ERR_WOULD_BLOCK && s->role == ST_HOT_ROLE_OUTPUT_SINK) {
-            /* A full sink consumed nothing this block: a state the ABI allows, not a fault. */
+            /* A full sink consumed nothing this block: a state the ABI allows, not a fault.
+             * The frames are kept and offered again (back-pressure). */
             s->stats.short_frames += frames;
+            st_sink_keep(s, f->src, frames);
             return 0;
         }
         st_fault(s, ST_FAULT_ERROR_CODE, rc, c->blocks);
@@ -636,6 +663,9 @@ static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32
     memcpy(&flags, base + at_flags, 4);
     if (flags & ST_HOT_FLAG_SOFT_ERROR)
         s->stats.soft_errors++;
+    if (flags & ST_HOT_FLAG_NEED_RESET)
+        s->need_reset = 1;
+    atomic_store_explicit(&s->last_flags, flags, memory_order_relaxed);
     if (s->role == ST_HOT_ROLE_DSP_TRANSFORM) {
         if (out_frames != frames) {
             st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
@@ -653,9 +683,242 @@ static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32
         st_fault(s, ST_FAULT_BAD_FRAMES, (int32_t)out_frames, c->blocks);
         return -1;
     } else {
-        s->stats.short_frames += frames - out_frames;
+        s->stats.sink_frames += out_frames;
+        if (out_frames < frames) {
+            s->stats.short_frames += frames - out_frames;
+            st_sink_keep(s, f->src + (size_t)out_frames * c->channels, frames - out_frames);
+        }
     }
     return 0;
+}
+
+static inline int st_stage_live(st_stage *s)
+{
+    return !s->user_bypass && !atomic_load_explicit(&s->faulted, memory_order_relaxed);
+}
+
+/* Offer a sink the frames it kept (once); what it does not take stays kept, in order. */
+static void st_sink_offer_pending(st_chain *c, st_stage *s, float *scratch)
+{
+    uint32_t n = atomic_load_explicit(&s->pend_frames, memory_order_relaxed);
+    if (!n || !st_stage_live(s))
+        return;
+    st_flow f = {.src = s->pend, .base = NULL, .raw = 0, .prod = NULL};
+    atomic_store_explicit(&s->pend_frames, 0, memory_order_relaxed);
+    uint64_t t = st_ticks();
+    if (st_stage_run(c, s, &f, scratch, n) == 0)
+        st_stats_record(&s->stats, st_ticks_to_ns(t, st_ticks()));
+    else if (!st_stage_live(s))
+        atomic_store_explicit(&s->pend_frames, 0, memory_order_release); /* faulted: nothing to offer to */
+    else
+        atomic_store_explicit(&s->pend_frames, n, memory_order_release); /* skipped (a timeout): kept */
+}
+
+/* A sink's block while it keeps frames: those go first, and the new block queues behind them
+ * if they are not all taken (the driver avoids this by offering the kept frames alone). */
+static int st_sink_block(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32_t frames)
+{
+    st_sink_offer_pending(c, s, buf);
+    if (atomic_load_explicit(&s->pend_frames, memory_order_relaxed) == 0 || !st_stage_live(s))
+        return st_stage_run(c, s, f, buf, frames);
+    /* Settle (check) the block where it is, then keep it. */
+    size_t n = (size_t)frames * c->channels;
+    if (f->src == buf) {
+        if (f->raw)
+            st_chain_clean_input(c, buf, n);
+        f->raw = 0;
+    } else {
+        st_pass(c, f, buf, n);
+        f->src = buf;
+        f->base = NULL;
+    }
+    st_sink_keep(s, f->src, frames);
+    s->stats.short_frames += frames;
+    return 0;
+}
+
+uint32_t st_chain_sink_pending(st_chain *c)
+{
+    uint32_t n = 0;
+    for (int i = 0; i < c->n_stages; i++) {
+        st_stage *s = c->stages[i];
+        if (s->role == ST_HOT_ROLE_OUTPUT_SINK && st_stage_live(s))
+            n += atomic_load_explicit(&s->pend_frames, memory_order_acquire);
+    }
+    return n;
+}
+
+void st_chain_offer_pending(st_chain *c)
+{
+    st_fpu_state fpu = st_fpu_flush_denormals();
+    st_chain_apply_commands(c);
+    for (int i = 0; i < c->n_stages; i++) {
+        st_stage *s = c->stages[i];
+        if (s->role == ST_HOT_ROLE_OUTPUT_SINK)
+            st_sink_offer_pending(c, s, c->xf_in); /* scratch only for a stage's own block */
+    }
+    st_fpu_restore(fpu);
+}
+
+void st_chain_drop_pending(st_chain *c)
+{
+    for (int i = 0; i < c->n_stages; i++)
+        atomic_store_explicit(&c->stages[i]->pend_frames, 0, memory_order_release);
+}
+
+void st_chain_poll_sinks(st_chain *c)
+{
+    st_fpu_state fpu = st_fpu_flush_denormals();
+    st_chain_apply_commands(c);
+    for (int i = 0; i < c->n_stages; i++) {
+        st_stage *s = c->stages[i];
+        if (s->role != ST_HOT_ROLE_OUTPUT_SINK || !st_stage_live(s) ||
+            atomic_load_explicit(&s->pend_frames, memory_order_relaxed))
+            continue;
+        uint8_t *base = s->is_native ? s->native_base : st_wt.memory_data(s->ctx, &s->memory);
+        uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
+        uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
+        uint32_t zero = 0, flags = 0;
+        memcpy(base + at_frames, &zero, 4);
+        memcpy(base + at_flags, &zero, 4);
+        int32_t rc;
+        if (s->is_native) {
+            rc = s->native_process(s->guest_ctx, 0, at_frames, at_flags);
+        } else {
+            wasmtime_val_raw_t args[4];
+            args[0].i32 = (int32_t)s->guest_ctx;
+            args[1].i32 = 0;
+            args[2].i32 = (int32_t)at_frames;
+            args[3].i32 = (int32_t)at_flags;
+            if (st_wasm_call(s, &s->process_fn, args, 4, c->blocks) != 0)
+                continue;
+            rc = args[0].i32;
+            base = st_wt.memory_data(s->ctx, &s->memory);
+        }
+        /* A module that refuses a zero-frame call cannot say more: take it as drained. */
+        if (rc != 0 && rc != ST_HOT_ERR_WOULD_BLOCK)
+            flags = ST_HOT_FLAG_DRAINED;
+        else
+            memcpy(&flags, base + at_flags, 4);
+        atomic_store_explicit(&s->last_flags, flags, memory_order_release);
+    }
+    st_fpu_restore(fpu);
+}
+
+int st_chain_sinks_drained(st_chain *c)
+{
+    for (int i = 0; i < c->n_stages; i++) {
+        st_stage *s = c->stages[i];
+        if (s->role != ST_HOT_ROLE_OUTPUT_SINK || !st_stage_live(s))
+            continue;
+        if (atomic_load_explicit(&s->pend_frames, memory_order_acquire))
+            return 0;
+        if (!(atomic_load_explicit(&s->last_flags, memory_order_acquire) &
+              (ST_HOT_FLAG_DRAINED | ST_HOT_FLAG_EOF)))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- state carry (optional ABI v1 extension) --------------------------------------------- */
+
+static int st_call_i32(st_stage *s, const wasmtime_func_t *fn, wasmtime_val_raw_t *args,
+                       size_t nargs, uint64_t block, int32_t *out)
+{
+    if (st_wasm_call(s, fn, args, nargs, block) != 0)
+        return -1;
+    *out = args[0].i32;
+    return 0;
+}
+
+int32_t st_stage_carry_state(st_stage *from, st_stage *to, uint64_t block)
+{
+    if (!from->has_state || !to->has_state || from->is_native || to->is_native)
+        return -2;
+    if (!st_stage_live(from) || atomic_load_explicit(&to->faulted, memory_order_relaxed))
+        return -1;
+    wasmtime_val_raw_t a[3];
+    int32_t size, src, dst, rc;
+    a[0].i32 = (int32_t)from->guest_ctx;
+    if (st_call_i32(from, &from->state_size_fn, a, 1, block, &size) != 0)
+        return -1;
+    if (size <= 0)
+        return size == 0 ? 0 : 2;
+    a[0].i32 = (int32_t)from->guest_ctx;
+    if (st_call_i32(from, &from->export_state_fn, a, 1, block, &src) != 0)
+        return -1;
+    a[0].i32 = (int32_t)to->guest_ctx;
+    a[1].i32 = size;
+    if (st_call_i32(to, &to->state_staging_fn, a, 2, block, &dst) != 0)
+        return -1;
+    if (src <= 0 || dst <= 0 || (size_t)(uint32_t)src + (uint32_t)size > from->memory_size ||
+        (size_t)(uint32_t)dst + (uint32_t)size > to->memory_size)
+        return 2;
+    memcpy(st_wt.memory_data(to->ctx, &to->memory) + (uint32_t)dst,
+           st_wt.memory_data(from->ctx, &from->memory) + (uint32_t)src, (uint32_t)size);
+    a[0].i32 = (int32_t)to->guest_ctx;
+    a[1].i32 = dst;
+    a[2].i32 = size;
+    if (st_call_i32(to, &to->import_state_fn, a, 3, block, &rc) != 0)
+        return -1;
+    return rc;
+}
+
+void st_chain_xfade_carry(st_chain *c)
+{
+    if (!c->xf_old || !c->xf_carry)
+        return;
+    c->xf_carry = 0;
+    c->xf_carry_rc = st_stage_carry_state(c->xf_old, c->stages[c->xf_index], c->blocks);
+    if (c->xf_len == 0)
+        atomic_store_explicit(&c->xf_done, 1, memory_order_release);
+}
+
+/* ---- crossfade of a recreated stage ------------------------------------------------------- *
+ * Slot i runs the old stage and the new one on the same input; the block leaving the slot is
+ * new * sin(t) + old * cos(t), t going from 0 to pi/2 over xf_len frames (equal power). */
+static void st_xfade_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32_t frames)
+{
+    size_t n = (size_t)frames * c->channels;
+    uint32_t ch = c->channels;
+    if (f->src != buf) {
+        st_pass(c, f, buf, n);
+    } else if (f->raw) {
+        st_chain_clean_input(c, buf, n);
+    }
+    *f = (st_flow){.src = buf, .base = NULL, .raw = 0, .prod = NULL};
+    st_chain_xfade_carry(c);
+    memcpy(c->xf_in, buf, n * sizeof(float));
+    /* the old stage: xf_in -> xf_out (its input when it faults or skips) */
+    st_stage *old = c->xf_old;
+    st_flow fo = {.src = c->xf_in, .base = NULL, .raw = 0, .prod = NULL};
+    uint64_t t = st_ticks();
+    if (st_stage_live(old) && st_stage_run(c, old, &fo, c->xf_out, frames) == 0 && fo.prod != old)
+        st_stats_record(&old->stats, st_ticks_to_ns(t, st_ticks()));
+    fo.prod_ns = st_ticks_to_ns(t, st_ticks());
+    st_pass(c, &fo, c->xf_out, n);
+    /* the new stage: buf -> buf */
+    st_flow fn = {.src = buf, .base = NULL, .raw = 0, .prod = NULL};
+    t = st_ticks();
+    if (st_stage_live(s) && st_stage_run(c, s, &fn, buf, frames) == 0 && fn.prod != s)
+        st_stats_record(&s->stats, st_ticks_to_ns(t, st_ticks()));
+    fn.prod_ns = st_ticks_to_ns(t, st_ticks());
+    if (fn.src != buf)
+        st_pass(c, &fn, buf, n);
+    uint32_t len = c->xf_len, pos = c->xf_pos;
+    for (uint32_t i = 0; i < frames; i++, pos++) {
+        if (pos >= len)
+            continue; /* faded in: the new stage alone */
+        double th = 1.5707963267948966 * ((double)pos + 0.5) / (double)len;
+        float gn = (float)sin(th), go = (float)cos(th);
+        for (uint32_t k = 0; k < ch; k++) {
+            size_t j = (size_t)i * ch + k;
+            buf[j] = buf[j] * gn + c->xf_out[j] * go;
+        }
+    }
+    c->xf_pos = pos;
+    if (pos >= len)
+        atomic_store_explicit(&c->xf_done, 1, memory_order_release);
 }
 
 void st_chain_apply_commands(st_chain *c)
@@ -693,9 +956,17 @@ void st_chain_process(st_chain *c, float *buf, uint32_t frames)
             st_stage *s = c->stages[i];
             if (s->user_bypass || atomic_load_explicit(&s->faulted, memory_order_relaxed))
                 continue; /* bypassed: the block passes through unchanged */
+            if (i == c->xf_index && c->xf_old &&
+                !atomic_load_explicit(&c->xf_done, memory_order_relaxed)) {
+                st_xfade_run(c, s, &f, buf, n); /* a recreate swap: both stages, mixed */
+                t = 0;
+                continue;
+            }
             if (t == 0)
                 t = st_ticks();
-            int ran = st_stage_run(c, s, &f, buf, n);
+            int ran = s->pend && atomic_load_explicit(&s->pend_frames, memory_order_relaxed)
+                          ? st_sink_block(c, s, &f, buf, n)
+                          : st_stage_run(c, s, &f, buf, n);
             uint64_t t1 = st_ticks();
             if (ran == 0) {
                 if (f.prod == s)

@@ -104,6 +104,8 @@ typedef struct {
     uint64_t rejected_params; /* set_param calls the module refused (non-zero status) */
     uint64_t timeouts; /* blocks skipped because the call overran its deadline */
     uint64_t resets;   /* st_hot_reset calls that returned 0 */
+    uint64_t sink_frames;   /* sink stages: frames consumed */
+    uint64_t dropped_frames; /* sink stages: frames lost (the caller ignored back-pressure) */
     uint64_t hist[ST_HIST_BUCKETS];
 } st_stage_stats;
 
@@ -153,6 +155,18 @@ typedef struct st_stage {
     wasm_trap_t *fault_trap;       /* owned; its message is copied out by Python */
     wasmtime_error_t *fault_error; /* owned; likewise */
     st_stage_stats stats;
+
+    /* Flags of the last process call (ST_HOT_FLAG_*); NEED_RESET resets before the next one. */
+    _Atomic uint32_t last_flags;
+    int need_reset;
+    /* Output sinks: frames offered but not taken, kept (in order) and offered again before
+     * anything newer (back-pressure). Allocated by the control thread; NULL: not kept. */
+    float *pend;
+    uint32_t pend_cap; /* frames */
+    _Atomic uint32_t pend_frames;
+    /* Optional ABI v1 extension (docs/hot-path-abi.md, "State carry"), wasm stages only. */
+    int has_state;
+    wasmtime_func_t state_size_fn, export_state_fn, state_staging_fn, import_state_fn;
 } st_stage;
 
 typedef struct st_chain {
@@ -165,6 +179,17 @@ typedef struct st_chain {
      * were replaced by 0 before the first stage; written by the thread running the chain. */
     uint64_t input_nonfinite;
     st_cmdq cmds;
+    /* A recreate swap: slot xf_index runs xf_old too, on the same input, for xf_len frames,
+     * the two outputs mixed with equal-power (cos/sin) gains; xf_in/xf_out hold max_block
+     * frames each (allocated by the control thread). xf_carry: carry the old stage's state into
+     * the new one before the first faded block (its result in xf_carry_rc). */
+    st_stage *xf_old;
+    int xf_index;
+    uint32_t xf_len, xf_pos;
+    int xf_carry;
+    int32_t xf_carry_rc;
+    _Atomic int xf_done;
+    float *xf_in, *xf_out;
 } st_chain;
 
 void st_stage_reset_stats(st_stage *s);
@@ -180,6 +205,26 @@ int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block
 /* Call st_hot_reset(ctx, 0) now (same threading rules as st_stage_set_param). Returns the
  * module's status, or -1 when the stage has faulted, lacks the export, or faulted now. */
 int32_t st_stage_reset(st_stage *s, uint64_t block);
+
+/* State carry (optional ABI extension): export `from`'s state image, copy it into `to`'s staging
+ * area and import it there. Returns the import's status, -1 when a call faulted, -2 when either
+ * stage lacks the exports (or is native), 2 when `to` has no room. Between blocks only. */
+int32_t st_stage_carry_state(st_stage *from, st_stage *to, uint64_t block);
+
+/* Run a crossfade's pending state carry now (the chain is about to run; between blocks). */
+void st_chain_xfade_carry(st_chain *c);
+
+/* Back-pressure (sinks): frames kept for the live sinks of the chain (0: none). */
+uint32_t st_chain_sink_pending(st_chain *c);
+/* Offer every live sink its kept frames once (one process call each). */
+void st_chain_offer_pending(st_chain *c);
+/* Drop the kept frames (a flush: they belong to the old position). */
+void st_chain_drop_pending(st_chain *c);
+/* At the end of the stream: ask each live sink with nothing kept for its flags with a
+ * zero-frame process call (a drain poll; docs/hot-path-abi.md). */
+void st_chain_poll_sinks(st_chain *c);
+/* 1 when every live sink has nothing kept and last reported DRAINED (or EOF); 1 with no sinks. */
+int st_chain_sinks_drained(st_chain *c);
 
 /* Apply every queued command, in order. st_chain_process does this before each call; the
  * control thread calls it once the chain's driver has stopped, so a command queued after the

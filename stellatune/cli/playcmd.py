@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import sys
 import time
 from pathlib import Path
@@ -111,6 +112,7 @@ def cmd_play(args: argparse.Namespace) -> int:
                 print(f"{st['spec']}: {st['route']}", file=sys.stderr)
             interactive = sys.stdin.isatty() and sys.stdout.isatty()
             (_run_terminal if interactive else _run_lines)(player, view, args.seconds)
+            view.print_messages()
             _print_summary(player)
     return 0
 
@@ -123,15 +125,39 @@ class _View:
         self.item_no = 0
         self.label: Optional[str] = None
         self._durations: dict[str, Optional[float]] = {}
+        self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         player.subscribe(self._on_event, kinds=["track-started", "track-error", "stage-fault"])
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event["kind"] == "track-started":
             self.item_no, self.label = event["item_no"], event["item"]
+            decoder = event.get("decoder")
+            if decoder and decoder != "array":
+                how = "builtin" if decoder == "soundfile" else "plugin"
+                self.say(f"decoder: {decoder} ({how})")
+            source, rate = event.get("source_rate"), event.get("rate")
+            if source and rate and source != rate:
+                self.say(f"resampling {source} Hz -> {rate} Hz (soxr HQ)")
         elif event["kind"] == "track-error":
-            _eprint(f"warning: {event['item']}: {event['error']}")
+            self.say(f"warning: {event['item']}: {event['error']}")
         else:
-            _eprint(f"warning: stage {event['index']} ({event['spec']}) bypassed: {event['fault']}")
+            self.say(f"warning: stage {event['index']} ({event['spec']}) bypassed: {event['fault']}")
+
+    def say(self, text: str) -> None:
+        """Queue a line for stderr. Events arrive on the player's event thread; the UI loop prints
+        them (:meth:`print_messages`), so a line never lands in the middle of the status line."""
+        self._messages.put(text)
+
+    def print_messages(self, *, clear_status_line: bool = False) -> None:
+        while True:
+            try:
+                text = self._messages.get_nowait()
+            except queue.Empty:
+                return
+            if clear_status_line:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
+            _eprint(text)
 
     def duration(self, label: Optional[str]) -> Optional[float]:
         if label is None:
@@ -189,6 +215,7 @@ def _run_lines(player: Any, view: _View, seconds: Optional[float]) -> None:
         if left is not None and left <= 0:
             return
         done = player.wait(timeout=_LINE_INTERVAL_S if left is None else min(_LINE_INTERVAL_S, left))
+        view.print_messages()
         print(f"{time.monotonic() - started:6.1f}s  {view.line(wide=True)}", flush=True)
         if done:
             return
@@ -232,6 +259,7 @@ def _run_terminal(player: Any, view: _View, seconds: Optional[float]) -> None:
             ready, _, _ = select.select([fd], [], [], _TTY_INTERVAL_S)
             if ready and _apply(player, view, parse_keys(os.read(fd, 64))):
                 break
+            view.print_messages(clear_status_line=True)
             width = shutil.get_terminal_size().columns
             sys.stdout.write("\r" + view.line(wide=False)[: max(10, width - 1)] + "\x1b[K")
             sys.stdout.flush()

@@ -12,6 +12,14 @@ new or recreated stage is built, off the audio thread) and hands it over:
   new chain, so no audio is processed twice or not at all.
 
 Stages no longer used are closed after the swap.
+
+A ``sink:`` output is the last stage of every chain (``sink``; not an entry, owned here). A
+recreate (``update_config``) of a hot-path stage swaps in the new stage with a crossfade: the
+new C chain carries the old stage's state into the new one at the block boundary where it is
+taken (the optional state-carry ABI extension), then runs both on the same input for
+``crossfade_ms``, mixing their outputs with equal-power gains; once the fade is done
+(:meth:`LiveChain.finish_fades`, polled by the player's monitor) a plain chain replaces it and
+the old stage is closed.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..abi import Role
-from ..engine import Chain, _core
+from ..engine import Chain, HotPathStage, _core
 from ..errors import EngineError
 from ..executor import AudioSpec, ConfigUpdateMode
 from ..executor.slot import ConfigRejected
@@ -95,6 +103,9 @@ class LiveChain:
         self._position = position
         self._emit = emit
         self.entries: list[Entry] = []
+        self.sink: Any = None  # the sink: output's stage, last in every chain
+        self.crossfade_ms = 10.0
+        self._fading: list[tuple[Any, Entry]] = []  # (C chain running the fade, old entry)
         self.chain: Optional[Chain] = None
         self._running: Optional[AbstractContextManager[Any]] = None
         self.on_feeder = False
@@ -109,15 +120,27 @@ class LiveChain:
 
     # --- the swap ---------------------------------------------------------------------------
 
-    def commit(self, entries: list[Entry]) -> None:
-        """Make ``entries`` the chain at a block boundary; close the stages no longer in it."""
-        new = Chain([e.stage for e in entries], self.rate, self.channels, block_frames=self.frames)
+    def commit(self, entries: list[Entry], fade: Optional[tuple[Entry, Entry]] = None) -> None:
+        """Make ``entries`` the chain at a block boundary; close the stages no longer in it.
+        ``fade`` (old, new): ``new`` replaces ``old`` with a state carry and a crossfade (hot
+        path only; ``old`` is closed once the fade is done, see :meth:`finish_fades`)."""
+        tail = [self.sink] if self.sink is not None else []
+        new = Chain([e.stage for e in entries] + tail, self.rate, self.channels, block_frames=self.frames)
         on_feeder = new.has_component_stages
         driver_chain = new._c_chain() or _core.Chain([], self.channels, self.frames)
         old_entries = self.entries
+        fading = self._fading
+        faded: Optional[tuple[Any, Entry]] = None
+        if fade is not None and isinstance(fade[0].stage, HotPathStage) and isinstance(fade[1].stage, HotPathStage):
+            c_chain, index = new._places[id(fade[1].stage)]
+            frames = max(0, round(self.crossfade_ms * self.rate / 1000.0))
+            c_chain.set_crossfade(index, fade[0].stage._core, frames, True)
+            faded = (c_chain, fade[0])
 
         def swap() -> None:
             self._hand_over(driver_chain)
+            if faded is not None and (on_feeder or not self._driver_running()):
+                faded[0].xfade_carry()  # nobody runs either stage now: carry here
             if self._running is not None:
                 self._running.__exit__(None, None, None)
             self._running = new.running()
@@ -132,10 +155,19 @@ class LiveChain:
             self.feeder.call(swap)  # the feeder runs both: swap between its pieces
         else:
             self.feeder.call(lambda: self.feeder.reposition(self._position, swap))
-        keep = {id(e.stage) for e in entries}
+        self._fading = [faded] if faded is not None else []
+        keep = {id(e.stage) for e in entries} | ({id(faded[1].stage)} if faded is not None else set())
         for e in old_entries:
             if id(e.stage) not in keep:
                 e.stage.close()
+        for _, e in fading:  # a fade cut short by this edit: the old stage no longer runs
+            if id(e.stage) not in keep:
+                e.stage.close()
+
+    def finish_fades(self) -> None:
+        """Once a recreate's crossfade is done, run a plain chain and close the old stage."""
+        if self._fading and all(c.xfade_done for c, _ in self._fading):
+            self.commit(list(self.entries))
 
     def _hand_over(self, c: Any) -> None:
         if not self._driver_running():
@@ -189,7 +221,7 @@ class LiveChain:
             if e.bypassed:
                 fresh.stage.bypass(True)
                 fresh.bypassed = True
-            self.commit([*self.entries[:index], fresh, *self.entries[index + 1 :]])
+            self.commit([*self.entries[:index], fresh, *self.entries[index + 1 :]], fade=(e, fresh))
         except BaseException:
             fresh.stage.close()
             raise
@@ -202,4 +234,9 @@ class LiveChain:
             self._running = None
         for e in self.entries:
             e.stage.close()
-        self.entries = []
+        for _, e in self._fading:
+            e.stage.close()
+        self.entries, self._fading = [], []
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            sink.close()

@@ -3,7 +3,8 @@
 ``None`` (the default PortAudio device), a device name or index, ``"null"`` (discarded, paced by
 the engine clock), ``"file:PATH.wav"`` (float32 WAV written by a Python thread from the blocks
 the driver rendered; the driver itself does no I/O), ``"sink:PLUGIN_ID:TYPE_ID[:CONFIG_JSON]"``
-(an output-sink plugin: not supported yet).
+(an output-sink plugin, :func:`open_sink`: the config's ``"target"`` key, if any, names the
+target; the rest is the sink's config).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Optional, Union
 
 from ..errors import EngineError
 
-__all__ = ["OutputSpec", "parse_output", "FileWriter"]
+__all__ = ["OutputSpec", "parse_output", "FileWriter", "SinkOutput", "negotiate_sink", "open_sink"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +102,75 @@ class FileWriter:
                 pass
         finally:
             self._file.close()
+
+
+@dataclass
+class SinkOutput:
+    """An opened ``sink:`` output: the session's stage (last in every chain) and what was
+    negotiated. ``stage.route`` says whether it runs on the hot path or the component path."""
+
+    spec: OutputSpec
+    target: Any
+    session: Any
+    stage: Any
+    sample_rate: int
+    channels: int
+    chunk_frames: int
+
+
+def _sink_target(runtime: Any, spec: OutputSpec) -> tuple[Any, dict[str, Any]]:
+    config = dict(spec.config)
+    target = config.pop("target", None)
+    if target is None:
+        targets = runtime.host.output_sink(spec.plugin_id, spec.type_id).list_targets()
+        if not isinstance(targets, list) or not targets:
+            raise EngineError(f"{spec.plugin_id}/{spec.type_id}: the sink lists no targets")
+        target = targets[0]
+        if isinstance(target, dict) and set(target) <= {"id", "name"} and "id" in target:
+            target = {"id": target["id"]}
+    return target, config
+
+
+def negotiate_sink(runtime: Any, spec: OutputSpec, rate: int, channels: int) -> tuple[int, int, int]:
+    """The output format the sink asks for (``negotiate-spec``): (rate, channels, chunk frames).
+    Its rate is taken unless it prefers the track's; the player then resamples to it."""
+    from ..executor import AudioSpec
+    from .stages import _active_capability
+
+    _active_capability(runtime, spec.plugin_id, "output_sink", spec.type_id)
+    target, _ = _sink_target(runtime, spec)
+    got = runtime.host.output_sink(spec.plugin_id, spec.type_id).negotiate_spec(target, AudioSpec(rate, channels))
+    out_rate = rate if got.prefer_track_rate else got.spec.sample_rate
+    return int(out_rate), int(got.spec.channels or channels), int(got.preferred_chunk_frames)
+
+
+def open_sink(runtime: Any, spec: OutputSpec, rate: int, channels: int, chunk_frames: int = 0) -> SinkOutput:
+    """Open the session on its target with the negotiated format and make its stage: the core
+    module when the session offers a hot path, else the component path (``write``)."""
+    from ..abi import Role
+    from ..executor import AudioSpec
+    from .stages import _active_capability, _stage_over, parse_config
+
+    where = f"{spec.plugin_id}/{spec.type_id}"
+    descriptor = _active_capability(runtime, spec.plugin_id, "output_sink", spec.type_id)
+    target, user = _sink_target(runtime, spec)
+    defaults = parse_config(descriptor.default_config_json, f"{where} default config")
+    aspec = AudioSpec(rate, channels)
+    session = runtime.host.output_sink(spec.plugin_id, spec.type_id).open(
+        target if isinstance(target, str) else json.dumps(target), aspec, json.dumps({**defaults, **user})
+    )
+    stage = _stage_over(
+        runtime,
+        spec.plugin_id,
+        where,
+        session,
+        Role.OUTPUT_SINK,
+        session.write,
+        session.reset,
+        defaults,
+        user,
+        aspec,
+        False,
+        None,
+    )
+    return SinkOutput(spec, target, session, stage, rate, channels, chunk_frames)

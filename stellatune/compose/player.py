@@ -30,7 +30,7 @@ from ..errors import AudioDeviceError, EngineError, RuntimeStateError
 from ..paths import default_plugins_dir
 from .events import EventBus
 from .livechain import Entry, LiveChain
-from .outputs import FileWriter, OutputSpec, parse_output
+from .outputs import FileWriter, OutputSpec, SinkOutput, negotiate_sink, open_sink, parse_output
 from .pipeline import DspPlugin
 from .queue import Feeder, item_label, open_item
 
@@ -42,11 +42,14 @@ VOLUME_TAU_S = 0.005
 
 class Player:
     """A long-lived player (see the module doc). ``output``: None (default PortAudio device),
-    a device name or index, ``"null"``, ``"file:PATH.wav"``; ``offline=True`` runs the engine
+    a device name or index, ``"null"``, ``"file:PATH.wav"``, ``"sink:ID:TYPE[:JSON]"`` (an
+    output-sink plugin; docs/player.md); ``offline=True`` runs the engine
     clock of ``null``/``file:`` as fast as the feeder allows (deterministic output).
     ``sample_rate``: the output rate (default: the first item's); ``channels`` likewise
     (default: the first item's, at least 2). ``decoder``: ``auto``, ``builtin`` or ``plugin``.
-    ``ring_frames`` (a power of two) is how far decoding runs ahead."""
+    ``ring_frames`` (a power of two) is how far decoding runs ahead. ``crossfade_ms``: the
+    equal-power fade of a recreated hot-path stage; ``drain_timeout_s``: how long the end of the
+    queue waits for a sink's DRAINED."""
 
     def __init__(
         self,
@@ -60,10 +63,13 @@ class Player:
         decoder: str = "auto",
         ring_frames: int = 8192,
         offline: bool = False,
+        crossfade_ms: float = 10.0,
+        drain_timeout_s: float = 2.0,
     ):
         self._out: OutputSpec = parse_output(output)
-        if self._out.kind == "sink":
-            raise EngineError("sink: outputs are not yet supported by the Player")
+        if crossfade_ms < 0 or drain_timeout_s < 0:
+            raise EngineError("crossfade_ms and drain_timeout_s must be >= 0")
+        self.crossfade_ms, self.drain_timeout_s = float(crossfade_ms), float(drain_timeout_s)
         if offline and not self._out.uses_clock:
             raise EngineError("offline=True needs a null or file: output")
         if ring_frames & (ring_frames - 1) or ring_frames < 4 * frames:
@@ -97,6 +103,11 @@ class Player:
         self._uses_pa = False
         self._monitor: Optional[threading.Thread] = None
         self._stop_monitor = threading.Event()
+        self._sink: Optional[SinkOutput] = None
+        self._drain_lock = threading.Lock()
+        self._drained_at = -1  # core.pushed when the sink last drained and flushed
+        self._drain_since: Optional[float] = None
+        self._drain_timeouts = 0
 
     # --- the queue --------------------------------------------------------------------------
 
@@ -196,16 +207,7 @@ class Player:
 
     def _segment(self) -> Any:
         feeder = self._feeder
-        if feeder is None:
-            return None
-        consumed = self._core.consumed
-        with feeder.cond:
-            for seg in reversed(feeder.segments):
-                if seg.start <= consumed:
-                    if seg.end is not None and consumed >= seg.end and seg.end > seg.start:
-                        return None  # between items: the last one has played out
-                    return seg if seg.end != seg.start else None
-        return None
+        return feeder.heard_segment() if feeder is not None else None
 
     @property
     def volume_db(self) -> float:
@@ -235,7 +237,36 @@ class Player:
             return not self._items
         with feeder.cond:
             idle = feeder.idle and not feeder.items and not feeder._commands
-        return idle and self._core.consumed >= self._core.pushed
+        return idle and self._core.consumed >= self._core.pushed and self._sink_settled()
+
+    def _sink_settled(self) -> bool:
+        """A sink: nothing kept, DRAINED reported (bounded by ``drain_timeout_s``) and flushed,
+        once per end of the stream (keyed by the frames pushed so far)."""
+        out = self._sink
+        if out is None:
+            return True
+        with self._drain_lock:
+            pushed = self._core.pushed
+            if self._drained_at == pushed:
+                return True
+            if out.stage.route != "component":
+                chain = self._core.chain
+                if chain.sink_pending and out.stage.fault is None:
+                    return False  # frames the sink still has to take (offered every tick)
+                if not chain.sinks_drained:
+                    now = time.monotonic()
+                    if self._drain_since is None:
+                        self._drain_since = now
+                    if now - self._drain_since < self.drain_timeout_s:
+                        return False
+                    self._drain_timeouts += 1
+            self._drain_since = None
+            try:
+                out.session.flush()
+            except Exception as e:  # noqa: BLE001 (reported; the queue has still played out)
+                self._events.emit("sink-error", error=f"flush: {type(e).__name__}: {e}")
+            self._drained_at = pushed
+            return True
 
     # --- the chain --------------------------------------------------------------------------
 
@@ -353,7 +384,33 @@ class Player:
                 "chain_thread": (("feeder" if self._live.on_feeder else "driver") if self._live else None),
                 "chain": self.chain(),
                 "counters": counters,
+                "sink": self._sink_status(),
             }
+
+    def _sink_status(self) -> Optional[dict[str, Any]]:
+        out = self._sink
+        if out is None:
+            return None
+        st = out.stage.stats()
+        fault = out.stage.fault
+        hot = out.stage.route != "component" and self._core is not None
+        return {
+            "plugin": f"{out.spec.plugin_id}/{out.spec.type_id}",
+            "target": out.target,
+            "route": out.stage.route,
+            "fallback_reason": out.stage.fallback_reason,
+            "sample_rate": out.sample_rate,
+            "channels": out.channels,
+            "chunk_frames": out.chunk_frames,
+            "frames_taken": st.sink_frames,
+            "frames_offered_again": st.short_frames,
+            "frames_dropped": st.dropped_frames,
+            "pending_frames": self._core.chain.sink_pending if hot else 0,
+            "drained": bool(self._core.chain.sinks_drained) if hot else None,
+            "drain_timeouts": self._drain_timeouts,
+            "waits": self._core.sink_waits if self._core is not None else 0,
+            "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
+        }
 
     def counters(self) -> dict[str, Any]:
         """The driver's raw counters (callbacks, frames_played, ring_underruns, ...)."""
@@ -373,6 +430,13 @@ class Player:
             channels = channels or max(2, first.channels)
         assert rate is not None  # an item gave one, or sample_rate did (checked above)
         rate, channels = int(rate), int(channels or 2)
+        chunk = 0
+        if self._out.kind == "sink":
+            # The original's order: targets, negotiate (the sink may want another rate or
+            # chunk size: the feeder resamples to its rate, blocks never exceed its chunk), open.
+            rate, channels, chunk = negotiate_sink(self.runtime, self._out, rate, channels)
+            if 0 < chunk < self.frames:
+                self.frames = chunk
         self.sample_rate, self.channels = rate, channels
         core = _core.Player(
             _core.Chain([], channels, self.frames), self.ring_frames, channels, self.frames, float(rate), True
@@ -411,9 +475,17 @@ class Player:
             emit=self._events.emit,
         )
         feeder.reset_stages = live.reset
+        live.crossfade_ms = self.crossfade_ms
         self._live = live
         entries: list[Entry] = []
         try:
+            if self._out.kind == "sink":
+                self._sink = open_sink(self.runtime, self._out, rate, channels, chunk)
+                live.sink = self._sink.stage
+                if self._sink.stage.route == "component":
+                    self._sink.stage.offer_wait = self._sink_wait
+                else:
+                    core.ramp_first = True  # volume and fades reach the sink (last in the chain)
             for spec, bypassed in self._specs:
                 entries.append(live.build(spec))
                 if bypassed:
@@ -429,6 +501,15 @@ class Player:
             raise
         self._monitor = threading.Thread(target=self._watch, name="stellatune-player-monitor", daemon=True)
         self._monitor.start()
+
+    def _sink_wait(self) -> bool:
+        """Between offers of what a component-path sink did not take: one engine-clock period
+        (offline: a short pause); False once the player closes (the rest is dropped)."""
+        feeder = self._feeder
+        if self._closed or feeder is None or feeder._closing:
+            return False
+        time.sleep(0.0005 if self.offline else self.frames / float(self.sample_rate or 48000))
+        return True
 
     def _start_driver(self) -> None:
         core, out = self._core, self._out
@@ -492,7 +573,14 @@ class Player:
                 if no > started and consumed >= first.start and first.end != first.start:
                     started = no
                     empty_sent = False
-                    self._events.emit("track-started", item=first.label, item_no=no)
+                    self._events.emit(
+                        "track-started",
+                        item=first.label,
+                        item_no=no,
+                        decoder=first.decoder,
+                        source_rate=first.source_rate,
+                        rate=self.sample_rate,
+                    )
                 if (
                     no > ended
                     and no <= started
@@ -519,6 +607,7 @@ class Player:
         try:
             if self._closed:
                 return
+            live.finish_fades()  # a recreate's crossfade done: drop the old stage
             gone = []
             for i, e in enumerate(live.entries):
                 fault = e.stage.fault

@@ -41,6 +41,9 @@ class Segment:
     label: str
     offset: int
     end: Optional[int] = None  # set when the item's last frame was pushed (or it was cut)
+    decoder: str = ""  # "soundfile", "array" or the decoder plugin's "plugin_id/type_id"
+    source_rate: int = 0  # the item's own rate (the feeder resamples it when it differs)
+    item: Any = None  # the queue item itself, to open it again (seek back into it, skip past it)
 
 
 class OpenedItem:
@@ -205,6 +208,7 @@ class Feeder:
         self.playing = False
         self.idle = True  # no current item and nothing left to push
         self._cur: Optional[OpenedItem] = None
+        self._cur_item: Any = None  # the queue item _cur was opened from
         self._iter: Optional[Iterator[np.ndarray]] = None
         self._block: Optional[np.ndarray] = None
         self._off = 0
@@ -254,10 +258,48 @@ class Feeder:
             self.core.flush_now()
         self._block = None
 
+    def heard_segment(self) -> Optional[Segment]:
+        """The segment the driver is playing now (None between items). The feeder may already be
+        decoding a later item: the ring holds up to ``ring_frames`` ahead of what is heard."""
+        consumed = self.core.consumed
+        with self.cond:
+            for seg in reversed(self.segments):
+                if seg.start <= consumed:
+                    if seg.end is not None and consumed >= seg.end and seg.end > seg.start:
+                        return None  # between items: the last one has played out
+                    return seg if seg.end != seg.start else None
+        return None
+
+    def _rewind_to(self, heard: Segment, *, reopen: bool) -> None:
+        """After a flush: put the items decoded ahead of ``heard`` back at the front of the queue,
+        and (``reopen``) open ``heard``'s item again; they keep their item numbers."""
+        ahead: dict[int, Any] = {}
+        with self.cond:
+            for seg in self.segments:
+                if heard.item_no < seg.item_no <= self._item_no and seg.item_no not in ahead:
+                    ahead[seg.item_no] = seg.item
+            self.items.extendleft(reversed([ahead[n] for n in sorted(ahead)]))
+            # Never heard, all flushed: their segments go, so no event fires for them twice.
+            self.segments = [seg for seg in self.segments if seg.item_no <= heard.item_no]
+            if reopen and self.segments and self.segments[-1].end is None:
+                self.segments[-1].end = self.core.pushed
+        self._close_current()
+        self._item_no = heard.item_no
+        if reopen:
+            self._cur = open_item(heard.item, self.decoder, self.runtime)
+            self._cur_item = heard.item
+            self._iter = self._cur.blocks(self.rate, self.channels)
+
+    def _is_ahead(self, heard: Optional[Segment]) -> bool:
+        return heard is not None and (heard.item_no != self._item_no or self._cur is None)
+
     def seek(self, seconds: float) -> bool:
-        if self._cur is None:
+        heard = self.heard_segment()
+        if heard is None and self._cur is None:
             return False
         self.flush()
+        if heard is not None and self._is_ahead(heard):
+            self._rewind_to(heard, reopen=True)
         self._reopen_at(seconds)
         if self.reset_stages is not None:
             self.reset_stages()
@@ -270,23 +312,40 @@ class Feeder:
         with self.cond:
             if self.segments and self.segments[-1].end is None:
                 self.segments[-1].end = self.core.pushed
-            self.segments.append(Segment(self.core.pushed, self._item_no, self._cur.label, round(seconds * self.rate)))
+            self.segments.append(
+                Segment(
+                    self.core.pushed,
+                    self._item_no,
+                    self._cur.label,
+                    round(seconds * self.rate),
+                    decoder=self._cur.decoder,
+                    source_rate=self._cur.rate,
+                    item=self._cur_item,
+                )
+            )
 
     def reposition(self, position: Callable[[], Optional[float]], between: Callable[[], None]) -> None:
         """Flush, run ``between`` (a chain swap) with no audio in flight, then decode on from
         where playback was: the same audio again, through the new chain."""
         at = position()
+        heard = self.heard_segment()
         self.flush()
         between()
+        if heard is not None and at is not None and self._is_ahead(heard):
+            self._rewind_to(heard, reopen=True)
         if self._cur is not None and at is not None:
             self._reopen_at(at)
 
     def end_current(self, reason: str) -> None:
-        """Skip/stop: flush and close the current item."""
+        """Skip/stop: flush and close the item being heard (the items decoded ahead of it go
+        back to the queue)."""
+        heard = self.heard_segment()
         self.flush()
         with self.cond:
             if self.segments and self.segments[-1].end is None:
                 self.segments[-1].end = self.core.pushed
+        if heard is not None and self._is_ahead(heard):
+            self._rewind_to(heard, reopen=False)
         self._close_current()
 
     def _close_current(self) -> None:
@@ -350,6 +409,7 @@ class Feeder:
                 self.idle = False
             try:
                 self._cur = open_item(item, self.decoder, self.runtime)
+                self._cur_item = item
                 self._iter = self._cur.blocks(self.rate, self.channels)
             except Exception as e:  # noqa: BLE001 (a bad item is skipped, with an event)
                 self._cur = None
@@ -357,7 +417,17 @@ class Feeder:
                 continue
             self._item_no += 1
             with self.cond:
-                self.segments.append(Segment(self.core.pushed, self._item_no, self._cur.label, 0))
+                self.segments.append(
+                    Segment(
+                        self.core.pushed,
+                        self._item_no,
+                        self._cur.label,
+                        0,
+                        decoder=self._cur.decoder,
+                        source_rate=self._cur.rate,
+                        item=item,
+                    )
+                )
         try:
             assert self._iter is not None
             block = next(self._iter)

@@ -164,8 +164,10 @@ cdef class CoreStage:
              int set_param_results, uintptr_t reset_func, uintptr_t memory, size_t memory_size,
              uint32_t guest_ctx, int role, uint32_t in_offset, uint32_t out_offset,
              uint32_t channels, uint32_t max_frames, uint64_t deadline_ticks,
-             uint32_t timeout_limit, object keepalive):
-        """A wasm stage from the addresses of wasmtime-py's ``_func``/``_memory``/context."""
+             uint32_t timeout_limit, object keepalive, tuple state_funcs=()):
+        """A wasm stage from the addresses of wasmtime-py's ``_func``/``_memory``/context.
+        ``state_funcs``: the addresses of the four optional state-carry exports (size, export,
+        staging, import), or empty."""
         if not _resolved:
             raise RuntimeError("resolve_wasmtime() was not called")
         cdef CoreStage st = CoreStage()
@@ -183,7 +185,14 @@ cdef class CoreStage:
         st.s.memory_size = memory_size
         st.s.deadline_ticks = deadline_ticks
         st.s.timeout_limit = max(1, timeout_limit)
+        if len(state_funcs) == 4:
+            memcpy(&st.s.state_size_fn, <void *><uintptr_t>state_funcs[0], sizeof(wasmtime_func_t))
+            memcpy(&st.s.export_state_fn, <void *><uintptr_t>state_funcs[1], sizeof(wasmtime_func_t))
+            memcpy(&st.s.state_staging_fn, <void *><uintptr_t>state_funcs[2], sizeof(wasmtime_func_t))
+            memcpy(&st.s.import_state_fn, <void *><uintptr_t>state_funcs[3], sizeof(wasmtime_func_t))
+            st.s.has_state = 1
         st.keepalive = keepalive
+        st._keep_frames(role, channels, max_frames)
         return st
 
     @staticmethod
@@ -203,7 +212,18 @@ cdef class CoreStage:
             st.s.has_reset = 1
         st.s.native_base = <uint8_t *>base
         st.keepalive = keepalive
+        st._keep_frames(role, channels, max_frames)
         return st
+
+    cdef _keep_frames(self, int role, uint32_t channels, uint32_t max_frames):
+        """Sinks: the buffer of frames offered but not taken (back-pressure), made here, on
+        the control thread, so the audio thread never allocates."""
+        if role != 2:
+            return
+        self.s.pend = <float *>PyMem_Calloc(<size_t>max_frames * channels, sizeof(float))
+        if self.s.pend == NULL:
+            raise MemoryError()
+        self.s.pend_cap = max_frames
 
     cdef _layout(self, int role, uint32_t guest_ctx, uint32_t in_offset, uint32_t out_offset,
                  uint32_t channels, uint32_t max_frames):
@@ -252,6 +272,32 @@ cdef class CoreStage:
         return bool(self.s.faulted)
 
     @property
+    def has_state(self) -> bool:
+        return bool(self.s.has_state)
+
+    @property
+    def last_flags(self) -> int:
+        """ST_HOT_FLAG_* of the module's last process call (or drain poll)."""
+        return self.s.last_flags
+
+    @property
+    def pending_frames(self) -> int:
+        """Sinks: frames offered but not taken yet (offered again first)."""
+        return self.s.pend_frames
+
+    def poll_now(self) -> int:
+        """Sinks: a drain poll (zero-frame process) on this thread, idle only; the flags."""
+        cdef st_chain c
+        cdef st_stage *one = &self.s
+        memset(&c, 0, sizeof(st_chain))
+        c.stages = &one
+        c.n_stages = 1
+        c.channels = self.s.channels
+        with nogil:
+            st_chain_poll_sinks(&c)
+        return self.s.last_flags
+
+    @property
     def user_bypass(self) -> bool:
         return bool(self.s.user_bypass)
 
@@ -289,16 +335,27 @@ cdef class CoreStage:
                 "soft_errors": st.soft_errors, "short_frames": st.short_frames,
                 "rejected_params": st.rejected_params, "timeouts": st.timeouts,
                 "resets": st.resets,
+                "sink_frames": st.sink_frames, "dropped_frames": st.dropped_frames,
                 "hist": [st.hist[i] for i in range(ST_HIST_BUCKETS)]}
 
     def reset_timing(self) -> None:
         st_stage_reset_stats(&self.s)
 
     def __dealloc__(self):
+        PyMem_Free(self.s.pend)
         if self.s.fault_trap != NULL:
             st_wt.trap_delete(self.s.fault_trap)
         if self.s.fault_error != NULL:
             st_wt.error_delete(self.s.fault_error)
+
+
+def carry_state(CoreStage src, CoreStage dst) -> int:
+    """Carry ``src``'s state into ``dst`` now (neither may be running): the import's status,
+    -1 when a call faulted, -2 when either module lacks the optional exports."""
+    cdef int32_t rc
+    with nogil:
+        rc = st_stage_carry_state(&src.s, &dst.s, 0)
+    return rc
 
 
 cdef class Chain:
@@ -306,6 +363,7 @@ cdef class Chain:
 
     cdef st_chain c
     cdef readonly list stages
+    cdef readonly object xfade_old  # the CoreStage faded out (kept alive while the chain is)
 
     def __cinit__(self, list stages, uint32_t channels, uint32_t max_block):
         memset(&self.c, 0, sizeof(st_chain))
@@ -371,6 +429,57 @@ cdef class Chain:
             with_chain = st_chain_time(&self.c, &w[0, 0], &source[0, 0], frames, iterations, 1)
         return max(0.0, (<double>with_chain - <double>copies_only) / iterations)
 
+    def set_crossfade(self, int index, CoreStage old, uint32_t frames, bint carry) -> None:
+        """Before the chain runs: slot ``index`` (a recreated stage) also runs ``old`` on the
+        same input for ``frames`` frames, mixed out with equal-power gains; ``carry`` copies
+        ``old``'s state into the new stage first (the ABI's optional state carry)."""
+        if not 0 <= index < self.c.n_stages:
+            raise IndexError(index)
+        cdef size_t n = <size_t>self.c.max_block * self.c.channels
+        if self.c.xf_in == NULL:
+            self.c.xf_in = <float *>PyMem_Calloc(n, sizeof(float))
+            self.c.xf_out = <float *>PyMem_Calloc(n, sizeof(float))
+            if self.c.xf_in == NULL or self.c.xf_out == NULL:
+                raise MemoryError()
+        self.xfade_old = old
+        self.c.xf_old = &old.s
+        self.c.xf_index = index
+        self.c.xf_len = frames
+        self.c.xf_pos = 0
+        self.c.xf_carry = carry
+        self.c.xf_carry_rc = 0
+        self.c.xf_done = 1 if frames == 0 and not carry else 0
+
+    def xfade_carry(self) -> int:
+        """Run the pending state carry now (only while no driver runs the chain)."""
+        with nogil:
+            st_chain_xfade_carry(&self.c)
+        return self.c.xf_carry_rc
+
+    @property
+    def xfade_done(self) -> bool:
+        """True once the crossfade (and the state carry) ran, or there is none."""
+        return self.c.xf_old == NULL or bool(self.c.xf_done)
+
+    @property
+    def xfade_carry_rc(self) -> int:
+        """The state carry's result (0 ok, -2 not supported by both modules, ...)."""
+        return self.c.xf_carry_rc
+
+    @property
+    def sink_pending(self) -> int:
+        """Frames the chain's live sinks keep (offered again before new audio)."""
+        return st_chain_sink_pending(&self.c)
+
+    def offer_pending(self) -> None:
+        """Offer every sink its kept frames once (only while no driver runs the chain)."""
+        with nogil:
+            st_chain_offer_pending(&self.c)
+
+    @property
+    def sinks_drained(self) -> bool:
+        return bool(st_chain_sinks_drained(&self.c))
+
     @property
     def blocks(self) -> int:
         return self.c.blocks
@@ -387,6 +496,8 @@ cdef class Chain:
 
     def __dealloc__(self):
         PyMem_Free(self.c.stages)
+        PyMem_Free(self.c.xf_in)
+        PyMem_Free(self.c.xf_out)
 
 
 cdef class EpochTicker:
@@ -637,6 +748,20 @@ cdef class Player:
     @property
     def swaps(self) -> int:
         return self.p.swaps
+
+    @property
+    def ramp_first(self) -> bool:
+        return bool(self.p.ramp_first)
+
+    @ramp_first.setter
+    def ramp_first(self, bint on):
+        """Volume and fades before the chain (a chain ending in a sink); set before starting."""
+        self.p.ramp_first = on
+
+    @property
+    def sink_waits(self) -> int:
+        """Driver ticks spent offering a sink's kept frames again (back-pressure)."""
+        return self.p.sink_waits
 
     @property
     def output_dropped(self) -> int:

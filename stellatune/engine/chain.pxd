@@ -44,6 +44,8 @@ cdef extern from "st_chain.h" nogil:
         uint64_t rejected_params
         uint64_t timeouts
         uint64_t resets
+        uint64_t sink_frames
+        uint64_t dropped_frames
         uint64_t hist[128]
 
     ctypedef struct st_stage:
@@ -76,6 +78,13 @@ cdef extern from "st_chain.h" nogil:
         wasm_trap_t *fault_trap
         wasmtime_error_t *fault_error
         st_stage_stats stats
+        uint32_t last_flags  # _Atomic in C
+        int need_reset
+        float *pend
+        uint32_t pend_cap
+        uint32_t pend_frames  # _Atomic in C
+        int has_state
+        wasmtime_func_t state_size_fn, export_state_fn, state_staging_fn, import_state_fn
 
     ctypedef struct st_chain:
         st_stage **stages
@@ -85,6 +94,14 @@ cdef extern from "st_chain.h" nogil:
         uint64_t blocks
         uint64_t input_nonfinite
         st_cmdq cmds
+        st_stage *xf_old
+        int xf_index
+        uint32_t xf_len, xf_pos
+        int xf_carry
+        int32_t xf_carry_rc
+        int xf_done  # _Atomic in C
+        float *xf_in
+        float *xf_out
 
     enum:
         ST_SAMPLES_NONFINITE
@@ -104,6 +121,13 @@ cdef extern from "st_chain.h" nogil:
     void st_stage_reset_stats(st_stage *s)
     int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
     int32_t st_stage_reset(st_stage *s, uint64_t block)
+    int32_t st_stage_carry_state(st_stage *src, st_stage *dst, uint64_t block)
+    void st_chain_xfade_carry(st_chain *c)
+    uint32_t st_chain_sink_pending(st_chain *c)
+    void st_chain_offer_pending(st_chain *c)
+    void st_chain_drop_pending(st_chain *c)
+    void st_chain_poll_sinks(st_chain *c)
+    int st_chain_sinks_drained(st_chain *c)
     void st_chain_apply_commands(st_chain *c)
     void st_chain_process(st_chain *c, float *buf, uint32_t frames)
     uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frames,
@@ -135,6 +159,8 @@ cdef extern from "st_audio.h" nogil:
         uint32_t channels
         uint64_t swaps
         uint64_t out_dropped
+        int ramp_first
+        uint64_t sink_waits
         int stop
         double output_latency
 

@@ -115,7 +115,23 @@ class Chain:
         out = np.array(a, dtype=np.float32, order="C", copy=True)
         with self.running(offline=True):
             self.render(out)
+            self._offer_kept()
         return out
+
+    def _offer_kept(self, tries: int = 4096) -> None:
+        """Offer hot-path sinks the frames they did not take again, while they take some
+        (back-pressure offline: nothing is dropped; a sink that takes nothing keeps them for
+        the next call)."""
+        for seg in self._segments:
+            if not isinstance(seg, _core.Chain):
+                continue
+            for _ in range(tries):
+                before = seg.sink_pending
+                if not before:
+                    break
+                seg.offer_pending()
+                if seg.sink_pending >= before:
+                    break
 
     def render(self, buf: np.ndarray) -> None:
         """Process ``buf`` (float32, C order, frames x channels) in place; the caller owns the

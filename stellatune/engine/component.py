@@ -86,9 +86,17 @@ class ComponentStage(StageLifecycle):
                 "rejected_params",
                 "timeouts",
                 "resets",
+                "sink_frames",
+                "dropped_frames",
             )
         }
         self._hist = [0] * HIST_BUCKETS
+        self.offer_wait: Optional[Callable[[], bool]] = None
+        """Sinks: called between offers of the frames a write did not take (back-pressure);
+        it waits (the engine clock's next tick) and returns False to give up (the rest is
+        dropped and counted). None: no retry, the rest is only counted as ``short_frames``."""
+        self.stall_timeout_s = 10.0
+        """Sinks with ``offer_wait``: no frame taken for this long is a ``plugin-error`` fault."""
 
     def run(self, block: np.ndarray) -> None:
         """Process ``block`` in place (the pipeline's thread; never the audio callback)."""
@@ -119,13 +127,35 @@ class ComponentStage(StageLifecycle):
                 if subnormal:
                     _core.sanitize_samples(block)  # no NaN/Inf left: this only flushes subnormals
             elif isinstance(out, int):  # a sink says how many frames it took
-                self._t["short_frames"] += max(0, len(block) - out)
+                self._offer_rest(block, out)
         except Exception as e:  # noqa: BLE001 - trapped, timed out, errored, or disabled underneath the stage
             if original is not None:
                 block[...] = original
             self._fault = StageFault("plugin-error", -1, block_index, f"{type(e).__name__}: {e}")
             return
         self._record(time.perf_counter_ns() - t0)
+
+    def _offer_rest(self, block: np.ndarray, taken: int) -> None:
+        """A sink took ``taken`` frames of ``block``: offer it the rest, in order, waiting
+        between offers (``offer_wait``), until it took everything (never dropped while the
+        wait says go on)."""
+        taken = max(0, min(int(taken), len(block)))
+        self._t["sink_frames"] += taken
+        stalled_since: Optional[float] = None
+        while taken < len(block):
+            self._t["short_frames"] += len(block) - taken
+            if self.offer_wait is None or not self.offer_wait():
+                self._t["dropped_frames"] += len(block) - taken
+                return
+            n = max(0, min(int(self._process(block[taken:])), len(block) - taken))
+            self._t["sink_frames"] += n
+            taken += n
+            if n:
+                stalled_since = None
+            elif stalled_since is None:
+                stalled_since = time.monotonic()
+            elif time.monotonic() - stalled_since > self.stall_timeout_s:
+                raise EngineError(f"the sink took no frame for {self.stall_timeout_s:g} s")
 
     def _record(self, ns: int) -> None:
         t = self._t

@@ -392,6 +392,20 @@ class HotPathStage(StageLifecycle):
                 _check_signature(where, store, names_fn, [], [["i32"]])
             if drop is not None:
                 _check_signature(where, store, drop, ["i32"], [[]])
+            # Optional state carry (docs/hot-path-abi.md): all four, with these signatures, or none.
+            state_sigs = {
+                "st_hot_state_size": ["i32"],
+                "st_hot_export_state": ["i32"],
+                "st_hot_state_staging": ["i32", "i32"],
+                "st_hot_import_state": ["i32", "i32", "i32"],
+            }
+            found = [exports.get(n) for n in state_sigs]
+            state_fns = [f for f in found if isinstance(f, wasmtime.Func)]
+            if len(state_fns) == len(state_sigs):
+                for f, params in zip(state_fns, state_sigs.values(), strict=True):
+                    _check_signature(where, store, f, params, [["i32"]])
+            else:
+                state_fns = []
 
             b = spec.buffer
             size = memory.data_len(store)
@@ -415,7 +429,7 @@ class HotPathStage(StageLifecycle):
             guest_ctx = struct.unpack("<I", memory.read(store, out_ctx, out_ctx + 4))[0]
             memory_size = memory.data_len(store)  # after init: any later change is a memory.grow
 
-        keep = (engine, module, store, instance, memory, process, set_param, reset)
+        keep = (engine, module, store, instance, memory, process, set_param, reset, *state_fns)
         core = _core.CoreStage.wasm(
             context=_address(store._context()),
             process_func=ctypes.addressof(process._func),
@@ -433,6 +447,7 @@ class HotPathStage(StageLifecycle):
             deadline_ticks=engine.deadline_ticks(deadline_ms / 1000.0),
             timeout_limit=timeout_limit,
             keepalive=keep,
+            state_funcs=tuple(ctypes.addressof(f._func) for f in state_fns),
         )
 
         def drop_guest() -> None:

@@ -51,7 +51,7 @@ class StageStats:
     soft_errors: int
     """Blocks the module flagged SOFT_ERROR (kept, counted)."""
     short_frames: int
-    """Output sinks: frames offered but not consumed."""
+    """Output sinks: frames not consumed when offered (kept and offered again: back-pressure)."""
     rejected_params: int
     """set_param calls the module refused (the value was not applied)."""
     timeouts: int
@@ -59,6 +59,11 @@ class StageStats:
     resets: int
     """Successful ``st_hot_reset`` calls."""
     fault: Optional[StageFault]
+    sink_frames: int = 0
+    """Output sinks: frames consumed."""
+    dropped_frames: int = 0
+    """Output sinks: frames lost because the caller offered new audio past a full sink's kept
+    frames (the player's driver never does)."""
 
 
 @dataclass(frozen=True)
@@ -160,4 +165,6 @@ def stage_stats(name: str, t: dict[str, Any], raw_fault: Optional[tuple]) -> Sta
         timeouts=t["timeouts"],
         resets=t["resets"],
         fault=StageFault(*raw_fault) if raw_fault else None,
+        sink_frames=t.get("sink_frames", 0),
+        dropped_frames=t.get("dropped_frames", 0),
     )

@@ -56,14 +56,13 @@ def test_native_build_faults_on_bad_frames_too(kernels, spec, noise):
 
 def test_a_full_sink_is_not_a_fault(kernels, spec, noise, sink_totals):
     """Would-block (5) from a sink means it took nothing this block (docs/hot-path-abi.md): the
-    frames count as short and the sink keeps running."""
+    frames are kept and offered again (back-pressure), and the sink keeps running."""
     sink = HotPathStage.from_wasm(kernels["sink_full"], spec(Role.OUTPUT_SINK), 48000, 2)
     x = noise(256 * 6)
     Chain([sink], 48000, 2, block_frames=256).process(x)
     st = sink.stats()
     assert st.fault is None
-    assert (st.calls, st.short_frames) == (6, 256 * 3)  # every other block was refused
+    assert st.short_frames > 0 and st.dropped_frames == 0  # refused offers, then taken
     frames, total = sink_totals(sink)
-    taken = np.concatenate([x[i : i + 256] for i in range(0, len(x), 512)])
-    assert frames == len(taken)
-    assert total == pytest.approx(float(np.sum(taken, dtype=np.float64)), rel=1e-9, abs=1e-9)
+    assert frames == len(x) and st.sink_frames == len(x)
+    assert total == pytest.approx(float(np.sum(x, dtype=np.float64)), rel=1e-9, abs=1e-9)

@@ -277,3 +277,40 @@ def test_a_faulting_stage_is_reported_and_the_music_goes_on(runtime, noise, tmp_
     assert "liar" in faults[0]["spec"]
     out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
     np.testing.assert_array_equal(out, x)  # the faulted stage passed every block on untouched
+
+
+def test_seek_and_skip_act_on_the_item_heard_not_the_one_decoded_ahead(runtime, noise, tmp_path):
+    # The ring (2.7 s) holds more than the first item (1.5 s): by the time the first item is
+    # heard, the feeder is already decoding the second. Seek and skip must still mean the first.
+    first, second, third = _seek_signal(int(1.5 * RATE)), noise(RATE // 2), noise(RATE // 2)
+    out_path = tmp_path / "out.wav"
+    events = []
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", ring_frames=1 << 17) as p:
+        p.subscribe(events.append, kinds=["track-started", "track-ended"])
+        p.enqueue((first, RATE), (second, RATE), (third, RATE))
+        p.play()
+        until(lambda: (p.position() or 0) >= 0.2, what="the first item heard")
+        assert p.current() is not None and p.status()["current"] == p.current()
+        target = 1.0
+        assert p.seek(target)
+        assert abs(p.position() - target) < 0.25  # in the first item, not the second
+        until(lambda: (p.position() or 0) >= target + 0.1, what="played on after the seek")
+        p.skip()  # skips the rest of the first item; the second plays whole
+        assert p.wait(timeout=30)
+        until(lambda: len(events) >= 6, what="events", timeout=5)
+    out, _ = soundfile.read(str(out_path), dtype="float32", always_2d=True)
+    probe = int(target * RATE) + 1000  # past the 5 ms fade-in
+    assert len(np.flatnonzero(out[:, 1] == first[probe, 1])) == 1, "the seek landed in the first item"
+    k = int(np.flatnonzero(out[:, 1] == second[1000, 1])[0]) - 1000
+    np.testing.assert_array_equal(out[k + 1000 : k + len(second)], second[1000:])  # whole, after the fade-in
+    k3 = k + len(second)  # and the third right after it, gapless (the file may end in silence)
+    np.testing.assert_array_equal(out[k3 : k3 + len(third)], third)
+    assert not np.any(out[k3 + len(third) :]), "nothing but silence after the queue played out"
+    assert [(e["kind"], e["item_no"]) for e in events] == [
+        ("track-started", 1),
+        ("track-ended", 1),
+        ("track-started", 2),
+        ("track-ended", 2),
+        ("track-started", 3),
+        ("track-ended", 3),
+    ]

@@ -181,7 +181,12 @@ def test_config_is_all_or_nothing(component):
     proc = c("create", c.spec(48000, 2))
     err = c("[method]processor.apply-config-update-json", proc, '{"time_ms": 10, "feedback": 2.0}')
     assert err.tag == "invalid-arg"
-    assert json.loads(c("[method]processor.export-state-json", proc)) == {"time_ms": 250, "feedback": 0.35, "mix": 0.3}
+    assert json.loads(c("[method]processor.export-state-json", proc)) == {
+        "time_ms": 250,
+        "feedback": 0.35,
+        "mix": 0.3,
+        "max_delay_ms": 1000,
+    }
 
 
 def test_json_reader_accepts_whitespace_exponents_and_empty_objects(gain):

@@ -125,6 +125,19 @@ uint8_t *st_cabi_plan_config(st_instance *inst, const char *json, uint32_t len) 
     if (bad) {
         r[8] = 1;
         st_cabi_put_str(r, 12, why, st_cabi_strlen(why));
+        return r;
+    }
+    /* A changed parameter marked ST_PARAM_RECREATE needs a new instance (state carried). */
+    for (uint32_t i = 0; i < st_plugin_param_count(); i++) {
+        const st_param *p = &st_plugin_params()[i];
+        if ((p->flags & ST_PARAM_RECREATE) && values[i] != inst->params[i]) {
+            uint32_t n = st_put_str(why, 0, WHY_BYTES, p->name);
+            st_put_str(why, n, WHY_BYTES, " is fixed at creation");
+            r[4] = ST_WIT_PLAN_RECREATE;
+            r[8] = 1;
+            st_cabi_put_str(r, 12, why, st_cabi_strlen(why));
+            break;
+        }
     }
     return r;
 }

@@ -41,6 +41,7 @@ enum {
 #define ST_WIT_ROLE_OUTPUT_SINK 1
 #define ST_WIT_FORMAT_F32LE 0
 #define ST_WIT_PLAN_HOT_APPLY 0
+#define ST_WIT_PLAN_RECREATE 1
 #define ST_WIT_PLAN_REJECT 2
 
 /* Incoming lists and strings are allocated from a bump heap that every post-return resets, so

@@ -56,15 +56,17 @@ int32_t st_hot_process(uint32_t ctx, uint32_t frames, uint32_t out_frames_ptr,
         return ST_HOT_ERR_INVALID_ARG;
     const float *in = (const float *)ST_MEM(ST_IN_OFFSET);
     if (st_plugin_def.dsp) {
-        st_instance_process(inst, in, (float *)ST_MEM(ST_OUT_OFFSET), frames);
+        if (frames) st_instance_process(inst, in, (float *)ST_MEM(ST_OUT_OFFSET), frames);
         put_u32(out_frames_ptr, frames);
-        put_u32(out_flags_ptr, 0);
+        put_u32(out_flags_ptr, st_plugin_def.dsp->flags ? st_plugin_def.dsp->flags(inst->state) : 0);
         return ST_HOT_OK;
     }
+    /* frames == 0 is the host's drain poll at the end of the stream: the kernel sees it too. */
     uint32_t taken = st_instance_consume(inst, in, frames);
     int drained = !st_plugin_def.sink->drained || st_plugin_def.sink->drained(inst->state);
+    uint32_t extra = st_plugin_def.sink->flags ? st_plugin_def.sink->flags(inst->state) : 0;
     put_u32(out_frames_ptr, taken);
-    put_u32(out_flags_ptr, drained ? ST_HOT_FLAG_DRAINED : 0);
+    put_u32(out_flags_ptr, (drained ? ST_HOT_FLAG_DRAINED : 0) | extra);
     return taken == 0 && frames > 0 ? ST_HOT_ERR_WOULD_BLOCK : ST_HOT_OK;
 }
 
@@ -102,4 +104,38 @@ ST_EXPORT(st_hot_set_param) int32_t st_hot_set_param(uint32_t ctx, uint32_t id, 
     st_instance *inst = st_instance_get(ctx);
     if (!inst) return ST_HOT_ERR_INVALID_ARG;
     return st_instance_set_param(inst, id, value);
+}
+
+/* --- state carry (optional ABI v1 extension, docs/hot-path-abi.md) ------------------------
+ * The image is the kernel's state struct. The host copies it from the old module's memory into
+ * the new one's staging area (a free state slot) and imports it there. Native builds have no
+ * linear memory for the host to copy between, so they export no image (size 0). */
+
+ST_EXPORT(st_hot_state_size) uint32_t st_hot_state_size(uint32_t ctx) {
+#if defined(__wasm__)
+    st_instance *inst = st_instance_get(ctx);
+    return inst && inst->started ? st_plugin_def.state_size : 0;
+#else
+    (void)ctx;
+    return 0;
+#endif
+}
+
+ST_EXPORT(st_hot_export_state) uint32_t st_hot_export_state(uint32_t ctx) {
+    st_instance *inst = st_instance_get(ctx);
+    if (!inst || !inst->started) return 0;
+    return (uint32_t)((unsigned char *)inst->state - ST_MEM(0));
+}
+
+ST_EXPORT(st_hot_state_staging) uint32_t st_hot_state_staging(uint32_t ctx, uint32_t len) {
+    st_instance *inst = st_instance_get(ctx);
+    void *spare = st_instance_spare_state();
+    if (!inst || !spare || len > st_plugin_def.state_size) return 0;
+    return (uint32_t)((unsigned char *)spare - ST_MEM(0));
+}
+
+ST_EXPORT(st_hot_import_state) int32_t st_hot_import_state(uint32_t ctx, uint32_t ptr, uint32_t len) {
+    st_instance *inst = st_instance_get(ctx);
+    if (!inst || len > st_plugin_def.state_size) return ST_HOT_ERR_INVALID_ARG;
+    return st_instance_import_state(inst, ST_MEM(ptr), len);
 }

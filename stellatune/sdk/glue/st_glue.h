@@ -29,6 +29,11 @@ st_instance *st_instance_create(void);
 st_instance *st_instance_get(uint32_t id);
 uint32_t st_instance_id(const st_instance *inst);
 void st_instance_destroy(st_instance *inst);
+/* The state buffer of a free slot (a staging area for a state import), or NULL. */
+void *st_instance_spare_state(void);
+/* Import a state image (docs/hot-path-abi.md, "State carry"): the kernel's hook, or a copy of
+ * min(len, state size) bytes followed by every current parameter again. */
+int32_t st_instance_import_state(st_instance *inst, const void *image, uint32_t len);
 /* The component glue's view of a resource rep (= instance id): the instance, or NULL when the
  * rep is unknown or its resource was closed; close marks it, drop (the dtor) frees the slot. */
 st_instance *st_resource_live(int32_t rep);

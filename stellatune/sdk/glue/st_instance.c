@@ -49,6 +49,25 @@ void st_instance_destroy(st_instance *inst) {
     inst->started = 0;
 }
 
+void *st_instance_spare_state(void) {
+    for (uint32_t i = 0; i < ST_MAX_INSTANCES; i++)
+        if (!instances[i].in_use) return st_plugin_def.states + (size_t)i * st_plugin_def.state_size;
+    return 0;
+}
+
+int32_t st_instance_import_state(st_instance *inst, const void *image, uint32_t len) {
+    if (!inst->started) return ST_HOT_ERR_NOT_READY;
+    int32_t (*hook)(void *, const st_stream *, const void *, uint32_t) =
+        st_plugin_def.dsp ? st_plugin_def.dsp->import_state : st_plugin_def.sink->import_state;
+    if (hook) return hook(inst->state, &inst->stream, image, len);
+    memmove(inst->state, image, len < st_plugin_def.state_size ? len : st_plugin_def.state_size);
+    for (uint32_t p = 0; p < st_plugin_param_count(); p++) {
+        if (st_plugin_def.dsp) st_plugin_def.dsp->set_param(inst->state, &inst->stream, p, inst->params[p]);
+        else st_plugin_def.sink->set_param(inst->state, &inst->stream, p, inst->params[p]);
+    }
+    return ST_HOT_OK;
+}
+
 st_instance *st_resource_live(int32_t rep) {
     st_instance *inst = st_instance_get((uint32_t)rep);
     return inst && !inst->closed ? inst : 0;

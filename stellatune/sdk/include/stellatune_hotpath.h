@@ -96,6 +96,11 @@ _Static_assert(offsetof(st_hot_init_args, reserved1) == 40, "reserved1 at 40");
 #define ST_HOT_EXPORT_PARAM_NAMES "st_hot_param_names"/* optional */
 #define ST_HOT_EXPORT_SET_PARAM "st_hot_set_param"    /* optional */
 #define ST_HOT_EXPORT_NATIVE_MEMORY "st_hot_native_memory" /* native baseline only */
+/* Optional v1 extension: state carry across a recreate (docs/hot-path-abi.md, "State carry"). */
+#define ST_HOT_EXPORT_STATE_SIZE "st_hot_state_size"       /* (ctx) -> bytes (0: none) */
+#define ST_HOT_EXPORT_EXPORT_STATE "st_hot_export_state"   /* (ctx) -> offset of the image */
+#define ST_HOT_EXPORT_STATE_STAGING "st_hot_state_staging" /* (ctx, len) -> offset (0: no room) */
+#define ST_HOT_EXPORT_IMPORT_STATE "st_hot_import_state"   /* (ctx, ptr, len) -> status */
 
 /* Writes an opaque non-zero context at out_ctx_ptr. */
 typedef int32_t (*st_hot_init_fn)(uint32_t args_ptr, uint32_t out_ctx_ptr);

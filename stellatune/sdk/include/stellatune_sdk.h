@@ -66,7 +66,12 @@ extern unsigned char st_native_memory[ST_ARENA_END];
 typedef struct st_param {
     const char *name; /* the config JSON key; <= 31 chars, [A-Za-z0-9_] */
     float min, max, def;
+    uint32_t flags; /* ST_PARAM_*; 0 (the default) for a parameter set between blocks */
 } st_param;
+
+/* A change of this parameter needs a new instance: plan-config answers `recreate` (the host
+ * builds a new instance with the new config and carries the state over, see import_state). */
+#define ST_PARAM_RECREATE 1u
 
 /* What the stream looks like, fixed from init to drop. */
 typedef struct st_stream {
@@ -91,6 +96,13 @@ typedef struct st_dsp_kernel {
     /* Forget the signal history (filters, delay lines, envelopes); keep parameters. */
     void (*reset)(void *state);
     void (*process)(void *state, const float *in, float *out, uint32_t frames);
+    /* Optional: extra ST_HOT_FLAG_* (EOF, NEED_RESET, SOFT_ERROR) after each process call. */
+    uint32_t (*flags)(void *state);
+    /* Optional state carry (a recreate): `old` is the state image (`len` bytes, the state
+     * struct) of the instance being replaced, on the same stream; `state` was initialised with
+     * the new parameters. NULL: the SDK copies min(len, state size) bytes and then applies
+     * every current parameter again (set_param), so the new config wins. Return ST_HOT_OK. */
+    int32_t (*import_state)(void *state, const st_stream *stream, const void *old, uint32_t len);
 } st_dsp_kernel;
 
 /* A sink kernel: consume up to `frames` interleaved frames, return how many it took. */
@@ -101,8 +113,11 @@ typedef struct st_sink_kernel {
     void (*set_param)(void *state, const st_stream *stream, uint32_t id, float value);
     void (*reset)(void *state);
     uint32_t (*consume)(void *state, const float *in, uint32_t frames);
-    /* Optional (NULL = always drained): nonzero once everything consumed has been played. */
+    /* Optional (NULL = always drained): nonzero once everything consumed has been played.
+     * The host polls it at the end of the stream with zero-frame process calls. */
     int32_t (*drained)(void *state);
+    uint32_t (*flags)(void *state); /* optional, as for a DSP */
+    int32_t (*import_state)(void *state, const st_stream *stream, const void *old, uint32_t len);
 } st_sink_kernel;
 
 /* The registration record the glue reads; made by the macros below. */

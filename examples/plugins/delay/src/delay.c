@@ -5,36 +5,57 @@
  * The delay line is static memory sized for the SDK maximum (a ring of DELAY_MAX_FRAMES frames of
  * up to ST_MAX_CHANNELS channels, per context): the hot path never allocates. At sample rates
  * above 96 kHz the longest delay shrinks accordingly. The ring holds frames interleaved like the
- * audio, so a run of frames is one flat run of samples whatever the channel count. */
+ * audio, so a run of frames is one flat run of samples whatever the channel count.
+ *
+ * `max_delay_ms` sizes the ring (up to that static maximum); changing it needs a new instance
+ * (ST_PARAM_RECREATE), and the delay line is carried into it (delay_import_state), so an echo
+ * tail goes on across the swap. */
 #include "stellatune_sdk.h"
 
 #define DELAY_MAX_FRAMES 96000u /* 1 s at 96 kHz */
 
-enum { P_TIME, P_FEEDBACK, P_MIX, P_COUNT };
+enum { P_TIME, P_FEEDBACK, P_MIX, P_MAX, P_COUNT };
 
 static const st_param PARAMS[P_COUNT] = {
-    [P_TIME] = {"time_ms", 1.0f, 1000.0f, 250.0f},
-    [P_FEEDBACK] = {"feedback", 0.0f, 0.95f, 0.35f},
-    [P_MIX] = {"mix", 0.0f, 1.0f, 0.3f},
+    [P_TIME] = {"time_ms", 1.0f, 1000.0f, 250.0f, 0},
+    [P_FEEDBACK] = {"feedback", 0.0f, 0.95f, 0.35f, 0},
+    [P_MIX] = {"mix", 0.0f, 1.0f, 0.3f, 0},
+    [P_MAX] = {"max_delay_ms", 1.0f, 1000.0f, 1000.0f, ST_PARAM_RECREATE},
 };
 
 typedef struct delay_state {
     uint32_t channels;
     uint32_t sample_rate;
-    uint32_t delay_frames; /* D, 1..DELAY_MAX_FRAMES */
+    uint32_t ring;         /* ring length in frames, from max_delay_ms: 1..DELAY_MAX_FRAMES */
+    float time_ms;
+    uint32_t delay_frames; /* D, 1..ring */
     uint32_t write;        /* ring position of the next frame */
     float feedback, wet, dry;
     float line[DELAY_MAX_FRAMES * ST_MAX_CHANNELS]; /* frame f at line[f * channels] */
 } delay_state;
 
+static uint32_t ms_to_frames(const delay_state *s, float ms, uint32_t limit) {
+    double frames = (double)ms * s->sample_rate / 1000.0 + 0.5;
+    return frames < 1.0 ? 1u : frames > limit ? limit : (uint32_t)frames;
+}
+
 static void delay_set_param(void *state, const st_stream *stream, uint32_t id, float value) {
     (void)stream;
     delay_state *s = state;
     switch (id) {
-    case P_TIME: {
-        double frames = (double)value * s->sample_rate / 1000.0 + 0.5;
-        s->delay_frames = frames < 1.0 ? 1u
-                          : frames > DELAY_MAX_FRAMES ? DELAY_MAX_FRAMES : (uint32_t)frames;
+    case P_TIME:
+        s->time_ms = value;
+        s->delay_frames = ms_to_frames(s, value, s->ring);
+        break;
+    case P_MAX: {
+        /* A new ring length: the line starts over (hosts recreate instead, carrying it). */
+        uint32_t ring = ms_to_frames(s, value, DELAY_MAX_FRAMES);
+        if (ring != s->ring) {
+            s->ring = ring;
+            memset(s->line, 0, sizeof(float) * ring * s->channels);
+            s->write = 0;
+        }
+        s->delay_frames = ms_to_frames(s, s->time_ms, s->ring);
         break;
     }
     case P_FEEDBACK: s->feedback = value; break;
@@ -49,13 +70,36 @@ static int32_t delay_init(void *state, const st_stream *stream, const float *par
     delay_state *s = state;
     s->channels = stream->channels;
     s->sample_rate = stream->sample_rate;
+    s->ring = ms_to_frames(s, params[P_MAX], DELAY_MAX_FRAMES);
     for (uint32_t i = 0; i < P_COUNT; i++) delay_set_param(s, stream, i, params[i]);
+    return ST_HOT_OK;
+}
+
+/* The carried state of a recreate: the newest min(old ring, new ring) frames of the old line,
+ * laid out so that they end just behind the new write position (0). */
+static int32_t delay_import_state(void *state, const st_stream *stream, const void *old_image,
+                                  uint32_t len) {
+    (void)stream;
+    delay_state *s = state;
+    const delay_state *o = old_image;
+    if (len != sizeof(delay_state) || o->channels != s->channels || o->ring == 0 ||
+        o->ring > DELAY_MAX_FRAMES || o->write >= o->ring)
+        return ST_HOT_ERR_INVALID_ARG;
+    const uint32_t C = s->channels;
+    uint32_t keep = o->ring < s->ring ? o->ring : s->ring;
+    memset(s->line, 0, sizeof(float) * s->ring * C);
+    for (uint32_t k = 0; k < keep; k++) {
+        uint32_t from = (o->write + o->ring - keep + k) % o->ring;
+        memcpy(s->line + (size_t)(s->ring - keep + k) * C, o->line + (size_t)from * C,
+               sizeof(float) * C);
+    }
+    s->write = 0;
     return ST_HOT_OK;
 }
 
 static void delay_reset(void *state) {
     delay_state *s = state;
-    memset(s->line, 0, sizeof(float) * DELAY_MAX_FRAMES * s->channels);
+    memset(s->line, 0, sizeof(float) * s->ring * s->channels);
     s->write = 0;
 }
 
@@ -64,14 +108,14 @@ static void delay_reset(void *state) {
  * four at a time, with no per-sample branches (which matters more in wasm than natively). */
 static void delay_process(void *state, const float *in, float *out, uint32_t frames) {
     delay_state *s = state;
-    const uint32_t C = s->channels, D = s->delay_frames;
+    const uint32_t C = s->channels, D = s->delay_frames, R = s->ring;
     const st_f32x4 fb = st_splat4(s->feedback), wet = st_splat4(s->wet), dry = st_splat4(s->dry);
     uint32_t w = s->write;
     for (uint32_t done = 0; done < frames;) {
-        uint32_t r = w >= D ? w - D : w + DELAY_MAX_FRAMES - D;
+        uint32_t r = w >= D ? w - D : w + R - D;
         uint32_t n = frames - done;
-        if (n > DELAY_MAX_FRAMES - w) n = DELAY_MAX_FRAMES - w;
-        if (n > DELAY_MAX_FRAMES - r) n = DELAY_MAX_FRAMES - r;
+        if (n > R - w) n = R - w;
+        if (n > R - r) n = R - r;
         if (n > D) n = D;
         const float *__restrict tap = s->line + (size_t)r * C;
         float *__restrict head = s->line + (size_t)w * C;
@@ -94,7 +138,7 @@ static void delay_process(void *state, const float *in, float *out, uint32_t fra
         }
         done += n;
         w += n;
-        if (w == DELAY_MAX_FRAMES) w = 0;
+        if (w == R) w = 0;
     }
     s->write = w;
 }
@@ -106,6 +150,7 @@ static const st_dsp_kernel DELAY = {
     .set_param = delay_set_param,
     .reset = delay_reset,
     .process = delay_process,
+    .import_state = delay_import_state,
 };
 
 ST_DSP_PLUGIN(DELAY, delay_state);
