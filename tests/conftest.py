@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -218,3 +221,30 @@ def opened_by_tests(
             monkeypatch.setattr(cls, "__init__", patched(cls.__init__))
     yield opened
     opened.close_all()
+
+
+VIRTUAL_AUDIO = Path(__file__).resolve().parents[1] / "scripts" / "virtual-audio"
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One JACK dummy server for the session (48 kHz / 128 frames, scripts/virtual-audio); yields
+    its name, which PortAudio and child processes find in ``JACK_DEFAULT_SERVER``."""
+    if shutil.which("jackd") is None:
+        pytest.fail("jackd (Debian jackd2) is required for the audio tests")
+    name = f"st-test-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
+    subprocess.run(
+        [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
+    try:
+        yield name
+    finally:
+        subprocess.run([str(VIRTUAL_AUDIO), "stop", "--name", name], env=env, check=False)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

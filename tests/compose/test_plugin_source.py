@@ -2,10 +2,6 @@
 ``stellatune render|play --decoder plugin``, and live on the JACK dummy device."""
 
 import argparse
-import os
-import shutil
-import subprocess
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,6 @@ from stellatune.engine import Chain
 from stellatune.errors import PluginError
 
 WAV = "dev.stellatune.example.wav-decoder"
-VIRTUAL_AUDIO = Path(__file__).resolve().parents[2] / "scripts" / "virtual-audio"
 SOURCE_RATE, RATE = 44100, 48000
 
 
@@ -68,30 +63,6 @@ def test_render_through_the_decoder_plugin_equals_the_soundfile_render(runtime, 
     b, rate_b = soundfile.read(plugin, dtype="float32")
     assert rate_a == rate_b == RATE and abs(len(a) - RATE // 2) <= 2
     np.testing.assert_array_equal(a, b)
-
-
-@pytest.fixture
-def jack_server(tmp_path):
-    """A JACK dummy server of our own at 48 kHz / 128 frames (as tests/engine starts one)."""
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd (Debian jackd2) is required for the audio tests")
-    name = f"st-chain-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "xdg"))
-    (tmp_path / "xdg").mkdir()
-    subprocess.run(
-        [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
-    os.environ.update(JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1")
-    try:
-        yield name
-    finally:
-        subprocess.run([str(VIRTUAL_AUDIO), "stop", "--name", name], env=env, check=False)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.mark.audio

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +12,6 @@ import pytest
 from stellatune.abi import BufferLayout, CoreModuleSpec, Role
 
 FIXTURES = Path(__file__).parent / "fixtures"
-REPO = Path(__file__).resolve().parents[2]
-VIRTUAL_AUDIO = REPO / "scripts" / "virtual-audio"
 
 # The fixed memory map of fixtures/fixture.h.
 FX_ARENA = 0x20000
@@ -102,26 +98,3 @@ def kernels(tmp_path_factory) -> dict[str, Path]:
             subprocess.run([clang, "-O2", "-shared", "-fPIC", *defines, "-o", str(so), str(FIXTURES / src)], check=True)
             built[f"{name}.so"] = so
     return built
-
-
-@pytest.fixture(scope="session")
-def jack_server(tmp_path_factory):
-    """A JACK dummy server of our own at 48 kHz / 128 frames; yields its name."""
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd (Debian jackd2) is required for the audio tests")
-    name = f"st-test-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
-    subprocess.run(
-        [str(VIRTUAL_AUDIO), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        yield name
-    finally:
-        subprocess.run([str(VIRTUAL_AUDIO), "stop", "--name", name], env=env, check=False)
-        if old is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -147,27 +146,3 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         time.sleep(interval)
-
-
-@pytest.fixture(scope="session")
-def jack_server(tmp_path_factory):
-    """A JACK dummy server of our own at 48 kHz / 128 frames (as tests/player/conftest.py)."""
-    script = Path(__file__).resolve().parents[2] / "scripts" / "virtual-audio"
-    if shutil.which("jackd") is None:
-        pytest.fail("jackd (Debian jackd2) is required for the audio tests")
-    name = f"st-service-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path_factory.mktemp("xdg")))
-    subprocess.run(
-        [str(script), "start", "--name", name, "--frames", "128"], env=env, check=True, stdout=subprocess.DEVNULL
-    )
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        yield name
-    finally:
-        subprocess.run([str(script), "stop", "--name", name], env=env, check=False)
-        if old is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old
