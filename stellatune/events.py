@@ -47,6 +47,7 @@ EVENT_KINDS = frozenset(
         "stage-fault",
         "stage-bypass",
         "stage-removed",
+        "stage-reloaded",
         "xrun",
         "underrun",
         "config-plan",

@@ -26,6 +26,7 @@ EVENT_KINDS = frozenset(
         "xrun",
         "seeked",
         "stage-removed",
+        "stage-reloaded",
         "track-error",
     }
 )

@@ -26,7 +26,7 @@ from typing import Any, Optional, Union
 
 from ..engine import _core
 from ..engine.playback import _pick_device
-from ..errors import AudioDeviceError, EngineError, RuntimeStateError
+from ..errors import AudioDeviceError, EngineError, RuntimeStateError, StellatuneError
 from ..paths import default_plugins_dir
 from .events import EventBus
 from .livechain import Entry, LiveChain
@@ -108,6 +108,11 @@ class Player:
         self._drained_at = -1  # core.pushed when the sink last drained and flushed
         self._drain_since: Optional[float] = None
         self._drain_timeouts = 0
+        # Reloads: the runtime says Rebuild when a plugin is activated again (new files, grants);
+        # the callback only notes it (it runs on the syncing thread), the monitor swaps the stage.
+        self._directive_subs: dict[str, Callable[[], None]] = {}
+        self._rebuild_pending: set[str] = set()
+        self._rebuild_lock = threading.Lock()
 
     # --- the queue --------------------------------------------------------------------------
 
@@ -608,6 +613,7 @@ class Player:
             if self._closed:
                 return
             live.finish_fades()  # a recreate's crossfade done: drop the old stage
+            self._follow_reloads(live)
             gone = []
             for i, e in enumerate(live.entries):
                 fault = e.stage.fault
@@ -623,6 +629,33 @@ class Player:
         finally:
             self._lock.release()
 
+    def _follow_reloads(self, live: LiveChain) -> None:
+        """Listen for the chain's plugins being rebuilt, and swap in a stage of the new version
+        for each one that was (a hot-path stage otherwise keeps running the old module)."""
+        for pid in {e.plugin_id for e in live.entries} - set(self._directive_subs):
+            if hasattr(self.runtime, "subscribe_plugin"):
+                self._directive_subs[pid] = self.runtime.subscribe_plugin(pid, self._on_directive)
+        with self._rebuild_lock:
+            pending, self._rebuild_pending = self._rebuild_pending, set()
+        stale = [e for e in live.entries if e.plugin_id in pending and self.runtime.is_active(e.plugin_id)]
+        if not stale:
+            return
+        fresh: dict[int, Any] = {}
+        for e in stale:
+            try:
+                fresh[id(e)] = live.build(e.spec)
+            except StellatuneError as err:  # the new version refuses: the old stage goes
+                self._events.emit("stage-removed", spec=e.spec, reason=f"reloaded plugin failed: {err}")
+        live.commit([fresh.get(id(e), e) for e in live.entries if e not in stale or id(e) in fresh])
+        for e in stale:
+            if id(e) in fresh:
+                self._events.emit("stage-reloaded", spec=e.spec, route=fresh[id(e)].stage.route)
+
+    def _on_directive(self, plugin_id: str, directive: Any) -> None:
+        if getattr(directive.kind, "value", directive.kind) == "rebuild":
+            with self._rebuild_lock:
+                self._rebuild_pending.add(plugin_id)
+
     def close(self) -> None:
         """Stop everything and release the device, stages and (if opened here) the runtime.
         Idempotent."""
@@ -633,6 +666,9 @@ class Player:
         self._stop_monitor.set()
         if self._monitor is not None:
             self._monitor.join(timeout=10.0)
+        for unsubscribe in self._directive_subs.values():
+            unsubscribe()
+        self._directive_subs.clear()
         with self._lock:
             self._shutdown()
             self._events.close()

@@ -116,6 +116,8 @@ class ServiceApp:
             emit("stage-fault", severity="error", plugin_id=plugin_id, **data)
         elif kind == "stage-removed":
             emit("stage-removed", severity="warning", plugin_id=plugin_id, **data)
+        elif kind == "stage-reloaded":
+            emit("stage-reloaded", plugin_id=plugin_id, **data)
         elif kind == "config-applied":
             emit("config-outcome", plugin_id=plugin_id, outcome=data.get("mode"), **data)
         elif kind == "config-rejected":

@@ -314,3 +314,27 @@ def test_seek_and_skip_act_on_the_item_heard_not_the_one_decoded_ahead(runtime, 
         ("track-started", 3),
         ("track-ended", 3),
     ]
+
+
+def test_reloading_a_plugin_mid_play_swaps_its_stage(runtime, install, noise):
+    install("gain")
+    with stellatune.Player(runtime=runtime, output="null", ring_frames=1 << 16) as p:
+        events = []
+        p.subscribe(events.append, kinds=["stage-reloaded", "stage-removed"])
+        p.set_chain([GAIN_SPEC])
+        p.enqueue((noise(6 * RATE), RATE))
+        p.play()
+        until(lambda: (p.position() or 0) > 0.2, what="playing")
+        before = p._live.entries[0].stage
+        # A host grant is part of the plugin's signature: the next sync reloads it.
+        runtime.grant(GAIN, {"env": ["LANG"]})
+        report = runtime.sync_plugins()
+        assert not report.errors, report.errors
+        until(lambda: events, what="the stage swapped", timeout=10)
+        assert [e["kind"] for e in events] == ["stage-reloaded"] and events[0]["route"] == "hot-path"
+        after = p._live.entries[0].stage
+        assert after is not before and before.closed and not after.closed
+        assert p.chain()[0]["route"] == "hot-path"
+        f = p.counters()["frames_played"]
+        until(lambda: p.counters()["frames_played"] > f + 4800, what="music goes on")
+        assert p.status()["state"] == "playing"
