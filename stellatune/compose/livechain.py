@@ -199,7 +199,8 @@ class LiveChain:
         text = json.dumps(merged)
         if e.stage.route == "component":
             try:
-                mode = e.processor.update_config(text)
+                fade = max(0, round(self.crossfade_ms * self.rate / 1000.0))
+                mode = e.processor.update_config(text, crossfade_frames=fade)
             except ConfigRejected as ex:
                 self._emit("config-rejected", index=index, spec=e.spec, reason=ex.reason)
                 return "reject"

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from wasmtime.component import ResourceAny, Variant
 
 from ..abi import CoreModuleSpec
-from ..errors import PluginContractError, PluginError, PluginErrorCode
+from ..errors import PluginContractError, PluginError, PluginErrorCode, StellatuneError
 from ..host.stream import HostStream
 from .active import ActivePlugin
 from .boundary import MAX_CHANNELS, Boundary
@@ -495,28 +495,69 @@ class DspProcessor(_Configurable):
         self.spec = spec
         self._slot = slot
         self._out_channels: Optional[int] = None
+        # After a crossfaded recreate: (the replaced resource, fade length, frames faded so far).
+        self._fade: Optional[tuple[GuestResource, int, int]] = None
 
     def process(self, frames: np.ndarray) -> npt.NDArray[np.float32]:
         """Process (frames, channels) float32 audio; the output has the same frame count."""
         channels, data = _interleaved_bytes(frames)
         if self._out_channels is None:
             self._out_channels = self.output_channels()
-        out = bytes(self._slot.call("process-interleaved-f32", channels, data))
+        result = self._output(self._slot.call("process-interleaved-f32", channels, data), len(frames), channels)
+        if self._fade is not None:
+            result = self._crossfade(result, channels, data)
+        return result
+
+    def _output(self, out: Any, frames: int, channels: int) -> npt.NDArray[np.float32]:
         out_channels = self._out_channels or channels
-        result = np.frombuffer(out, dtype="<f4").astype(np.float32)
-        if result.size != len(frames) * out_channels:
+        result = np.frombuffer(bytes(out), dtype="<f4").astype(np.float32)
+        if result.size != frames * out_channels:
             raise PluginContractError(
                 "process-interleaved-f32",
-                f"returned {result.size} samples for {len(frames)} frames x {out_channels} channels",
+                f"returned {result.size} samples for {frames} frames x {out_channels} channels",
                 plugin_id=self.capability.plugin_id,
                 capability="dsp",
             )
-        return result.reshape(len(frames), out_channels)
+        return result.reshape(frames, out_channels)
 
-    def update_config(self, new_config: Union[str, dict[str, Any]]) -> ConfigUpdateMode:
-        mode = super().update_config(new_config)
+    def _crossfade(self, new: npt.NDArray[np.float32], channels: int, data: bytes) -> npt.NDArray[np.float32]:
+        """Mix the replaced processor's output out and the new one's in, with equal-power gains
+        (cos/sin: constant power for uncorrelated signals), then close the replaced one."""
+        assert self._fade is not None
+        old_res, total, done = self._fade
+        try:
+            old = self._output(old_res.call("process-interleaved-f32", channels, data), len(new), channels)
+        except StellatuneError:  # the old one failed mid-fade: cut over now
+            old, done = new, total
+        t = np.minimum((done + np.arange(len(new), dtype=np.float64)) / total, 1.0)[:, None]
+        mixed = (old * np.cos(t * np.pi / 2) + new * np.sin(t * np.pi / 2)).astype(np.float32)
+        if done + len(new) >= total:
+            self._end_fade()
+        else:
+            self._fade = (old_res, total, done + len(new))
+        return mixed
+
+    def _end_fade(self) -> None:
+        fade, self._fade = self._fade, None
+        if fade is not None:
+            self._slot.retire_resource(fade[0])
+
+    def update_config(self, new_config: Union[str, dict[str, Any]], *, crossfade_frames: int = 0) -> ConfigUpdateMode:
+        """As for every capability; a recreate with ``crossfade_frames`` keeps the replaced
+        processor running beside the new one for that many frames of :meth:`process`, fading
+        from its output to the new one's (the state was carried over first)."""
+
+        def keep(old: GuestResource) -> None:
+            self._end_fade()  # a fade still running from an earlier recreate ends now
+            self._fade = (old, crossfade_frames, 0)
+
+        mode = self._slot.update_config(_json_text(new_config), keep_replaced=keep if crossfade_frames > 0 else None)
         self._out_channels = None  # a recreated processor may answer differently
         return mode
+
+    def close(self) -> None:
+        self._end_fade()
+        super().close()
 
     def supported_layouts(self) -> int:
         """Bitmask: mono 1, stereo 2, 5.1 4, 7.1 8; all bits set means any."""

@@ -76,8 +76,12 @@ class ResourceSlot:
     def import_state(self, state_json: str) -> None:
         self.call("import-state-json", state_json)
 
-    def update_config(self, new_config_json: str) -> ConfigUpdateMode:
-        """Plan, then hot-apply, recreate or reject; returns what was done."""
+    def update_config(
+        self, new_config_json: str, *, keep_replaced: Optional[Callable[[GuestResource], None]] = None
+    ) -> ConfigUpdateMode:
+        """Plan, then hot-apply, recreate or reject; returns what was done. On a recreate,
+        ``keep_replaced`` takes the old resource instead of it being closed at once (a caller
+        crossfading from it closes it with :meth:`retire_resource`)."""
         with self._lock:
             plan = self.plan_config(new_config_json)
             if plan.mode is ConfigUpdateMode.HOT_APPLY:
@@ -90,12 +94,12 @@ class ResourceSlot:
                         "this handle cannot do; open a new one with the new config",
                         plugin_id=self._plugin.plugin_id,
                     )
-                self._recreate(new_config_json)
+                self._recreate(new_config_json, keep_replaced)
             else:
                 raise ConfigRejected(plan.reason or "no reason given", plugin_id=self._plugin.plugin_id)
             return plan.mode
 
-    def _recreate(self, new_config_json: str) -> None:
+    def _recreate(self, new_config_json: str, keep_replaced: Optional[Callable[[GuestResource], None]] = None) -> None:
         old = self.resource
         state = self.export_state()
         fresh = self._build(new_config_json)
@@ -108,7 +112,14 @@ class ResourceSlot:
             raise
         self._res = fresh
         self.config_json = new_config_json
-        self._close_resource(old)
+        if keep_replaced is not None:
+            keep_replaced(old)
+        else:
+            self._close_resource(old)
+
+    def retire_resource(self, res: GuestResource) -> None:
+        """Close a resource :meth:`update_config` handed to ``keep_replaced``."""
+        self._close_resource(res)
 
     # --- teardown ---------------------------------------------------------------------------
 

@@ -99,3 +99,25 @@ def test_pygain_recreate_carries_frames_processed(runtime, install, noise):
         assert p.wait(timeout=60)
         after = json.loads(p._live.entries[0].processor.export_state())["frames_processed"]
     assert after == 2 * len(x)
+
+
+def test_a_component_recreate_crossfades_from_the_old_instance(runtime, install):
+    """pygain recreates when invert changes: for crossfade_frames the old instance runs beside
+    the new one, equal-power gains take +x to -x without a step, then the old one is gone."""
+    from stellatune.executor import AudioSpec
+
+    install("pygain")
+    executor = runtime.host
+    fade = 480
+    with executor.dsp(PYGAIN, "pygain").create(AudioSpec(RATE, 2)) as processor:
+        ones = np.ones((128, 2), np.float32)
+        np.testing.assert_array_equal(processor.process(ones), ones)
+        assert executor.live_instances(PYGAIN) == 1
+        assert processor.update_config({"invert": True}, crossfade_frames=fade).value == "recreate"
+        assert executor.live_instances(PYGAIN) == 2  # the old one fades out beside the new one
+        out = np.concatenate([processor.process(ones) for _ in range(6)])[:, 0]
+        t = np.minimum(np.arange(len(out)) / fade, 1.0)
+        np.testing.assert_allclose(out, np.cos(t * np.pi / 2) - np.sin(t * np.pi / 2), atol=1e-6)
+        assert np.abs(np.diff(out)).max() < 0.01  # a hard cut would step by 2
+        assert executor.live_instances(PYGAIN) == 1  # the old instance closed once faded
+        np.testing.assert_array_equal(processor.process(ones), -ones)
