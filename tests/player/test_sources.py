@@ -110,8 +110,10 @@ def test_seek_in_a_plugin_decoded_item_lands_on_the_target(runtime, music, tmp_p
 
 #: The JACK dummy device on a shared VM reports a few xruns from scheduling noise alone (the
 #: server's own thread is late, not our callback); a loose bound keeps the test about the
-#: edits. ``--strict-realtime`` asserts none (and uses the production decode ring).
-LOOSE_XRUN_BOUND = 25
+#: edits. The bare server gives up to about one a second on a loaded machine (28 in one 30 s
+#: run), so the bound scales with the playing time. ``--strict-realtime`` asserts none (and
+#: uses the production decode ring).
+LOOSE_XRUNS_PER_SECOND = 2
 
 
 @pytest.mark.audio
@@ -121,7 +123,7 @@ def test_live_edits_and_config_updates_during_playback_on_the_jack_device(
 ):
     install("gain", "pygain")
     strict = request.config.getoption("--strict-realtime")
-    seconds = 12
+    seconds = 24  # 100 rounds of edits over ~18 s, inside 20 s of playback as the issue asks
     outcomes: dict[str, int] = {"hot-apply": 0, "reject": 0, "recreate": 0}
     events = []
     with stellatune.Player(runtime=runtime, ring_frames=ring_frames) as p:
@@ -147,24 +149,22 @@ def test_live_edits_and_config_updates_during_playback_on_the_jack_device(
                 p.update_config(1, {"gain_db": -float(i % 12)})
             else:
                 p.remove_stage(1)
-            # pygain's config: hot-apply (gain), reject (out of range), recreate (phase inversion).
-            if i % 4 == 0:
-                outcomes[p.update_config(0, {"gain_db": -float(i % 6), "invert": invert})] += 1
-            elif i % 4 == 1:
-                outcomes[p.update_config(0, {"gain_db": 1000, "invert": invert})] += 1
-            elif i % 10 == 2:
-                invert = not invert
-                outcomes[p.update_config(0, {"gain_db": -2, "invert": invert})] += 1
-            time.sleep(max(0.0, started + (i + 1) * 0.08 - time.monotonic()))  # ~8 s of edits
+            # pygain's config, one of each outcome per round: hot-apply (gain), reject (out of
+            # range), recreate (phase inversion: a new instance, state carried, crossfaded).
+            outcomes[p.update_config(0, {"gain_db": -float(i % 6), "invert": invert})] += 1
+            outcomes[p.update_config(0, {"gain_db": 1000, "invert": invert})] += 1
+            invert = not invert
+            outcomes[p.update_config(0, {"gain_db": -2, "invert": invert})] += 1
+            time.sleep(max(0.0, started + (i + 1) * 0.18 - time.monotonic()))  # ~18 s of edits
         status = p.status()
         assert status["state"] == "playing" and status["current"] == "array"
         assert status["chain_thread"] == "feeder"
         assert status["chain"][0]["route"] == "component"
         assert p.wait(timeout=seconds + 30)
         c = p.counters()
-    assert outcomes["hot-apply"] >= 20 and outcomes["reject"] >= 20 and outcomes["recreate"] >= 5, outcomes
+    assert outcomes == {"hot-apply": 100, "reject": 100, "recreate": 100}, outcomes
     assert not [e for e in events if e["kind"] in ("stage-fault", "track-error")], events
     assert sum(e["kind"] == "config-rejected" for e in events) == outcomes["reject"]
     assert c["frames_played"] == seconds * RATE  # every frame played, none lost to an edit
     assert c["ring_underruns"] == 0
-    assert c["device_underflows"] <= (0 if strict else LOOSE_XRUN_BOUND), c
+    assert c["device_underflows"] <= (0 if strict else LOOSE_XRUNS_PER_SECOND * seconds), c
