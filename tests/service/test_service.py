@@ -32,17 +32,21 @@ def _playing(served, track) -> None:
     wait_for(lambda: _frames(served) > start, timeout=30)
 
 
-def _events_until(client: Client, kind: str, timeout: float = 30.0) -> list[dict]:
+def _events_until(client: Client, *kinds: str, timeout: float = 30.0) -> list[dict]:
+    """The events pushed on ``client`` until each of ``kinds`` has arrived (in any order: some
+    come from the RPC thread, some from the player's monitor)."""
     client.sock.settimeout(timeout)
-    seen = []
+    seen: list[dict] = []
+    missing = set(kinds)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = client.next_notification()
         assert msg["method"] == "event"
         seen.append(msg["params"])
-        if msg["params"]["kind"] == kind:
+        missing.discard(msg["params"]["kind"])
+        if not missing:
             return seen
-    raise AssertionError(f"no {kind} event; got {[e['kind'] for e in seen]}")
+    raise AssertionError(f"no {sorted(missing)} event; got {[e['kind'] for e in seen]}")
 
 
 def test_enqueue_seek_and_edit_the_chain_while_it_plays(serve, track, built):
@@ -71,7 +75,7 @@ def test_enqueue_seek_and_edit_the_chain_while_it_plays(serve, track, built):
     status = served.call("player.status")
     assert status["state"] == "playing" and status["counters"]["ring_underruns"] == 0
 
-    got = _events_until(events, "seek")
+    got = _events_until(events, "seek", "track-started")
     kinds = [e["kind"] for e in got]
     for e in got:
         jsonschema.validate(e, SCHEMA)
@@ -79,7 +83,9 @@ def test_enqueue_seek_and_edit_the_chain_while_it_plays(serve, track, built):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for kind in ("plugin-installed", "plugin-transition", "track-started", "config-plan", "stage-bypass"):
         assert kind in kinds, kinds
-    assert kinds.index("plugin-installed") < kinds.index("track-started") < kinds.index("config-plan")
+    # Causal order only: track-started comes from the player's monitor (a 20 ms poll), which a
+    # loaded machine can delay past the first chain edit.
+    assert kinds.index("plugin-installed") < kinds.index("config-plan") < kinds.index("stage-bypass")
     events.close()
 
 
