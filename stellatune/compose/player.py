@@ -417,6 +417,22 @@ class Player:
             "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
         }
 
+    def stage_timings(self) -> list[dict[str, Any]]:
+        """Each live chain stage's raw process-time counters: ``{index, spec, route, timing}``,
+        ``timing`` as ``CoreStage.timing()`` returns it (calls, total_ns, min_ns, max_ns, the
+        log-bucket histogram ``hist``, 4 buckets per octave of ns; see engine/stats.py). Read-only
+        and cheap: a copy of the C counters, never a call into the audio thread. Empty before
+        playback starts."""
+        with self._lock:
+            entries = list(self._live.entries) if self._live is not None else []
+        out = []
+        for i, e in enumerate(entries):
+            timing = getattr(e.stage, "timing", None)
+            if timing is None:
+                continue
+            out.append({"index": i, "spec": e.spec, "route": e.stage.route, "timing": timing()})
+        return out
+
     def counters(self) -> dict[str, Any]:
         """The driver's raw counters (callbacks, frames_played, ring_underruns, ...)."""
         return self._core.counters() if self._core is not None else {}

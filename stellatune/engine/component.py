@@ -203,6 +203,10 @@ class ComponentStage(StageLifecycle):
         fault = astuple(self._fault) if self._fault is not None else None
         return stage_stats(self.name, {**self._t, "hist": self._hist}, fault)
 
+    def timing(self) -> dict[str, Any]:
+        """The raw counters, as ``HotPathStage.timing()`` gives them (a Python-side clock)."""
+        return {**self._t, "hist": list(self._hist)}
+
     def _use_deadline(self, offline_ticks: Optional[int]) -> None:
         """Component calls keep the executor's own deadlines."""
 

@@ -716,6 +716,11 @@ class HotPathStage(StageLifecycle):
         """Process-time statistics and fault state."""
         return stage_stats(self.name, self._core.timing(), self._core.fault())
 
+    def timing(self) -> dict[str, Any]:
+        """The raw C counters (``CoreStage.timing()``: calls, total/min/max ns, the log-bucket
+        histogram ``hist``, ...), read without touching the audio thread; may lag a block."""
+        return self._core.timing()
+
     def close(self) -> None:
         """Call the module's ``drop`` (if any) and close what the stage holds; the stage is
         unusable afterwards (idempotent)."""

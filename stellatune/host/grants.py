@@ -19,9 +19,10 @@ Grant grammar (entries of ``permissions.<field>`` in ``plugin.json``):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
@@ -114,6 +115,12 @@ class Grants:
         self._tcp: tuple[str, ...] = ()
         self._sidecars = frozenset(self._normalise_sidecar(s) for s in sidecars)
         self._env = frozenset(e.strip() for e in env if e.strip())
+        # Denials raised by the checks, by grant kind (read by the service's metrics).
+        self._denials: dict[str, int] = {}
+        #: Called as ``on_denied(grant, message)`` after each denial, on the thread of the host
+        #: call that was refused (the service sets it to emit ``grant-denied``). Its errors are
+        #: ignored: the plugin still gets its ``denied``.
+        self.on_denied: Optional[Callable[[str, str], object]] = None
         for f in files:
             self.add_file_root(self.root / f)
         for h in http:
@@ -189,11 +196,25 @@ class Grants:
         """Whether an already resolved path lies inside a granted root."""
         return any(_is_within(real_path, os.path.realpath(root)) for root in self._file_roots)
 
-    @staticmethod
-    def file_denied(target: str) -> PluginError:
+    def denials(self) -> dict[str, int]:
+        """How many times each grant kind (``files``, ``http``, ``tcp``, ``sidecars``) refused a
+        request so far (a copy; kinds never denied are absent)."""
+        with self._lock:
+            return dict(self._denials)
+
+    def _deny(self, grant: str, message: str) -> PluginError:
+        with self._lock:
+            self._denials[grant] = self._denials.get(grant, 0) + 1
+        hook = self.on_denied
+        if hook is not None:
+            with contextlib.suppress(Exception):
+                hook(grant, message)
+        return denied(message)
+
+    def file_denied(self, target: str) -> PluginError:
         # Only the plugin's own string: never the resolved path, which may be a symlink's
         # target, the plugins directory or anything else on the host.
-        return denied(f"file {target!r} is not inside a granted root in permissions.files")
+        return self._deny("files", f"file {target!r} is not inside a granted root in permissions.files")
 
     def check_http(self, url: str) -> HttpTarget:
         """Split ``url`` and check its host and port against ``permissions.http``."""
@@ -215,7 +236,7 @@ class Grants:
         if any(match_endpoint(g, host, port, _DEFAULT_PORTS[scheme]) for g in self._http):
             path = parts.path or "/"
             return HttpTarget(scheme, host, port, f"{path}?{parts.query}" if parts.query else path)
-        raise denied(f"http host {_join_host_port(host, port)} is not in permissions.http")
+        raise self._deny("http", f"http host {_join_host_port(host, port)} is not in permissions.http")
 
     def check_tcp(self, target: str) -> tuple[str, int]:
         """``(host, port)`` of ``target`` if ``permissions.tcp`` lists it."""
@@ -223,7 +244,7 @@ class Grants:
         if port is None:
             raise invalid_arg(f"tcp target {target!r} needs a port (host:port)")
         if not any(match_endpoint(g, host, port, 0) for g in self._tcp):  # 0: a port is required
-            raise denied(f"tcp endpoint {_join_host_port(host, port)} is not in permissions.tcp")
+            raise self._deny("tcp", f"tcp endpoint {_join_host_port(host, port)} is not in permissions.tcp")
         return host, port
 
     def check_sidecar(self, executable: str) -> Path:
@@ -237,19 +258,21 @@ class Grants:
         if not name:
             raise invalid_arg("sidecar executable is blank")
         if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-            raise denied(f"sidecar executable {name!r} is absolute; it must be a path inside the plugin root")
+            raise self._deny(
+                "sidecars", f"sidecar executable {name!r} is absolute; it must be a path inside the plugin root"
+            )
         rel = PurePosixPath(name.replace("\\", "/"))
         if ".." in rel.parts:
-            raise denied(f"sidecar executable {name!r} contains '..'")
+            raise self._deny("sidecars", f"sidecar executable {name!r} contains '..'")
         for candidate in (rel, PurePosixPath("bin") / rel):
             path = self.root / candidate
             if not path.exists():
                 continue
             if str(candidate) not in self._sidecars:
-                raise denied(f"sidecar executable {str(candidate)!r} is not in permissions.sidecars")
+                raise self._deny("sidecars", f"sidecar executable {str(candidate)!r} is not in permissions.sidecars")
             real = os.path.realpath(path)
             if not _is_within(real, str(self.root)):
-                raise denied(f"sidecar executable {str(candidate)!r} resolves outside the plugin root")
+                raise self._deny("sidecars", f"sidecar executable {str(candidate)!r} resolves outside the plugin root")
             if not os.path.isfile(real) or not os.access(real, os.X_OK):
                 raise invalid_arg(f"sidecar executable {str(candidate)!r} is not an executable file")
             return Path(real)

@@ -4,14 +4,16 @@ bridged into the runtime's :class:`~stellatune.events.EventHub` and counters for
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..compose.player import Player
+from ..errors import RuntimeStateError
 from ..events import EventHub
 from ..executor import ComponentExecutor
-from ..executor.imports import GrantedHostServices
+from ..executor.imports import GrantedHostServices, GrantedPluginImports
 from ..host.sidecar import SidecarEvent, SidecarManager
 from ..runtime import WasmPluginRuntime
 
@@ -43,6 +45,11 @@ class _EventedHostServices(GrantedHostServices):
     def manager(self) -> Optional[SidecarManager]:
         with self._lock:
             return self._sidecars
+
+    def for_plugin(self, plugin_id: str, root_dir: Path, manifest: Any) -> GrantedPluginImports:
+        imports = super().for_plugin(plugin_id, root_dir, manifest)
+        imports.context.grants.on_denied = functools.partial(self._app._on_grant_denied, plugin_id)
+        return imports
 
 
 class ServiceApp:
@@ -99,6 +106,11 @@ class ServiceApp:
             pid=ev.pid,
             returncode=ev.returncode,
         )
+
+    def _on_grant_denied(self, plugin_id: str, grant: str, message: str) -> None:
+        """A host call of ``plugin_id`` was refused for a missing ``grant`` (the plugin got
+        ``denied``); called on the host call's thread."""
+        self.events.emit("grant-denied", severity="warning", plugin_id=plugin_id, grant=grant, message=message)
 
     def _on_player_event(self, ev: dict[str, Any]) -> None:
         kind = ev["kind"]
@@ -161,6 +173,22 @@ class ServiceApp:
             breaker = "open" if ev.kind == "crash-loop" else "closed"
             row["slots"].append({"slot": slot, "last_event": ev.kind, "pid": ev.pid, "breaker": breaker})
         return list(rows.values())
+
+    def host_denials(self) -> dict[str, dict[str, int]]:
+        """Per active plugin: host-call denials by grant kind, read from its host context's
+        grants (counted where the host raises ``denied``; reset when the plugin is reactivated)."""
+        out: dict[str, dict[str, int]] = {}
+        for p in self.plugins():
+            if not self.executor.is_active(p["id"]):
+                continue
+            try:
+                grants = getattr(self.executor.host_imports(p["id"]), "grants", None)
+            except RuntimeStateError:  # deactivated meanwhile, or shutting down
+                continue
+            counts = grants.denials() if grants is not None and hasattr(grants, "denials") else {}
+            if counts:
+                out[p["id"]] = counts
+        return out
 
     def plugins(self) -> list[dict[str, Any]]:
         from ..package import list_installed

@@ -15,9 +15,45 @@ from ..diagnostics import live_counts
 if TYPE_CHECKING:
     from .app import ServiceApp
 
-__all__ = ["snapshot", "StellatuneCollector", "start_metrics_server"]
+__all__ = ["snapshot", "stage_histogram", "StellatuneCollector", "start_metrics_server"]
 
 _SYNC_BUCKETS_MS = (1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0)
+
+#: The engine's histogram buckets exposed as Prometheus ``le`` bounds: every engine bucket edge
+#: (4 per octave of ns) from 2^10 ns (~1 µs) to 2^25 ns (~33.5 ms), so the cumulative counts are
+#: exact sums of engine buckets, and p99s near a block deadline (2.7 ms at 128 frames) keep
+#: quarter-octave resolution. Faster calls fall in the first bucket, slower ones in ``+Inf``.
+_STAGE_HIST_FIRST_OCTAVE = 10
+_STAGE_HIST_LAST_OCTAVE = 25
+
+
+def _bucket_upper_ns(bucket: int) -> int:
+    """The exclusive upper edge, in ns, of engine histogram bucket ``bucket``
+    (engine/stats.py ``hist_bucket``: ``msb * 4 + the two bits after the msb``)."""
+    if bucket < 4:
+        return bucket + 1
+    octave, quarter = divmod(bucket, 4)
+    return (1 << octave) * (5 + quarter) // 4
+
+
+def stage_histogram(hist: list[int], total_ns: int) -> tuple[list[tuple[str, float]], float]:
+    """Cumulative Prometheus buckets ``[(le_seconds, count), ..., ("+Inf", calls)]`` and the sum
+    in seconds from one stage's raw engine histogram. A bucket's edge is exclusive in the engine
+    (integer ns), so ``le`` = edge - 1 ns holds exactly the calls below it."""
+    from ..engine.stats import HIST_BUCKETS
+
+    counts = list(hist)[:HIST_BUCKETS]
+    buckets: list[tuple[str, float]] = []
+    seen = 0
+    b = 0
+    # Bucket 4k-1 ends at 2^k ns: bounds 2^FIRST, 2^FIRST * 5/4, ..., 2^LAST ns.
+    for last in range(4 * _STAGE_HIST_FIRST_OCTAVE - 1, 4 * _STAGE_HIST_LAST_OCTAVE):
+        while b <= last and b < len(counts):
+            seen += counts[b]
+            b += 1
+        buckets.append((repr((_bucket_upper_ns(last) - 1) / 1e9), float(seen)))
+    buckets.append(("+Inf", float(sum(counts))))
+    return buckets, total_ns / 1e9
 
 
 def snapshot(app: ServiceApp) -> dict[str, Any]:
@@ -49,6 +85,7 @@ def snapshot(app: ServiceApp) -> dict[str, Any]:
             for s in app.sidecars()
         ],
         "faults_by_kind": faults,
+        "host_denials": app.host_denials(),
         "sync": {"count": len(syncs), "sum_ms": sum(syncs), "last_ms": syncs[-1] if syncs else None},
         "events": events,
         "live": live_counts(),
@@ -84,6 +121,15 @@ class StellatuneCollector:
                 if s[key] is not None:
                     stage_time.add_metric([str(s["index"]), str(s["spec"]), str(s["route"]), q], float(s[key]))
         yield stage_time
+        process = HistogramMetricFamily(
+            "stellatune_stage_process_seconds",
+            "Per-stage process time per block (engine's log-bucket histogram, read on scrape)",
+            labels=["index", "spec", "route"],
+        )
+        for t in self.app.player.stage_timings():
+            buckets, total = stage_histogram(t["timing"]["hist"], t["timing"]["total_ns"])
+            process.add_metric([str(t["index"]), str(t["spec"]), str(t["route"])], buckets, total)
+        yield process
         faults = CounterMetricFamily("stellatune_stage_faults", "Hot-path stage faults, by kind", labels=["kind"])
         for kind, n in sorted(snap["faults_by_kind"].items()):
             faults.add_metric([kind], float(n))
@@ -92,6 +138,13 @@ class StellatuneCollector:
         for p in snap["plugins"]:
             instances.add_metric([p["id"]], float(p["instances"]))
         yield instances
+        denials = CounterMetricFamily(
+            "stellatune_host_denials", "Host calls refused for a missing grant", labels=["plugin_id", "grant"]
+        )
+        for pid, counts in sorted(snap["host_denials"].items()):
+            for grant, n in sorted(counts.items()):
+                denials.add_metric([pid, grant], float(n))
+        yield denials
         restarts = CounterMetricFamily("stellatune_sidecar_restarts", "Sidecar restarts", labels=["plugin_id"])
         crashes = CounterMetricFamily("stellatune_sidecar_crashes", "Sidecar crashes", labels=["plugin_id"])
         for s in snap["sidecars"]:
