@@ -538,34 +538,6 @@ def pa_terminate() -> None:
     pa.Pa_Terminate()
 
 
-def list_devices() -> list:
-    """Every PortAudio device as a dict (PortAudio must be initialised)."""
-    out = []
-    cdef const pa.PaDeviceInfo *info
-    cdef const pa.PaHostApiInfo *api
-    jack = pa.Pa_HostApiTypeIdToHostApiIndex(pa.paJACK)
-    for i in range(pa.Pa_GetDeviceCount()):
-        info = pa.Pa_GetDeviceInfo(i)
-        if info == NULL:
-            continue
-        api = pa.Pa_GetHostApiInfo(info.hostApi)
-        out.append({
-            "index": i, "name": info.name.decode(errors="replace"),
-            "host_api": api.name.decode(errors="replace") if api != NULL else "",
-            "is_jack": info.hostApi == jack,
-            "is_default_of_host_api": api != NULL and api.defaultOutputDevice == i,
-            "max_input_channels": info.maxInputChannels,
-            "max_output_channels": info.maxOutputChannels,
-            "default_sample_rate": info.defaultSampleRate,
-            "default_low_output_latency": info.defaultLowOutputLatency,
-        })
-    return out
-
-
-def default_output_device() -> int:
-    return pa.Pa_GetDefaultOutputDevice()
-
-
 cdef class Player:
     """Ring + driver for one playback; every buffer is allocated here, before the stream starts."""
 

@@ -569,8 +569,3 @@ class DspProcessor(_Configurable):
 
     def describe_hot_path(self, spec: Optional[AudioSpec] = None) -> Optional[CoreModuleSpec]:
         return _hot_path(self._slot.call("describe-hot-path", (spec or self.spec).to_wit()), self.capability.check)
-
-
-CAPABILITY_CLASSES: dict[str, type[_Capability]] = {
-    c.kind: c for c in (DecoderCapability, SourceCapability, LyricsCapability, OutputSinkCapability, DspCapability)
-}
