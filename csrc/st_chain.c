@@ -35,6 +35,8 @@ static void st_stats_record(st_stage_stats *st, uint64_t ns)
     st->hist[st_hist_bucket(ns)]++;
 }
 
+void st_stage_bind_memory(st_stage *s) { s->base = st_wt.memory_data(s->ctx, &s->memory); }
+
 void st_stage_reset_stats(st_stage *s)
 {
     memset(&s->stats, 0, sizeof s->stats);
@@ -615,9 +617,7 @@ static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32
         if (atomic_load_explicit(&s->faulted, memory_order_relaxed))
             return -1;
     }
-    /* wasm: the base can move after a memory.grow, so it is fetched every block; the size was
-     * checked after the stage's last call (st_wasm_call), so this base is the current one. */
-    uint8_t *base = s->is_native ? s->native_base : st_wt.memory_data(s->ctx, &s->memory);
+    uint8_t *base = s->base; /* never stale: see st_stage.base */
     if (f->base == base || (f->prod && f->prod_in_base == base)) {
         /* The block, or the input its producer would fall back to, sits in this stage's own
          * memory (a stage that runs twice in the chain), which its call may overwrite; should
@@ -775,7 +775,7 @@ void st_chain_poll_sinks(st_chain *c)
         if (s->role != ST_HOT_ROLE_OUTPUT_SINK || !st_stage_live(s) ||
             atomic_load_explicit(&s->pend_frames, memory_order_relaxed))
             continue;
-        uint8_t *base = s->is_native ? s->native_base : st_wt.memory_data(s->ctx, &s->memory);
+        uint8_t *base = s->base;
         uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
         uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
         uint32_t zero = 0, flags = 0;
@@ -793,7 +793,6 @@ void st_chain_poll_sinks(st_chain *c)
             if (st_wasm_call(s, &s->process_fn, args, 4, c->blocks) != 0)
                 continue;
             rc = args[0].i32;
-            base = st_wt.memory_data(s->ctx, &s->memory);
         }
         /* A module that refuses a zero-frame call cannot say more: take it as drained. */
         if (rc != 0 && rc != ST_HOT_ERR_WOULD_BLOCK)
@@ -854,8 +853,7 @@ int32_t st_stage_carry_state(st_stage *from, st_stage *to, uint64_t block)
     if (src <= 0 || dst <= 0 || (size_t)(uint32_t)src + (uint32_t)size > from->memory_size ||
         (size_t)(uint32_t)dst + (uint32_t)size > to->memory_size)
         return 2;
-    memcpy(st_wt.memory_data(to->ctx, &to->memory) + (uint32_t)dst,
-           st_wt.memory_data(from->ctx, &from->memory) + (uint32_t)src, (uint32_t)size);
+    memcpy(to->base + (uint32_t)dst, from->base + (uint32_t)src, (uint32_t)size);
     a[0].i32 = (int32_t)to->guest_ctx;
     a[1].i32 = dst;
     a[2].i32 = size;
@@ -1036,40 +1034,109 @@ uint64_t st_check_time(float *buf, float *in, const float *out, size_t n, uint32
     return t1 - t0;
 }
 
-/* ---- epoch ticker ----------------------------------------------------------------------- */
+/* ---- epoch ticker (st_chain.h) ------------------------------------------------------------ */
 
 static void *st_ticker_main(void *arg)
 {
     st_ticker *t = arg;
     uint64_t period_ns = (uint64_t)t->period_us * 1000u;
     uint64_t next = st_now_ns();
-    while (atomic_load_explicit(&t->running, memory_order_acquire)) {
+    uint32_t idle = 0;
+    pthread_mutex_lock(&t->lock);
+    while (!t->closing) {
         next += period_ns;
         struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        while (!t->closing && pthread_cond_timedwait(&t->wake, &t->lock, &ts) == 0)
+            ; /* woken early (a close, or spuriously): wait out the tick unless closing */
+        if (t->closing)
+            break;
         uint64_t now = st_now_ns();
         if (now > next + period_ns)
             next = now; /* woke late (descheduled): resync rather than burst the missed ticks */
         st_wt.engine_increment_epoch(t->engine);
+        idle = t->users ? 0 : idle + 1;
+        if (idle >= ST_TICKER_LINGER_TICKS)
+            break;
     }
+    t->alive = 0;
+    pthread_mutex_unlock(&t->lock);
     return NULL;
 }
 
-int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
+static void st_ticker_init(st_ticker *t)
 {
-    t->engine = engine;
-    t->period_us = period_us;
-    atomic_store(&t->running, 1);
-    if (pthread_create(&t->thread, NULL, st_ticker_main, t) != 0) {
-        atomic_store(&t->running, 0);
-        return -1;
-    }
-    return 0;
+    if (t->ready)
+        return;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->wake, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&t->lock, NULL);
+    t->ready = 1;
 }
 
-void st_ticker_stop(st_ticker *t)
+int st_ticker_acquire(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
 {
-    if (!atomic_exchange(&t->running, 0))
+    st_ticker_init(t);
+    pthread_mutex_lock(&t->lock);
+    int rc = 0;
+    if (!t->alive) {
+        if (t->joinable) {
+            /* The last thread left after its linger (or is leaving: it holds no lock past
+             * alive = 0), so this join returns at once. */
+            pthread_mutex_unlock(&t->lock);
+            pthread_join(t->thread, NULL);
+            pthread_mutex_lock(&t->lock);
+            t->joinable = 0;
+        }
+        if (!t->alive) {
+            t->engine = engine;
+            t->period_us = period_us;
+            t->closing = 0;
+            if (pthread_create(&t->thread, NULL, st_ticker_main, t) == 0)
+                t->alive = t->joinable = 1;
+            else
+                rc = -1;
+        }
+    }
+    if (rc == 0)
+        t->users++;
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
+void st_ticker_release(st_ticker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    if (t->users)
+        t->users--;
+    pthread_mutex_unlock(&t->lock);
+}
+
+int st_ticker_alive(st_ticker *t)
+{
+    if (!t->ready)
+        return 0;
+    pthread_mutex_lock(&t->lock);
+    int alive = t->alive;
+    pthread_mutex_unlock(&t->lock);
+    return alive;
+}
+
+void st_ticker_close(st_ticker *t)
+{
+    if (!t->ready)
         return;
-    pthread_join(t->thread, NULL);
+    pthread_mutex_lock(&t->lock);
+    t->closing = 1;
+    pthread_cond_signal(&t->wake);
+    int join = t->joinable;
+    t->joinable = 0;
+    pthread_mutex_unlock(&t->lock);
+    if (join)
+        pthread_join(t->thread, NULL);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->lock);
+    t->ready = 0;
 }

@@ -143,7 +143,13 @@ typedef struct st_stage {
     st_native_process_fn native_process;
     st_native_set_param_fn native_set_param;
     st_native_reset_fn native_reset;
-    uint8_t *native_base;
+
+    /* Where the stage's memory starts: the .so's static arena, or the wasm linear memory's base,
+     * read once when the stage is made (st_stage_bind_memory). Fetching it per block cost ~8 ns
+     * a stage; caching it is sound because the base can only move on a memory.grow, and a grow
+     * faults the stage for good (checked after every call), so a moved base is never used. The
+     * hot-path engine also sets memory_may_move = false, so wasmtime never moves it at all. */
+    uint8_t *base;
 
     /* Written by the audio thread; `faulted` is published last (release) so a reader who sees it
      * also sees the rest. */
@@ -194,6 +200,9 @@ typedef struct st_chain {
 
 void st_stage_reset_stats(st_stage *s);
 
+/* A wasm stage: read its memory's base into s->base (once ctx and memory are set). */
+void st_stage_bind_memory(st_stage *s);
+
 /* wasmtime's trap code for an epoch interrupt (from wasmtime.TrapCode.INTERRUPT). */
 void st_set_interrupt_code(uint8_t code);
 
@@ -243,19 +252,35 @@ uint64_t st_chain_time(st_chain *c, float *buf, const float *src, uint32_t frame
 /* The log-bucket histogram both stage and callback timings use. */
 void st_hist_record(uint64_t *hist, uint64_t ns);
 
-/* ---- epoch ticker: a C thread that advances the hot-path engine's epoch ---------------- */
+/* ---- epoch ticker: a C thread that advances the hot-path engine's epoch ---------------- *
+ * Users (a running chain, a control call into a module) acquire and release it. The thread
+ * starts with the first user and lingers for ST_TICKER_LINGER_TICKS after the last one leaves,
+ * so the handful of control calls that build a stage reuse one thread instead of creating and
+ * joining one per call (a join used to wait out the thread's sleep: ~0.4 ms a call). It sleeps
+ * on a condition variable, so st_ticker_close wakes it at once. It advances the epoch at most
+ * once per wake-up: after a stall (the thread was descheduled) it resynchronises instead of
+ * bursting the missed ticks, which would expire every running call's deadline at once. */
+
+#define ST_TICKER_LINGER_TICKS 250u
 
 typedef struct {
     wasm_engine_t *engine;
     uint32_t period_us;
-    _Atomic int running;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int ready;    /* lock and wake initialised */
+    int alive;    /* the thread runs (under lock) */
+    int joinable; /* a thread was created and not joined yet */
+    int closing;
+    uint32_t users;
     pthread_t thread;
 } st_ticker;
 
-/* Advances the epoch at most once per wake-up: after a stall (the thread was descheduled) it
- * resynchronises instead of bursting the missed ticks, which would expire every running
- * call's deadline at once. */
-int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us);
-void st_ticker_stop(st_ticker *t);
+int st_ticker_acquire(st_ticker *t, wasm_engine_t *engine, uint32_t period_us);
+void st_ticker_release(st_ticker *t);
+/* Stop the thread now and free the ticker's resources (its owner is being freed). */
+void st_ticker_close(st_ticker *t);
+/* Whether the thread is running (for tests of the linger). */
+int st_ticker_alive(st_ticker *t);
 
 #endif

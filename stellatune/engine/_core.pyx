@@ -183,6 +183,7 @@ cdef class CoreStage:
             st.s.has_reset = 1
         memcpy(&st.s.memory, <void *>memory, sizeof(wasmtime_memory_t))
         st.s.memory_size = memory_size
+        st_stage_bind_memory(&st.s)
         st.s.deadline_ticks = deadline_ticks
         st.s.timeout_limit = max(1, timeout_limit)
         if len(state_funcs) == 4:
@@ -210,7 +211,7 @@ cdef class CoreStage:
         if reset_fn:
             st.s.native_reset = <st_native_reset_fn>reset_fn
             st.s.has_reset = 1
-        st.s.native_base = <uint8_t *>base
+        st.s.base = <uint8_t *>base
         st.keepalive = keepalive
         st._keep_frames(role, channels, max_frames)
         return st
@@ -501,27 +502,40 @@ cdef class Chain:
 
 
 cdef class EpochTicker:
-    """A C thread incrementing a wasmtime engine's epoch every ``period_us``."""
+    """A C thread incrementing a wasmtime engine's epoch every ``period_us`` while it has users,
+    and for a linger (``ST_TICKER_LINGER_TICKS`` periods) after the last one left."""
 
     cdef st_ticker t
-    cdef bint running
+    # The engine's owner: the thread may outlive the last release by the linger, so the engine
+    # must outlive the thread (freed only after __dealloc__ has joined it).
+    cdef object _engine_owner
 
-    def start(self, uintptr_t engine, uint32_t period_us) -> None:
-        if self.running:
-            return
-        if st_ticker_start(&self.t, <wasm_engine_t *>engine, period_us) != 0:
+    def __cinit__(self):
+        memset(&self.t, 0, sizeof(st_ticker))
+
+    def acquire(self, uintptr_t engine, uint32_t period_us, object engine_owner) -> None:
+        """Use the ticker of the engine at ``engine`` (its owner is kept alive with the ticker)."""
+        cdef int rc
+        if self._engine_owner is not None and self._engine_owner is not engine_owner:
+            raise ValueError("an EpochTicker serves one engine")
+        self._engine_owner = engine_owner
+        with nogil:
+            rc = st_ticker_acquire(&self.t, <wasm_engine_t *>engine, period_us)
+        if rc != 0:
             raise OSError("could not start the epoch ticker thread")
-        self.running = True
 
-    def stop(self) -> None:
-        if self.running:
-            with nogil:
-                st_ticker_stop(&self.t)
-            self.running = False
+    def release(self) -> None:
+        with nogil:
+            st_ticker_release(&self.t)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (it lingers a while after the last release)."""
+        return st_ticker_alive(&self.t) != 0
 
     def __dealloc__(self):
-        if self.running:
-            st_ticker_stop(&self.t)
+        with nogil:
+            st_ticker_close(&self.t)
 
 
 def _check(int err, str what):

@@ -69,7 +69,7 @@ cdef extern from "st_chain.h" nogil:
         st_native_process_fn native_process
         st_native_set_param_fn native_set_param
         st_native_reset_fn native_reset
-        uint8_t *native_base
+        uint8_t *base
         int user_bypass
         int faulted        # _Atomic int in C; read once a block has finished
         int fault_kind
@@ -119,6 +119,7 @@ cdef extern from "st_chain.h" nogil:
     void st_set_interrupt_code(uint8_t code)
     int st_clock_init()
     void st_stage_reset_stats(st_stage *s)
+    void st_stage_bind_memory(st_stage *s)
     int32_t st_stage_set_param(st_stage *s, uint32_t id, float value, uint64_t block)
     int32_t st_stage_reset(st_stage *s, uint64_t block)
     int32_t st_stage_carry_state(st_stage *src, st_stage *dst, uint64_t block)
@@ -135,8 +136,10 @@ cdef extern from "st_chain.h" nogil:
 
     ctypedef struct st_ticker:
         pass
-    int st_ticker_start(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
-    void st_ticker_stop(st_ticker *t)
+    int st_ticker_acquire(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
+    void st_ticker_release(st_ticker *t)
+    void st_ticker_close(st_ticker *t)
+    int st_ticker_alive(st_ticker *t)
 
 cdef extern from "st_audio.h" nogil:
     ctypedef struct st_player:

@@ -139,11 +139,13 @@ class HotPathEngine:
         config = wasmtime.Config()
         config.wasm_simd = True
         config.epoch_interruption = epoch_interruption
+        # The C block loop reads a stage's memory base once (st_stage.base); a grow faults the
+        # stage anyway, and this makes wasmtime refuse a grow rather than move the memory.
+        config.memory_may_move = False
         self.engine = wasmtime.Engine(config)
         self.epoch_interruption = epoch_interruption
         self.tick_us = tick_us
         self._ticker = _core.EpochTicker()
-        self._users = 0
         self._lock = threading.Lock()
         # Compiled modules by the sha256 of their bytes (docs/engine.md, "Module cache"): weakly,
         # so a module lives exactly as long as a stage uses it, plus a few strong references
@@ -198,21 +200,16 @@ class HotPathEngine:
 
     @contextmanager
     def ticking(self) -> Iterator[None]:
-        """Keep the epoch ticker running for the duration (reference counted)."""
+        """Keep the epoch ticker running for the duration (reference counted; the thread lingers
+        a quarter second after the last user, so the calls that build a stage share one)."""
         if not self.epoch_interruption:
             yield
             return
-        with self._lock:
-            if self._users == 0:
-                self._ticker.start(_address(self.engine.ptr()), self.tick_us)
-            self._users += 1
+        self._ticker.acquire(_address(self.engine.ptr()), self.tick_us, self.engine)
         try:
             yield
         finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    self._ticker.stop()
+            self._ticker.release()
 
 
 _ENGINES: dict[bool, HotPathEngine] = {}
@@ -308,6 +305,10 @@ class HotPathStage(StageLifecycle):
         self._live_ticks = 0  # wasm stages: the per-call deadline in playback
         self._engine: Optional[HotPathEngine] = None  # wasm stages: whose ticker guards calls
         self._wasm_memory: Optional[tuple[wasmtime.Store, wasmtime.Memory]] = None
+        # Wasm stages: the linear memory's size after init (fixed from then on: the C block loop
+        # faults a stage whose memory changed, kind memory-grow) and the store's cap on it.
+        self._memory_bytes: Optional[int] = None
+        self._memory_limit_bytes: Optional[int] = None
         diagnostics.track("hotpath_stages", self)
 
     # --- construction ------------------------------------------------------------------
@@ -344,11 +345,13 @@ class HotPathStage(StageLifecycle):
         _validate(spec, sample_rate, channels, where)
         engine = hot_path_engine(epoch_interruption)
         module = engine.module(path)
-        if module.imports:
-            wanted = ", ".join(f"{i.module}.{i.name}" for i in module.imports)
-            raise HotPathAbiError(f"{where}: a hot-path core module must not import anything ({wanted})")
+        shape = _module_shape(module)
+        if shape.imports:
+            raise HotPathAbiError(
+                f"{where}: a hot-path core module must not import anything ({', '.join(shape.imports)})"
+            )
         cap = _memory_cap(memory_limit_bytes, where)
-        _check_declared_memory(module, cap, where)  # before instantiating: nothing is reserved
+        _check_declared_memory(shape, cap, where)  # before instantiating: nothing is reserved
         store = diagnostics.track("hotpath_stores", wasmtime.Store(engine.engine))
         # The same mechanism as the component cap: wasmtime's store limiter fails instantiation
         # of a bigger memory and makes memory.grow past the cap return -1 inside wasm.
@@ -382,16 +385,16 @@ class HotPathStage(StageLifecycle):
             names_fn = export(abi.PARAM_NAMES_EXPORT, wasmtime.Func, False)
             drop = export(spec.drop_export, wasmtime.Func, False)
             reset = export(spec.reset_export, wasmtime.Func, False)
-            _check_signature(where, store, process, ["i32"] * 4, [["i32"]])
+            _check_signature(where, shape, spec.process_export, ["i32"] * 4, [["i32"]])
             if reset is not None:
-                _check_signature(where, store, reset, ["i32", "i32"], [["i32"]])
-            _check_signature(where, store, init, ["i32", "i32"], [["i32"]])
+                _check_signature(where, shape, spec.reset_export, ["i32", "i32"], [["i32"]])
+            _check_signature(where, shape, spec.init_export, ["i32", "i32"], [["i32"]])
             if set_param is not None:
-                _check_signature(where, store, set_param, ["i32", "i32", "f32"], [[], ["i32"]])
+                _check_signature(where, shape, abi.SET_PARAM_EXPORT, ["i32", "i32", "f32"], [[], ["i32"]])
             if names_fn is not None:
-                _check_signature(where, store, names_fn, [], [["i32"]])
+                _check_signature(where, shape, abi.PARAM_NAMES_EXPORT, [], [["i32"]])
             if drop is not None:
-                _check_signature(where, store, drop, ["i32"], [[]])
+                _check_signature(where, shape, spec.drop_export, ["i32"], [[]])
             # Optional state carry (docs/hot-path-abi.md): all four, with these signatures, or none.
             state_sigs = {
                 "st_hot_state_size": ["i32"],
@@ -402,8 +405,8 @@ class HotPathStage(StageLifecycle):
             found = [exports.get(n) for n in state_sigs]
             state_fns = [f for f in found if isinstance(f, wasmtime.Func)]
             if len(state_fns) == len(state_sigs):
-                for f, params in zip(state_fns, state_sigs.values(), strict=True):
-                    _check_signature(where, store, f, params, [["i32"]])
+                for state_name, params in state_sigs.items():
+                    _check_signature(where, shape, state_name, params, [["i32"]])
             else:
                 state_fns = []
 
@@ -434,7 +437,7 @@ class HotPathStage(StageLifecycle):
             context=_address(store._context()),
             process_func=ctypes.addressof(process._func),
             set_param_func=ctypes.addressof(set_param._func) if set_param is not None else 0,
-            set_param_results=len(set_param.type(store).results) if set_param is not None else 0,
+            set_param_results=len(shape.signatures[abi.SET_PARAM_EXPORT][1]) if set_param is not None else 0,
             reset_func=ctypes.addressof(reset._func) if reset is not None else 0,
             memory=ctypes.addressof(memory._memory),
             memory_size=memory_size,
@@ -471,6 +474,7 @@ class HotPathStage(StageLifecycle):
             drop=drop_guest,
         )
         stage._wasm_memory = (store, memory)
+        stage._memory_bytes, stage._memory_limit_bytes = memory_size, cap
         stage._engine = engine
         stage._live_ticks = core.deadline_ticks
         return stage._configured(config)
@@ -685,6 +689,21 @@ class HotPathStage(StageLifecycle):
         """Largest block the module accepts."""
         return self.spec.buffer.max_frames
 
+    @property
+    def memory_bytes(self) -> Optional[int]:
+        """The module's linear memory in bytes, as ``init`` left it; None for a native build.
+
+        Known without touching the store the audio thread runs: the size cannot change after
+        init (a ``memory.grow`` faults the stage with ``memory-grow`` and bypasses it), so this
+        is the size while the stage runs."""
+        return self._memory_bytes
+
+    @property
+    def memory_limit_bytes(self) -> Optional[int]:
+        """The store's cap on the linear memory (``memory_limit_bytes`` at build); None for a
+        native build."""
+        return self._memory_limit_bytes
+
     def hold(self, close: Callable[[], object]) -> None:
         """Keep something alive as long as this stage: ``close`` runs when the stage closes
         (after the module's ``drop``). The plugin's component processor, for one."""
@@ -761,19 +780,48 @@ def _memory_cap(memory_limit_bytes: Optional[int], where: str) -> int:
     return memory_limit_bytes
 
 
-def _check_declared_memory(module: wasmtime.Module, cap: int, where: str) -> None:
+class _ModuleShape:
+    """What the checks of :meth:`HotPathStage.from_wasm` need to know about a compiled module:
+    its imports, its exported memories' declared minimum and its exported functions'
+    signatures. Read once per module (the type queries cost ~0.2 ms a stage in wasmtime-py) and
+    kept as long as the module lives."""
+
+    def __init__(self, module: wasmtime.Module):
+        self.imports = tuple(f"{i.module}.{i.name}" for i in module.imports)
+        self.memory_min_bytes: dict[str, int] = {}
+        self.signatures: dict[str, tuple[list[str], list[str]]] = {}
+        for item in module.exports:
+            ty = item.type
+            if isinstance(ty, wasmtime.MemoryType):
+                self.memory_min_bytes[item.name] = ty.limits.min * ty.page_size
+            elif isinstance(ty, wasmtime.FuncType):
+                self.signatures[item.name] = ([str(p) for p in ty.params], [str(r) for r in ty.results])
+
+
+_SHAPES: weakref.WeakKeyDictionary[wasmtime.Module, _ModuleShape] = weakref.WeakKeyDictionary()
+_SHAPES_LOCK = threading.Lock()
+
+
+def _module_shape(module: wasmtime.Module) -> _ModuleShape:
+    with _SHAPES_LOCK:
+        shape = _SHAPES.get(module)
+    if shape is None:
+        shape = _ModuleShape(module)
+        with _SHAPES_LOCK:
+            _SHAPES[module] = shape
+    return shape
+
+
+def _check_declared_memory(shape: _ModuleShape, cap: int, where: str) -> None:
     """Refuse a module whose exported memories declare a minimum over ``cap`` (the limiter
     would refuse it at instantiation too, with a message that names neither side)."""
-    for item in module.exports:
-        ty = item.type
-        if isinstance(ty, wasmtime.MemoryType):
-            needed = ty.limits.min * ty.page_size
-            if needed > cap:
-                raise HotPathMemoryLimitError(
-                    f"{where}: core module needs {_mib(needed)} of memory, over the {_mib(cap)} cap ({_RAISE_CAP})",
-                    cap,
-                    needed,
-                )
+    for needed in shape.memory_min_bytes.values():
+        if needed > cap:
+            raise HotPathMemoryLimitError(
+                f"{where}: core module needs {_mib(needed)} of memory, over the {_mib(cap)} cap ({_RAISE_CAP})",
+                cap,
+                needed,
+            )
 
 
 def _init_failed(
@@ -802,13 +850,12 @@ def _init_failed(
 
 
 def _check_signature(
-    where: str, store: wasmtime.Store, func: wasmtime.Func, params: list[str], results_options: list[list[str]]
+    where: str, shape: _ModuleShape, name: Optional[str], params: list[str], results_options: list[list[str]]
 ) -> None:
-    ty = func.type(store)
-    got_params = [str(p) for p in ty.params]
-    got_results = [str(r) for r in ty.results]
+    """``name`` is an export the caller found as a function (so it is in ``shape``)."""
+    got_params, got_results = shape.signatures[name or ""]
     if got_params != params or got_results not in results_options:
         raise HotPathAbiError(
-            f"{where}: export has signature ({', '.join(got_params)}) -> ({', '.join(got_results)}),"
+            f"{where}: export {name!r} has signature ({', '.join(got_params)}) -> ({', '.join(got_results)}),"
             f" expected ({', '.join(params)}) -> ({' | '.join(', '.join(r) for r in results_options)})"
         )
