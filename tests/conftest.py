@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -120,6 +122,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="play the live tests with the production decode ring (8192 frames) and hold them to 0 ring "
         "underruns: a claim about this machine's scheduling, which a loaded machine can fail",
+    )
+    parser.addoption(
+        "--full",
+        action="store_true",
+        default=False,
+        help="run the long form of the stress, soak and fuzz tests (what `stellatune report --full` runs); "
+        "the default is the short form CI runs",
     )
 
 
@@ -248,3 +257,33 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+class Evidence:
+    """Figures a test measured, for `stellatune report`.
+
+    When ``STELLATUNE_EVIDENCE_DIR`` is set (the report sets it), ``record(name, **figures)`` writes
+    ``<dir>/<name>.json``; otherwise it does nothing, so the tests run the same either way. The
+    test still asserts its own bounds: the report reads the figures, it does not judge the test.
+    """
+
+    def __init__(self, directory: Optional[Path], full: bool):
+        self.directory = directory
+        #: True under ``--full``: run the long form (more cycles, longer soak, longer fuzzing).
+        self.full = full
+
+    def scale(self, short: int, full: int) -> int:
+        """``full`` under ``--full``, else ``short``: cycle counts, durations."""
+        return full if self.full else short
+
+    def record(self, name: str, **figures: object) -> None:
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / f"{name}.json").write_text(json.dumps(figures, indent=2, sort_keys=True, default=str))
+
+
+@pytest.fixture(scope="session")
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    directory = os.environ.get("STELLATUNE_EVIDENCE_DIR")
+    return Evidence(Path(directory) if directory else None, bool(request.config.getoption("--full")))
