@@ -43,8 +43,11 @@ EVENT_KINDS = frozenset(
         "sidecar-restarted",
         "sidecar-breaker-open",
         "sidecar-stopped",
-        # the hot path and the chain
+        # the hot path and the chain (a stage bypassed for a fault: timeout and non-finite have
+        # their own kinds, every other fault kind is a stage-fault)
         "stage-fault",
+        "stage-timeout",
+        "stage-non-finite",
         "stage-bypass",
         "stage-removed",
         "stage-reloaded",

@@ -74,7 +74,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 
 def status_document(client: Client) -> dict[str, Any]:
     """What ``status --json`` prints: the player, the chain with stage stats, plugins, sidecars,
-    counters (one call each, on one connection)."""
+    linear memory per instance, counters (one call each, on one connection)."""
     player = client.call("player.status")
     runtime = client.call("runtime.status")
     metrics = client.call("metrics.get")
@@ -84,6 +84,7 @@ def status_document(client: Client) -> dict[str, Any]:
         "plugins": runtime["plugins"],
         "sidecars": runtime["sidecars"],
         "counters": player.get("counters", {}),
+        "memory": metrics.get("memory", []),
         "faults_by_kind": metrics.get("faults_by_kind", {}),
         "live": metrics.get("live", {}),
     }
@@ -91,6 +92,25 @@ def status_document(client: Client) -> dict[str, Any]:
 
 def _fmt(v: Any, spec: str = "") -> str:
     return "-" if v is None else format(v, spec)
+
+
+def _size(n: Any) -> str:
+    """Bytes, exact, with MiB for the eye; ``-`` when unknown."""
+    return "-" if n is None else f"{n} B ({n / (1 << 20):.2f} MiB)"
+
+
+def _memory_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"linear memory ({len(rows)} instance(s)):"]
+    for m in rows:
+        at = f"#{m['index']} " if m.get("index") is not None else ""
+        # A component instance's memory is not readable from the host (no exported core memory):
+        # say so rather than print a number that is not its size.
+        size = _size(m["linear_memory_bytes"]) if m.get("linear_memory_bytes") is not None else "not readable"
+        lines.append(
+            f"  {m['plugin_id']}  {m['kind']}  {at}{m.get('where', '')}  {size}"
+            f"  cap {_size(m.get('memory_limit_bytes'))}"
+        )
+    return lines
 
 
 def _render(doc: dict[str, Any]) -> str:
@@ -120,6 +140,7 @@ def _render(doc: dict[str, Any]) -> str:
     for sc in doc["sidecars"]:
         breakers = ",".join(s["breaker"] for s in sc.get("slots", [])) or "-"
         lines.append(f"  {sc['plugin_id']}  restarts {sc['restarts']}  crashes {sc['crashes']}  breaker {breakers}")
+    lines.extend(_memory_lines(doc.get("memory", [])))
     return "\n".join(lines)
 
 

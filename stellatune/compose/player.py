@@ -433,6 +433,24 @@ class Player:
             out.append({"index": i, "spec": e.spec, "route": e.stage.route, "timing": timing()})
         return out
 
+    def stage_memory(self) -> list[dict[str, Any]]:
+        """The linear memory of each live stage: ``{index, plugin_id, spec, route,
+        linear_memory_bytes, memory_limit_bytes}``, the chain's stages in order, then a ``sink:``
+        output's stage (``index`` None). A hot-path wasm stage reports its own store exactly (the
+        size ``init`` left, which cannot change while it runs: a ``memory.grow`` faults it); a
+        native or component-path stage reports None for both (a component's memory is in its
+        component instance, not readable from the host). Read from the stage objects, never
+        from a store the audio thread runs. Empty before playback starts."""
+        with self._lock:
+            entries = list(self._live.entries) if self._live is not None else []
+            sink = self._sink
+        rows = [_memory_row(i, e.plugin_id, e.spec, e.stage) for i, e in enumerate(entries)]
+        if sink is not None:
+            rows.append(
+                _memory_row(None, sink.spec.plugin_id, f"{sink.spec.plugin_id}:{sink.spec.type_id}", sink.stage)
+            )
+        return rows
+
     def counters(self) -> dict[str, Any]:
         """The driver's raw counters (callbacks, frames_played, ring_underruns, ...)."""
         return self._core.counters() if self._core is not None else {}
@@ -635,7 +653,15 @@ class Player:
                 fault = e.stage.fault
                 if fault is not None and id(e.stage) not in faults:
                     faults.add(id(e.stage))
-                    self._events.emit("stage-fault", index=i, spec=e.spec, fault=fault.kind, message=fault.message)
+                    self._events.emit(
+                        "stage-fault",
+                        index=i,
+                        spec=e.spec,
+                        fault=fault.kind,
+                        message=fault.message,
+                        code=fault.code,
+                        block=fault.block,
+                    )
                 if not self.runtime.is_active(e.plugin_id):
                     gone.append(e)
             if gone:  # disabled or unloaded underneath: drop the stage, keep playing
@@ -746,4 +772,19 @@ def _entry_status(e: Entry) -> dict[str, Any]:
         "fault": None if fault is None else {"kind": fault.kind, "message": fault.message},
         "p50_us": st.p50_us,
         "p99_us": st.p99_us,
+        # Blocks skipped because a call overran its deadline without (yet) faulting the stage.
+        "timeouts": st.timeouts,
+        "linear_memory_bytes": getattr(e.stage, "memory_bytes", None),
+    }
+
+
+def _memory_row(index: Optional[int], plugin_id: str, spec: str, stage: Any) -> dict[str, Any]:
+    return {
+        "index": index,
+        "plugin_id": plugin_id,
+        "spec": spec,
+        "route": stage.route,
+        # Only HotPathStage has these; a ComponentStage's memory is its component instance's.
+        "linear_memory_bytes": getattr(stage, "memory_bytes", None),
+        "memory_limit_bytes": getattr(stage, "memory_limit_bytes", None),
     }

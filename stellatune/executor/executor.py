@@ -272,6 +272,16 @@ class ComponentExecutor:
             record = self._plugins.get(plugin_id)
         return 0 if record is None else len(record.instances)
 
+    def instance_components(self, plugin_id: str) -> list[str]:
+        """The component id of each live instance of the plugin, sorted (one entry per
+        instance; empty once it is deactivated)."""
+        with self._lock:
+            record = self._plugins.get(plugin_id)
+        if record is None:
+            return []
+        with record.lock:
+            return sorted(i.component_id for i in record.instances)
+
     def worlds_of(self, plugin_id: str) -> dict[str, str]:
         """Component id → world name of an active plugin."""
         with self._lock:

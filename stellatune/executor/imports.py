@@ -11,6 +11,11 @@ Callback contract (host functions run *inside* a guest call, on the caller's thr
   case. Any other exception traps the guest call (wasmtime-py re-raises it after the call) and
   the executor discards the instance.
 - Never call back into the same store.
+
+Each guest call to a host import is counted, by function (``host-stream.open``,
+``host-stream-handle.read``, ``sidecar.launch``, ``channel.write``...), in the ``host_calls``
+(:class:`~stellatune.host.HostCalls`) of the plugin's imports object when it has one, as
+:class:`GrantedPluginImports` does; WASI calls and resource destructors are not counted.
 """
 
 from __future__ import annotations
@@ -30,7 +35,17 @@ from wasmtime import _ffi as ffi
 from wasmtime.component import Linker, LinkerInstance, ResourceAny, ResourceHost, ResourceType, Variant, _types
 
 from ..errors import PluginError, PluginErrorCode
-from ..host import Grants, Header, HttpMethod, OpenRequest, PluginHostContext, StreamOpenKind, fetch_json, open_stream
+from ..host import (
+    Grants,
+    Header,
+    HostCalls,
+    HttpMethod,
+    OpenRequest,
+    PluginHostContext,
+    StreamOpenKind,
+    fetch_json,
+    open_stream,
+)
 from ..host.errors import from_os_error
 from ..host.stream import HostStream, OpenedFileStream, SeekWhence
 from .descriptors import PluginDescriptor
@@ -121,6 +136,11 @@ class GrantedPluginImports:
         """Add run-time grants here (e.g. the music folder a user picked for a source)."""
         return self.context.grants
 
+    @property
+    def host_calls(self) -> HostCalls:
+        """The plugin's host calls by function (counted by the import bindings)."""
+        return self.context.calls
+
     def open_stream(self, request: OpenRequest) -> HostStream:
         return open_stream(self.context, request)
 
@@ -208,6 +228,8 @@ class StoreImports:
 
     def __init__(self, store: wasmtime.Store, context: PluginImports):
         self.context = context
+        # Optional on a PluginImports: another host's services may not count calls.
+        self.calls: Optional[HostCalls] = getattr(context, "host_calls", None)
         self.pending: Optional[BaseException] = None
         """An unexpected exception a host import raised during the current call."""
         self._tables: dict[int, dict[int, object]] = {
@@ -221,6 +243,11 @@ class StoreImports:
     @classmethod
     def of(cls, store: _StoreLike) -> StoreImports:
         return cls._by_store[_store_key(store)]
+
+    def count(self, function: str) -> None:
+        """One guest call of host import ``function``."""
+        if self.calls is not None:
+            self.calls.add(function)
 
     def insert(self, type_id: int, obj: object) -> ResourceHost:
         """Put a host object in the table and return an owned handle to give the guest."""
@@ -319,12 +346,13 @@ def _result_to_c(self: _types.ResultType, store: Storelike, val: Any, ptr: Any) 
 _types.ResultType.convert_to_c = _result_to_c  # type: ignore[method-assign]
 
 
-def _guarded(fn: HostFunc) -> HostFunc:
+def _guarded(fn: HostFunc, name: str) -> HostFunc:
     """A service's PluginError becomes the WIT ``plugin-error`` the guest expects; anything
-    else traps the guest call."""
+    else traps the guest call. Each call is counted as ``name``."""
 
     def call(store: StoreContext, *args: Any) -> Any:
         try:
+            StoreImports.of(store).count(name)
             return fn(store, *args)
         except PluginError as e:
             return ErrResult(Variant(e.code.value, e.message))
@@ -334,12 +362,13 @@ def _guarded(fn: HostFunc) -> HostFunc:
     return call
 
 
-def _best_effort(fn: HostFunc) -> HostFunc:
+def _best_effort(fn: HostFunc, name: str) -> HostFunc:
     """For functions without a result (``close``, ``unlock``): a refusal cannot be reported, and
-    must not trap the guest, so it is dropped."""
+    must not trap the guest, so it is dropped. Counted as ``name``."""
 
     def call(store: StoreContext, *args: Any) -> None:
         try:
+            StoreImports.of(store).count(name)
             fn(store, *args)
         except PluginError:
             pass
@@ -349,11 +378,13 @@ def _best_effort(fn: HostFunc) -> HostFunc:
     return call
 
 
-def _contained(fn: HostFunc) -> HostFunc:
-    """For functions that cannot fail by contract (``transport``): any exception traps."""
+def _contained(fn: HostFunc, name: str) -> HostFunc:
+    """For functions that cannot fail by contract (``transport``): any exception traps.
+    Counted as ``name``."""
 
     def call(store: StoreContext, *args: Any) -> Any:
         try:
+            StoreImports.of(store).count(name)
             return fn(store, *args)
         except BaseException as e:  # noqa: BLE001 - see _guarded
             raise _park(store, e) from None
@@ -392,11 +423,13 @@ def _bind_host_stream(inst: LinkerInstance) -> None:
         def call(store: StoreContext, handle: ResourceAny, *args: Any) -> Any:
             return fn(StoreImports.of(store).get(t, handle, store), *args)
 
+        counted = f"host-stream-handle.{name}"
         inst.add_func(
-            f"[method]host-stream-handle.{name}", _best_effort(call) if name in _NO_RESULT else _guarded(call)
+            f"[method]host-stream-handle.{name}",
+            _best_effort(call, counted) if name in _NO_RESULT else _guarded(call, counted),
         )
 
-    inst.add_func("open", _guarded(open_))
+    inst.add_func("open", _guarded(open_, "host-stream.open"))
     method("read", lambda s, n: bytes(s.read(n)))
     method("seek", lambda s, off, whence: s.seek(off, SeekWhence(whence)))
     method("tell", lambda s: s.tell())
@@ -431,13 +464,18 @@ def _bind_sidecar(inst: LinkerInstance) -> None:
             return host.insert(CHANNEL_TYPE, out) if returns_channel else out
 
         # transport() cannot fail; close/unlock have no result to carry an error.
+        counted = f"{resource}.{name}"
         wrapped = (
-            _contained(call) if name == "transport" else _best_effort(call) if name in _NO_RESULT else _guarded(call)
+            _contained(call, counted)
+            if name == "transport"
+            else _best_effort(call, counted)
+            if name in _NO_RESULT
+            else _guarded(call, counted)
         )
         inst.add_func(f"[method]{resource}.{name}", wrapped)
 
-    inst.add_func("lock", _guarded(lock))
-    inst.add_func("launch", _guarded(launch))
+    inst.add_func("lock", _guarded(lock, "sidecar.lock"))
+    inst.add_func("launch", _guarded(launch, "sidecar.launch"))
     method("process", PROCESS_TYPE, "open-control", lambda p: p.open_control(), returns_channel=True)
     method(
         "process",
@@ -460,7 +498,10 @@ def _enum_value(value: object) -> object:
 
 
 def _bind_http_client(inst: LinkerInstance) -> None:
-    inst.add_func("fetch-json", _guarded(lambda store, url: StoreImports.of(store).context.fetch_json(url)))
+    inst.add_func(
+        "fetch-json",
+        _guarded(lambda store, url: StoreImports.of(store).context.fetch_json(url), "http-client.fetch-json"),
+    )
 
 
 _BINDERS: dict[str, Callable[[LinkerInstance], None]] = {

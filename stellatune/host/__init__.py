@@ -4,13 +4,15 @@ Everything is deny-by-default and reports failures as ``PluginError`` with the W
 ``plugin-error`` case, so the executor's import bindings (``stellatune.executor.imports``)
 stay a thin translation layer. See docs/host.md.
 
-- :class:`PluginHostContext` / :class:`Grants`: who is calling and what it may reach.
+- :class:`PluginHostContext` / :class:`Grants`: who is calling and what it may reach;
+  :class:`HostCalls`: how many host calls it made, by function.
 - :func:`open_stream` + :class:`OpenRequest` → :class:`HostStream` (file, http, tcp).
 - :func:`fetch_json`.
 - :class:`SidecarManager` (one per runtime): ``launch``, ``lock``, ``plugin_deactivated``,
   ``shutdown``, ``stats``.
 """
 
+from .calls import HostCalls
 from .grants import Grants, PluginHostContext
 from .http import fetch_json
 from .opener import open_stream
@@ -31,6 +33,7 @@ from .stream import Header, HostStream, HttpMethod, OpenRequest, SeekWhence, Str
 
 __all__ = [
     "Grants",
+    "HostCalls",
     "PluginHostContext",
     "fetch_json",
     "Header",

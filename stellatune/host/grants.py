@@ -23,13 +23,14 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ..errors import PluginError
 from ..manifest import match_endpoint
+from .calls import HostCalls
 from .errors import denied, invalid_arg, not_found
 
 __all__ = ["Grants", "HttpTarget", "PluginHostContext", "parse_host_port"]
@@ -296,6 +297,8 @@ class PluginHostContext:
     plugin_id: str
     root: Path
     grants: Grants
+    calls: HostCalls = field(default_factory=HostCalls, compare=False)
+    """The plugin's host calls by function, counted by the executor's import bindings."""
 
     @classmethod
     def from_permissions(cls, plugin_id: str, root: Path, permissions: Any) -> PluginHostContext:

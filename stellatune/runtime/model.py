@@ -196,6 +196,10 @@ class PluginTransition:
     trigger: TransitionTrigger
     outcome: TransitionOutcome
     detail: TransitionDetail
+    duration_ms: float = field(default=0.0, compare=False)
+    """Wall-clock milliseconds (``time.perf_counter``) this sync spent on the plugin: its host
+    calls (prepare, deactivate, activate, a rollback) and bookkeeping. Carried by the
+    ``plugin-transition`` event; not in :meth:`to_json` (the report's JSON is stable)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

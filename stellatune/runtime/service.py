@@ -448,18 +448,41 @@ class WasmPluginRuntime:
         """Deactivate an active plugin outside of a sync; ``False`` if it was not active."""
         if not self.is_active(plugin_id):
             return False
+        started = time.perf_counter()
         try:
             self.host.deactivate(plugin_id, reason)
         except StellatuneError as exc:
             with self._data_lock:
                 self._errors[plugin_id] = f"deactivate ({reason.value}) failed: {exc}"
+            # As in a sync report: a failed transition goes "to" failed, though the plugin stays active.
+            self._emit_deactivation(plugin_id, reason, started, LifecycleState.FAILED, str(exc))
             raise
         with self._data_lock:
             self._registry.remove(plugin_id)
             self._errors.pop(plugin_id, None)
-            self._known[plugin_id] = self._lifecycle_locked(plugin_id)
+            after = self._known[plugin_id] = self._lifecycle_locked(plugin_id)
         self._outbox.append((plugin_id, PluginDirective.destroy(reason)))
+        self._emit_deactivation(plugin_id, reason, started, after, None)
         return True
+
+    def _emit_deactivation(
+        self, plugin_id: str, reason: DisableReason, started: float, after: LifecycleState, error: Optional[str]
+    ) -> None:
+        """A ``plugin-transition`` event for a deactivation outside a sync (disable, unload):
+        no sync reports it (the next one sees the plugin already inactive), so without this the
+        event stream would not show it, nor how long the plugin's teardown took."""
+        self.events.emit(
+            "plugin-transition",
+            severity="error" if error is not None else "info",
+            plugin_id=plugin_id,
+            **{"from": LifecycleState.ACTIVE.value, "to": after.value},
+            trigger=reason.value,
+            outcome=TransitionOutcome.FAILED.value if error is not None else TransitionOutcome.APPLIED.value,
+            detail="deactivate_failed" if error is not None else "deactivated",
+            last_error=error,
+            duration_ms=(time.perf_counter() - started) * 1000.0,
+            sync_ms=None,
+        )
 
     def _status_locked(self, plugin_id: str) -> PluginStatus:
         desired = self._desired.get(plugin_id, DesiredState.ENABLED)
@@ -490,6 +513,7 @@ class _SyncRun:
         self.transitions: list[PluginTransition] = []
         self.errors: list[str] = []
         self.errors_by_plugin: dict[str, list[str]] = defaultdict(list)
+        self._plugin_started = time.perf_counter()  # when the plugin being applied was started
 
     def run(self, discovery: DiscoveryResult) -> None:
         rt = self.rt
@@ -500,12 +524,14 @@ class _SyncRun:
             previous = {p.info.id: p for p in rt._registry.plugins()}
             known = dict(rt._known)
         for pid in sorted(self.discovered):
+            self._plugin_started = time.perf_counter()
             before = LifecycleState.ACTIVE if pid in previous else known.get(pid, LifecycleState.MISSING)
             if desired.get(pid) is DesiredState.DISABLED:
                 self._apply_disabled(pid, before, previous)
             else:
                 self._apply_enabled(pid, before, self.discovered[pid], previous)
         for pid in sorted(set(previous) - set(self.discovered)):
+            self._plugin_started = time.perf_counter()
             self._apply_removed(pid)
 
     def _apply_disabled(self, pid: str, before: LifecycleState, previous: dict[str, ActivePlugin]) -> None:
@@ -634,7 +660,8 @@ class _SyncRun:
         outcome: TransitionOutcome,
         detail: TransitionDetail,
     ) -> None:
-        self.transitions.append(PluginTransition(pid, before, after, trigger, outcome, detail))
+        took = (time.perf_counter() - self._plugin_started) * 1000.0
+        self.transitions.append(PluginTransition(pid, before, after, trigger, outcome, detail, took))
 
     def _error(self, pid: str, message: str) -> None:
         self.errors.append(f"{pid}: {message}")
@@ -689,6 +716,7 @@ def _emit_sync_events(events: EventHub, report: SyncReport) -> None:
             plugin_id=t.plugin_id,
             **{k: v for k, v in t.to_json().items() if k != "plugin_id"},
             last_error=status.last_error if status else None,
+            duration_ms=t.duration_ms,
             sync_ms=report.timings_ms.total,
         )
     events.emit(

@@ -16,8 +16,9 @@ from ..executor import ComponentExecutor
 from ..executor.imports import GrantedHostServices, GrantedPluginImports
 from ..host.sidecar import SidecarEvent, SidecarManager
 from ..runtime import WasmPluginRuntime
+from .durations import DurationHistogram
 
-__all__ = ["ServiceApp"]
+__all__ = ["STAGE_FAULT_EVENTS", "ServiceApp"]
 
 _SIDECAR_KINDS = {
     "started": ("sidecar-started", "info"),
@@ -27,6 +28,12 @@ _SIDECAR_KINDS = {
     "crash-loop": ("sidecar-breaker-open", "critical"),
     "stopped": ("sidecar-stopped", "info"),
 }
+
+#: A stage bypassed for one of these fault kinds (engine ``FAULT_KINDS``) gets its own event
+#: kind, so a subscriber can follow overruns and NaN/Inf output without parsing ``data``;
+#: every other fault kind (and a component-path stage's ``plugin-error``) is a ``stage-fault``.
+STAGE_FAULT_EVENTS = {"timeout": "stage-timeout", "non-finite": "stage-non-finite"}
+_FAULT_EVENT_KINDS = frozenset({"stage-fault", *STAGE_FAULT_EVENTS.values()})
 
 
 class _EventedHostServices(GrantedHostServices):
@@ -69,6 +76,8 @@ class ServiceApp:
         self.fault_counts: collections.Counter[str] = collections.Counter()
         self.sync_durations_ms: list[float] = []
         self.event_counts: collections.Counter[str] = collections.Counter()
+        # (plugin_id, trigger) -> how long its lifecycle steps took (plugin-transition events).
+        self.transition_times: dict[tuple[str, str], DurationHistogram] = {}
         self._xruns = self._underruns = 0
         self.host_services = _EventedHostServices(self)
         self.executor = ComponentExecutor(cache_dir, self.host_services)
@@ -89,8 +98,11 @@ class ServiceApp:
     def _count(self, event: dict[str, Any]) -> None:
         with self._lock:
             self.event_counts[event["kind"]] += 1
-            if event["kind"] == "stage-fault":
+            if event["kind"] in _FAULT_EVENT_KINDS:
                 self.fault_counts[str(event["data"].get("fault"))] += 1
+            elif event["kind"] == "plugin-transition" and event["data"].get("duration_ms") is not None:
+                key = (str(event["plugin_id"]), str(event["data"].get("trigger")))
+                self.transition_times.setdefault(key, DurationHistogram()).observe(float(event["data"]["duration_ms"]))
             elif event["kind"] == "sync-completed":
                 self.sync_durations_ms.append(float(event["data"]["timings_ms"]["total"]))
                 del self.sync_durations_ms[:-1000]
@@ -125,7 +137,12 @@ class ServiceApp:
         elif kind == "seeked":
             emit("seek", **data)
         elif kind == "stage-fault":
-            emit("stage-fault", severity="error", plugin_id=plugin_id, **data)
+            emit(
+                STAGE_FAULT_EVENTS.get(str(data.get("fault")), "stage-fault"),
+                severity="error",
+                plugin_id=plugin_id,
+                **data,
+            )
         elif kind == "stage-removed":
             emit("stage-removed", severity="warning", plugin_id=plugin_id, **data)
         elif kind == "stage-reloaded":
@@ -174,21 +191,78 @@ class ServiceApp:
             row["slots"].append({"slot": slot, "last_event": ev.kind, "pid": ev.pid, "breaker": breaker})
         return list(rows.values())
 
+    def _host_imports(self) -> list[tuple[str, Any]]:
+        """(plugin id, its host imports object) of each active plugin."""
+        out = []
+        for pid in sorted(self._active_ids()):
+            try:
+                out.append((pid, self.executor.host_imports(pid)))
+            except RuntimeStateError:  # deactivated meanwhile, or shutting down
+                continue
+        return out
+
+    def _active_ids(self) -> list[str]:
+        return [i.id for i in self.runtime.active_plugins() if self.executor.is_active(i.id)]
+
     def host_denials(self) -> dict[str, dict[str, int]]:
         """Per active plugin: host-call denials by grant kind, read from its host context's
         grants (counted where the host raises ``denied``; reset when the plugin is reactivated)."""
         out: dict[str, dict[str, int]] = {}
-        for p in self.plugins():
-            if not self.executor.is_active(p["id"]):
-                continue
-            try:
-                grants = getattr(self.executor.host_imports(p["id"]), "grants", None)
-            except RuntimeStateError:  # deactivated meanwhile, or shutting down
-                continue
+        for pid, imports in self._host_imports():
+            grants = getattr(imports, "grants", None)
             counts = grants.denials() if grants is not None and hasattr(grants, "denials") else {}
             if counts:
-                out[p["id"]] = counts
+                out[pid] = counts
         return out
+
+    def host_calls(self) -> dict[str, dict[str, int]]:
+        """Per active plugin: its guest's host calls by host function (``host-stream-handle.read``,
+        ``http-client.fetch-json``...), counted by the executor's import bindings into the
+        plugin's host context (reset when the plugin is reactivated)."""
+        out: dict[str, dict[str, int]] = {}
+        for pid, imports in self._host_imports():
+            calls = getattr(imports, "host_calls", None)
+            counts = calls.counts() if calls is not None else {}
+            if counts:
+                out[pid] = counts
+        return out
+
+    def memory(self) -> list[dict[str, Any]]:
+        """Linear memory per instance: one row per hot-path stage (its own store; the size is
+        exact, fixed after init) and one per component instance (the component model exports no
+        core memory and wasmtime has no per-store usage call, so only the store's cap is known:
+        ``linear_memory_bytes`` is None). Rows: ``plugin_id``, ``kind`` (``hot-path`` or
+        ``component``), ``where`` (the stage spec, or the component id), ``index`` (chain
+        position; None for a sink or a component instance), ``linear_memory_bytes``,
+        ``memory_limit_bytes``."""
+        rows: list[dict[str, Any]] = []
+        for st in self.player.stage_memory():
+            if st["linear_memory_bytes"] is None:  # native or component-path: no store of its own
+                continue
+            rows.append(
+                {
+                    "plugin_id": st["plugin_id"],
+                    "kind": "hot-path",
+                    "where": st["spec"],
+                    "index": st["index"],
+                    "linear_memory_bytes": st["linear_memory_bytes"],
+                    "memory_limit_bytes": st["memory_limit_bytes"],
+                }
+            )
+        cap = self.executor.limits.memory_bytes
+        for pid in self._active_ids():
+            for component in self.executor.instance_components(pid):
+                rows.append(
+                    {
+                        "plugin_id": pid,
+                        "kind": "component",
+                        "where": component,
+                        "index": None,
+                        "linear_memory_bytes": None,
+                        "memory_limit_bytes": cap,
+                    }
+                )
+        return rows
 
     def plugins(self) -> list[dict[str, Any]]:
         from ..package import list_installed

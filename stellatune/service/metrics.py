@@ -56,13 +56,38 @@ def stage_histogram(hist: list[int], total_ns: int) -> tuple[list[tuple[str, flo
     return buckets, total_ns / 1e9
 
 
+def _plugin_rows(app: ServiceApp, memory: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per installed plugin: lifecycle state, instances by kind and linear memory. Only hot-path
+    stores have a readable size, so ``linear_memory_bytes`` sums those; ``memory_limit_bytes``
+    sums the caps of every instance (hot-path and component)."""
+    rows = []
+    for p in app.plugins():
+        mine = [m for m in memory if m["plugin_id"] == p["id"]]
+        hot = [m for m in mine if m["kind"] == "hot-path"]
+        rows.append(
+            {
+                "id": p["id"],
+                "lifecycle_state": p["lifecycle_state"],
+                "instances": p["instances"],
+                "hot_path_stages": len(hot),
+                "linear_memory_bytes": sum(m["linear_memory_bytes"] for m in hot),
+                "memory_limit_bytes": sum(m["memory_limit_bytes"] or 0 for m in mine),
+            }
+        )
+    return rows
+
+
 def snapshot(app: ServiceApp) -> dict[str, Any]:
     """Every metric as one JSON-able dict."""
     status = app.player.status()
+    memory = app.memory()
     with app._lock:
         faults = dict(app.fault_counts)
         syncs = list(app.sync_durations_ms)
         events = dict(app.event_counts)
+        transitions: dict[str, dict[str, Any]] = {}
+        for (pid, trigger), hist in sorted(app.transition_times.items()):
+            transitions.setdefault(pid, {})[trigger] = hist.to_json()
     return {
         "player": {"state": status["state"], **status["counters"]},
         "stages": [
@@ -73,19 +98,22 @@ def snapshot(app: ServiceApp) -> dict[str, Any]:
                 "bypassed": s.get("bypassed"),
                 "p50_us": s.get("p50_us"),
                 "p99_us": s.get("p99_us"),
+                "timeouts": s.get("timeouts", 0),
+                "linear_memory_bytes": s.get("linear_memory_bytes"),
                 "fault": (s.get("fault") or {}).get("kind") if s.get("fault") else None,
             }
             for i, s in enumerate(status["chain"])
         ],
-        "plugins": [
-            {"id": p["id"], "lifecycle_state": p["lifecycle_state"], "instances": p["instances"]} for p in app.plugins()
-        ],
+        "plugins": _plugin_rows(app, memory),
+        "memory": memory,
         "sidecars": [
             {"plugin_id": s["plugin_id"], "restarts": s["restarts"], "crashes": s["crashes"], "starts": s["starts"]}
             for s in app.sidecars()
         ],
         "faults_by_kind": faults,
         "host_denials": app.host_denials(),
+        "host_calls": app.host_calls(),
+        "transitions": transitions,
         "sync": {"count": len(syncs), "sum_ms": sum(syncs), "last_ms": syncs[-1] if syncs else None},
         "events": events,
         "live": live_counts(),
@@ -134,10 +162,24 @@ class StellatuneCollector:
         for kind, n in sorted(snap["faults_by_kind"].items()):
             faults.add_metric([kind], float(n))
         yield faults
-        instances = GaugeMetricFamily("stellatune_plugin_instances", "Live component instances", labels=["plugin_id"])
-        for p in snap["plugins"]:
-            instances.add_metric([p["id"]], float(p["instances"]))
-        yield instances
+        timeouts = CounterMetricFamily(
+            "stellatune_stage_timeouts",
+            "Blocks a stage skipped because its call overran the deadline (before any timeout fault)",
+            labels=["index", "spec", "route"],
+        )
+        for s in snap["stages"]:
+            timeouts.add_metric([str(s["index"]), str(s["spec"]), str(s["route"])], float(s["timeouts"] or 0))
+        yield timeouts
+        yield from _plugin_families(snap)
+        calls = CounterMetricFamily(
+            "stellatune_host_calls",
+            "Host calls a plugin's guest made, by host function",
+            labels=["plugin_id", "function"],
+        )
+        for pid, counts in sorted(snap["host_calls"].items()):
+            for function, n in sorted(counts.items()):
+                calls.add_metric([pid, function], float(n))
+        yield calls
         denials = CounterMetricFamily(
             "stellatune_host_denials", "Host calls refused for a missing grant", labels=["plugin_id", "grant"]
         )
@@ -159,6 +201,16 @@ class StellatuneCollector:
         yield HistogramMetricFamily(
             "stellatune_sync_duration_ms", "Plugin sync durations (ms)", buckets=buckets, sum_value=sum(syncs)
         )
+        steps = HistogramMetricFamily(
+            "stellatune_plugin_transition_duration_ms",
+            "How long a plugin's lifecycle steps took (ms), by trigger",
+            labels=["plugin_id", "trigger"],
+        )
+        with self.app._lock:
+            hists = [(key, h.cumulative(), h.sum_ms) for key, h in sorted(self.app.transition_times.items())]
+        for (pid, trigger), cumulative, total in hists:
+            steps.add_metric([pid, trigger], cumulative, total)
+        yield steps
         live = GaugeMetricFamily("stellatune_live_objects", "Live native resources (diagnostics)", labels=["kind"])
         for kind, n in sorted(snap["live"].items()):
             live.add_metric([kind], float(n))
@@ -167,6 +219,40 @@ class StellatuneCollector:
         for kind, n in sorted(snap["events"].items()):
             events.add_metric([kind], float(n))
         yield events
+
+
+def _plugin_families(snap: dict[str, Any]) -> Iterator[Any]:
+    """Instances and linear memory per plugin, by kind of instance (``hot-path``: a stage's own
+    store; ``component``: a component instance)."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    instances = GaugeMetricFamily(
+        "stellatune_plugin_instances", "Live instances (wasm stores), by kind", labels=["plugin_id", "kind"]
+    )
+    memory = GaugeMetricFamily(
+        "stellatune_plugin_linear_memory_bytes",
+        "Linear memory of the plugin's hot-path stores (exact: fixed after init)",
+        labels=["plugin_id", "kind"],
+    )
+    limits = GaugeMetricFamily(
+        "stellatune_plugin_linear_memory_limit_bytes",
+        "Sum of the memory caps of the plugin's instances",
+        labels=["plugin_id", "kind"],
+    )
+    for p in snap["plugins"]:
+        instances.add_metric([p["id"], "component"], float(p["instances"]))
+        instances.add_metric([p["id"], "hot-path"], float(p["hot_path_stages"]))
+        if p["hot_path_stages"]:
+            memory.add_metric([p["id"], "hot-path"], float(p["linear_memory_bytes"]))
+        for kind in ("hot-path", "component"):
+            caps = [
+                m["memory_limit_bytes"] or 0 for m in snap["memory"] if m["plugin_id"] == p["id"] and m["kind"] == kind
+            ]
+            if caps:
+                limits.add_metric([p["id"], kind], float(sum(caps)))
+    yield instances
+    yield memory
+    yield limits
 
 
 def start_metrics_server(app: ServiceApp, host: str, port: int) -> tuple[Any, Optional[Any]]:

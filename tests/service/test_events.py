@@ -19,6 +19,44 @@ def test_schema_lists_every_kind():
     assert set(SCHEMA["properties"]["kind"]["enum"]) == set(EVENT_KINDS)
 
 
+def test_every_engine_fault_kind_has_an_event_kind():
+    from stellatune.engine._core import FAULT_KINDS
+    from stellatune.service.app import STAGE_FAULT_EVENTS
+
+    kinds = {k: STAGE_FAULT_EVENTS.get(k, "stage-fault") for k in [*FAULT_KINDS.values(), "plugin-error"] if k}
+    assert set(kinds.values()) <= EVENT_KINDS
+    assert kinds["timeout"] == "stage-timeout" and kinds["non-finite"] == "stage-non-finite"
+    assert {k for k, v in kinds.items() if v == "stage-fault"} == {
+        "trap",
+        "bad-frames",
+        "memory-grow",
+        "error-code",
+        "plugin-error",
+    }
+    fault_enum = SCHEMA["$defs"]["stage-fault-data"]["properties"]["fault"]["enum"]
+    assert set(fault_enum) == set(kinds)
+
+
+def _event(kind: str, **data) -> dict:
+    return {"ts": 1.0, "seq": 1, "kind": kind, "severity": "error", "plugin_id": "p.x", "data": data}
+
+
+def test_schema_ties_each_fault_event_to_its_fault_kind():
+    where = {"index": 0, "spec": "p.x:t:{}", "message": "", "code": 0, "block": 12}
+    jsonschema.validate(_event("stage-timeout", fault="timeout", **where), SCHEMA)
+    jsonschema.validate(_event("stage-non-finite", fault="non-finite", **where), SCHEMA)
+    jsonschema.validate(_event("stage-fault", fault="trap", **where), SCHEMA)
+    for kind, fault in (("stage-timeout", "trap"), ("stage-fault", "timeout"), ("stage-fault", "non-finite")):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(_event(kind, fault=fault, **where), SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_event("stage-timeout", fault="timeout"), SCHEMA)  # no index/spec
+    transition = {"from": "missing", "to": "active", "trigger": "load_new", "outcome": "applied", "detail": "new"}
+    jsonschema.validate(_event("plugin-transition", **transition, duration_ms=3.5, sync_ms=4.0), SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(_event("plugin-transition", **transition), SCHEMA)  # no duration_ms
+
+
 def test_hub_numbers_filters_and_validates():
     hub = EventHub()
     got, only = [], []
