@@ -115,6 +115,10 @@ class Workspace:
         self._component_executor()
         return self._runtime
 
+    def executor(self):
+        """The component executor of :meth:`runtime` (what ``build_dsp_stage`` is given)."""
+        return self._component_executor()
+
     def _component_executor(self):
         if self._executor is None:
             from stellatune.executor import ComponentExecutor

@@ -1,6 +1,6 @@
-"""Real-time run: an 8-plugin wasm chain playing on a JACK dummy device while the other core is
-kept busy, counting callbacks, xruns and ring underruns, and how much of each block's deadline
-the chain used."""
+"""Real-time runs: a wasm chain (8 plugins at 64 and 128 frames; 16 at 32 frames) playing on a
+JACK dummy device while the other core is kept busy, counting callbacks, xruns and ring
+underruns, and how much of each block's deadline the chain used."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from stellatune.engine import Chain
+import numpy as np
 
-from .kernels import REPO, SAMPLE_RATE, Workspace, noise
+from stellatune.engine import BlockSource, Chain
+
+from .kernels import CHANNELS, REPO, SAMPLE_RATE, Workspace, noise
 
 VIRTUAL_AUDIO = REPO / "scripts" / "virtual-audio"
 CHAIN8 = ("gain", "eq", "compressor", "delay") * 2
+CHAIN16 = ("gain", "eq", "compressor", "delay") * 4
+#: The noise is looped past this length: a 10-minute soak would otherwise hold 230 MB of it.
+_LOOP_SECONDS = 10.0
+_FEED_FRAMES = 2048
 _QUANTILES = ("p50", "p99", "p999")
 
 
@@ -69,11 +75,28 @@ def busy_core() -> Iterator[None]:
         hog.wait()
 
 
-def measure_realtime(ws: Workspace, frames: int, seconds: float) -> dict:
-    """Play ``seconds`` of noise through the 8-plugin chain at ``frames`` per callback."""
+def looped_noise(seconds: float) -> BlockSource:
+    """``seconds`` of the benchmark noise, its first :data:`_LOOP_SECONDS` repeated."""
+    loop = noise(int(min(seconds, _LOOP_SECONDS) * SAMPLE_RATE), seed=7)
+    total = int(seconds * SAMPLE_RATE)
+
+    def blocks() -> Iterator[np.ndarray]:
+        done = 0
+        while done < total:
+            start = done % len(loop)
+            count = min(_FEED_FRAMES, len(loop) - start, total - done)
+            # A copy, so nothing downstream can write into the loop it will play again.
+            yield loop[start : start + count].copy()
+            done += count
+
+    return BlockSource(blocks(), SAMPLE_RATE, CHANNELS, label="looped noise")
+
+
+def measure_realtime(ws: Workspace, frames: int, seconds: float, chain: Sequence[str] = CHAIN8) -> dict:
+    """Play ``seconds`` of noise through ``chain`` (wasm stages) at ``frames`` per callback."""
     deadline_us = frames / SAMPLE_RATE * 1e6
-    stages = [ws.stage(name) for name in CHAIN8]
-    source = noise(int(seconds * SAMPLE_RATE), seed=7)
+    stages = [ws.stage(name) for name in chain]
+    source = looped_noise(seconds)
     try:
         with jack_dummy(frames), busy_core():
             pipeline = Chain(stages, SAMPLE_RATE, 2, block_frames=frames)
