@@ -140,6 +140,10 @@ class CoreModuleSpec:
             out.append("max-frames must be > 0")
         if b.channels <= 0:
             out.append("channels must be > 0")
+        elif b.channels > 0xFFFF:  # a u16 in the WIT record and in st_hot_init_args
+            out.append("channels must be at most 65535")
+        if b.out_offset is not None and b.out_offset < 0:
+            out.append("out-offset must be >= 0")
         if b.in_offset < HOST_SCRATCH_SIZE:
             out.append(f"in-offset must leave {HOST_SCRATCH_SIZE} host scratch bytes before it")
         if self.role is Role.DSP_TRANSFORM and b.out_offset is None:

@@ -649,6 +649,7 @@ class Player:
             live.finish_fades()  # a recreate's crossfade done: drop the old stage
             self._follow_reloads(live)
             gone = []
+            seq = getattr(self.runtime, "operation_seq", 0)
             for i, e in enumerate(live.entries):
                 fault = e.stage.fault
                 if fault is not None and id(e.stage) not in faults:
@@ -664,6 +665,11 @@ class Player:
                     )
                 if not self.runtime.is_active(e.plugin_id):
                     gone.append(e)
+            if seq % 2 or getattr(self.runtime, "operation_seq", 0) != seq:
+                # A runtime operation ran meanwhile: a sync reloading a plugin deactivates it for
+                # a moment (its Rebuild directive follows). Only what is inactive outside any
+                # operation is gone; the next pass looks again.
+                gone = []
             if gone:  # disabled or unloaded underneath: drop the stage, keep playing
                 live.commit([e for e in live.entries if e not in gone])
                 for e in gone:

@@ -258,8 +258,8 @@ def _validate(spec: abi.CoreModuleSpec, sample_rate: int, channels: int, where: 
         problems.append(f"spec has {b.channels} channels, the stage runs {channels}")
     if b.sample_format is not abi.SampleFormat.F32LE or not b.interleaved:
         problems.append("the engine drives interleaved f32le buffers only")
-    if sample_rate <= 0:
-        problems.append("sample rate must be > 0")
+    if not 0 < sample_rate <= 0xFFFF_FFFF:  # a u32 in st_hot_init_args
+        problems.append(f"sample rate {sample_rate} is outside 1..4294967295")
     if problems:
         raise HotPathAbiError(f"{where}: " + "; ".join(problems))
 

@@ -47,6 +47,10 @@ def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[s
     except jsonschema.exceptions.SchemaError as exc:
         r.problems.add(r.at("config_schema_json"), "config-schema", f"not a valid JSON Schema: {exc.message}")
         return
+    except RecursionError:
+        # check_schema recurses a few frames per level: ~100 levels exhaust the stack.
+        r.problems.add(r.at("config_schema_json"), "config-schema", "not a usable JSON Schema: nested too deeply")
+        return
     if default is MISSING:
         return
     # An empty registry: a `$ref` to a URL must fail here, never reach the network.

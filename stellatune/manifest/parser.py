@@ -263,7 +263,9 @@ def _parse_decoder_rules(r: Reader, kind: Optional[AbilityKind], problems: Probl
         if ext_text is None:
             continue
         ext = ext_text.strip().removeprefix(".").lower()
-        if not ext or ext == "*":
+        # Still a dot or a blank in front after one dot went: no file's extension (and not
+        # normalised to itself, so the receipt's copy would read differently).
+        if not ext or ext == "*" or ext.startswith(".") or ext != ext.strip():
             problems.add(e.at("ext"), "ext", f"'{ext_text}' is not an extension (use wildcard_score for '*')")
             continue
         if ext in seen_exts:

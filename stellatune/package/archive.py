@@ -170,7 +170,9 @@ def _extract_zip(artifact: Path, dest: Path, budget: _Budget) -> None:
             seen: set[str] = set()
             for info in infos:
                 _extract_entry(zf, info, dest, budget, seen)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+    # UnicodeDecodeError: a name flagged UTF-8 that is not; NotImplementedError: a method
+    # zipfile cannot read (refused up front, but a lying local header may name another).
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, NotImplementedError) as exc:
         raise PackageError(f"{artifact} is not a readable zip: {exc}") from None
     except OSError as exc:
         raise PackageError(f"cannot extract {artifact}: {exc}") from None

@@ -69,6 +69,7 @@ class WasmPluginRuntime:
         self._store = DesiredStateStore(self.plugins_dir)
         self._op_lock = threading.Lock()
         self._op_owner: Optional[int] = None
+        self._op_seq = 0  # bumped as each operation starts and ends: odd while one runs
         self._data_lock = threading.Lock()
         self._registry = ActiveRegistry()
         self._desired: dict[str, DesiredState]
@@ -187,6 +188,14 @@ class WasmPluginRuntime:
         """The report of the latest sync, or ``None`` before the first one."""
         with self._data_lock:
             return self._last_report
+
+    @property
+    def operation_seq(self) -> int:
+        """Odd while an operation (sync, enable/disable, unload, shutdown) runs; bumped as each
+        starts and ends. A reload deactivates a plugin for a moment inside a sync, so a reader
+        that must tell a reload from a disable looks at the active set between two equal, even
+        reads of this (the player's monitor does)."""
+        return self._op_seq
 
     @property
     def is_shut_down(self) -> bool:
@@ -413,12 +422,14 @@ class WasmPluginRuntime:
         try:
             with self._op_lock:
                 self._op_owner = me
+                self._op_seq += 1
                 try:
                     if not allow_shut_down and self.is_shut_down:
                         raise RuntimeStateError(f"the plugin runtime of {self.plugins_dir} is shut down")
                     yield
                 finally:
                     self._op_owner = None
+                    self._op_seq += 1
                     outbox, self._outbox = self._outbox, []
         finally:
             # Outside the operation lock, so a listener may call runtime operations itself.

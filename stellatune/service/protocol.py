@@ -7,6 +7,7 @@ Errors use the JSON-RPC codes; their ``data`` is a :class:`~stellatune.taxonomy.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional, Union
 
 from ..errors import RpcRequestError
@@ -90,6 +91,9 @@ def parse_request(line: bytes) -> Union[Request, dict[str, Any]]:
     rid = doc.get("id")
     if rid is not None and (isinstance(rid, bool) or not isinstance(rid, (str, int, float))):
         raise reject(ErrorCode.INVALID_REQUEST, "id must be a string, a number or null")
+    if isinstance(rid, float) and not math.isfinite(rid):
+        # 1e400 parses to inf, which JSON cannot carry back in the reply.
+        raise reject(ErrorCode.INVALID_REQUEST, "id must be a finite number")
     if doc.get("jsonrpc") != "2.0":
         raise reject(ErrorCode.INVALID_REQUEST, 'jsonrpc must be "2.0"')
     method = doc.get("method")
@@ -106,7 +110,13 @@ def parse_request(line: bytes) -> Union[Request, dict[str, Any]]:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, ensure_ascii=False, allow_nan=False, default=str).encode() + b"\n"
+    """One line of UTF-8 JSON. Total over what a request can smuggle in: a lone surrogate
+    (``"\\ud800"`` decodes to one, which UTF-8 cannot carry) is sent back as its JSON escape."""
+    text = json.dumps(message, ensure_ascii=False, allow_nan=False, default=str)
+    try:
+        return text.encode() + b"\n"
+    except UnicodeEncodeError:
+        return json.dumps(message, ensure_ascii=True, allow_nan=False, default=str).encode() + b"\n"
 
 
 def result_message(rid: Id, result: Any) -> dict[str, Any]:

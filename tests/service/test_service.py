@@ -167,10 +167,15 @@ def test_bad_input_never_kills_it_and_playback_goes_on(serve, track):
         b'{"jsonrpc": "2.0", "id": 3, "method": "player.volume", "params": [1]}\n'
         b'{"jsonrpc": "1.0", "id": 4, "method": "player.status"}\n'
         b'{"jsonrpc": "2.0", "id": 5, "method": "chain.insert", "params": {"index": true, "spec": 1}}\n'
-        b"\xff\xfe\n",
+        b"\xff\xfe\n"
+        # JSON that decodes to what a reply cannot carry as is: an infinite id, lone surrogates.
+        b'{"jsonrpc": "2.0", "id": 1e400, "method": "player.status"}\n'
+        b'{"jsonrpc": "2.0", "id": "\\ud800", "method": "no.such"}\n'
+        b'{"jsonrpc": "2.0", "id": 6, "method": "\\udfff"}\n',
     )
     codes = [r["error"]["code"] for r in replies]
-    assert codes == [-32700, -32600, -32601, -32602, -32602, -32600, -32602, -32700]
+    assert codes == [-32700, -32600, -32601, -32602, -32602, -32600, -32602, -32700, -32600, -32601, -32601]
+    assert replies[9]["id"] == "\ud800" and replies[10]["id"] == 6
     # Over 1 MiB: refused; the next request on the same connection is served.
     big = b'{"jsonrpc": "2.0", "id": 9, "method": "player.status", "params": {"x": "' + b"a" * (1 << 21) + b'"}}\n'
     replies = _raw(served.socket, big + b'{"jsonrpc": "2.0", "id": 10, "method": "player.status"}\n')
