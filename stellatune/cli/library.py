@@ -38,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto: decoder plugins, else soundfile; builtin: soundfile only; plugin: plugins only",
     )
     p.add_argument("--batch-size", type=int, default=None, metavar="N", help="files per Dask task (default: auto)")
+    p.add_argument(
+        "--lyrics-config",
+        action="append",
+        default=[],
+        metavar="ID=JSON",
+        help="config for a granted lyrics plugin's providers, over its defaults (repeatable), "
+        'e.g. ID=\'{"base_url": "http://127.0.0.1:8080"}\'',
+    )
     p.add_argument("--json", action="store_true", help="print one JSON report instead of progress and a summary")
     add_plugins_dir_option(p)
     p.set_defaults(func=cmd_import)
@@ -76,6 +84,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise StellatuneError("--workers must be 0 or more")
     if args.workers is not None and args.scheduler:
         raise StellatuneError("--workers and --scheduler exclude each other")
+    lyrics_config = _lyrics_configs(args.lyrics_config)
     bar: Any = None
     started = time.perf_counter()
     seconds = [0.0]
@@ -105,6 +114,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             decoder_mode=args.decoder,
             plugins_dir=plugins_dir(args),
             batch_size=args.batch_size,
+            lyrics_config=lyrics_config,
             on_start=on_start,
             on_batch=on_batch,
         )
@@ -124,6 +134,23 @@ def cmd_import(args: argparse.Namespace) -> int:
         if len(report.failures) > 20:
             print(f"  ... and {len(report.failures) - 20} more (stellatune library query --where status=failed)")
     return EXIT_OK if not report.interrupted else EXIT_FAILURE
+
+
+def _lyrics_configs(values: list[str]) -> dict[str, dict[str, Any]]:
+    """``["ID={...}", ...]`` → ``{ID: {...}}``; a malformed entry is a usage error."""
+    from ..errors import StellatuneError
+
+    out: dict[str, dict[str, Any]] = {}
+    for value in values:
+        plugin_id, sep, text = value.partition("=")
+        try:
+            config = json.loads(text) if sep else None
+        except ValueError as exc:
+            raise StellatuneError(f"--lyrics-config {value!r}: not JSON after '=': {exc}") from None
+        if not plugin_id.strip() or not isinstance(config, dict):
+            raise StellatuneError(f"--lyrics-config {value!r}: expected PLUGIN_ID={{...}} (a JSON object)")
+        out[plugin_id.strip()] = config
+    return out
 
 
 def cmd_stats(args: argparse.Namespace) -> int:

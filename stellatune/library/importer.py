@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from ..errors import LibraryError
 from .analyse import DECODER_MODES, TrackResult, WorkItem
 from .catalog import Catalog
 from .scan import scan
@@ -61,6 +62,7 @@ def import_library(
     decoder_mode: str = "auto",
     plugins_dir: Optional[Path] = None,
     batch_size: Optional[int] = None,
+    lyrics_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
     on_start: Optional[Callable[[int], None]] = None,
     on_batch: Optional[Callable[[list[TrackResult]], None]] = None,
 ) -> ImportReport:
@@ -69,12 +71,16 @@ def import_library(
     ``workers=0`` analyses serially in this process; otherwise on Dask (``scheduler``, else a
     LocalCluster of ``workers`` processes, default one per core). ``on_start(n)`` learns how
     many files will be analysed, ``on_batch(results)`` sees each batch after it is written.
+    ``lyrics_config`` maps a granted lyrics plugin's id to its providers' config (laid over
+    their defaults; e.g. ``{"base_url": ...}`` for the example ``lrc-lyrics``).
     Ctrl-C stops the run between batches: what was written stays, consistent.
     """
     from .distribute import collect_bundles, run_distributed, run_serial
 
     if decoder_mode not in DECODER_MODES:
         raise ValueError(f"decoder mode must be one of {DECODER_MODES}")
+    if plugins_dir is None and lyrics_config:
+        raise LibraryError("a lyrics config needs a plugins dir with the lyrics plugin")
     started = time.perf_counter()
     report = ImportReport()
     touched: set[str] = set()
@@ -89,7 +95,7 @@ def import_library(
                 continue
             same_size = had is not None and had[0] == found.size
             todo.append(WorkItem(found.path, found.size, found.mtime_ns, had[2] if same_size and had else None))
-        bundles = collect_bundles(plugins_dir, decoder_mode) if plugins_dir is not None else []
+        bundles = collect_bundles(plugins_dir, decoder_mode, lyrics_config) if plugins_dir is not None else []
         if on_start is not None:
             on_start(len(todo))
         if workers == 0 and scheduler is None:

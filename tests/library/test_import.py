@@ -13,7 +13,9 @@ import pytest
 import soundfile as sf
 
 from stellatune.library import Catalog, import_library
+from stellatune.library.analyse import WorkItem
 from stellatune.library.catalog import MIGRATIONS, SCHEMA_VERSION
+from stellatune.library.distribute import MAX_BATCH, plan_batches
 
 from .conftest import rows
 
@@ -89,6 +91,18 @@ def test_cluster_of_two_workers_gives_the_serial_rows_and_a_rerun_imports_nothin
     assert rows(db) == rows(serial_db[0])
     again = import_library([library.root], db, workers=0)
     assert (again.imported, again.failed, again.skipped) == (0, 0, len(library.files))
+
+
+def test_default_batches_shrink_towards_the_end_and_hold_every_file_once():
+    items = [WorkItem(f"/music/{i:04d}.flac", 1, 1) for i in range(1000)]
+    batches = plan_batches(items, workers=2)
+    assert [item for batch in batches for item in batch] == items
+    sizes = [len(b) for b in batches]
+    # Large while much is left (few tasks), single files at the end (no long last task).
+    assert sizes[0] == MAX_BATCH and sizes == sorted(sizes, reverse=True) and sizes[-1] == 1
+    assert len(batches) < 80
+    assert [len(b) for b in plan_batches(items, 2, batch_size=300)] == [300, 300, 300, 100]
+    assert plan_batches([], 2) == []
 
 
 def test_a_touched_file_is_known_by_its_hash(library, tmp_path):
