@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Modules of this package that add command groups.
-COMMAND_MODULES: list[str] = ["plugins", "decode", "audio", "bench", "library", "serve", "ctl", "doctor"]
+COMMAND_MODULES: list[str] = ["plugins", "decode", "audio", "bench", "report", "library", "serve", "ctl", "doctor"]
 
 EXIT_OK = 0
 #: An operation failed (plugin activation, state file, sync with errors, any other StellatuneError).

@@ -2,6 +2,8 @@
 times in one process, must not leak descriptors, threads, child processes, memory or live
 objects (issue #8: each cycle of a C hot-path plugin used to leave one
 ``memfd:wasm-memory-image`` descriptor and ~50 KB behind, so ~1000 cycles hit the fd limit).
+The short form runs 400/80/40 cycles; the long form (``--full``, ``stellatune report --full``)
+1000/200/100. Each phase's figures go to the report through the ``evidence`` fixture.
 
 Each phase runs its own executor and runtime; after a warm-up (first compile, the sidecar
 manager's supervisor thread, allocator arenas) it snapshots the process, runs the rest of the
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -79,7 +82,13 @@ def snapshot(children: Callable[[], set[int]]) -> dict:
 
 
 def churn(
-    cycle: Callable[[], None], cycles: int, warmup: int, children: Callable[[], set[int]], label: str
+    cycle: Callable[[], None],
+    cycles: int,
+    warmup: int,
+    children: Callable[[], set[int]],
+    label: str,
+    evidence: Any,  # the `evidence` fixture (tests/conftest.py)
+    name: str,
 ) -> tuple[dict, dict, float]:
     for _ in range(warmup):
         cycle()
@@ -98,6 +107,20 @@ def churn(
         f"\n{label}: {cycles} cycles, {per_cycle * 1000:.1f} ms/cycle after warm-up; "
         f"fds {start['fds']}->{end['fds']}, memfds {start['memfds']}->{end['memfds']}, "
         f"threads {start['threads']}->{end['threads']}, rss {start['rss_kb']}->{end['rss_kb']} KB"
+    )
+    evidence.record(
+        name,
+        label=label,
+        cycles=cycles,
+        warmup=warmup,
+        ms_per_cycle=per_cycle * 1000,
+        fd_growth=end["fds"] - start["fds"],
+        memfd_growth=end["memfds"] - start["memfds"],
+        thread_growth=end["tasks"] - start["tasks"],
+        child_growth=len(end["children"] - start["children"]),
+        rss_growth_kb=end["rss_kb"] - start["rss_kb"],
+        rss_limit_kb=RSS_LIMIT_KB,
+        fd_slack=FD_SLACK,
     )
     assert end["fds"] - start["fds"] <= FD_SLACK, (label, start["fds"], end["fds"])
     assert end["memfds"] <= start["memfds"], (label, start["memfds"], end["memfds"])
@@ -166,7 +189,7 @@ def check_counters_back(start_counts: dict[str, int]) -> None:
         assert now[key] <= start_counts.get(key, 0), (key, start_counts.get(key, 0), now[key])
 
 
-def test_c_hot_path_plugin_1000_cycles(plugin_env, built, children):
+def test_c_hot_path_plugin_cycles(plugin_env, built, children, evidence):
     clear_module_caches()
     gc.collect()
     at_start = diagnostics.live_counts()
@@ -179,7 +202,9 @@ def test_c_hot_path_plugin_1000_cycles(plugin_env, built, children):
         lambda pid: build_dsp_stage(runtime, executor, pid, "gain", {"gain_db": -6}, RATE, CHANNELS),
         "hot-path",
     )
-    start, end, _ = churn(cycle, 1000, 20, children, "C gain (hot path)")
+    start, end, _ = churn(
+        cycle, evidence.scale(400, 1000), 20, children, "C gain (hot path)", evidence, "stress_churn_hot_path"
+    )
     # The cache holds one compiled module for the same bytes, whatever the number of installs.
     assert end["counts"]["hotpath_modules"] <= max(1, start["counts"]["hotpath_modules"])
     check_counters_back(at_start)
@@ -187,7 +212,7 @@ def test_c_hot_path_plugin_1000_cycles(plugin_env, built, children):
     assert memfds() <= memfds_at_start  # the module's memory image went with it
 
 
-def test_python_component_200_cycles(plugin_env, built, children):
+def test_python_component_cycles(plugin_env, built, children, evidence):
     at_start = diagnostics.live_counts()
     runtime, executor = plugin_env()
     cycle = make_cycle(
@@ -197,11 +222,11 @@ def test_python_component_200_cycles(plugin_env, built, children):
         lambda pid: build_dsp_stage(runtime, executor, pid, "pygain", None, RATE, CHANNELS),
         "component",
     )
-    churn(cycle, 200, 10, children, "pygain (componentize-py)")
+    churn(cycle, evidence.scale(80, 200), 10, children, "pygain (componentize-py)", evidence, "stress_churn_component")
     check_counters_back(at_start)
 
 
-def test_sidecar_plugin_100_cycles(plugin_env, built, children, tmp_path):
+def test_sidecar_plugin_cycles(plugin_env, built, children, tmp_path, evidence):
     at_start = diagnostics.live_counts()
     before = children()
     runtime, executor = plugin_env()
@@ -215,7 +240,7 @@ def test_sidecar_plugin_100_cycles(plugin_env, built, children, tmp_path):
         return s
 
     cycle = make_cycle(runtime, executor, built("wav-sink"), stage, "component")
-    churn(cycle, 100, 10, children, "wav-sink (sidecar)")
+    churn(cycle, evidence.scale(40, 100), 10, children, "wav-sink (sidecar)", evidence, "stress_churn_sidecar")
     assert set(launched) == {1}  # one sidecar per session, each gone before the next
     assert len(executor._host_services.sidecars()._locks) == 0  # the plugin's locks went with it
     check_counters_back(at_start)

@@ -146,7 +146,13 @@ def test_soak_8_plugin_chain_at_64_frames_while_edited(env, install_examples, ri
         "edit_errors": [repr(e) for e in edit_errors],
         "seconds_without_progress": stalled,
         "callback_us": {"p50": q(0.5), "p99": q(0.99), "p999": q(0.999), "max": end["render_max_ns"] / 1000},
-        "callback_load": {"p99": q(0.99) / period_us, "p999": q(0.999) / period_us, "period_us": period_us},
+        "xruns_per_minute": 60.0 * (end["device_underflows"] - start["device_underflows"]) / seconds,
+        "callback_load": {
+            "p99": q(0.99) / period_us,
+            "p999": q(0.999) / period_us,
+            "max": end["render_max_ns"] / 1000 / period_us,
+            "period_us": period_us,
+        },
         "stages": [
             {
                 "spec": t["spec"].split(":", 1)[0],
