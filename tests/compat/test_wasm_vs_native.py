@@ -25,7 +25,7 @@ built into engine stages both ways through ``build_dsp_stage(native=False/True)`
    **What native cannot contain**, and so is only run in wasm: a trap (``unreachable`` is a
    SIGILL that kills the host process natively) and an endless loop (a native call cannot be
    preempted; the wasm stage is stopped by the epoch deadline and bypassed). The fault fixture is
-   tests/compat/fixtures/fault-dsp, a C plugin built both ways like the examples.
+   tests/fixtures/plugins/fault-dsp, a C plugin built both ways like the examples.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from stbench.timing import ChainCase, interleaved_rounds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "plugins"
-FAULT_DSP = Path(__file__).resolve().parent / "fixtures" / "fault-dsp"
+FAULT_DSP = Path(__file__).resolve().parents[1] / "fixtures" / "plugins" / "fault-dsp"
 RESET_DSP = REPO / "tests" / "fixtures" / "plugins" / "reset-dsp"
 
 

@@ -77,7 +77,7 @@ def test_timeout_and_non_finite_faults_are_their_own_events(serve, track):
     # deadline until the engine gives up on it), stage 1 writes a NaN from its 10th block on.
     served.call(
         "chain.set",
-        {"stages": [f'{FAULT}:fault:{{"mode": 2, "after": 10}}', f'{FAULT}:fault:{{"mode": 1, "after": 10}}']},
+        {"stages": [f'{FAULT}:fault:{{"mode": 4, "after": 10}}', f'{FAULT}:fault:{{"mode": 1, "after": 10}}']},
     )
     got = _events_until(events, lambda seen: {"stage-timeout", "stage-non-finite"} <= {e["kind"] for e in seen})
     for e in got:

@@ -99,7 +99,7 @@ def rss_kb() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-def _memfds() -> int:
+def memfds() -> int:
     n = 0
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -127,7 +127,7 @@ def snapshot(children: Callable[[], set[int]], services: Optional[GrantedHostSer
     counts = diagnostics.live_counts()
     return {
         "fds": len(os.listdir("/proc/self/fd")),
-        "memfds": _memfds(),
+        "memfds": memfds(),
         "threads": threading.active_count(),
         "tasks": len(os.listdir("/proc/self/task")),
         "children": sorted(children()),
