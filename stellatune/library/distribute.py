@@ -12,8 +12,10 @@ scheduler), in batches of files per task.
   installs them with the package plane into a worker-local plugins dir (same code, same checks
   as ``plugins install``), grants applied, then syncs.
 - **Retries**: a task whose worker dies is re-run by the scheduler (``allowed-failures`` = 1 on
-  the LocalCluster: 2 tries); a batch that still fails that way is split into single-file tasks
-  (2 tries each); a file whose task kills 2 workers is recorded ``worker-died``.
+  the LocalCluster: 2 tries). The scheduler blames every task a dead worker held, queued ones
+  too, so a task that still fails that way only says its worker died near it: its files are
+  quarantined and, once the other tasks are done, run one at a time, each alone in the cluster
+  (2 tries each). A file that kills 2 workers there is recorded ``worker-died``.
 - **Batching**: without ``--batch-size``, batches shrink as the run goes (:func:`plan_batches`):
   big ones while there is plenty left (few tasks, small scheduler overhead), single files at
   the end (no worker idles while the other finishes a long batch).
@@ -338,7 +340,6 @@ def run_distributed(
     """
     import dask
     from distributed import Client, LocalCluster, as_completed
-    from distributed.scheduler import KilledWorker
 
     cluster: Any = None
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
@@ -361,30 +362,38 @@ def run_distributed(
         pending: dict[Any, list[WorkItem]] = {}
         for batch in plan_batches(items, n_workers, batch_size):
             pending[client.submit(analyse_batch, batch, pure=False)] = batch
-        done = as_completed(list(pending))
-        for future in done:
+        quarantine: list[WorkItem] = []
+        for future in as_completed(list(pending)):
             batch = pending.pop(future)
-            try:
-                results = future.result()
-            except KilledWorker:
-                if len(batch) > 1:  # find the file that kills workers: one task per file
-                    for item in batch:
-                        single = client.submit(analyse_batch, [item], pure=False)
-                        pending[single] = [item]
-                        done.add(single)
-                    continue
-                results = [_died(batch[0])]
-            except StellatuneError as exc:
-                results = [_failed(item, "internal", f"task failed: {exc}") for item in batch]
-            except (OSError, RuntimeError, ValueError, TypeError) as exc:
-                results = [_failed(item, "internal", f"task failed: {type(exc).__name__}: {exc}") for item in batch]
-            finally:
-                future.release()
+            results = _outcome(future, batch)
+            if results is None:
+                quarantine += batch
+                continue
             yield results
+        # Alone in the cluster, a task the scheduler gives up on killed its workers itself.
+        for item in quarantine:
+            yield _outcome(client.submit(analyse_batch, [item], pure=False), [item]) or [_died(item)]
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _outcome(future: Any, batch: list[WorkItem]) -> Optional[list[TrackResult]]:
+    """The results of a finished task, or None when the scheduler gave up on it because
+    workers holding it died (:class:`~distributed.scheduler.KilledWorker`)."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return list(future.result())
+    except KilledWorker:
+        return None
+    except StellatuneError as exc:
+        return [_failed(item, "internal", f"task failed: {exc}") for item in batch]
+    except (OSError, RuntimeError, ValueError, TypeError) as exc:
+        return [_failed(item, "internal", f"task failed: {type(exc).__name__}: {exc}") for item in batch]
+    finally:
+        future.release()
 
 
 def _failed(item: WorkItem, code: str, message: str, attempts: int = 1) -> TrackResult:
