@@ -35,7 +35,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -403,6 +403,5 @@ def _failed(item: WorkItem, code: str, message: str, attempts: int = 1) -> Track
 
 
 def _died(item: WorkItem) -> TrackResult:
-    return replace(
-        _failed(item, "worker-died", f"the worker analysing it died {ALLOWED_FAILURES + 1} times", ALLOWED_FAILURES + 1)
-    )
+    message = f"the worker analysing it died {ALLOWED_FAILURES + 1} times"
+    return _failed(item, "worker-died", message, ALLOWED_FAILURES + 1)
