@@ -12,6 +12,7 @@ import pytest
 import soundfile
 
 import stellatune
+from stellatune.engine.stats import quantile_us
 
 from .conftest import GAIN, PYGAIN, RATE
 
@@ -108,12 +109,12 @@ def test_seek_in_a_plugin_decoded_item_lands_on_the_target(runtime, music, tmp_p
     np.testing.assert_array_equal(out[k : k + len(src) - probe], src[probe:])  # decoded from the target on
 
 
-#: The JACK dummy device on a shared VM reports a few xruns from scheduling noise alone (the
-#: server's own thread is late, not our callback); a loose bound keeps the test about the
-#: edits. The bare server gives up to about one a second on a loaded machine (28 in one 30 s
-#: run), so the bound scales with the playing time. ``--strict-realtime`` asserts none (and
-#: uses the production decode ring).
-LOOSE_XRUNS_PER_SECOND = 2
+#: The JACK dummy device on a shared VM reports xruns from scheduling noise alone: the server's
+#: own thread is late, not our callback. Their number is the host's (from 0 to over 4 a second
+#: on the same CI machine), so without ``--strict-realtime`` the test asserts what is ours: the
+#: callback kept its deadline (render time p99.9 under half the period) and no frame was lost.
+#: ``--strict-realtime`` also asserts no xrun (and uses the production decode ring).
+CALLBACK_BUDGET_SHARE = 0.5
 
 
 @pytest.mark.audio
@@ -162,9 +163,13 @@ def test_live_edits_and_config_updates_during_playback_on_the_jack_device(
         assert status["chain"][0]["route"] == "component"
         assert p.wait(timeout=seconds + 30)
         c = p.counters()
+        period_ns = p.frames / RATE * 1e9
     assert outcomes == {"hot-apply": 100, "reject": 100, "recreate": 100}, outcomes
     assert not [e for e in events if e["kind"] in ("stage-fault", "track-error")], events
     assert sum(e["kind"] == "config-rejected" for e in events) == outcomes["reject"]
     assert c["frames_played"] == seconds * RATE  # every frame played, none lost to an edit
     assert c["ring_underruns"] == 0
-    assert c["device_underflows"] <= (0 if strict else LOOSE_XRUNS_PER_SECOND * seconds), c
+    render_p999_ns = 1000 * quantile_us(c["render_hist"], c["callbacks"], 0.999, 0, c["render_max_ns"])
+    assert render_p999_ns < CALLBACK_BUDGET_SHARE * period_ns, c
+    if strict:
+        assert c["device_underflows"] == 0, c
