@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Optional
 
@@ -287,3 +288,45 @@ class Evidence:
 def evidence(request: pytest.FixtureRequest) -> Evidence:
     directory = os.environ.get("STELLATUNE_EVIDENCE_DIR")
     return Evidence(Path(directory) if directory else None, bool(request.config.getoption("--full")))
+
+
+# --- process probes: what a leak test counts ------------------------------------------------
+
+
+def rss_kb() -> int:
+    """This process's resident set size, in KiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def memfds() -> int:
+    """Open memfd descriptors (a compiled wasm module's memory image holds one)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += "memfd:" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed while we looked
+            pass
+    return n
+
+
+def wait_for(predicate: Callable[[], object], what: str, limit_s: float = 30.0) -> None:
+    """Poll ``predicate`` every 5 ms until it holds; fail naming ``what`` after ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never reached within {limit_s:g} s: {what}")
+        time.sleep(0.005)
+
+
+def send_json(handler: BaseHTTPRequestHandler, body: object) -> None:
+    """Answer an ``http.server`` request with 200 and ``body`` as JSON (the loopback test servers)."""
+    data = json.dumps(body).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -5,7 +5,6 @@ holds it (issue #8)."""
 from __future__ import annotations
 
 import gc
-import os
 import shutil
 
 from stellatune import diagnostics
@@ -13,15 +12,7 @@ from stellatune.abi import Role
 from stellatune.engine import HotPathStage
 from stellatune.engine.stages import MODULE_CACHE_PINNED, HotPathEngine, clear_module_caches, hot_path_engine
 
-
-def memfds() -> int:
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            n += "memfd:" in os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return n
+from ..conftest import memfds
 
 
 def counts() -> dict[str, int]:

@@ -22,6 +22,8 @@ from stellatune.executor import (
     open_decoder,
 )
 
+from ..conftest import send_json
+
 WAV = "dev.stellatune.example.wav-decoder"
 FOLDER = "dev.stellatune.example.folder-source"
 LRC = "dev.stellatune.example.lrc-lyrics"
@@ -203,12 +205,7 @@ class _LrclibHandler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_error(404)
             return
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, body)
 
     def log_message(self, *args):
         pass

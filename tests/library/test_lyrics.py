@@ -21,6 +21,7 @@ from stellatune.cli import main
 from stellatune.errors import LibraryError
 from stellatune.library import import_library
 
+from ..conftest import send_json
 from .conftest import rows
 
 pytestmark = pytest.mark.slow  # builds lrc-lyrics with componentize-py (cached after)
@@ -68,12 +69,7 @@ def _handler(service: Lrclib) -> type[http.server.BaseHTTPRequestHandler]:
             else:
                 self.send_error(404)
                 return
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, body)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -21,6 +21,8 @@ from stellatune.executor import ComponentExecutor, GrantedHostServices
 from stellatune.paths import default_cache_dir
 from stellatune.runtime import WasmPluginRuntime
 
+from ..conftest import memfds, rss_kb
+
 RATE = 48000
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 #: The example DSPs with a hot path, and their benchmark settings (real work in every kernel).
@@ -89,24 +91,6 @@ def install_examples(env, built) -> Callable[..., dict[str, str]]:
 def noise(frames: int, channels: int = 2, seed: int = 99) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.random((frames, channels), dtype=np.float32) - np.float32(0.5)) * np.float32(0.5)
-
-
-def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
-def memfds() -> int:
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            n += "memfd:" in os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return n
 
 
 def ring_files(services: Optional[GrantedHostServices]) -> int:

@@ -26,7 +26,6 @@ timing assertions.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -37,6 +36,7 @@ from stellatune.engine import Chain
 from stellatune.executor import AudioSpec
 from stellatune.runtime import DesiredState
 
+from ..conftest import wait_for
 from .conftest import HOT_DSPS, RATE, all_examples, noise, ring_files, snapshot, spec
 
 pytestmark = [pytest.mark.stress, pytest.mark.audio, pytest.mark.slow]
@@ -49,15 +49,6 @@ THREAD_SLACK = 1
 #: and wasmtime's caches (a few hundred KB measured at N = 100). A stage or an instance leaked
 #: per cycle (hundreds of KB each) is far over it well before N = 1000.
 RSS_BOUND_KB = 24 * 1024
-WAIT_S = 20.0
-
-
-def wait_for(predicate: Callable[[], object], what: str, limit_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never reached within {limit_s:g} s: {what}")
-        time.sleep(0.005)
 
 
 def test_reload_cycles_across_every_example_while_playing(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ from stellatune.host import Grants, PluginHostContext
 from stellatune.host.sidecar import LaunchSpec, RestartPolicy, SidecarManager, SlotState
 from stellatune.runtime import DesiredState
 
+from ..conftest import wait_for
+
 pytestmark = [pytest.mark.stress]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,19 +46,10 @@ WAV_SINK = "dev.stellatune.example.wav-sink"
 POLICY = RestartPolicy()
 #: The documented numbers, spelt out: the test is about the docs, not about RestartPolicy().
 DOCUMENTED = {"backoff_initial_s": 0.1, "backoff_max_s": 5.0, "max_crashes": 5, "window_s": 60.0}
-WAIT_S = 30.0
 
 
 def documented_delay_s(n: int) -> float:
     return min(0.1 * 2 ** (n - 1), 5.0)
-
-
-def wait_for(predicate: Callable[[], object], what: str, limit_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"never reached within {limit_s:g} s: {what}")
-        time.sleep(0.005)
 
 
 def alive(pid: int) -> bool:
