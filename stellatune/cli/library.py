@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from . import EXIT_FAILURE, EXIT_OK
+from . import EXIT_INTERRUPTED, EXIT_OK
 from .context import add_plugins_dir_option, plugins_dir
 
 __all__ = ["register"]
@@ -75,7 +76,7 @@ def _db_option(p: argparse.ArgumentParser) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ..errors import StellatuneError
-    from ..library import import_library
+    from ..library import ImportReport, import_library
 
     for d in args.dirs:
         if not d.exists():
@@ -84,6 +85,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise StellatuneError("--workers must be 0 or more")
     if args.workers is not None and args.scheduler:
         raise StellatuneError("--workers and --scheduler exclude each other")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise StellatuneError("--batch-size must be 1 or more")
     lyrics_config = _lyrics_configs(args.lyrics_config)
     bar: Any = None
     started = time.perf_counter()
@@ -105,8 +108,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"{seconds[0] / 3600.0 / elapsed:.4f} audio-h/s", refresh=False)
         bar.update(len(results))
 
+    report = ImportReport()
     try:
-        report = import_library(
+        import_library(
             args.dirs,
             args.db,
             workers=args.workers,
@@ -117,7 +121,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             lyrics_config=lyrics_config,
             on_start=on_start,
             on_batch=on_batch,
+            report=report,
         )
+    except KeyboardInterrupt:
+        if not args.json:
+            raise
+        # --json promises one report: the counts of what was written, marked interrupted.
     finally:
         if bar is not None:
             bar.close()
@@ -133,7 +142,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"  failed: {f['path']}: [{f['code']}] {f['message']}")
         if len(report.failures) > 20:
             print(f"  ... and {len(report.failures) - 20} more (stellatune library query --where status=failed)")
-    return EXIT_OK if not report.interrupted else EXIT_FAILURE
+    return EXIT_OK if not report.interrupted else EXIT_INTERRUPTED
 
 
 def _lyrics_configs(values: list[str]) -> dict[str, dict[str, Any]]:
@@ -174,7 +183,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     with Catalog(args.db, readonly=True) as catalog:
         rows = catalog.query(args.where, limit=args.limit)
     if args.json:
-        print(json.dumps({"tracks": rows}, indent=2))
+        # Finite numbers only (a catalog written before they were enforced may hold inf).
+        clean = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()} for r in rows]
+        print(json.dumps({"tracks": clean}, indent=2, allow_nan=False))
         return EXIT_OK
     for r in rows:
         if r["status"] == "ok":

@@ -333,7 +333,9 @@ def _soundfile_decode(path: str, ext: Optional[str]) -> _Decoded:
     import soundfile as sf
 
     try:
-        with sf.SoundFile(path) as f:
+        # Opened here, not by name: libsndfile takes a name as UTF-8, and a name on disk may
+        # not be (Python holds its odd bytes as surrogate escapes; open() gives them back).
+        with open(path, "rb") as raw, sf.SoundFile(raw) as f:
             audio = f.read(dtype="float32", always_2d=True)
             fmt, subtype, rate = f.format, f.subtype, f.samplerate
     except (sf.LibsndfileError, RuntimeError, ValueError, EOFError) as exc:

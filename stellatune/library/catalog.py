@@ -9,12 +9,14 @@ docs/library.md documents the schema.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ..errors import CatalogError
 from .analyse import TrackResult, album_loudness, replaygain
@@ -24,9 +26,22 @@ __all__ = [
     "SCHEMA_VERSION",
     "QUERY_FIELDS",
     "Catalog",
+    "KnownTrack",
     "CatalogError",
     "parse_where",
+    "catalog_text",
 ]
+
+
+def catalog_text(text: str) -> str:
+    """``text`` as SQLite (and JSON) can hold it: a path's bytes that are not UTF-8 (Python's
+    surrogate escapes, ``os.fsdecode``) become ``\\xNN`` escapes. The catalog keys tracks by
+    this form; valid UTF-8 comes back unchanged."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _run(db: sqlite3.Connection, script: str) -> None:
@@ -140,6 +155,28 @@ _TAG_COLUMNS = ("title", "artist", "album", "album_artist", "genre", "track_numb
 
 #: Columns ``library query --where`` may name (every column of ``tracks`` but the lyrics text).
 QUERY_FIELDS = frozenset([c for c in _TRACK_COLUMNS if c != "lyrics"] + ["id", "album_gain_db", "duplicate_count"])
+_NUMERIC_FIELDS = frozenset(
+    {
+        "id",
+        "size",
+        "mtime_ns",
+        "attempts",
+        "sample_rate",
+        "channels",
+        "frames",
+        "duration_s",
+        "track_number",
+        "disc_number",
+        "year",
+        "integrated_lufs",
+        "true_peak_dbtp",
+        "sample_peak",
+        "track_gain_db",
+        "album_gain_db",
+        "duplicate_count",
+        "imported_at",
+    }
+)
 _WHERE = re.compile(r"^\s*([a-z_]+)\s*(!=|>=|<=|=|<|>|~)\s*(.*?)\s*$")
 
 
@@ -148,7 +185,7 @@ def parse_where(expressions: Sequence[str]) -> tuple[str, list[Any]]:
 
     Each expression is ``FIELD OP VALUE``: FIELD one of :data:`QUERY_FIELDS`, OP one of
     ``= != < <= > >=`` or ``~`` (substring, case-insensitive), VALUE a literal (a number when
-    it parses as one; ``null`` with ``=``/``!=`` tests for NULL). Values are always bound as
+    it parses as one and FIELD is numeric; ``null`` with ``=``/``!=`` tests for NULL). Values are always bound as
     parameters, never spliced into the SQL.
     """
     clauses: list[str] = []
@@ -168,16 +205,27 @@ def parse_where(expressions: Sequence[str]) -> tuple[str, list[Any]]:
             params.append("%" + raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
             continue
         value: Any = raw
-        try:
-            value = int(raw)
-        except ValueError:
+        if name in _NUMERIC_FIELDS:  # a text field compares as text: title=007 is "007"
             try:
-                value = float(raw)
+                value = int(raw)
             except ValueError:
-                value = raw
+                try:
+                    value = float(raw)
+                except ValueError:
+                    value = raw
         clauses.append(f"{name} {op} ?")
         params.append(value)
     return (" AND ".join(clauses) or "1"), params
+
+
+class KnownTrack(NamedTuple):
+    """A catalogued file, as an incremental import compares it with the disk."""
+
+    size: int
+    mtime_ns: int
+    content_hash: Optional[str]
+    status: str
+    error_code: Optional[str]
 
 
 class Catalog:
@@ -189,7 +237,9 @@ class Catalog:
             if readonly:
                 if not self.path.is_file():
                     raise CatalogError(f"{self.path}: no such catalog")
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None)
+                # A URI, for mode=ro: as_uri() escapes the '#', '?' and '%' a path may hold.
+                self.db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+                self._check_readable()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
@@ -197,9 +247,23 @@ class Catalog:
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.execute("PRAGMA foreign_keys=ON")
                 self.migrate()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise CatalogError(f"{self.path}: cannot open the catalog: {exc}") from exc
         self.db.row_factory = sqlite3.Row
+
+    def _check_readable(self) -> None:
+        """A read-only open cannot migrate: the file must be a catalog of this very version."""
+        version = self.version()
+        if version == 0:
+            self.db.close()
+            raise CatalogError(f"{self.path}: not a stellatune catalog (no schema version)")
+        if version != SCHEMA_VERSION:
+            self.db.close()
+            newer = version > SCHEMA_VERSION
+            raise CatalogError(
+                f"{self.path}: schema version {version} is {'newer' if newer else 'older'} than this "
+                f"stellatune's ({SCHEMA_VERSION})" + ("" if newer else "; `stellatune library import` migrates it")
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -240,10 +304,18 @@ class Catalog:
 
     # --- incremental ------------------------------------------------------------------------
 
-    def known(self) -> dict[str, tuple[int, int, Optional[str]]]:
-        """path → (size, mtime_ns, content_hash) of every catalogued track."""
-        rows = self.db.execute("SELECT path, size, mtime_ns, content_hash FROM tracks")
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    def known(self) -> dict[str, KnownTrack]:
+        """path (its :func:`catalog_text`) → what the catalog has of it, for every track."""
+        rows = self.db.execute("SELECT path, size, mtime_ns, content_hash, status, error_code FROM tracks")
+        return {r[0]: KnownTrack(*r[1:]) for r in rows}
+
+    def folders_without_album(self) -> set[str]:
+        """Folders with imported tracks but no album row: an import stopped before its
+        :meth:`finish` (a second Ctrl-C) left them; the next one finishes them."""
+        rows = self.db.execute(
+            "SELECT DISTINCT folder FROM tracks WHERE status = 'ok' AND folder NOT IN (SELECT folder FROM albums)"
+        )
+        return {r[0] for r in rows}
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -258,7 +330,8 @@ class Catalog:
                 n += 1
                 if r.status == "unchanged":
                     self.db.execute(
-                        "UPDATE tracks SET mtime_ns = ?, size = ? WHERE path = ?", (r.mtime_ns, r.size, r.path)
+                        "UPDATE tracks SET mtime_ns = ?, size = ? WHERE path = ?",
+                        (r.mtime_ns, r.size, catalog_text(r.path)),
                     )
                     continue
                 row = _row(r, now)
@@ -328,6 +401,12 @@ class Catalog:
     # --- readers ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
+        try:
+            return self._stats()
+        except sqlite3.Error as exc:
+            raise CatalogError(f"{self.path}: cannot read the catalog: {exc}") from exc
+
+    def _stats(self) -> dict[str, Any]:
         one = self.db.execute(
             "SELECT COUNT(*), SUM(status = 'ok'), SUM(status = 'failed'), COALESCE(SUM(duration_s), 0), "
             "COALESCE(SUM(size), 0), SUM(duplicate_count > 0) FROM tracks"
@@ -398,4 +477,14 @@ def _row(r: TrackResult, now: float) -> dict[str, Any]:
     for c in _TAG_COLUMNS:
         value = r.tags.get(c)
         row[c] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    return row
+    return {c: _storable(v) for c, v in row.items()}
+
+
+def _storable(value: Any) -> Any:
+    """What a column may hold: text SQLite can store, and no inf or NaN (a float file holding
+    inf peaks at inf; NULL says "no figure", and keeps ``--json`` output valid JSON)."""
+    if isinstance(value, str):
+        return catalog_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -355,7 +355,10 @@ def run_distributed(
             )
             client = Client(cluster)
         else:
-            client = Client(scheduler, timeout=30)
+            try:
+                client = Client(scheduler, timeout=30)
+            except (OSError, ValueError, TypeError) as exc:  # unreachable, refused, not an address
+                raise LibraryError(f"cannot reach the Dask scheduler {scheduler!r}: {exc}") from exc
     try:
         n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
         client.register_plugin(AnalyserPlugin(bundles, decoder_mode), name=PLUGIN_NAME)

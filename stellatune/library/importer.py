@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from ..errors import LibraryError
 from .analyse import DECODER_MODES, TrackResult, WorkItem
-from .catalog import Catalog
+from .catalog import Catalog, KnownTrack, catalog_text
 from .scan import scan
 
 __all__ = ["ImportReport", "import_library"]
@@ -65,6 +65,7 @@ def import_library(
     lyrics_config: Optional[Mapping[str, Mapping[str, Any]]] = None,
     on_start: Optional[Callable[[int], None]] = None,
     on_batch: Optional[Callable[[list[TrackResult]], None]] = None,
+    report: Optional[ImportReport] = None,
 ) -> ImportReport:
     """Import the audio files under ``roots`` into the catalog at ``db_path``.
 
@@ -73,7 +74,9 @@ def import_library(
     many files will be analysed, ``on_batch(results)`` sees each batch after it is written.
     ``lyrics_config`` maps a granted lyrics plugin's id to its providers' config (laid over
     their defaults; e.g. ``{"base_url": ...}`` for the example ``lrc-lyrics``).
-    Ctrl-C stops the run between batches: what was written stays, consistent.
+    Ctrl-C stops the run between batches: what was written stays, consistent, and the
+    ``KeyboardInterrupt`` goes on to the caller; pass ``report`` to keep the counts so far
+    (``interrupted`` is then True).
     """
     from .distribute import collect_bundles, run_distributed, run_serial
 
@@ -81,20 +84,25 @@ def import_library(
         raise ValueError(f"decoder mode must be one of {DECODER_MODES}")
     if plugins_dir is None and lyrics_config:
         raise LibraryError("a lyrics config needs a plugins dir with the lyrics plugin")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError("batch size must be 1 or more")
     started = time.perf_counter()
-    report = ImportReport()
-    touched: set[str] = set()
+    report = report if report is not None else ImportReport()
     with Catalog(db_path) as catalog:
         known = catalog.known()
+        touched = catalog.folders_without_album()
         todo: list[WorkItem] = []
-        for found in scan(roots):
+        for found in scan(roots, on_error=lambda path, exc: _unlistable(report, path, exc)):
             report.files += 1
-            had = known.get(found.path)
-            if had is not None and had[0] == found.size and had[1] == found.mtime_ns:
+            had = known.get(catalog_text(found.path))
+            if had is not None and (had.size, had.mtime_ns) == (found.size, found.mtime_ns) and not _retry(had):
                 report.skipped += 1
                 continue
-            same_size = had is not None and had[0] == found.size
-            todo.append(WorkItem(found.path, found.size, found.mtime_ns, had[2] if same_size and had else None))
+            # Only an ok row's hash may say "unchanged": a failed file is analysed again once
+            # touched (its bytes may be the same, the decoders or the reason may not).
+            same = had is not None and had.size == found.size and had.status == "ok"
+            known_hash = had.content_hash if same and had is not None else None
+            todo.append(WorkItem(found.path, found.size, found.mtime_ns, known_hash))
         bundles = collect_bundles(plugins_dir, decoder_mode, lyrics_config) if plugins_dir is not None else []
         if on_start is not None:
             on_start(len(todo))
@@ -113,23 +121,46 @@ def import_library(
                     if r.status == "unchanged":
                         report.skipped += 1
                         continue
-                    touched.add(r.folder)
+                    touched.add(catalog_text(r.folder))
                     if r.status == "ok":
                         report.imported += 1
                         report.audio_seconds += r.duration_s or 0.0
                     else:
                         report.failed += 1
-                        report.failures.append({"path": r.path, "code": r.error_code, "message": r.error_message})
+                        report.failures.append(
+                            {
+                                "path": catalog_text(r.path),
+                                "code": r.error_code,
+                                "message": catalog_text(r.error_message or ""),
+                            }
+                        )
                 if on_batch is not None:
                     on_batch(results)
         except KeyboardInterrupt:
             report.interrupted = True
             raise
         finally:
-            close = getattr(runs, "close", None)
-            if close is not None:
-                close()
-            catalog.finish(touched)
-            report.failures.sort(key=lambda f: f["path"])
-            report.elapsed_s = time.perf_counter() - started
+            # The catalog first: closing a cluster takes seconds, and a second Ctrl-C then must
+            # not cost the album gains (a run that misses them anyway leaves the folder to the
+            # next run: folders_without_album).
+            try:
+                catalog.finish(touched)
+            finally:
+                close = getattr(runs, "close", None)
+                if close is not None:
+                    close()
+                report.failures.sort(key=lambda f: f["path"])
+                report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _retry(had: KnownTrack) -> bool:
+    """A row an unchanged file does not keep: an io-error (a permission fixed with chmod
+    changes no size or mtime)."""
+    return had.status == "failed" and had.error_code == "io-error"
+
+
+def _unlistable(report: ImportReport, path: str, exc: OSError) -> None:
+    """A folder the walk cannot list is a failure of the run's, not silence."""
+    report.failed += 1
+    report.failures.append({"path": catalog_text(path), "code": "io-error", "message": f"cannot list: {exc.strerror}"})

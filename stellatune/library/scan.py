@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +25,15 @@ class FoundFile:
     mtime_ns: int
 
 
-def scan(roots: Iterable[Path | str]) -> Iterator[FoundFile]:
+def scan(
+    roots: Iterable[Path | str], on_error: Callable[[str, OSError], None] = lambda path, exc: None
+) -> Iterator[FoundFile]:
     """Every audio file under ``roots`` (recursively, symlinked folders not followed), in a
-    stable order: sorted by path within each folder. A root that is a file is taken as is."""
+    stable order: sorted by path within each folder. A root that is a file is taken as is.
+
+    A symlinked file is found as its target (as a root given as a link is), so a file is one
+    track however it is reached. ``on_error(folder, exc)`` hears of each folder the walk
+    cannot list."""
     seen: set[str] = set()
     for root in roots:
         root = Path(root).expanduser().resolve()
@@ -37,12 +43,13 @@ def scan(roots: Iterable[Path | str]) -> Iterator[FoundFile]:
                 seen.add(found.path)
                 yield found
             continue
-        for folder, dirs, files in os.walk(root):
+        for folder, dirs, files in os.walk(root, onerror=lambda exc: on_error(str(exc.filename), exc)):
             dirs.sort()
             for name in sorted(files):
                 if name.rsplit(".", 1)[-1].lower() not in AUDIO_EXTENSIONS or "." not in name:
                     continue
-                found = _found(os.path.join(folder, name))
+                path = os.path.join(folder, name)
+                found = _found(os.path.realpath(path) if os.path.islink(path) else path)
                 if found is not None and found.path not in seen:
                     seen.add(found.path)
                     yield found
