@@ -330,6 +330,10 @@ class RpcRequestError(ServiceError):
     def __init__(self, failure: Any, rpc_code: int):
         self.failure = failure
         self.rpc_code = rpc_code
+        #: The id of the request, when it could be read (the reply carries it).
+        self.request_id: Any = None
+        #: True when the request was a well-formed notification: no reply at all.
+        self.notify = False
         super().__init__(str(getattr(failure, "message", failure)))
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..errors import EngineError
+from ..errors import EngineError, ServiceError
 from ..service import default_socket_path
 from .context import add_plugins_dir_option, plugins_dir
 
@@ -20,6 +20,8 @@ def parse_hostport(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (0-65535)")
     return host.strip("[]"), int(port)
 
 
@@ -48,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..service.app import ServiceApp
     from ..service.eventlog import EventLog
     from ..service.metrics import start_metrics_server
-    from ..service.server import Server
+    from ..service.server import Server, claim_socket_path
 
     token: Optional[str] = None
     if args.tcp is not None:
@@ -65,6 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     output = args.output
     if isinstance(output, str) and output.isdigit():
         output = int(output)
+    socket_path = args.socket or default_socket_path()
+    try:
+        # Before anything is built: a second service must not sync plugins or open the device.
+        claim_socket_path(socket_path)
+    except OSError as e:
+        raise ServiceError(f"cannot serve on {socket_path}: {e}") from e
     app = ServiceApp(plugins_dir(args), output=output, cache_dir=args.cache_dir)
     log: Optional[EventLog] = None
     metrics = None
@@ -74,12 +82,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             app.events.subscribe(log)
         if args.metrics is not None:
             metrics, _ = start_metrics_server(app, *args.metrics)
-        server = Server(app, args.socket or default_socket_path(), tcp=args.tcp, token=token)
+        server = Server(app, socket_path, tcp=args.tcp, token=token)
 
         def ready() -> None:
             print("ready", flush=True)
 
-        asyncio.run(server.run(ready))
+        try:
+            asyncio.run(server.run(ready))
+        except OSError as e:  # the TCP port taken, a socket path too long for AF_UNIX, ...
+            raise ServiceError(f"cannot serve: {e}") from e
     finally:
         app.close()
         if metrics is not None:

@@ -33,11 +33,14 @@ from .livechain import Entry, LiveChain
 from .outputs import FileWriter, OutputSpec, SinkOutput, negotiate_sink, open_sink, parse_output
 from .pipeline import DspPlugin
 from .queue import Feeder, item_label, open_item
+from .stages import require_dsp
 
 __all__ = ["Player"]
 
 FADE_S = 0.005
 VOLUME_TAU_S = 0.005
+#: ``seek`` clamps here: past the end of any item (it ends the item), and safe as a frame count.
+MAX_SEEK_S = 1e9
 
 
 class Player:
@@ -187,12 +190,17 @@ class Player:
                 feeder.call(lambda: feeder.end_current("skipped"))
 
     def seek(self, seconds: float) -> bool:
-        """Reposition the current item; False when nothing is playing."""
+        """Reposition the current item; False when nothing is playing. A position past the
+        item's end ends it; ``ValueError`` for a NaN or infinite one."""
+        seconds = float(seconds)
+        if not math.isfinite(seconds):
+            raise ValueError(f"cannot seek to {seconds}")
+        seconds = min(max(0.0, seconds), MAX_SEEK_S)
         with self._lock:
             if self._feeder is None:
                 return False
             feeder = self._feeder
-            done = feeder.call(lambda: feeder.seek(max(0.0, float(seconds))))
+            done = feeder.call(lambda: feeder.seek(seconds))
             if done:
                 self._events.emit("seeked", position=float(seconds))
             return bool(done)
@@ -280,6 +288,8 @@ class Player:
             self._check_open()
             specs = [s if isinstance(s, DspPlugin) else DspPlugin.parse(s) for s in specs]
             if self._live is None:
+                for s in specs:  # refused now, not at the next play()
+                    require_dsp(self.runtime, s.plugin_id, s.type_id)
                 self._specs = [(_spec_text(s), False) for s in specs]
                 return
             keep = list(self._live.entries)
@@ -298,7 +308,9 @@ class Player:
         with self._lock:
             self._check_open()
             if self._live is None:
-                self._specs.insert(index, (_spec_text(DspPlugin.parse(spec) if isinstance(spec, str) else spec), False))
+                parsed = DspPlugin.parse(spec) if isinstance(spec, str) else spec
+                require_dsp(self.runtime, parsed.plugin_id, parsed.type_id)
+                self._specs.insert(index, (_spec_text(parsed), False))
                 return
             entry = self._live.build(spec)
             entries = list(self._live.entries)
@@ -458,17 +470,47 @@ class Player:
     # --- lifetime ---------------------------------------------------------------------------
 
     def _start(self) -> None:
+        """Build the engine for the queue and start it. On failure everything built is closed
+        and the player is as before (stopped, its queue kept), so a later ``play()`` starts
+        afresh: a failed start never leaves a half-built player that says "playing"."""
         items = self._items
         if not items and self._rate_opt is None:
             raise EngineError("nothing to play: enqueue an item first (or give sample_rate)")
         rate, channels = self._rate_opt, self._channels_opt
         if items and (rate is None or channels is None):
-            first = open_item(items[0], self.decoder, self.runtime)
+            first = self._open_first_playable(items)
             first.close()
             rate = rate or first.rate
             channels = channels or max(2, first.channels)
         assert rate is not None  # an item gave one, or sample_rate did (checked above)
-        rate, channels = int(rate), int(channels or 2)
+        queued = list(items)
+        try:
+            self._build(int(rate), int(channels or 2))
+        except BaseException:
+            try:
+                self._shutdown()
+            finally:
+                self._core = self._feeder = self._live = self._sink = None
+                self._writer, self._driver = None, False
+                self._items = queued
+                self._state = "stopped"
+            raise
+
+    def _open_first_playable(self, items: list[Any]) -> Any:
+        """Open the first item that opens (for the stream's rate and channels). Items before it
+        leave the queue with a ``track-error``, as the feeder drops one later in the queue; when
+        none opens, the last error is raised with the queue now empty."""
+        while True:
+            try:
+                return open_item(items[0], self.decoder, self.runtime)
+            except Exception as e:  # any item's failure: reported, then the next one is tried
+                bad = items.pop(0)
+                self._events.emit("track-error", item=item_label(bad), error=f"{type(e).__name__}: {e}")
+                if not items:
+                    raise
+
+    def _build(self, rate: int, channels: int) -> None:
+        items = self._items
         chunk = 0
         if self._out.kind == "sink":
             # The original's order: targets, negotiate (the sink may want another rate or
@@ -536,8 +578,7 @@ class Player:
             for e in entries:
                 if e not in live.entries:
                     e.stage.close()
-            self._shutdown()
-            raise
+            raise  # _start shuts down the rest
         self._monitor = threading.Thread(target=self._watch, name="stellatune-player-monitor", daemon=True)
         self._monitor.start()
 

@@ -22,7 +22,7 @@ from stellatune.errors import EngineError, HotPathAbiError, PluginError, Runtime
 from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import WasmPluginRuntime
 
-__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer"]
+__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer", "require_dsp"]
 
 Config = Union[Mapping[str, Any], str, None]
 _HOTPATH_SUFFIX = ".hotpath.wasm"
@@ -185,6 +185,12 @@ def _stage_over(
     except BaseException:
         closer(resource)()
         raise
+
+
+def require_dsp(runtime: WasmPluginRuntime, plugin_id: str, type_id: str) -> None:
+    """Raise ``RuntimeStateError`` unless ``plugin_id`` is active with the DSP ability
+    ``type_id`` (what a stage of it needs; checked when a chain is edited before it is built)."""
+    _active_capability(runtime, plugin_id, "dsp", type_id)
 
 
 def _active_capability(runtime: WasmPluginRuntime, plugin_id: str, kind: str, type_id: str) -> Any:

@@ -5,12 +5,13 @@ Events are queued by the emitter and written by one thread, so no emitter waits 
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
 from pathlib import Path
 from typing import Any, Optional
+
+from .protocol import encode
 
 __all__ = ["EventLog"]
 
@@ -51,7 +52,7 @@ class EventLog:
             if event is None:
                 self._file.flush()
                 return
-            line = json.dumps(event, ensure_ascii=False, default=str) + "\n"
+            line = encode(event).decode("utf-8")  # strict JSON, as on the wire (NaN → null)
             try:
                 if self._file.tell() + len(line) > self.max_bytes and self._file.tell() > 0:
                     self._rotate()

@@ -7,6 +7,7 @@ connection and the server, so the server handles them itself (docs/service.md).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import package
-from ..errors import PluginNotInstalledError
+from ..compose import DspPlugin, parse_config
+from ..errors import EngineError, PluginNotInstalledError
 from ..manifest import load_manifest
 from ..runtime import DesiredState
 from ..taxonomy import ErrorCode
 from .app import ServiceApp
 from .metrics import snapshot
-from .protocol import RpcError, reject
+from .protocol import RpcError, quote, reject
 
 __all__ = ["METHODS", "SERVER_METHODS", "Method", "check_params"]
 
@@ -41,7 +43,7 @@ def check_params(name: str, spec: Mapping[str, tuple[tuple[type, ...], bool]], p
     """Raise ``invalid-params`` for a missing, unknown or mistyped parameter."""
     unknown = sorted(set(params) - set(spec))
     if unknown:
-        raise _bad(f"{name}: unknown parameter(s) {unknown}; expected {sorted(spec)}")
+        raise _bad(f"{name}: unknown parameter(s) {quote(repr(unknown))}; expected {sorted(spec)}")
     for key, (types, required) in spec.items():
         if key not in params:
             if required:
@@ -64,16 +66,30 @@ def _index(app: ServiceApp, i: int, *, insert: bool = False) -> int:
 
 
 def _spec(value: Any) -> str:
+    """A stage spec's text, checked for its form (a malformed one is invalid-params; whether
+    the plugin is there is the player's question)."""
     if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("plugin_id"), str) and isinstance(value.get("type_id"), str):
-        import json
-
+        text = value
+    elif isinstance(value, dict) and isinstance(value.get("plugin_id"), str) and isinstance(value.get("type_id"), str):
         config = value.get("config", {})
         if not isinstance(config, dict):
             raise _bad("spec.config must be an object")
-        return f"{value['plugin_id']}:{value['type_id']}:{json.dumps(config)}"
-    raise _bad('a stage spec is "ID:TYPE[:JSON]" or {"plugin_id", "type_id", "config"}')
+        text = f"{value['plugin_id']}:{value['type_id']}:{json.dumps(config)}"
+    else:
+        raise _bad('a stage spec is "ID:TYPE[:JSON]" or {"plugin_id", "type_id", "config"}')
+    try:
+        DspPlugin.parse(text)
+    except EngineError as e:
+        raise _bad(str(e)) from None
+    return text
+
+
+def _config(value: Any) -> dict[str, Any]:
+    """A config given as an object or JSON object text; anything else is invalid-params."""
+    try:
+        return parse_config(value, "config")
+    except EngineError as e:
+        raise _bad(str(e)) from None
 
 
 # --- player -------------------------------------------------------------------------------------
@@ -97,6 +113,11 @@ def _transport(action: str) -> Callable[[ServiceApp, dict[str, Any]], Any]:
         return _player_status(app, p)
 
     return run
+
+
+def _clear(app: ServiceApp, p: dict[str, Any]) -> Any:
+    app.player.clear_queue()
+    return {"queue_length": len(app.player.queue())}
 
 
 def _seek(app: ServiceApp, p: dict[str, Any]) -> Any:
@@ -156,9 +177,10 @@ def _chain_bypass(app: ServiceApp, p: dict[str, Any]) -> Any:
 
 def _chain_update_config(app: ServiceApp, p: dict[str, Any]) -> Any:
     i = _index(app, p["index"])
+    config = _config(p["config"])
     spec = str(app.player.chain()[i].get("spec", ""))
-    app.events.emit("config-plan", plugin_id=spec.split(":", 1)[0] or None, index=i, config=p["config"])
-    outcome = app.player.update_config(i, p["config"])
+    app.events.emit("config-plan", plugin_id=spec.split(":", 1)[0] or None, index=i, config=config)
+    outcome = app.player.update_config(i, config)
     return {"outcome": outcome}
 
 
@@ -294,6 +316,7 @@ METHODS: dict[str, Method] = {
     "player.stop": Method(_transport("stop"), {}),
     "player.skip": Method(_transport("skip"), {}),
     "player.seek": Method(_seek, {"seconds": (_NUM, True)}),
+    "player.clear": Method(_clear, {}),
     "player.status": Method(_player_status, {}),
     "player.volume": Method(_volume, {"db": (_NUM, True)}),
     "chain.get": Method(_chain_get, {}),

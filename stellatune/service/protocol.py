@@ -31,6 +31,8 @@ __all__ = [
     "error_message",
     "notification",
     "rpc_error_of",
+    "json_safe",
+    "quote",
 ]
 
 #: A request line longer than this is refused (and skipped up to its newline).
@@ -77,11 +79,27 @@ class Request:
         self.method, self.params, self.id, self.notify = method, params, id, notify
 
 
+#: How much of a client's method name an error message quotes (the name may be 1 MiB long).
+QUOTE_CHARS = 200
+
+
+def quote(text: str) -> str:
+    """``text`` as an error message quotes it: cut to :data:`QUOTE_CHARS`."""
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS] + f"... ({len(text)} chars)"
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not JSON")
+
+
 def parse_request(line: bytes) -> Union[Request, dict[str, Any]]:
     """A :class:`Request`, or the decoded object when it is not one (the caller checks auth
-    messages); raises :class:`RpcError` on a parse error or an invalid request."""
+    messages); raises :class:`RpcError` on a parse error or an invalid request.
+
+    The error carries what could be read of the request: ``request_id`` (the reply's id) and
+    ``notify`` (a well-formed notification gets no reply, not even an error)."""
     try:
-        doc = json.loads(line)
+        doc = json.loads(line, parse_constant=_not_json)  # NaN and Infinity are not JSON
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise reject(ErrorCode.PARSE_ERROR, f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
@@ -94,25 +112,66 @@ def parse_request(line: bytes) -> Union[Request, dict[str, Any]]:
     if isinstance(rid, float) and not math.isfinite(rid):
         # 1e400 parses to inf, which JSON cannot carry back in the reply.
         raise reject(ErrorCode.INVALID_REQUEST, "id must be a finite number")
-    if doc.get("jsonrpc") != "2.0":
-        raise reject(ErrorCode.INVALID_REQUEST, 'jsonrpc must be "2.0"')
-    method = doc.get("method")
-    if not isinstance(method, str) or not method:
-        raise reject(ErrorCode.INVALID_REQUEST, "method must be a non-empty string")
-    params = doc.get("params", {})
-    if params is None:
-        params = {}
-    if isinstance(params, list) and not params:
-        params = {}
-    if not isinstance(params, dict):
-        raise reject(ErrorCode.INVALID_PARAMS, "params must be an object (named parameters)")
+    try:
+        if doc.get("jsonrpc") != "2.0":
+            raise reject(ErrorCode.INVALID_REQUEST, 'jsonrpc must be "2.0"')
+        method = doc.get("method")
+        if not isinstance(method, str) or not method:
+            raise reject(ErrorCode.INVALID_REQUEST, "method must be a non-empty string")
+    except RpcRequestError as err:
+        err.request_id = rid  # not a valid request object: answered even without an id
+        raise
+    try:
+        params = doc.get("params", {})
+        if params is None:
+            params = {}
+        if isinstance(params, list) and not params:
+            params = {}
+        if not isinstance(params, dict):
+            raise reject(ErrorCode.INVALID_PARAMS, "params must be an object (named parameters)")
+        if not _finite(params):
+            raise reject(ErrorCode.INVALID_PARAMS, "numbers must be finite (1e400 is out of range)")
+    except RpcRequestError as err:
+        err.request_id, err.notify = rid, "id" not in doc
+        raise
     return Request(method, params, rid, "id" not in doc)
+
+
+def _finite(value: Any) -> bool:
+    """No inf anywhere in ``value`` (iteratively: params may nest deeper than the stack)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every inf and NaN replaced by None: what strict JSON can carry (an event's
+    figures may be non-finite; a reply or log line must still be JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def encode(message: dict[str, Any]) -> bytes:
     """One line of UTF-8 JSON. Total over what a request can smuggle in: a lone surrogate
-    (``"\\ud800"`` decodes to one, which UTF-8 cannot carry) is sent back as its JSON escape."""
-    text = json.dumps(message, ensure_ascii=False, allow_nan=False, default=str)
+    (``"\\ud800"`` decodes to one, which UTF-8 cannot carry) is sent back as its JSON escape,
+    a non-finite number (in an event's figures) as null."""
+    try:
+        text = json.dumps(message, ensure_ascii=False, allow_nan=False, default=str)
+    except ValueError:
+        message = json_safe(message)
+        text = json.dumps(message, ensure_ascii=False, allow_nan=False, default=str)
     try:
         return text.encode() + b"\n"
     except UnicodeEncodeError:

@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import socket
+import stat
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,6 +32,7 @@ from .protocol import (
     error_message,
     notification,
     parse_request,
+    quote,
     reject,
     result_message,
     rpc_error_of,
@@ -43,8 +46,14 @@ _log = logging.getLogger("stellatune.service")
 READ_METHODS = frozenset(
     {"player.status", "chain.get", "plugins.list", "plugins.info", "runtime.status", "metrics.get"}
 )
-OUT_QUEUE = 1024
+#: Bytes of replies and events queued for one connection, at most. A client that stops reading
+#: first loses events; its requests then wait for room, and it is closed after WRITE_TIMEOUT_S.
+MAX_QUEUED_BYTES = 4 << 20
 WRITE_TIMEOUT_S = 30.0
+#: A TCP client that has not authenticated within this is closed (a unix socket needs no token).
+AUTH_TIMEOUT_S = 10.0
+#: On shutdown: how long connections get to flush what is queued (service-stopping, replies).
+FLUSH_ON_STOP_S = 1.0
 READ_CHUNK = 65536
 
 
@@ -52,27 +61,50 @@ class _Conn:
     def __init__(self, server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, needs_auth: bool):
         self.server, self.reader, self.writer = server, reader, writer
         self.authed = not needs_auth
-        self.out: asyncio.Queue[Optional[bytes]] = asyncio.Queue(maxsize=OUT_QUEUE)
+        # Unbounded in messages; bounded in bytes by send() and push_event().
+        self.out: asyncio.Queue[Optional[bytes]] = asyncio.Queue()
+        self.queued_bytes = 0
+        self.room = asyncio.Event()  # set whenever the writer has taken something
         self.unsubscribe: Optional[Callable[[], None]] = None
         self.dropped = 0
         self.closed = False
+        self.writer_task: Optional[asyncio.Task[None]] = None
+
+    def _put(self, data: bytes) -> None:
+        self.queued_bytes += len(data)
+        self.out.put_nowait(data)
 
     async def send(self, message: dict[str, Any]) -> None:
+        """Queue a reply; wait (not the service's memory) while the client is not reading, and
+        close the connection when it has not read for WRITE_TIMEOUT_S."""
+        data = encode(message)
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        while not self.closed and self.queued_bytes and self.queued_bytes + len(data) > MAX_QUEUED_BYTES:
+            self.room.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.close()
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.room.wait(), left)
         if not self.closed:
-            await self.out.put(encode(message))
+            self._put(data)
 
     def push_event(self, event: dict[str, Any]) -> None:
         if self.closed:
             return
-        try:
-            if self.dropped:
-                self.out.put_nowait(encode(notification("event", _dropped(self.dropped, event))))
-                self.dropped = 0
-            self.out.put_nowait(encode(notification("event", event)))
-        except asyncio.QueueFull:
+        data = encode(notification("event", event))
+        if self.queued_bytes + len(data) > MAX_QUEUED_BYTES:
             self.dropped += 1  # a slow reader loses events, never the service's memory
-        except (TypeError, ValueError):
-            _log.exception("event not JSON-able: %s", event.get("kind"))
+            return
+        self._flush_dropped()
+        self._put(data)
+
+    def _flush_dropped(self) -> None:
+        """Tell the client how many events it lost, as soon as there is room for it."""
+        if self.dropped and not self.closed:
+            self._put(encode(notification("event", _dropped(self.dropped))))
+            self.dropped = 0
 
     async def write_loop(self) -> None:
         try:
@@ -80,33 +112,37 @@ class _Conn:
                 data = await self.out.get()
                 if data is None:
                     break
+                self.queued_bytes -= len(data)
                 self.writer.write(data)
                 await asyncio.wait_for(self.writer.drain(), WRITE_TIMEOUT_S)
+                self.room.set()
+                if self.dropped and self.queued_bytes < MAX_QUEUED_BYTES // 2:
+                    self._flush_dropped()  # the loss is told even if no other event follows
         except (TimeoutError, ConnectionError, OSError):
             pass
         finally:
             self.closed = True
+            self.room.set()  # a send() waiting for room sees the connection closed
             self.writer.close()
 
     def finish(self) -> None:
         """Stop reading; the writer flushes what is queued, then closes."""
         self.closed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.out.put_nowait(None)
+        self.out.put_nowait(None)
 
     def close(self) -> None:
         self.closed = True
         if self.unsubscribe is not None:
             self.unsubscribe()
             self.unsubscribe = None
-        with contextlib.suppress(asyncio.QueueFull):
-            self.out.put_nowait(None)
+        self.out.put_nowait(None)
+        self.room.set()
         self.writer.close()
 
 
-def _dropped(n: int, event: dict[str, Any]) -> dict[str, Any]:
+def _dropped(n: int) -> dict[str, Any]:
     return {
-        "ts": event["ts"],
+        "ts": time.time(),
         "seq": 0,
         "kind": "events-dropped",
         "severity": "warning",
@@ -147,7 +183,7 @@ class Server:
     async def run(self, on_ready: Callable[[], None] = lambda: None) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        _claim_socket_path(self.socket_path)
+        claim_socket_path(self.socket_path)
         old = os.umask(0o177)
         try:
             unix = await asyncio.start_unix_server(self._on_unix, path=str(self.socket_path), limit=READ_CHUNK)
@@ -167,10 +203,21 @@ class Server:
             on_ready()
             await self._stop.wait()
             self.app.events.emit("service-stopping")
+            await asyncio.sleep(0)  # its deliveries (call_soon_threadsafe) queue it on each connection
         finally:
             for s in servers:
                 s.close()
-            for conn in list(self._conns):
+            # Let subscribers have service-stopping (and callers their last replies), briefly.
+            conns = list(self._conns)
+            for conn in conns:
+                if conn.unsubscribe is not None:
+                    conn.unsubscribe()
+                    conn.unsubscribe = None
+                conn.finish()
+            tasks = [c.writer_task for c in conns if c.writer_task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=FLUSH_ON_STOP_S)
+            for conn in conns:
                 conn.close()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*(s.wait_closed() for s in servers)), 5.0)
@@ -195,13 +242,25 @@ class Server:
 
     async def _serve(self, conn: _Conn) -> None:
         self._conns.add(conn)
-        writer_task = asyncio.create_task(conn.write_loop())
+        writer_task = conn.writer_task = asyncio.create_task(conn.write_loop())
         buf = bytearray()
         discarding = False
+        auth_deadline = time.monotonic() + AUTH_TIMEOUT_S
         try:
             while not conn.closed:
-                chunk = await conn.reader.read(READ_CHUNK)
+                if conn.authed:
+                    chunk = await conn.reader.read(READ_CHUNK)
+                else:  # an unauthenticated TCP client gets AUTH_TIMEOUT_S, and one line
+                    left = auth_deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        chunk = await asyncio.wait_for(conn.reader.read(READ_CHUNK), left)
+                    except TimeoutError:
+                        break
                 if not chunk:
+                    if buf.strip() and not discarding and len(buf) <= MAX_MESSAGE_BYTES:
+                        await self._handle(conn, bytes(buf))  # a last line without its newline
                     break
                 buf += chunk
                 while not conn.closed:
@@ -210,6 +269,8 @@ class Server:
                         if len(buf) > MAX_MESSAGE_BYTES and not discarding:
                             discarding = True
                             await conn.send(_too_large())
+                            if not conn.authed:
+                                conn.finish()
                         if discarding:
                             buf.clear()
                         break
@@ -219,6 +280,8 @@ class Server:
                         continue
                     if len(line) > MAX_MESSAGE_BYTES:
                         await conn.send(_too_large())
+                        if not conn.authed:
+                            conn.finish()
                         continue
                     if line.strip():
                         await self._handle(conn, line)
@@ -238,28 +301,36 @@ class Server:
 
     async def _handle(self, conn: _Conn, line: bytes) -> None:
         rid: Any = None
+        notify = False
         try:
             req = parse_request(line)
             if not isinstance(req, Request):  # {"auth": TOKEN}
                 await self._auth(conn, req)
                 return
-            rid = req.id
+            rid, notify = req.id, req.notify
             if not conn.authed:
                 raise reject(ErrorCode.UNAUTHORIZED, 'authenticate first: {"auth": TOKEN}')
             result = await self._dispatch(conn, req)
-            if not req.notify:
+            if not notify:
                 await conn.send(result_message(rid, result))
         except Exception as exc:  # noqa: BLE001 (every failure becomes an error reply)
             err = rpc_error_of(exc, action=None)
             if err.failure.code is ErrorCode.INTERNAL:
                 _log.exception("method failed")
-            await conn.send(error_message(rid, err))
+            if err.request_id is not None:
+                rid = err.request_id  # the request was read that far
+            if not (notify or err.notify):  # JSON-RPC: a notification is never answered
+                await conn.send(error_message(rid, err))
             if not conn.authed:
                 conn.finish()  # the error goes out, then the connection closes
 
     async def _auth(self, conn: _Conn, doc: dict[str, Any]) -> None:
         token = doc.get("auth")
-        if self.token is None or (isinstance(token, str) and hmac.compare_digest(token, self.token)):
+        # As UTF-8 bytes: compare_digest refuses str that is not ASCII (surrogates: escaped).
+        if self.token is None or (
+            isinstance(token, str)
+            and hmac.compare_digest(token.encode("utf-8", "backslashreplace"), self.token.encode("utf-8"))
+        ):
             conn.authed = True
             await conn.send(result_message(None, {"authenticated": True}))
             return
@@ -272,12 +343,12 @@ class Server:
             return self._server_method(conn, req)
         method = METHODS.get(req.method)
         if method is None:
-            raise reject(ErrorCode.METHOD_NOT_FOUND, f"no such method: {req.method}")
+            raise reject(ErrorCode.METHOD_NOT_FOUND, f"no such method: {quote(req.method)}")
         check_params(req.method, method.params, req.params)
         pool = self._reads if req.method in READ_METHODS else self._control
         try:
             return await self._loop.run_in_executor(pool, method.fn, self.app, req.params)
-        except (TypeError, ValueError, IndexError, KeyError) as exc:
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError) as exc:
             # Values the checks above let through but the player refused (a bad spec, ...).
             raise reject(ErrorCode.INVALID_PARAMS, f"{req.method}: {exc}") from exc
         except Exception as exc:
@@ -322,11 +393,16 @@ def _too_large() -> dict[str, Any]:
     )
 
 
-def _claim_socket_path(path: Path) -> None:
-    """Remove a stale socket file; refuse to take over one a live service answers on."""
+def claim_socket_path(path: Path) -> None:
+    """Remove a stale socket file; refuse to take over one a live service answers on, and any
+    path that is not a socket (a file given by mistake is never deleted)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not path.exists() and not path.is_symlink():
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
         return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(f"{path} exists and is not a socket: refusing to replace it")
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(1.0)

@@ -338,3 +338,64 @@ def test_reloading_a_plugin_mid_play_swaps_its_stage(runtime, install, noise):
         f = p.counters()["frames_played"]
         until(lambda: p.counters()["frames_played"] > f + 4800, what="music goes on")
         assert p.status()["state"] == "playing"
+
+
+def test_a_failed_play_leaves_a_stopped_player_that_plays_once_fixed(runtime, install, noise, tmp_path):
+    install("gain")
+    out_path = tmp_path / "out.wav"
+    with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True, ring_frames=1 << 16) as p:
+        p.set_chain([GAIN_SPEC])
+        # Stopped, the edit is only noted; the plugin refuses the config when the stage is built.
+        assert p.update_config(0, {"gain_db": 1000}) == "recreate"
+        p.enqueue((noise(20000), RATE))
+        with pytest.raises(stellatune.StellatuneError):
+            p.play()
+        assert p.status()["state"] == "stopped" and p.queue() == ["array"]  # nothing lost
+        p.update_config(0, {"gain_db": -6})
+        p.play()
+        assert p.wait(timeout=60)
+        assert p.counters()["frames_played"] == 20000
+
+
+def test_unplayable_items_at_the_head_leave_the_queue_with_track_error(runtime, noise, tmp_path):
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio at all\n")
+    events = []
+    with stellatune.Player(runtime=runtime, output="null", offline=True, ring_frames=1 << 16) as p:
+        p.subscribe(events.append, kinds=["track-error"])
+        p.enqueue(str(not_audio), str(tmp_path / "gone.wav"), (noise(12000), RATE))
+        p.play()
+        assert p.wait(timeout=60)
+        assert p.counters()["frames_played"] == 12000
+        p._events.flush()
+        assert [e["item"] for e in events] == [str(not_audio), str(tmp_path / "gone.wav")]
+        # Only unplayable items: the error is raised, the queue is empty, the player usable.
+        p.stop()
+    with stellatune.Player(runtime=runtime, output="null", offline=True, ring_frames=1 << 16) as p:
+        p.enqueue(str(not_audio))
+        with pytest.raises(stellatune.StellatuneError):
+            p.play()
+        assert p.queue() == [] and p.status()["state"] == "stopped"
+        p.enqueue((noise(4800), RATE))
+        p.play()
+        assert p.wait(timeout=60) and p.counters()["frames_played"] == 4800
+
+
+def test_a_stopped_chain_edit_naming_no_active_ability_is_refused_at_once(runtime, install):
+    install("gain")
+    with stellatune.Player(runtime=runtime, output="null", sample_rate=RATE) as p:
+        with pytest.raises(stellatune.RuntimeStateError, match="not active"):
+            p.insert_stage(0, "no.such.plugin:gain")
+        with pytest.raises(stellatune.RuntimeStateError, match="no dsp ability"):
+            p.set_chain([f"{GAIN}:nope"])
+        assert p.chain() == []
+
+
+def test_seek_refuses_nan_and_clamps_far_positions(runtime, noise):
+    with stellatune.Player(runtime=runtime, output="null", offline=True, ring_frames=1 << 16) as p:
+        p.enqueue((noise(48000), RATE), (noise(4800), RATE))
+        p.play()
+        with pytest.raises(ValueError):
+            p.seek(float("nan"))
+        p.seek(1e308)  # past the end: the item ends, the next plays
+        assert p.wait(timeout=60)
