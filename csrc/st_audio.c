@@ -48,6 +48,12 @@ void st_player_ctl_gain(st_player *p, float gain)
     atomic_store_explicit(&p->gain_bits, st_f2u(gain), memory_order_release);
 }
 
+void st_player_ctl_gain_now(st_player *p, float gain)
+{
+    p->gain = gain;
+    atomic_store_explicit(&p->gain_bits, st_f2u(gain), memory_order_release);
+}
+
 uint64_t st_player_ctl_flush(st_player *p)
 {
     return atomic_fetch_add_explicit(&p->flush_req, 1, memory_order_acq_rel) + 1;

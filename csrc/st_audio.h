@@ -105,6 +105,8 @@ void st_player_ctl_setup(st_player *p, uint32_t fade_frames, float gain_coef, ui
                          int offline, st_ring *out_ring);
 void st_player_ctl_pause(st_player *p, int paused);
 void st_player_ctl_gain(st_player *p, float gain);
+/* Only while no driver runs: the volume is ``gain`` from the first frame on (no ramp from 1). */
+void st_player_ctl_gain_now(st_player *p, float gain);
 /* Ask for a flush; returns its generation (done once st_player_ctl_flush_acked says so). */
 uint64_t st_player_ctl_flush(st_player *p);
 int st_player_ctl_flush_acked(st_player *p, uint64_t gen);

@@ -74,10 +74,13 @@ def _chain_options(p: argparse.ArgumentParser) -> None:
 @contextmanager
 def _plugins(args: argparse.Namespace) -> Iterator[tuple]:
     """The runtime and its component executor, plugins synced when the command uses any."""
+    from ..compose import checks
     from ..executor import ComponentExecutor
 
-    if args.rate is not None and args.rate <= 0:
-        raise EngineError("--rate must be > 0")
+    if args.rate is not None:
+        checks.sample_rate(args.rate, "--rate")
+    if getattr(args, "frames", None) is not None:
+        checks.positive_int(args.frames, "--frames")
     with open_runtime(args) as runtime:
         executor = runtime.host
         if not isinstance(executor, ComponentExecutor):

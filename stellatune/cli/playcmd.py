@@ -85,12 +85,14 @@ def _output(args: argparse.Namespace) -> Any:
 
 
 def cmd_play(args: argparse.Namespace) -> int:
+    from ..compose import checks
     from ..compose.player import Player
 
-    if args.rate is not None and args.rate <= 0:
-        raise EngineError("--rate must be > 0")
-    if args.frames <= 0:
-        raise EngineError("--frames must be > 0")
+    if args.rate is not None:
+        checks.sample_rate(args.rate, "--rate")
+    checks.positive_int(args.frames, "--frames")
+    if args.seconds is not None and not args.seconds > 0:
+        raise EngineError("--seconds must be > 0")
     output = _output(args)
     with open_runtime(args) as runtime:
         if args.dsp or args.decoder != "builtin" or any(f.startswith("source:") for f in args.files):

@@ -69,7 +69,11 @@ class FileWriter:
     def __init__(self, path: Path, sample_rate: int, channels: int, read_output: Any):
         import soundfile
 
-        self._file = soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT")
+        try:
+            self._file = soundfile.SoundFile(str(path), "w", samplerate=sample_rate, channels=channels, subtype="FLOAT")
+        except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as e:
+            # e.g. a directory that is not there, or a format that cannot hold float samples
+            raise EngineError(f"cannot write {path}: {e}") from e
         self._read = read_output
         self._stop = threading.Event()
         self.frames = 0

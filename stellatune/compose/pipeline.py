@@ -16,6 +16,7 @@ over between ``process`` calls of the same format, as with a live stream.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..errors import EngineError, RuntimeStateError
 from ..paths import default_plugins_dir
+from . import checks
 
 __all__ = ["DspPlugin", "Pipeline"]
 
@@ -37,9 +39,19 @@ class DspPlugin:
     type_id: str
     config: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("plugin_id", "type_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise EngineError(f"a DSP stage's {name} must be a non-empty string, not {value!r}")
+        if not isinstance(self.config, Mapping):
+            raise EngineError(f"a DSP stage's config must be a mapping, not {type(self.config).__name__}")
+
     @classmethod
     def parse(cls, text: str) -> DspPlugin:
         """``PLUGIN_ID:TYPE_ID[:CONFIG_JSON]``, the CLI's ``--dsp`` syntax."""
+        if not isinstance(text, str):
+            raise EngineError(f"a stage spec is PLUGIN_ID:TYPE_ID[:CONFIG_JSON] text, not {type(text).__name__}")
         parts = text.split(":", 2)
         if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
             raise EngineError(f"{text!r}: expected PLUGIN_ID:TYPE_ID[:CONFIG_JSON]")
@@ -80,12 +92,16 @@ class Pipeline:
         memory_limit_bytes: Optional[int] = None,
     ):
         self.plugins = tuple(p if isinstance(p, DspPlugin) else DspPlugin.parse(p) for p in plugins)
-        self.block_frames = block_frames
+        self.block_frames = checks.positive_int(block_frames, "block_frames")
         self.native = native
         self.memory_limit_bytes = memory_limit_bytes
         self._owns_runtime = runtime is None
         self._runtime = runtime if runtime is not None else self._open_runtime(plugins_dir)
         self._chains: dict[tuple[int, int], Any] = {}
+        # One build per format, and one process() at a time, even when threads call at once:
+        # the stages carry plugin state, so calls are a sequence, never two chains or a clash.
+        self._chains_lock = threading.Lock()
+        self._process_lock = threading.Lock()
 
     @staticmethod
     def _open_runtime(plugins_dir: Union[str, Path, None]) -> Any:
@@ -100,10 +116,11 @@ class Pipeline:
         """The engine chain (``stellatune.engine.Chain``) for this audio format, built on
         first use: its ``stages`` say which path each plugin took and hold their stats."""
         self._check_open()
-        key = (int(sample_rate), int(channels))
-        if key not in self._chains:
-            self._chains[key] = self._build(*key)
-        return self._chains[key]
+        key = (checks.sample_rate(sample_rate), checks.channel_count(channels))
+        with self._chains_lock:
+            if key not in self._chains:
+                self._chains[key] = self._build(*key)
+            return self._chains[key]
 
     def _build(self, sample_rate: int, channels: int) -> Any:
         from ..engine import Chain
@@ -135,11 +152,12 @@ class Pipeline:
         """Render ``audio`` (float32 ``(frames, channels)``, or 1-D mono) offline; returns a new
         array of the same shape. Like pedalboard: the sample rate comes with the call."""
         self._check_open()
-        data = np.asarray(audio, dtype=np.float32)
+        data = checks.float_samples(audio)
         if data.ndim not in (1, 2) or data.size == 0:
             raise EngineError(f"expected (frames,) or (frames, channels) audio, got shape {data.shape}")
         frames = data.reshape(len(data), -1)
-        out = self.chain(sample_rate, frames.shape[1]).process(frames)
+        with self._process_lock:
+            out = self.chain(sample_rate, frames.shape[1]).process(frames)
         return out.reshape(data.shape)
 
     def play(
@@ -160,7 +178,7 @@ class Pipeline:
             if sample_rate is None:
                 raise EngineError("playing an array needs its sample_rate")
             rate, channels = sample_rate, (1 if source.ndim == 1 else source.shape[1])
-            source = source.reshape(len(source), channels).astype(np.float32, copy=False)
+            source = checks.float_samples(source).reshape(len(source), channels)
         else:
             import soundfile
 

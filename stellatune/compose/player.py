@@ -26,14 +26,15 @@ from typing import Any, Optional, Union
 
 from ..engine import _core
 from ..engine.playback import _pick_device
-from ..errors import AudioDeviceError, EngineError, RuntimeStateError, StellatuneError
+from ..errors import AudioDeviceError, EngineError, PluginError, RuntimeStateError, StellatuneError
 from ..paths import default_plugins_dir
+from . import checks
 from .events import EventBus
 from .livechain import Entry, LiveChain
 from .outputs import FileWriter, OutputSpec, SinkOutput, negotiate_sink, open_sink, parse_output
 from .pipeline import DspPlugin
 from .queue import Feeder, item_label, open_item
-from .stages import require_dsp
+from .stages import check_dsp
 
 __all__ = ["Player"]
 
@@ -41,6 +42,8 @@ FADE_S = 0.005
 VOLUME_TAU_S = 0.005
 #: ``seek`` clamps here: past the end of any item (it ends the item), and safe as a frame count.
 MAX_SEEK_S = 1e9
+#: The loudest volume: +24 dB (x15.8) is already far past any sane gain; inf would be NaN.
+MAX_VOLUME_DB = 24.0
 
 
 class Player:
@@ -75,10 +78,14 @@ class Player:
         self.crossfade_ms, self.drain_timeout_s = float(crossfade_ms), float(drain_timeout_s)
         if offline and not self._out.uses_clock:
             raise EngineError("offline=True needs a null or file: output")
+        frames = checks.positive_int(frames, "frames")
+        ring_frames = checks.positive_int(ring_frames, "ring_frames")
         if ring_frames & (ring_frames - 1) or ring_frames < 4 * frames:
             raise EngineError(f"ring_frames must be a power of two >= {4 * frames}")
         self.frames, self.ring_frames, self.offline = frames, ring_frames, offline
-        self._rate_opt, self._channels_opt, self.decoder = sample_rate, channels, decoder
+        self._rate_opt = None if sample_rate is None else checks.sample_rate(sample_rate)
+        self._channels_opt = None if channels is None else checks.channel_count(channels)
+        self.decoder = checks.decoder_mode(decoder)
         self._owns_runtime = runtime is None
         if runtime is None:
             from ..executor import ComponentExecutor
@@ -171,7 +178,7 @@ class Player:
     def stop(self) -> None:
         """End the current item (the rest of the queue stays; ``play()`` goes on with it)."""
         with self._lock:
-            if self._feeder is None:
+            if self._feeder is None or self._closed:
                 return
             feeder = self._feeder
 
@@ -228,8 +235,12 @@ class Player:
 
     @volume_db.setter
     def volume_db(self, db: float) -> None:
+        """Any finite level up to +24 dB (far below -120 dB is silence); ``ValueError`` else."""
+        db = float(db)
+        if not math.isfinite(db) or db > MAX_VOLUME_DB:
+            raise ValueError(f"volume {db} dB: must be finite and at most {MAX_VOLUME_DB:g} dB")
         with self._lock:
-            self._volume_db = float(db)
+            self._volume_db = db
             if self._core is not None:
                 self._core.set_gain(10.0 ** (self._volume_db / 20.0))  # ramped per sample in C
 
@@ -289,7 +300,7 @@ class Player:
             specs = [s if isinstance(s, DspPlugin) else DspPlugin.parse(s) for s in specs]
             if self._live is None:
                 for s in specs:  # refused now, not at the next play()
-                    require_dsp(self.runtime, s.plugin_id, s.type_id)
+                    check_dsp(self.runtime, self.runtime.host, s.plugin_id, s.type_id, dict(s.config))
                 self._specs = [(_spec_text(s), False) for s in specs]
                 return
             keep = list(self._live.entries)
@@ -307,9 +318,10 @@ class Player:
     def insert_stage(self, index: int, spec: Any) -> None:
         with self._lock:
             self._check_open()
+            index = self._index(index, insert=True)
             if self._live is None:
-                parsed = DspPlugin.parse(spec) if isinstance(spec, str) else spec
-                require_dsp(self.runtime, parsed.plugin_id, parsed.type_id)
+                parsed = spec if isinstance(spec, DspPlugin) else DspPlugin.parse(spec)
+                check_dsp(self.runtime, self.runtime.host, parsed.plugin_id, parsed.type_id, dict(parsed.config))
                 self._specs.insert(index, (_spec_text(parsed), False))
                 return
             entry = self._live.build(spec)
@@ -323,6 +335,8 @@ class Player:
 
     def remove_stage(self, index: int) -> None:
         with self._lock:
+            self._check_open()
+            index = self._index(index)
             if self._live is None:
                 del self._specs[index]
                 return
@@ -332,6 +346,8 @@ class Player:
 
     def move_stage(self, src: int, dst: int) -> None:
         with self._lock:
+            self._check_open()
+            src, dst = self._index(src), self._index(dst)
             seq: list[Any] = list(self._live.entries) if self._live is not None else self._specs
             seq.insert(dst, seq.pop(src))
             if self._live is not None:
@@ -339,6 +355,8 @@ class Player:
 
     def bypass(self, index: int, on: bool = True) -> None:
         with self._lock:
+            self._check_open()
+            index = self._index(index)
             if self._live is None:
                 self._specs[index] = (self._specs[index][0], bool(on))
                 return
@@ -359,12 +377,17 @@ class Player:
         changes = parse_config(config, "config")
         with self._lock:
             self._check_open()
+            index = self._index(index)
             if self._live is None:
+                # Checked as a playing stage's plan would: a config the plugin refuses is a reject.
                 p = DspPlugin.parse(self._specs[index][0])
-                self._specs[index] = (
-                    _spec_text(DspPlugin(p.plugin_id, p.type_id, {**p.config, **changes})),
-                    self._specs[index][1],
-                )
+                merged = {**p.config, **changes}
+                try:
+                    check_dsp(self.runtime, self.runtime.host, p.plugin_id, p.type_id, merged)
+                except PluginError as e:
+                    self._events.emit("config-rejected", index=index, spec=self._specs[index][0], reason=str(e))
+                    return "reject"
+                self._specs[index] = (_spec_text(DspPlugin(p.plugin_id, p.type_id, merged)), self._specs[index][1])
                 return "recreate"
             return self._live.update_config(index, changes)
 
@@ -530,7 +553,7 @@ class Player:
             self.offline,
             out_frames,
         )
-        core.set_gain(10.0 ** (self._volume_db / 20.0))
+        core.set_gain(10.0 ** (self._volume_db / 20.0), immediate=True)  # no ramp from unity
         self._core = core
         feeder = Feeder(
             core,
@@ -792,6 +815,15 @@ class Player:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeStateError("the player is closed")
+
+    def _index(self, index: Any, *, insert: bool = False) -> int:
+        """A stage index of the chain as it is: 0..n-1 (0..n to insert); no negative ones."""
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise EngineError(f"a stage index is an int, not {type(index).__name__}")
+        n = len(self._live.entries) if self._live is not None else len(self._specs)
+        if not 0 <= index <= (n if insert else n - 1):
+            raise IndexError(f"stage index {index} out of range (the chain has {n} stage(s))")
+        return index
 
     def __enter__(self) -> Player:
         return self

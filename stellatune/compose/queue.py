@@ -25,6 +25,7 @@ import numpy as np
 from ..engine import BlockSource
 from ..engine.playback import source_blocks
 from ..errors import EngineError
+from .checks import decoder_mode, float_samples, sample_rate
 from .stages import closer
 
 __all__ = ["Feeder", "OpenedItem", "Segment", "item_label", "open_item"]
@@ -87,9 +88,11 @@ def open_item(item: Any, decoder: str, runtime: Any = None) -> OpenedItem:
     if isinstance(item, tuple):
         if len(item) != 2:
             raise EngineError("an array item is (array, sample_rate)")
-        data = np.asarray(item[0], dtype=np.float32)
+        data = float_samples(item[0], "an array item")
+        if data.ndim not in (1, 2) or data.size == 0:
+            raise EngineError(f"an array item is (frames,) or (frames, channels) audio, got shape {data.shape}")
         data = data.reshape(len(data), -1)
-        rate = int(item[1])
+        rate = sample_rate(item[1], "an array item's sample rate")
 
         def arr(start: int) -> Iterator[np.ndarray]:
             for i in range(start, len(data), FEED_FRAMES):
@@ -99,8 +102,7 @@ def open_item(item: Any, decoder: str, runtime: Any = None) -> OpenedItem:
     if isinstance(item, str) and item.startswith("source:"):
         return _open_source_track(item, runtime)
     path = Path(item)
-    if decoder not in ("auto", "builtin", "plugin"):
-        raise EngineError(f"decoder must be auto, builtin or plugin, got {decoder!r}")
+    decoder_mode(decoder)
     ext = path.suffix.lstrip(".").lower() or None
     use_plugin = decoder == "plugin" or (
         decoder == "auto" and runtime is not None and ext is not None and list(runtime.decoder_candidates(ext))

@@ -22,7 +22,7 @@ from stellatune.errors import EngineError, HotPathAbiError, PluginError, Runtime
 from stellatune.executor import AudioSpec, ComponentExecutor
 from stellatune.runtime import WasmPluginRuntime
 
-__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer", "require_dsp"]
+__all__ = ["build_dsp_stage", "build_sink_stage", "parse_config", "closer", "check_dsp"]
 
 Config = Union[Mapping[str, Any], str, None]
 _HOTPATH_SUFFIX = ".hotpath.wasm"
@@ -187,10 +187,21 @@ def _stage_over(
         raise
 
 
-def require_dsp(runtime: WasmPluginRuntime, plugin_id: str, type_id: str) -> None:
-    """Raise ``RuntimeStateError`` unless ``plugin_id`` is active with the DSP ability
-    ``type_id`` (what a stage of it needs; checked when a chain is edited before it is built)."""
-    _active_capability(runtime, plugin_id, "dsp", type_id)
+#: The format a chain edited before playback is checked at (the real one is known at play).
+_CHECK_SPEC = AudioSpec(48000, 2)
+
+
+def check_dsp(
+    runtime: WasmPluginRuntime, executor: ComponentExecutor, plugin_id: str, type_id: str, config: Config
+) -> None:
+    """Raise as building the stage would: ``RuntimeStateError`` unless ``plugin_id`` is active
+    with the DSP ability ``type_id``, ``PluginError`` when the plugin refuses ``config`` (a
+    processor is made at 48 kHz stereo and closed). For a chain edited before it is built."""
+    where = f"{plugin_id}/{type_id}"
+    descriptor = _active_capability(runtime, plugin_id, "dsp", type_id)
+    user = parse_config(config, f"{where} config")
+    defaults = parse_config(descriptor.default_config_json, f"{where} default config")
+    executor.dsp(plugin_id, type_id).create(_CHECK_SPEC, json.dumps({**defaults, **user})).close()
 
 
 def _active_capability(runtime: WasmPluginRuntime, plugin_id: str, kind: str, type_id: str) -> Any:

@@ -671,8 +671,13 @@ cdef class Player:
     def pause(self, bint paused) -> None:
         st_player_ctl_pause(&self.p, paused)
 
-    def set_gain(self, float gain) -> None:
-        st_player_ctl_gain(&self.p, gain)
+    def set_gain(self, float gain, bint immediate=False) -> None:
+        """The volume target (linear), reached by per-sample smoothing; ``immediate`` (only
+        before the driver starts) starts there, so a volume set before play has no ramp."""
+        if immediate:
+            st_player_ctl_gain_now(&self.p, gain)
+        else:
+            st_player_ctl_gain(&self.p, gain)
 
     def request_flush(self) -> int:
         return st_player_ctl_flush(&self.p)

@@ -183,6 +183,7 @@ cdef extern from "st_audio.h" nogil:
                              int offline, st_ring *out_ring)
     void st_player_ctl_pause(st_player *p, int paused)
     void st_player_ctl_gain(st_player *p, float gain)
+    void st_player_ctl_gain_now(st_player *p, float gain)
     uint64_t st_player_ctl_flush(st_player *p)
     int st_player_ctl_flush_acked(st_player *p, uint64_t gen)
     void st_player_ctl_flush_now(st_player *p)

@@ -190,3 +190,21 @@ def test_terminal_play_ends_by_itself_and_ctrl_c_restores_the_terminal(tmux, plu
     tmux.wait_for(STATUS.format(n=1, name="alpha"))
     tmux.keys("C-c")
     tmux.wait_for(r"EXIT=130\s+icanon echo")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["render", "{track}", "{out}.wav", "--rate", "4295015296"],
+        ["render", "{track}", "{out}.wav", "--frames", "0"],
+        ["play", "{track}", "--out", "{out}.mp3", "--offline"],
+        ["play", "{track}", "--device", "null", "--offline", "--rate", "4295015296"],
+        ["play", "{track}", "--device", "null", "--offline", "--seconds", "-1"],
+    ],
+    ids=["render-rate", "render-frames", "play-mp3", "play-rate", "play-seconds"],
+)
+def test_bad_audio_arguments_are_one_error_line(tracks, tmp_path, capsys, argv):
+    args = [a.format(track=tracks[0], out=tmp_path / "o") for a in argv]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err and err.count("\n") == 1, err

@@ -345,13 +345,15 @@ def test_a_failed_play_leaves_a_stopped_player_that_plays_once_fixed(runtime, in
     out_path = tmp_path / "out.wav"
     with stellatune.Player(runtime=runtime, output=f"file:{out_path}", offline=True, ring_frames=1 << 16) as p:
         p.set_chain([GAIN_SPEC])
-        # Stopped, the edit is only noted; the plugin refuses the config when the stage is built.
-        assert p.update_config(0, {"gain_db": 1000}) == "recreate"
         p.enqueue((noise(20000), RATE))
-        with pytest.raises(stellatune.StellatuneError):
+        # The plugin goes away between the edit and play(): the stage cannot be built.
+        runtime.set_desired_state(GAIN, DesiredState.DISABLED)
+        runtime.sync_plugins()
+        with pytest.raises(stellatune.RuntimeStateError):
             p.play()
         assert p.status()["state"] == "stopped" and p.queue() == ["array"]  # nothing lost
-        p.update_config(0, {"gain_db": -6})
+        runtime.set_desired_state(GAIN, DesiredState.ENABLED)
+        runtime.sync_plugins()
         p.play()
         assert p.wait(timeout=60)
         assert p.counters()["frames_played"] == 20000
@@ -381,14 +383,30 @@ def test_unplayable_items_at_the_head_leave_the_queue_with_track_error(runtime, 
         assert p.wait(timeout=60) and p.counters()["frames_played"] == 4800
 
 
-def test_a_stopped_chain_edit_naming_no_active_ability_is_refused_at_once(runtime, install):
+def test_stopped_chain_edits_are_checked_as_a_playing_chain_would_be(runtime, install):
     install("gain")
+    events = []
     with stellatune.Player(runtime=runtime, output="null", sample_rate=RATE) as p:
+        p.subscribe(events.append, kinds=["config-rejected"])
         with pytest.raises(stellatune.RuntimeStateError, match="not active"):
             p.insert_stage(0, "no.such.plugin:gain")
         with pytest.raises(stellatune.RuntimeStateError, match="no dsp ability"):
             p.set_chain([f"{GAIN}:nope"])
+        with pytest.raises(stellatune.PluginError):
+            p.set_chain([f'{GAIN}:gain:{{"gain_db": 1000}}'])  # out of the plugin's range
         assert p.chain() == []
+        p.set_chain([GAIN_SPEC])
+        assert p.update_config(0, {"gain_db": 1000}) == "reject"
+        assert p.update_config(0, {"bogus": 1}) == "reject"
+        assert p.update_config(0, {"gain_db": -3}) == "recreate"
+        assert json.loads(p.chain()[0]["spec"].split(":", 2)[2]) == {"gain_db": -3}
+        for bad in (5, -1):
+            with pytest.raises(IndexError):
+                p.remove_stage(bad)
+        with pytest.raises(IndexError):
+            p.insert_stage(3, GAIN_SPEC)
+        p._events.flush()
+        assert len(events) == 2
 
 
 def test_seek_refuses_nan_and_clamps_far_positions(runtime, noise):
