@@ -1058,6 +1058,8 @@ static void *st_ticker_main(void *arg)
         if (idle >= ST_TICKER_LINGER_TICKS)
             break;
     }
+    st_wt.engine_delete(t->engine); /* the thread's own reference, taken when it was started */
+    t->engine = NULL;
     t->alive = 0;
     pthread_mutex_unlock(&t->lock);
     return NULL;
@@ -1091,13 +1093,19 @@ int st_ticker_acquire(st_ticker *t, wasm_engine_t *engine, uint32_t period_us)
             t->joinable = 0;
         }
         if (!t->alive) {
-            t->engine = engine;
+            /* The thread holds a reference of its own: it may linger after the last user, and
+             * whoever owns `engine` may free theirs meanwhile (a garbage collection, in any
+             * order). The thread deletes it on its way out. */
+            t->engine = st_wt.engine_clone(engine);
             t->period_us = period_us;
             t->closing = 0;
-            if (pthread_create(&t->thread, NULL, st_ticker_main, t) == 0)
+            if (pthread_create(&t->thread, NULL, st_ticker_main, t) == 0) {
                 t->alive = t->joinable = 1;
-            else
+            } else {
+                st_wt.engine_delete(t->engine);
+                t->engine = NULL;
                 rc = -1;
+            }
         }
     }
     if (rc == 0)

@@ -264,7 +264,7 @@ void st_hist_record(uint64_t *hist, uint64_t ns);
 #define ST_TICKER_LINGER_TICKS 250u
 
 typedef struct {
-    wasm_engine_t *engine;
+    wasm_engine_t *engine; /* the thread's own reference (wasmtime_engine_clone), while it runs */
     uint32_t period_us;
     pthread_mutex_t lock;
     pthread_cond_t wake;

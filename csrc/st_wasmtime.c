@@ -28,6 +28,8 @@ int st_wasmtime_resolve(const char *path, char *err, size_t errlen)
     ST_SYM(memory_data_size, "wasmtime_memory_data_size");
     ST_SYM(context_set_epoch_deadline, "wasmtime_context_set_epoch_deadline");
     ST_SYM(engine_increment_epoch, "wasmtime_engine_increment_epoch");
+    ST_SYM(engine_clone, "wasmtime_engine_clone");
+    ST_SYM(engine_delete, "wasm_engine_delete");
     ST_SYM(trap_message, "wasm_trap_message");
     ST_SYM(trap_code, "wasmtime_trap_code");
     ST_SYM(trap_delete, "wasm_trap_delete");

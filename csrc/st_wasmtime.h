@@ -53,6 +53,8 @@ typedef struct st_wasmtime_api {
     size_t (*memory_data_size)(const wasmtime_context_t *, const wasmtime_memory_t *);
     void (*context_set_epoch_deadline)(wasmtime_context_t *, uint64_t);
     void (*engine_increment_epoch)(wasm_engine_t *);
+    wasm_engine_t *(*engine_clone)(wasm_engine_t *); /* another reference to the same engine */
+    void (*engine_delete)(wasm_engine_t *);
     void (*trap_message)(const wasm_trap_t *, wasm_byte_vec_t *);
     bool (*trap_code)(const wasm_trap_t *, uint8_t *);
     void (*trap_delete)(wasm_trap_t *);

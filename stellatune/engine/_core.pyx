@@ -506,19 +506,20 @@ cdef class EpochTicker:
     and for a linger (``ST_TICKER_LINGER_TICKS`` periods) after the last one left."""
 
     cdef st_ticker t
-    # The engine's owner: the thread may outlive the last release by the linger, so the engine
-    # must outlive the thread (freed only after __dealloc__ has joined it).
-    cdef object _engine_owner
+    # The engine the thread ticks. The thread takes a reference of its own (in C) when it
+    # starts, so it may linger after its owner's Engine object is gone; this is only the check
+    # that one ticker serves one engine.
+    cdef uintptr_t _engine
 
     def __cinit__(self):
         memset(&self.t, 0, sizeof(st_ticker))
 
-    def acquire(self, uintptr_t engine, uint32_t period_us, object engine_owner) -> None:
-        """Use the ticker of the engine at ``engine`` (its owner is kept alive with the ticker)."""
+    def acquire(self, uintptr_t engine, uint32_t period_us) -> None:
+        """Use the ticker of the engine at ``engine`` (a live ``wasm_engine_t *``)."""
         cdef int rc
-        if self._engine_owner is not None and self._engine_owner is not engine_owner:
+        if self._engine and self._engine != engine:
             raise ValueError("an EpochTicker serves one engine")
-        self._engine_owner = engine_owner
+        self._engine = engine
         with nogil:
             rc = st_ticker_acquire(&self.t, <wasm_engine_t *>engine, period_us)
         if rc != 0:

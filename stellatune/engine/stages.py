@@ -205,7 +205,7 @@ class HotPathEngine:
         if not self.epoch_interruption:
             yield
             return
-        self._ticker.acquire(_address(self.engine.ptr()), self.tick_us, self.engine)
+        self._ticker.acquire(_address(self.engine.ptr()), self.tick_us)
         try:
             yield
         finally:

@@ -3,6 +3,7 @@ user, and restarted on demand; a looping module is still interrupted through it.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 
@@ -37,14 +38,14 @@ def _wait_until(predicate, timeout_s: float) -> bool:
 def test_the_thread_lingers_after_the_last_user_then_leaves_and_comes_back():
     engine, ticker = _engine(), _core.EpochTicker()
     assert not ticker.alive
-    ticker.acquire(_address(engine), 1000, engine)
+    ticker.acquire(_address(engine), 1000)
     threads = threading.active_count()
     ticker.release()
-    ticker.acquire(_address(engine), 1000, engine)  # within the linger: the same thread
+    ticker.acquire(_address(engine), 1000)  # within the linger: the same thread
     assert ticker.alive
     ticker.release()
     assert _wait_until(lambda: not ticker.alive, LINGER_S + 5.0), "the ticker never left after its linger"
-    ticker.acquire(_address(engine), 1000, engine)  # after it left: a new one
+    ticker.acquire(_address(engine), 1000)  # after it left: a new one
     assert ticker.alive
     assert threading.active_count() == threads  # a C thread: Python never sees it
     ticker.release()
@@ -52,7 +53,7 @@ def test_the_thread_lingers_after_the_last_user_then_leaves_and_comes_back():
 
 def test_a_busy_ticker_keeps_running_past_the_linger():
     engine, ticker = _engine(), _core.EpochTicker()
-    ticker.acquire(_address(engine), 1000, engine)
+    ticker.acquire(_address(engine), 1000)
     time.sleep(LINGER_S * 2)
     assert ticker.alive
     ticker.release()
@@ -61,7 +62,7 @@ def test_a_busy_ticker_keeps_running_past_the_linger():
 def test_the_ticker_keeps_its_engine_alive_while_its_thread_lingers():
     ticker = _core.EpochTicker()
     engine = _engine()
-    ticker.acquire(_address(engine), 1000, engine)
+    ticker.acquire(_address(engine), 1000)
     ticker.release()
     del engine  # the lingering thread still advances this engine's epoch: it must not be freed
     time.sleep(0.05)
@@ -70,7 +71,7 @@ def test_the_ticker_keeps_its_engine_alive_while_its_thread_lingers():
 
 def test_freeing_the_ticker_stops_its_thread_without_waiting_out_the_linger():
     engine, ticker = _engine(), _core.EpochTicker()
-    ticker.acquire(_address(engine), 1000, engine)
+    ticker.acquire(_address(engine), 1000)
     ticker.release()
     t0 = time.monotonic()
     del ticker  # st_ticker_close: wakes the thread and joins it
@@ -83,7 +84,7 @@ def test_a_looping_call_is_interrupted_through_the_shared_ticker():
     store = wasmtime.Store(engine)
     spin = wasmtime.Instance(store, module, []).exports(store)["spin"]
     ticker = _core.EpochTicker()
-    ticker.acquire(_address(engine), 1000, engine)
+    ticker.acquire(_address(engine), 1000)
     try:
         store.set_epoch_deadline(20)
         try:
@@ -94,3 +95,23 @@ def test_a_looping_call_is_interrupted_through_the_shared_ticker():
             raise AssertionError("the loop was never interrupted")
     finally:
         ticker.release()
+
+
+def test_the_engine_may_be_freed_while_the_thread_lingers():
+    # A garbage collection may free the Engine object before the ticker that served it (in any
+    # order, within one cycle); the lingering thread ticks its own reference, never a freed one.
+    for _ in range(20):
+        engine, ticker = _engine(), _core.EpochTicker()
+        ticker.acquire(_address(engine), 1000)
+        ticker.release()
+        del engine
+        gc.collect()
+        time.sleep(0.005)  # ticks on the thread's own reference
+        assert ticker.alive
+        del ticker  # joins the thread at once
+    engine, ticker = _engine(), _core.EpochTicker()
+    ticker.acquire(_address(engine), 1000)
+    ticker.release()
+    del engine
+    gc.collect()
+    assert _wait_until(lambda: not ticker.alive, LINGER_S + 5.0)  # left after its linger, cleanly
