@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..package import NoValidManifestError
 from .context import add_plugins_dir_option
+from .output import one_line
 
 __all__ = [
     "main",
@@ -74,24 +75,18 @@ def exit_code_for(error: StellatuneError) -> int:
 def format_error(error: StellatuneError) -> str:
     """How an expected error is shown: one line, or one line per problem for manifests."""
     if isinstance(error, ManifestError) and error.problems:
-        where = f"{error.file}: " if error.file else ""
+        where = f"{one_line(str(error.file))}: " if error.file else ""
         lines = [f"error: {where}invalid plugin manifest ({len(error.problems)} problem(s)):"]
-        lines += [f"  {p}" for p in error.problems]
+        lines += [f"  {one_line(str(p))}" for p in error.problems]  # a manifest's text, escaped
         return "\n".join(lines)
     if isinstance(error, NoValidManifestError) and error.candidates:
         lines = [f"error: no valid plugin manifest; {len(error.candidates)} invalid candidate(s):"]
-        lines += [f"  {rel}: {p}" for rel, err in error.candidates for p in err.problems]
+        lines += [f"  {one_line(f'{rel}: {p}')}" for rel, err in error.candidates for p in err.problems]
         return "\n".join(lines)
     if isinstance(error, PluginBuildError) and error.log:
         # The tool's own output (a compiler's diagnostics) reads best as the lines it wrote.
         return "\n".join([f"error: {one_line(error.message)}", *(f"  {one_line(ln)}" for ln in error.log.splitlines())])
     return f"error: {one_line(str(error))}"
-
-
-def one_line(text: str) -> str:
-    """``text`` as a single printable line: a plugin chooses its own error messages, so line
-    breaks and control characters (terminal escapes) in them are shown escaped, never obeyed."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
 def build_parser() -> argparse.ArgumentParser:

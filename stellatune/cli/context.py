@@ -9,7 +9,20 @@ from ..executor import ComponentExecutor
 from ..paths import HOME_ENV, default_plugins_dir
 from ..runtime import WasmPluginRuntime
 
-__all__ = ["HOME_ENV", "default_plugins_dir", "add_plugins_dir_option", "plugins_dir", "open_runtime"]
+__all__ = [
+    "HOME_ENV",
+    "default_plugins_dir",
+    "add_plugins_dir_option",
+    "add_plugin_id_argument",
+    "plugins_dir",
+    "open_runtime",
+]
+
+
+def add_plugin_id_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``ID`` positional of the commands about one installed plugin, trimmed as the package
+    plane trims manifest ids (so ``" ID"`` names the same plugin everywhere, state files too)."""
+    parser.add_argument("plugin_id", metavar="ID", type=str.strip)
 
 
 def add_plugins_dir_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:

@@ -7,7 +7,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-__all__ = ["print_json", "print_table"]
+__all__ = ["print_json", "print_table", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` as a single printable line: a plugin chooses its own names and messages, so line
+    breaks and control characters (terminal escapes) in them are shown escaped, never obeyed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text.strip())
 
 
 def print_json(document: Any, file: TextIO | None = None) -> None:
@@ -19,7 +25,7 @@ def print_json(document: Any, file: TextIO | None = None) -> None:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], file: TextIO | None = None) -> None:
     """Print left-aligned columns separated by two spaces; ``-`` stands for ``None``."""
     out = file or sys.stdout
-    cells = [[("-" if value is None else str(value)) for value in row] for row in rows]
+    cells = [[("-" if value is None else one_line(str(value))) for value in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]

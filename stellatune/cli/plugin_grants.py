@@ -14,7 +14,7 @@ from ..errors import PluginNotInstalledError
 from ..manifest import Permissions
 from ..runtime import HostGrantChange, WasmPluginRuntime
 from . import EXIT_INVALID, EXIT_OK
-from .context import plugins_dir
+from .context import add_plugin_id_argument, plugins_dir
 
 __all__ = ["register_plugin_commands", "describe_grants"]
 
@@ -35,7 +35,7 @@ def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
         ("revoke", "remove host grants of", cmd_revoke),
     ):
         p = sub.add_parser(name, help=f"{verb} a plugin (taking effect at its next activation)")
-        p.add_argument("plugin_id", metavar="ID")
+        add_plugin_id_argument(p)
         for option, kind, metavar, text in _OPTIONS:
             p.add_argument(
                 option, dest=f"grant_{kind}", action="append", default=[], metavar=metavar, help=f"{text}; repeatable"

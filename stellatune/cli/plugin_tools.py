@@ -12,7 +12,7 @@ from ..manifest import Manifest, load_manifest
 from ..runtime import WasmPluginRuntime
 from ..sdk.build import build_plugin
 from . import EXIT_OK
-from .context import open_runtime
+from .context import add_plugin_id_argument, open_runtime
 from .output import print_json, print_table
 
 __all__ = ["register_plugin_commands", "plugin_grants"]
@@ -26,7 +26,7 @@ def register_plugin_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("info", help="show a plugin's abilities, worlds, grants, state and last error")
-    p.add_argument("plugin_id", metavar="ID")
+    add_plugin_id_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 

@@ -18,8 +18,8 @@ from ..manifest import MANIFEST_FILE_NAME, Manifest, load_manifest
 from ..runtime import DesiredState, SyncReport, WasmPluginRuntime
 from ..runtime.state import DesiredStateStore
 from . import EXIT_FAILURE, EXIT_OK
-from .context import add_plugins_dir_option, open_runtime, plugins_dir
-from .output import print_json, print_table
+from .context import add_plugin_id_argument, add_plugins_dir_option, open_runtime, plugins_dir
+from .output import one_line, print_json, print_table
 
 __all__ = ["PLUGIN_COMMAND_MODULES", "register"]
 
@@ -45,15 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("uninstall", help="remove an installed plugin, then sync")
-    p.add_argument("plugin_id", metavar="ID")
+    add_plugin_id_argument(p)
     p.set_defaults(func=cmd_uninstall)
 
     p = sub.add_parser("enable", help="mark a plugin enabled, then sync")
-    p.add_argument("plugin_id", metavar="ID")
+    add_plugin_id_argument(p)
     p.set_defaults(func=cmd_enable)
 
     p = sub.add_parser("disable", help="mark a plugin disabled, then sync")
-    p.add_argument("plugin_id", metavar="ID")
+    add_plugin_id_argument(p)
     p.set_defaults(func=cmd_disable)
 
     p = sub.add_parser("sync", help="reconcile active plugins with the plugins directory")
@@ -71,13 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     manifest = _validate(args.path)
-    print(f"valid: {manifest.id} {manifest.version} ({len(manifest.components)} component(s))")
+    print(f"valid: {one_line(manifest.id)} {one_line(manifest.version)} ({len(manifest.components)} component(s))")
     return EXIT_OK
 
 
 def cmd_install(args: argparse.Namespace) -> int:
     installed = package.install_from_artifact(plugins_dir(args), args.path)
-    print(installed.id)
+    print(one_line(installed.id))
     with open_runtime(args) as runtime:
         report = runtime.sync_plugins()
     return _report_problems(report, only=installed.id)
@@ -172,7 +172,7 @@ def _report_problems(report: SyncReport, only: str) -> int:
     """After a command's sync: print the errors about ``only`` and fail if there are any."""
     status = report.status_of(only)
     if status is not None and status.last_error:
-        print(f"error: {only}: {status.last_error}", file=sys.stderr)
+        print(f"error: {one_line(only)}: {one_line(status.last_error)}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -202,6 +202,6 @@ def _print_report(report: SyncReport) -> None:
             ],
         )
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {one_line(str(warning))}", file=sys.stderr)
     for error in report.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(str(error))}", file=sys.stderr)

@@ -34,7 +34,10 @@ def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[s
     # `{}` is what the original's templates write for "no schema": nothing to check against.
     if schema is MISSING or schema == {} or schema is True:
         return
-    if not isinstance(schema, dict):  # True, the other valid boolean schema, was handled above
+    if schema is False:
+        r.problems.add(r.at("config_schema_json"), "config-schema", "is `false`: it accepts no config at all")
+        return
+    if not isinstance(schema, dict):
         r.problems.add(
             r.at("config_schema_json"),
             "config-schema",
@@ -50,6 +53,13 @@ def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[s
     except RecursionError:
         # check_schema recurses a few frames per level: ~100 levels exhaust the stack.
         r.problems.add(r.at("config_schema_json"), "config-schema", "not a usable JSON Schema: nested too deeply")
+        return
+    except Exception as exc:  # noqa: BLE001 - a "$schema" that is not a string, a regex repeat too big to compile...
+        # jsonschema assumes a sane meta-schema before it checks one; whatever it trips on, to
+        # the author it is one problem, never a crash of every command that reads the manifest.
+        r.problems.add(
+            r.at("config_schema_json"), "config-schema", f"not a usable JSON Schema: {type(exc).__name__}: {exc}"
+        )
         return
     if default is MISSING:
         return

@@ -134,12 +134,20 @@ def _host_problem(host: str) -> Optional[str]:
     return None
 
 
+#: The longest plugin id: a directory name, with room for the install's temporary suffixes.
+MAX_PLUGIN_ID_CHARS = 200
+
+
 def plugin_id_breach(plugin_id: str) -> Optional[Breach]:
     """A plugin id becomes a directory name under the plugins dir, so it must be a safe one.
 
     A leading dot is refused too: dot-names in the plugins directory belong to the host
     (staging, replaced installs) and discovery never looks at them.
     """
+    if len(plugin_id) > MAX_PLUGIN_ID_CHARS:
+        # Install paths add ".staging-XXXXXXXX"/".replaced-..." to it: 255 bytes is every
+        # common filesystem's limit for one name.
+        return Breach("safe-id", f"is {len(plugin_id)} characters long: at most {MAX_PLUGIN_ID_CHARS}")
     if _SAFE_ID.fullmatch(plugin_id) and not plugin_id.startswith("."):
         return None
     return Breach(

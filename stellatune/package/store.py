@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 from ..errors import ManifestError, NoValidManifestError, PackageError, PluginNotInstalledError
 from ..manifest import MANIFEST_FILE_NAME, Manifest, load_manifest
+from ..manifest.policy import plugin_id_breach
 from .archive import ArtifactLimits, stage_artifact
 from .receipt import (
     MARKER_FILE_NAME,
@@ -290,6 +291,12 @@ def uninstall_by_id(plugins_dir: Path, plugin_id: str, *, remove: RemoveTree = _
     found = discover_plugins(plugins_dir, remove=remove)
     roots = [p.root for p in found.plugins if p.manifest.id == plugin_id]
     roots += [p.root for p in found.pending if p.to_installed().id == plugin_id]
+    if not roots and plugin_id_breach(plugin_id) is None:
+        # An install whose files went bad since (a manifest edited, a component deleted) is not
+        # discovered, yet it is still that plugin's directory: uninstall is how it goes away.
+        broken = plugins_dir / plugin_id
+        if broken.is_dir() and not broken.is_symlink():
+            roots.append(broken)
     if not roots:
         if any(p.to_installed().id == plugin_id for p in found.removed):
             return  # an earlier uninstall's delete just completed during discovery

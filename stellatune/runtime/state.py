@@ -57,13 +57,13 @@ class DesiredStateStore:
     def read(self) -> tuple[dict[str, DesiredState], dict[str, Permissions]]:
         """``(desired states, host grants)`` as stored; both ``{}`` when the file does not exist."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return {}, {}
         except OSError as exc:
             raise RuntimeStateError(f"cannot read plugin state file {self.path}: {exc}") from exc
         try:
-            doc = json.loads(text)
+            doc = json.loads(raw.decode("utf-8"))  # UnicodeDecodeError is a ValueError
             if doc.get("schema_version") != _SCHEMA_VERSION:
                 raise ValueError(f"unsupported schema_version {doc.get('schema_version')!r}")
             states = doc["desired_states"]
@@ -71,7 +71,7 @@ class DesiredStateStore:
                 raise ValueError("desired_states is not an object")
             desired = {str(pid): DesiredState(value) for pid, value in states.items()}
             return desired, _parse_host_grants(doc.get("host_grants"))
-        except (ValueError, KeyError, AttributeError, TypeError, HostGrantError) as exc:
+        except (ValueError, KeyError, AttributeError, TypeError, RecursionError, HostGrantError) as exc:
             raise RuntimeStateError(f"plugin state file {self.path} is corrupt ({exc}); fix or delete it") from exc
 
     def save(self, states: Mapping[str, DesiredState], host_grants: Optional[Mapping[str, Permissions]] = None) -> None:
