@@ -122,6 +122,13 @@ def _host_problem(host: str) -> Optional[str]:
     if not host:
         return "has an empty host"
     labels = host.split(".")
+    if all(label.isascii() and label.isdigit() for label in labels):
+        # All digits: an IPv4 address or nothing (no top-level domain is numeric).
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return "is all digits but not a valid IPv4 address"
+        return None
     if labels[0] == "*":
         labels = labels[1:]
         if not labels:

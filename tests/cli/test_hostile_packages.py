@@ -96,3 +96,10 @@ def test_an_install_whose_files_went_bad_can_still_be_uninstalled(cli, plugin_sr
     assert cli("plugins", "uninstall", "dev.test.gain").code == EXIT_OK
     assert not (plugins_dir / "dev.test.gain").exists()
     assert cli("plugins", "uninstall", "dev.test.gain").code != EXIT_OK  # and then it is gone
+
+
+@pytest.mark.parametrize("host", ["1.2.3.4.5", "999.1.1.1", "10.0.0.256:80"])
+def test_a_numeric_host_that_is_no_ipv4_address_is_not_granted(cli, plugin_src, host):
+    cli("plugins", "install", str(plugin_src))
+    result = cli("plugins", "grant", "dev.test.gain", "--http", host)
+    assert result.code == EXIT_INVALID and "not a valid IPv4 address" in result.err
