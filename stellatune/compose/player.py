@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -300,7 +300,7 @@ class Player:
             specs = [s if isinstance(s, DspPlugin) else DspPlugin.parse(s) for s in specs]
             if self._live is None:
                 for s in specs:  # refused now, not at the next play()
-                    check_dsp(self.runtime, self.runtime.host, s.plugin_id, s.type_id, dict(s.config))
+                    self._validate_stage(s.plugin_id, s.type_id, s.config)
                 self._specs = [(_spec_text(s), False) for s in specs]
                 return
             keep = list(self._live.entries)
@@ -321,7 +321,7 @@ class Player:
             index = self._index(index, insert=True)
             if self._live is None:
                 parsed = spec if isinstance(spec, DspPlugin) else DspPlugin.parse(spec)
-                check_dsp(self.runtime, self.runtime.host, parsed.plugin_id, parsed.type_id, dict(parsed.config))
+                self._validate_stage(parsed.plugin_id, parsed.type_id, parsed.config)
                 self._specs.insert(index, (_spec_text(parsed), False))
                 return
             entry = self._live.build(spec)
@@ -383,7 +383,7 @@ class Player:
                 p = DspPlugin.parse(self._specs[index][0])
                 merged = {**p.config, **changes}
                 try:
-                    check_dsp(self.runtime, self.runtime.host, p.plugin_id, p.type_id, merged)
+                    self._validate_stage(p.plugin_id, p.type_id, merged)
                 except PluginError as e:
                     self._events.emit("config-rejected", index=index, spec=self._specs[index][0], reason=str(e))
                     return "reject"
@@ -815,6 +815,10 @@ class Player:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeStateError("the player is closed")
+
+    def _validate_stage(self, plugin_id: str, type_id: str, config: Mapping[str, Any]) -> None:
+        """A chain edit before playback: raise as building that stage would (``check_dsp``)."""
+        check_dsp(self.runtime, self.runtime.host, plugin_id, type_id, dict(config))
 
     def _index(self, index: Any, *, insert: bool = False) -> int:
         """A stage index of the chain as it is: 0..n-1 (0..n to insert); no negative ones."""

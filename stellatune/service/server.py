@@ -126,16 +126,16 @@ class _Conn:
             self.writer.close()
 
     def finish(self) -> None:
-        """Stop reading; the writer flushes what is queued, then closes."""
-        self.closed = True
-        self.out.put_nowait(None)
-
-    def close(self) -> None:
+        """Stop reading and taking events; the writer flushes what is queued, then closes."""
         self.closed = True
         if self.unsubscribe is not None:
             self.unsubscribe()
             self.unsubscribe = None
         self.out.put_nowait(None)
+
+    def close(self) -> None:
+        """Close now, whatever is still queued."""
+        self.finish()
         self.room.set()
         self.writer.close()
 
@@ -210,9 +210,6 @@ class Server:
             # Let subscribers have service-stopping (and callers their last replies), briefly.
             conns = list(self._conns)
             for conn in conns:
-                if conn.unsubscribe is not None:
-                    conn.unsubscribe()
-                    conn.unsubscribe = None
                 conn.finish()
             tasks = [c.writer_task for c in conns if c.writer_task is not None]
             if tasks:
@@ -290,9 +287,6 @@ class Server:
         except Exception:  # noqa: BLE001 (one connection's failure never stops the service)
             _log.exception("connection handler failed")
         finally:
-            if conn.unsubscribe is not None:
-                conn.unsubscribe()
-                conn.unsubscribe = None
             conn.finish()
             self._conns.discard(conn)
             with contextlib.suppress(asyncio.TimeoutError, Exception):
