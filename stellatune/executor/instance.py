@@ -29,6 +29,7 @@ from ..errors import ActivationError, PluginError, PluginErrorCode, PluginTimeou
 from ..host.budget import CallBudget, running_under
 from .engine import ComponentEngine
 from .imports import PluginImports, StoreImports
+from .typedcall import Signature, exports_of
 from .values import unwrap
 from .worlds import WorldSpec, iface
 
@@ -115,7 +116,9 @@ class PluginInstance:
         self._engine = engine
         self._limits = limits
         self._log = log
-        self._funcs: dict[tuple[str, str], Func] = {}
+        self._component = component
+        self._exports = exports_of(component)
+        self._funcs: dict[tuple[str, str], tuple[Func, Signature]] = {}
         self._resources: list[GuestResource] = []
         self.closed = False
         # Deactivation state, guarded by _state_lock (never held while plugin code runs):
@@ -152,13 +155,12 @@ class PluginInstance:
 
     # --- calls ------------------------------------------------------------------------------
 
-    def _func(self, interface: str, name: str) -> Func:
+    def _func(self, interface: str, name: str) -> tuple[Func, Signature]:
         key = (interface, name)
-        func = self._funcs.get(key)
-        if func is None:
-            parent = self._instance.get_export_index(self.store, iface(interface))
-            index = self._instance.get_export_index(self.store, name, parent) if parent else None
-            func = self._instance.get_func(self.store, index) if index else None
+        found = self._funcs.get(key)
+        if found is None:
+            index = self._exports.index(self._component, iface(interface), name)
+            func = self._instance.get_func(self.store, index) if index is not None else None
             if func is None:
                 raise PluginError(
                     PluginErrorCode.UNSUPPORTED,
@@ -166,8 +168,8 @@ class PluginInstance:
                     plugin_id=self.plugin_id,
                     capability=self.world.kind,
                 )
-            self._funcs[key] = func
-        return func
+            found = self._funcs[key] = (func, self._exports.signature(iface(interface), name, func, self.store))
+        return found
 
     def call(self, interface: str, name: str, *args: Any, timeout_s: Optional[float] = None) -> Any:
         """Call an export under the store lock and a deadline; return its ``ok`` value."""
@@ -181,14 +183,14 @@ class PluginInstance:
         if self.closed:
             raise RuntimeStateError(f"instance of {self.plugin_id}/{self.component_id} is gone")
         what = f"{interface}.{name}"
-        func = self._func(interface, name)
+        func, signature = self._func(interface, name)
         seconds = timeout_s if timeout_s is not None else self._limits.call_timeout_s
         budget = self._begin_call(seconds)
         self.store.set_epoch_deadline(self._engine.ticks_for(seconds))
         self._imports.pending = None
         try:
             with running_under(budget):
-                result = func(self.store, *args)
+                result = signature.call(self.store, func, *args)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as e:
             cause = self._imports.pending
             error = self._broken(e, what, seconds, cause, overran=budget.expired())
