@@ -20,6 +20,7 @@ void st_player_init(st_player *p, st_chain *chain, float *ring_data, uint32_t ri
     p->chain_in_callback = chain_in_callback;
     p->scratch = scratch;
     p->ring_fill_min = UINT64_MAX;
+    p->period_ns = sample_rate > 0 ? (uint64_t)(1e9 * frames / sample_rate) : 0;
     st_player_ctl_setup(p, 240, 0.0f, 0, 0, NULL);
 }
 
@@ -248,6 +249,8 @@ static void st_player_render(st_player *p, float *out, uint32_t frames)
     atomic_fetch_add_explicit(&p->callbacks, 1, memory_order_relaxed);
     uint64_t dt = st_now_ns() - t0;
     st_hist_record(p->render_hist, dt);
+    if (dt > p->period_ns)
+        p->late_renders++;
     if (dt > p->render_max_ns)
         p->render_max_ns = dt;
 }
@@ -260,6 +263,11 @@ static int st_pa_callback(const void *input, void *output, unsigned long frames,
 {
     (void)time_info;
     st_player *p = user;
+    /* The device calls once a period whatever we do (paused too), so a longer gap is its own. */
+    uint64_t start = st_now_ns();
+    if (p->last_start_ns && start - p->last_start_ns > p->period_ns + p->period_ns / 2)
+        p->late_wakeups++;
+    p->last_start_ns = start;
     if (flags & paOutputUnderflow)
         atomic_fetch_add_explicit(&p->output_underflows, 1, memory_order_relaxed);
     if (flags & paInputOverflow)

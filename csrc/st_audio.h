@@ -37,6 +37,13 @@ typedef struct st_player {
     uint64_t ring_fill_min;
     uint64_t render_max_ns; /* slowest driver block (ring pop + chain) */
     uint64_t render_hist[ST_HIST_BUCKETS]; /* driver block durations, log buckets as st_chain's */
+    /* What an xrun can be blamed on: a block that took longer than its period (ours), or a
+     * device callback that began over 1.5 periods after the one before (the device's own
+     * thread woke late: a scheduler or hypervisor delay, not our work). */
+    uint64_t period_ns;
+    uint64_t last_start_ns;
+    uint64_t late_renders;
+    uint64_t late_wakeups;
 
     _Atomic int source_done; /* set by the feeder after its last frame */
     _Atomic int finished;    /* set by the driver once the source is done and the ring empty */

@@ -1034,6 +1034,65 @@ uint64_t st_check_time(float *buf, float *in, const float *out, size_t n, uint32
     return t1 - t0;
 }
 
+/* Each loop below runs what the block loop runs for one stage call, alone and hot in cache. */
+int st_stage_time_calls(st_stage *s, uint32_t frames, uint32_t iterations, uint64_t out_ns[ST_CALL_PARTS])
+{
+    memset(out_ns, 0, ST_CALL_PARTS * sizeof(uint64_t));
+    if (atomic_load_explicit(&s->faulted, memory_order_acquire))
+        return -1;
+    uint32_t at_frames = s->scratch_offset + ST_HOT_SCRATCH_OUT_FRAMES;
+    uint32_t at_flags = s->scratch_offset + ST_HOT_SCRATCH_OUT_FLAGS;
+    volatile uint64_t sink = 0;
+    uint64_t t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++) {
+        if (s->is_native) {
+            sink += (uint64_t)s->native_process(s->guest_ctx, frames, at_frames, at_flags);
+        } else {
+            wasmtime_val_raw_t args[4];
+            args[0].i32 = (int32_t)s->guest_ctx;
+            args[1].i32 = (int32_t)frames;
+            args[2].i32 = (int32_t)at_frames;
+            args[3].i32 = (int32_t)at_flags;
+            if (st_wasm_call(s, &s->process_fn, args, 4, 0) != 0)
+                return -1;
+        }
+    }
+    out_ns[ST_CALL_WHOLE] = st_now_ns() - t0;
+    t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++)
+        sink += st_ticks();
+    out_ns[ST_CALL_TIMER] = st_now_ns() - t0;
+    if (s->is_native)
+        return 0;
+    /* A deadline far away for the bare calls: a ticker running meanwhile must not trip them. */
+    st_wt.context_set_epoch_deadline(s->ctx, 1ull << 40);
+    t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++) {
+        wasmtime_val_raw_t args[4];
+        args[0].i32 = (int32_t)s->guest_ctx;
+        args[1].i32 = (int32_t)frames;
+        args[2].i32 = (int32_t)at_frames;
+        args[3].i32 = (int32_t)at_flags;
+        wasm_trap_t *trap = NULL;
+        wasmtime_error_t *err = st_wt.func_call_unchecked(s->ctx, &s->process_fn, args, 4, &trap);
+        if (err || trap) {
+            st_call_failed(s, err, trap, 0);
+            return -1;
+        }
+    }
+    out_ns[ST_CALL_ENTRY] = st_now_ns() - t0;
+    t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++)
+        sink += (uint64_t)st_memory_grew(s);
+    out_ns[ST_CALL_GROW_CHECK] = st_now_ns() - t0;
+    t0 = st_now_ns();
+    for (uint32_t i = 0; i < iterations; i++)
+        st_wt.context_set_epoch_deadline(s->ctx, s->deadline_ticks ? s->deadline_ticks : 1ull << 40);
+    out_ns[ST_CALL_DEADLINE] = st_now_ns() - t0;
+    (void)sink;
+    return 0;
+}
+
 /* ---- epoch ticker (st_chain.h) ------------------------------------------------------------ */
 
 static void *st_ticker_main(void *arg)

@@ -198,6 +198,14 @@ typedef struct st_chain {
     float *xf_in, *xf_out;
 } st_chain;
 
+/* What one stage call costs, in parts (st_stage_time_calls, for the benchmark): the call as the
+ * block loop makes it (wasm: deadline set, call, grow check), a stage-timer read, and for wasm
+ * the bare wasmtime call, the grow check and the deadline set alone. Total ns over `iterations`
+ * per part (0 where not applicable); returns -1 (nothing timed past that part) if the stage is
+ * or becomes faulted. Control thread, stage idle (in no running chain). */
+enum { ST_CALL_WHOLE, ST_CALL_TIMER, ST_CALL_ENTRY, ST_CALL_GROW_CHECK, ST_CALL_DEADLINE, ST_CALL_PARTS };
+int st_stage_time_calls(st_stage *s, uint32_t frames, uint32_t iterations, uint64_t out_ns[ST_CALL_PARTS]);
+
 void st_stage_reset_stats(st_stage *s);
 
 /* A wasm stage: read its memory's base into s->base (once ctx and memory are set). */

@@ -342,6 +342,26 @@ cdef class CoreStage:
     def reset_timing(self) -> None:
         st_stage_reset_stats(&self.s)
 
+    def time_calls(self, uint32_t frames, uint32_t iterations) -> dict:
+        """Mean ns of the parts of one process call, each looped alone in C (only while no chain
+        runs the stage; it processes whatever its in region holds): ``call`` as the block loop
+        makes it, ``timer`` (one stage-timer read), and for wasm ``entry`` (the bare wasmtime
+        call), ``grow_check`` and ``deadline`` (the epoch-deadline set). Raises
+        ``RuntimeError`` if the stage is or becomes faulted."""
+        cdef uint64_t ns[ST_CALL_PARTS]
+        cdef int rc
+        if iterations == 0:
+            raise ValueError("need at least one iteration")
+        with nogil:
+            rc = st_stage_time_calls(&self.s, frames, iterations, ns)
+        if rc != 0:
+            raise RuntimeError("the stage faulted while its calls were timed")
+        parts = {"call": ns[ST_CALL_WHOLE], "timer": ns[ST_CALL_TIMER]}
+        if not self.s.is_native:
+            parts.update(entry=ns[ST_CALL_ENTRY], grow_check=ns[ST_CALL_GROW_CHECK],
+                         deadline=ns[ST_CALL_DEADLINE])
+        return {name: total / iterations for name, total in parts.items()}
+
     def __dealloc__(self):
         PyMem_Free(self.s.pend)
         if self.s.fault_trap != NULL:
@@ -776,6 +796,7 @@ cdef class Player:
                 "min_ring_fill_frames": self.p.ring_fill_min if cb else 0,
                 "render_max_ns": self.p.render_max_ns,
                 "render_hist": [self.p.render_hist[i] for i in range(ST_HIST_BUCKETS)],
+                "late_renders": self.p.late_renders, "late_wakeups": self.p.late_wakeups,
                 "output_latency_s": self.p.output_latency}
 
     def __dealloc__(self):

@@ -116,6 +116,15 @@ cdef extern from "st_chain.h" nogil:
     uint64_t st_check_time(float *buf, float *inp, const float *out, size_t n, uint32_t iterations,
                            int checked)
 
+    enum:
+        ST_CALL_WHOLE
+        ST_CALL_TIMER
+        ST_CALL_ENTRY
+        ST_CALL_GROW_CHECK
+        ST_CALL_DEADLINE
+        ST_CALL_PARTS
+    int st_stage_time_calls(st_stage *s, uint32_t frames, uint32_t iterations, uint64_t *out_ns)
+
     void st_set_interrupt_code(uint8_t code)
     int st_clock_init()
     void st_stage_reset_stats(st_stage *s)
@@ -157,6 +166,8 @@ cdef extern from "st_audio.h" nogil:
         uint64_t ring_fill_min
         uint64_t render_max_ns
         uint64_t render_hist[128]
+        uint64_t late_renders
+        uint64_t late_wakeups
         int source_done
         int finished
         uint32_t channels

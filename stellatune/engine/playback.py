@@ -332,6 +332,8 @@ class PlaybackHandle:
             callback_p50_us=q(0.5),
             callback_p99_us=q(0.99),
             callback_p999_us=q(0.999),
+            late_renders=c["late_renders"],
+            late_wakeups=c["late_wakeups"],
             period_us=self._period_us,
             chain_thread=self._chain_thread,
             finished=self._player.finished,

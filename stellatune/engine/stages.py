@@ -28,12 +28,13 @@ import cffi
 import wasmtime
 import wasmtime._bindings as _wt_bindings
 import wasmtime._ffi as _wt_ffi
+from wasmtime._extern import wrap_extern
 
 from stellatune import abi, diagnostics
 from stellatune.engine import _core
 from stellatune.engine.stage import StageLifecycle
 from stellatune.engine.stats import StageFault, StageStats, stage_stats
-from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError
+from stellatune.errors import EngineError, HotPathAbiError, HotPathMemoryLimitError, RuntimeStateError
 
 __all__ = ["HotPathEngine", "HotPathStage", "hot_path_engine"]
 
@@ -243,12 +244,31 @@ def _init_args(spec: abi.CoreModuleSpec, sample_rate: int) -> bytes:
 
 
 def _parse_param_names(raw: bytes) -> tuple[str, ...]:
+    # The table ends at its first empty name (an empty string or two NULs in a row). Split only
+    # up to there: splitting the whole read window makes an object per trailing NUL (~70 us).
+    end = raw.find(b"\0\0")
     names = []
-    for part in raw.split(b"\0"):
+    for part in (raw if end < 0 else raw[:end]).split(b"\0"):
         if not part:
             break
         names.append(part.decode("utf-8", errors="replace"))
     return tuple(names)
+
+
+def _instance_export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> Optional[Any]:
+    """The export ``name`` of ``instance`` (a ``Func``, ``Memory``...), or None. Looked up alone:
+    wasmtime-py's ``Instance.exports`` wraps every export of the module first, through ctypes,
+    where a build needs a few (~25 us a stage)."""
+    try:
+        raw = name.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no export name (UTF-8) is that
+        return None
+    item = _wt_ffi.wasmtime_extern_t()
+    if not _wt_ffi.wasmtime_instance_export_get(
+        store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item)
+    ):
+        return None
+    return wrap_extern(item)
 
 
 def _validate(spec: abi.CoreModuleSpec, sample_rate: int, channels: int, where: str) -> None:
@@ -368,10 +388,9 @@ class HotPathStage(StageLifecycle):
                         f"{where}: core module needs more memory than the {_mib(cap)} cap ({e}; {_RAISE_CAP})", cap
                     ) from e
                 raise HotPathAbiError(f"{where}: instantiation failed: {e}") from e
-            exports = instance.exports(store)
 
             def export(export_name: Optional[str], kind: type, required: bool):
-                item = exports.get(export_name) if export_name else None
+                item = _instance_export(store, instance, export_name) if export_name else None
                 if item is None and required:
                     raise HotPathAbiError(f"{where}: missing export {export_name!r}")
                 if item is not None and not isinstance(item, kind):
@@ -402,7 +421,7 @@ class HotPathStage(StageLifecycle):
                 "st_hot_state_staging": ["i32", "i32"],
                 "st_hot_import_state": ["i32", "i32", "i32"],
             }
-            found = [exports.get(n) for n in state_sigs]
+            found = [_instance_export(store, instance, n) for n in state_sigs]
             state_fns = [f for f in found if isinstance(f, wasmtime.Func)]
             if len(state_fns) == len(state_sigs):
                 for state_name, params in state_sigs.items():
@@ -606,8 +625,11 @@ class HotPathStage(StageLifecycle):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise EngineError(f"{self.name}: parameter {key!r} must be a number, got {value!r}")
             values[key] = float(value)
-        for key in config:
-            self._set(ids[key], values[key])
+        if not values:
+            return
+        with self._ticking():  # once for the batch: each acquire of the watchdog costs ~3 us
+            for key in config:
+                self._set(ids[key], values[key])
 
     def set_param(self, name: str, value: float) -> None:
         """Set a parameter by name: now when idle, or queued for the next block when live."""
@@ -615,6 +637,7 @@ class HotPathStage(StageLifecycle):
         self.configure({name: value})
 
     def _set(self, param_id: int, value: float) -> None:
+        """Apply one parameter (under :meth:`configure`'s ``_ticking``)."""
         if not self._core.has_set_param:
             raise EngineError(f"{self.name}: the module exports no {abi.SET_PARAM_EXPORT}")
         with self._lock:
@@ -624,8 +647,7 @@ class HotPathStage(StageLifecycle):
                 if not chain.send("set_param", index, param_id, value):
                     raise EngineError(f"{self.name}: command queue full, parameter not applied")
                 return
-            with self._ticking():
-                rc = self._core.set_param_now(param_id, value)
+            rc = self._core.set_param_now(param_id, value)
         if rc == 0:
             return
         pname = self.param_names[param_id]
@@ -739,6 +761,32 @@ class HotPathStage(StageLifecycle):
         """The raw C counters (``CoreStage.timing()``: calls, total/min/max ns, the log-bucket
         histogram ``hist``, ...), read without touching the audio thread; may lag a block."""
         return self._core.timing()
+
+    def time_calls(self, frames: int, iterations: int = 10_000) -> dict[str, float]:
+        """Diagnostics: mean ns of the parts of one ``process`` call, each looped alone in C.
+
+        ``call`` is the call as the block loop makes it (for wasm: the epoch-deadline set, the
+        wasmtime call and the memory-grow check), ``timer`` one stage-timer read; wasm stages add
+        ``entry`` (the bare wasmtime call), ``grow_check`` and ``deadline``. The module processes
+        whatever its input region holds, ``iterations`` times per part, so time it idle (not in a
+        playing chain) and expect its state to move on. A fault while timed is recorded as in a
+        chain and raises :class:`~stellatune.errors.EngineError`.
+        """
+        if not 0 < frames <= self.max_frames:
+            raise ValueError(f"frames must be 1..{self.max_frames}, got {frames}")
+        if iterations < 1:
+            raise ValueError(f"iterations must be at least 1, got {iterations}")
+        with self._lock:
+            self._check_open("time_calls")
+            if self._live is not None:
+                raise RuntimeStateError(f"{self.name}: time_calls needs the stage idle, not in a running chain")
+            try:
+                with self._ticking():
+                    return self._core.time_calls(frames, iterations)
+            except RuntimeError:
+                fault = self.fault
+                what = f"{fault.kind} {fault.message}".rstrip() if fault else "a fault"
+                raise EngineError(f"{self.name}: faulted while its calls were timed: {what}") from None
 
     def close(self) -> None:
         """Call the module's ``drop`` (if any) and close what the stage holds; the stage is

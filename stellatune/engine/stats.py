@@ -95,6 +95,12 @@ class PlaybackStats:
     with component-path stages needs: those are Python calls)."""
     finished: bool
     stages: list[StageStats] = field(default_factory=list)
+    late_renders: int = 0
+    """Driver blocks whose ring pop and chain took longer than the period: the xruns this
+    process caused."""
+    late_wakeups: int = 0
+    """Device callbacks that began more than 1.5 periods after the previous one: the device's
+    thread woke late (scheduler or hypervisor), so an xrun there is not the chain's doing."""
     nonfinite_input_samples: int = 0
     """Source samples that were NaN/Inf and were replaced by 0 before the chain (counted since
     the pipeline was built: ``Chain.nonfinite_input_samples``). No NaN/Inf reaches the device."""

@@ -130,3 +130,30 @@ def test_time_blocks_times_one_stage_in_c(kernels, spec, noise):
         alone.time_blocks(noise(BLOCK, 1), 10)
     with pytest.raises(EngineError, match="iterations must be > 0"):
         alone.time_blocks(noise(BLOCK), 0)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_time_calls_splits_a_process_call_into_its_parts(kernels, spec, native):
+    path = kernels["gain.so"] if native else kernels["gain"]
+    load = HotPathStage.from_native if native else HotPathStage.from_wasm
+    stage = load(path, spec(), RATE, 2, {"gain": 0.5})
+    try:
+        parts = stage.time_calls(128, 500)
+        expected = {"call", "timer"} if native else {"call", "timer", "entry", "grow_check", "deadline"}
+        assert set(parts) == expected
+        assert all(ns > 0 for ns in parts.values())
+        assert stage.fault is None
+    finally:
+        stage.close()
+
+
+def test_time_calls_on_a_trapping_stage_raises_and_records_the_fault(kernels, spec):
+    stage = HotPathStage.from_wasm(kernels["trap"], spec(), RATE, 2, {"after": 0})
+    try:
+        with pytest.raises(EngineError, match="faulted"):
+            stage.time_calls(128, 10)
+        assert stage.fault is not None and stage.fault.kind == "trap"
+        with pytest.raises(EngineError, match="faulted"):
+            stage.time_calls(128, 10)  # a faulted stage is not called again
+    finally:
+        stage.close()
