@@ -165,6 +165,32 @@ def measure_overhead(
     return rows
 
 
+#: Calls per timed loop of :func:`measure_call_costs` (a few ms each).
+_CALL_ITERATIONS = 100_000
+
+
+def measure_call_costs(ws: Workspace, budget: Budget, frames: int = 128, progress: Progress = lambda _: None) -> dict:
+    """Where the fixed cost per plugin goes: the parts of one process call of the empty kernel,
+    each looped alone in C (``HotPathStage.time_calls``), wasm (watchdog on) and native, median
+    over rounds. Hot loops: a part's cost inside a chain, between copies that evict its cache
+    lines or overlap with it, can differ; the parts show what the wasm call adds over native."""
+    progress(f"call costs @ {frames} frames")
+    stages = {"wasm": ws.stage("empty"), "native": ws.stage("empty", native=True)}
+    try:
+        rounds: dict[str, dict[str, list[float]]] = {variant: {} for variant in stages}
+        for _ in range(max(3, budget.hot_rounds // 4)):
+            for variant, stage in stages.items():
+                for part, ns in stage.time_calls(frames, _CALL_ITERATIONS).items():
+                    rounds[variant].setdefault(part, []).append(ns)
+    finally:
+        for stage in stages.values():
+            stage.close()
+    return {
+        "frames": frames,
+        **{variant: {part: statistics.median(v) for part, v in parts.items()} for variant, parts in rounds.items()},
+    }
+
+
 #: The block size the non-finite check's cost is judged at (the real-time callback size).
 CHECK_FRAMES = 128
 

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Optional
 
 import numpy as np
 
@@ -92,6 +93,16 @@ def looped_noise(seconds: float) -> BlockSource:
     return BlockSource(blocks(), SAMPLE_RATE, CHANNELS, label="looped noise")
 
 
+def steal_seconds() -> Optional[float]:
+    """CPU time the hypervisor has taken from this VM's vCPUs so far (``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def measure_realtime(ws: Workspace, frames: int, seconds: float, chain: Sequence[str] = CHAIN8) -> dict:
     """Play ``seconds`` of noise through ``chain`` (wasm stages) at ``frames`` per callback."""
     deadline_us = frames / SAMPLE_RATE * 1e6
@@ -104,11 +115,13 @@ def measure_realtime(ws: Workspace, frames: int, seconds: float, chain: Sequence
             try:
                 # The callback rate is taken inside the run, away from start-up and the tail.
                 time.sleep(min(0.25, seconds / 8))
+                steal_before = steal_seconds()
                 t1, first = time.monotonic(), handle.stats().callbacks
                 time.sleep(seconds * 3 / 4)
                 t2, second = time.monotonic(), handle.stats().callbacks
                 handle.wait(timeout=seconds * 3 + 5)
                 stats = handle.stats()
+                steal_after = steal_seconds()
             finally:
                 handle.stop()
     finally:
@@ -127,6 +140,11 @@ def measure_realtime(ws: Workspace, frames: int, seconds: float, chain: Sequence
         "xruns": stats.device_underflows,
         "ring_underruns": stats.ring_underruns,
         "faults": sum(1 for s in stats.stages if s.fault is not None),
+        # Whose xruns: callbacks that overran the period (ours) against callbacks the device began
+        # late (its thread was not scheduled in time), and the CPU the hypervisor took meanwhile.
+        "late_renders": stats.late_renders,
+        "late_wakeups": stats.late_wakeups,
+        "steal_seconds": None if steal_before is None or steal_after is None else steal_after - steal_before,
         **{f"chain_{key}_fraction": value / deadline_us for key, value in chain_us.items()},
         "render_max_fraction": stats.render_max_us / deadline_us,
     }

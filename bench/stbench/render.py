@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from .render_why import why_lines
+
 _PATHS = [  # (key prefix, column title) in the order of the kernel table and the plot
     ("wasm", "wasm hot path"),
     ("native", "native .so"),
@@ -142,6 +144,8 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
             for r in doc["overhead"]
         ],
     )
+    if doc.get("call_costs"):
+        lines += _call_cost_lines(doc["call_costs"])
 
     build = doc.get("stage_build")
     if build:
@@ -250,7 +254,11 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
             "An 8-plugin wasm chain (gain, eq, compressor, delay, twice) played through PortAudio on a"
             " JACK dummy server, the other core spinning in a busy process. Chain time is a fraction of"
             " the block's deadline; p50/p99/p99.9 come from the engine's per-callback histogram (ring pop"
-            " + chain, 4 buckets per octave), max is the slowest callback measured.",
+            " + chain, 4 buckets per octave), max is the slowest callback measured. Whose xruns they"
+            " are: *late callbacks* took longer than the period (the chain's doing); *late wake-ups* are"
+            " device callbacks that began more than 1.5 periods after the previous one (the JACK"
+            " thread was not run in time); *steal* is the CPU time the hypervisor took from this VM"
+            " during the run (`/proc/stat`).",
             "",
         ]
         lines += _realtime_table(doc["realtime"])
@@ -268,7 +276,7 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
             lines += _realtime_table([rt16])
     else:
         lines.append(f"Skipped: {doc['realtime_skipped']}.")
-    lines += ["", "## Stage faults during the run", ""]
+    lines += ["", *why_lines(doc), "## Stage faults during the run", ""]
     if doc["faults"]:
         lines += [
             "Rounds in which the engine bypassed a stage (the round was discarded and taken again with fresh stages):",
@@ -305,6 +313,31 @@ def markdown(doc: dict, command: str = ".venv/bin/python bench/report.py") -> st
     return "\n".join(lines)
 
 
+def _call_cost_lines(c: dict) -> list[str]:
+    """The parts of one process call (ns), each looped alone: what the wasm call adds over native."""
+    w, n = c["wasm"], c["native"]
+    lines = [
+        "",
+        f"### Where it goes: one call's parts, each looped alone ({c['frames']} frames, ns)",
+        "",
+        "The empty kernel's `process`, called the way the block loop calls it, and each part of that"
+        " call timed alone in a hot C loop (`HotPathStage.time_calls`; the parts overlap with the"
+        " copies inside a chain, so they do not add up to the chain's figure exactly).",
+        "",
+    ]
+    lines += _table(
+        ["part", "wasm", "native"],
+        [
+            ["the call as the block loop makes it", f"{w['call']:.1f}", f"{n['call']:.1f}"],
+            ["  of which: wasmtime's call entry (the bare call)", f"{w['entry']:.1f}", "-"],
+            ["  of which: the memory-grow check", f"{w['grow_check']:.1f}", "-"],
+            ["  of which: the epoch-deadline set (watchdog)", f"{w['deadline']:.1f}", "-"],
+            ["one stage-timer read (per stage boundary)", f"{w['timer']:.1f}", f"{n['timer']:.1f}"],
+        ],
+    )
+    return lines
+
+
 def _realtime_table(runs: list[dict]) -> list[str]:
     """One row per real-time run: callbacks, the counters, and chain time as % of the deadline."""
     return _table(
@@ -314,6 +347,9 @@ def _realtime_table(runs: list[dict]) -> list[str]:
             "seconds",
             "callbacks/s (expected)",
             "xruns",
+            "late callbacks (ours)",
+            "late wake-ups (device)",
+            "steal s",
             "ring underruns",
             "faults",
             "p50",
@@ -328,6 +364,9 @@ def _realtime_table(runs: list[dict]) -> list[str]:
                 f"{r['seconds']:.1f}",
                 f"{r['callbacks_per_s']:.1f} ({r['expected_callbacks_per_s']:.0f})",
                 str(r["xruns"]),
+                str(r["late_renders"]),
+                str(r["late_wakeups"]),
+                "-" if r["steal_seconds"] is None else f"{r['steal_seconds']:.2f}",
                 str(r["ring_underruns"]),
                 str(r["faults"]),
                 *(

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Optional
 
 from .kernels import CHANNELS, SAMPLE_RATE, Workspace
-from .offline import FULL, QUICK, measure_chain, measure_kernels, measure_nonfinite_check, measure_overhead
+from .offline import (
+    FULL,
+    QUICK,
+    measure_call_costs,
+    measure_chain,
+    measure_kernels,
+    measure_nonfinite_check,
+    measure_overhead,
+)
 from .player import measure_player
 from .realtime import CHAIN16, RealtimeUnavailable, measure_realtime
 from .stagebuild import measure_stage_build
@@ -57,6 +65,7 @@ def run(
         faults: list[dict] = []  # rounds lost to a stage fault (and taken again)
         kernels = measure_kernels(ws, BLOCK_SIZES, budget, faults, progress)
         overhead = measure_overhead(ws, BLOCK_SIZES, budget, faults, progress=progress)
+        call_costs = measure_call_costs(ws, budget, OVERHEAD_TARGET_FRAMES, progress)
         nonfinite = measure_nonfinite_check(kernels, budget, progress=progress)
         chain = measure_chain(ws, budget, faults, progress=progress)
         stage_build = measure_stage_build(ws, STAGE_BUILDS_QUICK if quick else STAGE_BUILDS, progress)
@@ -94,6 +103,7 @@ def run(
         "block_sizes": list(BLOCK_SIZES),
         "kernels": kernels,
         "overhead": overhead,
+        "call_costs": call_costs,
         "nonfinite_check": nonfinite,
         "chain": chain,
         "stage_build": stage_build,

@@ -46,6 +46,9 @@ REALTIME_RUN = {
     "chain_p99_fraction": 0.02,
     "chain_p999_fraction": 0.03,
     "render_max_fraction": 0.1,
+    "late_renders": 0,
+    "late_wakeups": 0,
+    "steal_seconds": 0.0,
 }
 
 
@@ -116,6 +119,11 @@ def doc() -> dict[str, Any]:
             }
             for frames in BLOCKS
         ],
+        "call_costs": {
+            "frames": 128,
+            "wasm": {"call": 30.0, "timer": 10.0, "entry": 20.0, "grow_check": 3.0, "deadline": 2.0},
+            "native": {"call": 3.0, "timer": 10.0},
+        },
         "chain": {
             "stages": list(KERNELS),
             "frames": 128,
@@ -251,6 +259,23 @@ def test_the_report_names_the_cpu_and_shows_the_new_tables(doc):
     assert "| eq | 0.950 | 0.700 | 1.500 | 0.350 | 0.100 | 0.400 | 0.100 |" in md
     assert "### 16 plugins at 32 frames" in md
     assert "| 32 | 667 | 3.0 |" in md and "| 20.0 % |" in md
+
+
+def test_the_report_splits_a_call_and_says_why_each_unmet_target_is_unmet(doc):
+    doc["realtime_16x32"].update(xruns=7, late_renders=0, late_wakeups=9, steal_seconds=None)
+    next(r for r in doc["overhead"] if r["frames"] == 128)["wasm_ns_per_plugin_per_block"] = 70.0
+    doc["targets"] = suite.targets(doc)
+    unmet = {t["key"] for t in doc["targets"] if not t["met"]}
+    assert {"fixed_overhead_ns", "realtime_16x32"} <= unmet and "stage_build_ms" not in unmet
+    md = render.markdown(doc)
+    assert "|   of which: wasmtime's call entry (the bare call) | 20.0 | - |" in md
+    why = md.split("## Why the unmet targets are unmet")[1].split("\n## ")[0]
+    # One paragraph per unmet target it can explain, none for a met one.
+    assert "**Fixed cost ≤ 50 ns.**" in why and "wasmtime's call entry 20 ns" in why
+    assert "7 xruns in 3 s" in why and "overran the period in 0 callbacks; 9 callbacks began" in why
+    assert "**Stage build ≤ 1 ms.**" not in why
+    doc["targets"] = [dict(t, met=True) for t in doc["targets"]]
+    assert "## Why the unmet targets are unmet" not in render.markdown(doc)
 
 
 def test_soak_seconds_needs_soak_and_soak_needs_the_realtime_run(capsys):
