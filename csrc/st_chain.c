@@ -605,6 +605,16 @@ static void st_sink_keep(st_stage *s, const float *src, uint32_t frames)
     atomic_store_explicit(&s->pend_frames, have + take, memory_order_release);
 }
 
+/* The raw arguments of st_hot_process(ctx, frames, out_frames_ptr, out_flags_ptr). */
+static inline void st_process_args(wasmtime_val_raw_t args[4], const st_stage *s, uint32_t frames,
+                                   uint32_t at_frames, uint32_t at_flags)
+{
+    args[0].i32 = (int32_t)s->guest_ctx;
+    args[1].i32 = (int32_t)frames;
+    args[2].i32 = (int32_t)at_frames;
+    args[3].i32 = (int32_t)at_flags;
+}
+
 static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32_t frames)
 {
     size_t n = (size_t)frames * c->channels;
@@ -638,10 +648,7 @@ static int st_stage_run(st_chain *c, st_stage *s, st_flow *f, float *buf, uint32
         rc = s->native_process(s->guest_ctx, frames, at_frames, at_flags);
     } else {
         wasmtime_val_raw_t args[4];
-        args[0].i32 = (int32_t)s->guest_ctx;
-        args[1].i32 = (int32_t)frames;
-        args[2].i32 = (int32_t)at_frames;
-        args[3].i32 = (int32_t)at_flags;
+        st_process_args(args, s, frames, at_frames, at_flags);
         if (st_wasm_call(s, &s->process_fn, args, 4, c->blocks) != 0)
             return -1;
         rc = args[0].i32;
@@ -1049,10 +1056,7 @@ int st_stage_time_calls(st_stage *s, uint32_t frames, uint32_t iterations, uint6
             sink += (uint64_t)s->native_process(s->guest_ctx, frames, at_frames, at_flags);
         } else {
             wasmtime_val_raw_t args[4];
-            args[0].i32 = (int32_t)s->guest_ctx;
-            args[1].i32 = (int32_t)frames;
-            args[2].i32 = (int32_t)at_frames;
-            args[3].i32 = (int32_t)at_flags;
+            st_process_args(args, s, frames, at_frames, at_flags);
             if (st_wasm_call(s, &s->process_fn, args, 4, 0) != 0)
                 return -1;
         }
@@ -1069,10 +1073,7 @@ int st_stage_time_calls(st_stage *s, uint32_t frames, uint32_t iterations, uint6
     t0 = st_now_ns();
     for (uint32_t i = 0; i < iterations; i++) {
         wasmtime_val_raw_t args[4];
-        args[0].i32 = (int32_t)s->guest_ctx;
-        args[1].i32 = (int32_t)frames;
-        args[2].i32 = (int32_t)at_frames;
-        args[3].i32 = (int32_t)at_flags;
+        st_process_args(args, s, frames, at_frames, at_flags);
         wasm_trap_t *trap = NULL;
         wasmtime_error_t *err = st_wt.func_call_unchecked(s->ctx, &s->process_fn, args, 4, &trap);
         if (err || trap) {
