@@ -170,10 +170,10 @@ uint64_t st_player_push(st_player *p, float *buf, uint64_t frames)
 uint32_t st_player_buffered(st_player *p) { return st_ring_readable(&p->ring); }
 
 /* One driver block: pop from the ring, run the chain (design A), pad with silence; pause and
- * flush fade out first, a flush then drains the ring and the next audio fades in. */
-static void st_player_render(st_player *p, float *out, uint32_t frames)
+ * flush fade out first, a flush then drains the ring and the next audio fades in. t0: when the
+ * driver began the block (its duration is timed from there). */
+static void st_player_render(st_player *p, float *out, uint32_t frames, uint64_t t0)
 {
-    uint64_t t0 = st_now_ns();
     st_player_take_chain(p);
     uint64_t req = atomic_load_explicit(&p->flush_req, memory_order_acquire);
     int flush = req != p->flush_seen;
@@ -263,7 +263,8 @@ static int st_pa_callback(const void *input, void *output, unsigned long frames,
 {
     (void)time_info;
     st_player *p = user;
-    /* The device calls once a period whatever we do (paused too), so a longer gap is its own. */
+    /* The device calls once a period whatever we do (paused too), so a longer gap is its own.
+     * The same clock read times the block (st_player_render). */
     uint64_t start = st_now_ns();
     if (p->last_start_ns && start - p->last_start_ns > p->period_ns + p->period_ns / 2)
         p->late_wakeups++;
@@ -280,7 +281,7 @@ static int st_pa_callback(const void *input, void *output, unsigned long frames,
         memcpy(p->capture + pos * p->in_channels, input, n * p->in_channels * sizeof(float));
         atomic_store_explicit(&p->capture_pos, pos + n, memory_order_release);
     }
-    st_player_render(p, output, (uint32_t)frames);
+    st_player_render(p, output, (uint32_t)frames, start);
     return paContinue;
 }
 
@@ -351,10 +352,10 @@ static void *st_clock_main(void *arg)
                 st_sleep_us(100);
                 continue;
             }
-            st_player_render(p, p->scratch, p->frames);
+            st_player_render(p, p->scratch, p->frames, st_now_ns());
             continue;
         }
-        st_player_render(p, p->scratch, p->frames);
+        st_player_render(p, p->scratch, p->frames, st_now_ns());
         next.tv_nsec += period_ns;
         while (next.tv_nsec >= 1000000000L) {
             next.tv_nsec -= 1000000000L;
