@@ -7,10 +7,12 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
@@ -320,6 +322,18 @@ def wait_for(predicate: Callable[[], object], what: str, limit_s: float = 30.0) 
         if time.monotonic() > deadline:
             pytest.fail(f"never reached within {limit_s:g} s: {what}")
         time.sleep(0.005)
+
+
+@contextmanager
+def loopback_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 serving ``handler`` for the duration; yields ``host:port``."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def send_json(handler: BaseHTTPRequestHandler, body: object) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import urllib.parse
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from stellatune.executor import (
     open_decoder,
 )
 
-from ..conftest import send_json
+from ..conftest import loopback_http, send_json
 
 WAV = "dev.stellatune.example.wav-decoder"
 FOLDER = "dev.stellatune.example.folder-source"
@@ -218,12 +217,8 @@ def lrclib(tmp_path):
     (folder / "Ada - First Light.lrc").write_text("[00:01.00]hello\n[00:02.50]world\n")
     (folder / "Bo - Night Drive.lrc").write_text("[00:00.50]la la\n")
     handler = type("H", (_LrclibHandler,), {"root": folder})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(handler) as address:
+        yield address
 
 
 def test_lrc_lyrics_searches_and_fetches_over_the_hosts_http(install, executor, lrclib):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import http.server
 import json
-import threading
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterator
@@ -35,7 +34,7 @@ from stellatune.executor.typedcall import Signature, exports_of, freeze
 from stellatune.executor.worlds import PACKAGE, _render
 from stellatune.runtime import WasmPluginRuntime
 
-from ..conftest import send_json
+from ..conftest import loopback_http, send_json
 from .conftest import make_tone
 
 GAIN = "dev.stellatune.example.gain"
@@ -260,12 +259,8 @@ class _Lrclib(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def lrclib() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lrclib)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_http(_Lrclib) as address:
+        yield address
 
 
 @pytest.mark.slow

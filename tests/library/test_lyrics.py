@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from stellatune.cli import main
 from stellatune.errors import LibraryError
 from stellatune.library import import_library
 
-from ..conftest import send_json
+from ..conftest import loopback_http, send_json
 from .conftest import rows
 
 pytestmark = pytest.mark.slow  # builds lrc-lyrics with componentize-py (cached after)
@@ -80,13 +79,8 @@ def _handler(service: Lrclib) -> type[http.server.BaseHTTPRequestHandler]:
 @pytest.fixture
 def lrclib() -> Iterator[Lrclib]:
     service = Lrclib("")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(service))
-    service.address = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield service
-    server.shutdown()
-    server.server_close()
+    with loopback_http(_handler(service)) as service.address:
+        yield service
 
 
 @pytest.fixture(scope="module")
