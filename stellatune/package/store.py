@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ ARTIFACT_MANIFEST_DEPTH = 8
 DISCOVERY_DEPTH = 4
 _STAGING_PREFIX = ".staging-"
 _REPLACED_PREFIX = ".replaced-"
+#: A staging directory untouched this long was left by an install that died (an install takes
+#: seconds: the artifact limits bound it), so discovery may take it apart.
+STALE_STAGING_S = 3600.0
 _SHOWN_INVALID_CANDIDATES = 3
 
 #: Deletes a directory tree; a seam so tests can make deletion fail without root-proof tricks.
@@ -168,6 +172,9 @@ class DiscoveryResult:
     """Directories still waiting for their delete (after this discovery's cleanup attempt)."""
     removed: list[PendingUninstall] = field(default_factory=list)
     """Directories whose pending delete this discovery completed."""
+    restored: list[Path] = field(default_factory=list)
+    """Installs put back from a stale staging directory: a reinstall died after moving the old
+    copy aside and before the new one took its place."""
     warnings: list[str] = field(default_factory=list)
     """One line per entry that was skipped and why."""
 
@@ -225,6 +232,33 @@ def _retry_pending(root: Path, remove: RemoveTree) -> tuple[PendingUninstall, bo
     return PendingUninstall(root, marker, receipt), False
 
 
+def _clear_stale_staging(plugins_dir: Path, remove: RemoveTree) -> list[Path]:
+    """Take apart the staging directories of installs that died: an old install moved aside
+    into one goes back where it was (unless something new is there), then the directory goes.
+    Returns the installs put back. Errors leave things for the next discovery to retry."""
+    restored: list[Path] = []
+    cutoff = time.time() - STALE_STAGING_S
+    try:
+        entries = list(os.scandir(plugins_dir))
+    except OSError:
+        return restored
+    for entry in entries:
+        if not entry.name.startswith(_STAGING_PREFIX) or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                continue  # possibly an install still running
+            for inner in os.scandir(entry.path):
+                target = plugins_dir / inner.name.removeprefix(_REPLACED_PREFIX)
+                if inner.name.startswith(_REPLACED_PREFIX) and not os.path.lexists(target):
+                    os.rename(inner.path, target)
+                    restored.append(target)
+            remove(Path(entry.path))
+        except OSError:
+            continue
+    return restored
+
+
 def _read_receipt_quietly(root: Path) -> Optional[InstallReceipt]:
     try:
         return InstallReceipt.read(root)
@@ -233,7 +267,8 @@ def _read_receipt_quietly(root: Path) -> Optional[InstallReceipt]:
 
 
 def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) -> DiscoveryResult:
-    """Find every installed plugin, after retrying pending deletes (so this has side effects).
+    """Find every installed plugin, after retrying pending deletes and clearing what installs
+    that died left behind (so this has side effects).
 
     Every manifest is re-validated against the files present now; an entry that fails is left
     out with a warning. When two directories claim one id, the first (in sorted path order)
@@ -242,7 +277,7 @@ def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) ->
     :param remove: deletes a directory tree; only tests replace it.
     """
     plugins_dir = Path(plugins_dir)
-    result = DiscoveryResult()
+    result = DiscoveryResult(restored=_clear_stale_staging(plugins_dir, remove))
     marked, installed = _walk_roots(plugins_dir)
     for root in marked:
         entry, gone = _retry_pending(root, remove)

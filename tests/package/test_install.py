@@ -25,8 +25,10 @@ from stellatune.package import (
     NoValidManifestError,
     UnsupportedArtifactError,
     component_digest,
+    discover_plugins,
     install_from_artifact,
     list_installed,
+    store,
 )
 
 PLUGIN_ID = "dev.test.sample"
@@ -352,3 +354,59 @@ def test_a_component_missing_from_the_artifact_keeps_the_old_install(tmp_path, h
     artifact = pk.zip_from_entries(tmp_path / "artifacts" / "partial.zip", entries)
     error = _assert_refused(tmp_path, home, artifact, NoValidManifestError)
     assert "exists" in str(error)
+
+
+# --- an install killed half-way ----------------------------------------------------------------
+
+# Runs a reinstall in a child process that SIGKILLs itself right after the old install was moved
+# into the staging directory, before the new one takes its place: what a power cut or an OOM kill
+# leaves on disk.
+_KILLED_REINSTALL = """
+import os, signal, sys
+from stellatune.package import install_from_artifact, store
+
+real_rename = os.rename
+def rename(src, dst):
+    real_rename(src, dst)
+    if os.path.basename(dst).startswith(".replaced-"):
+        os.kill(os.getpid(), signal.SIGKILL)
+store.os.rename = rename
+install_from_artifact(sys.argv[1], sys.argv[2])
+"""
+
+
+def _killed_reinstall(plugins: Path, artifact: Path) -> Path:
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _KILLED_REINSTALL, str(plugins), str(artifact)])
+    assert run.returncode == -9
+    [staging] = [p for p in plugins.iterdir() if p.name.startswith(".staging-")]
+    return staging
+
+
+def test_a_reinstall_killed_half_way_is_put_back_once_its_staging_is_stale(tmp_path, home, pk):
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "v2.zip", _v2_entries(pk))
+    staging = _killed_reinstall(home, artifact)
+    assert not (home / PLUGIN_ID).exists()  # the old copy sits in the staging directory
+    # A fresh staging directory may be an install still running: left alone.
+    assert list_installed(home) == [] and staging.exists()
+    old = staging.stat().st_mtime - store.STALE_STAGING_S - 1
+    os.utime(staging, (old, old))
+    found = discover_plugins(home)
+    assert found.restored == [home / PLUGIN_ID]
+    assert [(p.manifest.id, p.manifest.version) for p in found.plugins] == [(PLUGIN_ID, "1.0.0")]
+    assert (home / PLUGIN_ID / "data/old.txt").read_bytes() == b"from v1"
+    assert sorted(os.listdir(home)) == [PLUGIN_ID]  # the staging directory is gone
+
+
+def test_a_stale_staging_directory_never_replaces_a_newer_install(tmp_path, home, pk):
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "v2.zip", _v2_entries(pk))
+    staging = _killed_reinstall(home, artifact)
+    install_from_artifact(home, artifact)  # the user retried, and it worked
+    old = staging.stat().st_mtime - store.STALE_STAGING_S - 1
+    os.utime(staging, (old, old))
+    found = discover_plugins(home)
+    assert found.restored == []
+    assert [p.manifest.version for p in found.plugins] == ["2.0.0"]
+    assert sorted(os.listdir(home)) == [PLUGIN_ID]
