@@ -52,6 +52,9 @@ MAX_QUEUED_BYTES = 4 << 20
 WRITE_TIMEOUT_S = 30.0
 #: A TCP client that has not authenticated within this is closed (a unix socket needs no token).
 AUTH_TIMEOUT_S = 10.0
+#: TCP clients waiting to authenticate at once, at most; more are refused on connect, so a flood
+#: of clients that never send a token cannot exhaust the service's descriptors or memory.
+MAX_UNAUTHENTICATED = 32
 #: On shutdown: how long connections get to flush what is queued (service-stopping, replies).
 FLUSH_ON_STOP_S = 1.0
 READ_CHUNK = 65536
@@ -235,6 +238,15 @@ class Server:
         await self._serve(_Conn(self, reader, writer, needs_auth=False))
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if sum(1 for c in self._conns if not c.authed) >= MAX_UNAUTHENTICATED:
+            refusal = reject(
+                ErrorCode.UNAUTHORIZED, f"more than {MAX_UNAUTHENTICATED} connections waiting to authenticate"
+            )
+            with contextlib.suppress(ConnectionError, OSError):
+                writer.write(encode(error_message(None, refusal)))
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), 2.0)
+            return
         await self._serve(_Conn(self, reader, writer, needs_auth=True))
 
     async def _serve(self, conn: _Conn) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stellatune.service import Client
+from stellatune.service import CallError, Client
 
 from .conftest import STELLATUNE
 
@@ -206,3 +206,44 @@ def test_startup_errors_are_one_line(tmp_path):
     assert too_long.returncode == 1 and b"Traceback" not in too_long.stderr, too_long.stderr
     bad_port = _serve_once("--tcp", "127.0.0.1:99999", "--token-file", str(token_file), cwd=tmp_path)
     assert bad_port.returncode == 2 and b"out of range" in bad_port.stderr
+
+
+def test_clients_that_never_authenticate_are_capped(serve, tmp_path):
+    from stellatune.service.server import MAX_UNAUTHENTICATED
+
+    token = secrets.token_hex(16)
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    served = serve("--tcp", f"127.0.0.1:{port}", "--token-file", str(token_file))
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(MAX_UNAUTHENTICATED)]
+    try:
+        # The service accepts in order, so by the time it takes the next one every silent client
+        # is counted: the next is refused at once, whatever it would have sent.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as extra:
+            f = extra.makefile("rb")
+            refusal = json.loads(f.readline())
+            assert refusal["error"]["data"]["code"] == "unauthorized"
+            assert "waiting to authenticate" in refusal["error"]["message"]
+            assert f.readline() == b""  # and closed
+        # The local socket needs no token and is not part of the cap.
+        with Client(served.socket) as c:
+            assert c.call("service.ping") == {"pong": True}
+    finally:
+        for s in silent:
+            s.close()
+    # Once they are gone, a client with the token is served again.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with Client(tcp=("127.0.0.1", port), token=token) as c:
+                assert c.call("service.ping") == {"pong": True}
+            break
+        except CallError as e:  # refused while the closed ones are being reaped
+            assert "waiting to authenticate" in str(e)
+            assert time.monotonic() < deadline, "the silent clients were never let go"
+            time.sleep(0.05)
+    assert served.proc.poll() is None
