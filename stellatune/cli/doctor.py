@@ -122,15 +122,15 @@ def _plugins(root: Path) -> list[Check]:
     out = []
     if not root.exists():
         return [_check("plugins dir", "ok", f"{root} (none installed)")]
-    rows = package.list_installed(root)
-    pending = [r.id for r in rows if r.install_state.value != "installed"]
+    # doctor only looks: pending deletes are reported, not retried (tidy=False throughout).
+    discovery = package.discover_plugins(root, tidy=False)
+    pending = sorted(p.to_installed().id for p in discovery.pending)
     if pending:
         out.append(
             _check(
                 "pending uninstalls", "warn", ", ".join(pending), "run `stellatune plugins sync` to retry the removal"
             )
         )
-    discovery = package.discover_plugins(root)
     if discovery.warnings:
         out.append(
             _check(
@@ -141,7 +141,7 @@ def _plugins(root: Path) -> list[Check]:
             )
         )
     with WasmPluginRuntime(root, ComponentExecutor()) as runtime:
-        report = runtime.sync_plugins()
+        report = runtime.sync_plugins(tidy=False)
         failed = [s for s in report.plugin_statuses if s.lifecycle_state.value == "failed"]
         for s in failed:
             out.append(
@@ -163,7 +163,13 @@ def _plugins(root: Path) -> list[Check]:
                         f"`stellatune plugins revoke {pid} --sidecar ...`",
                     )
                 )
-        out.append(_check("plugins dir", "ok", f"{root}: {len(rows)} installed, {len(report.active_plugins)} active"))
+        out.append(
+            _check(
+                "plugins dir",
+                "ok",
+                f"{root}: {len(discovery.plugins) + len(discovery.pending)} installed, {len(report.active_plugins)} active",
+            )
+        )
     return out
 
 

@@ -266,9 +266,10 @@ def _read_receipt_quietly(root: Path) -> Optional[InstallReceipt]:
         return None
 
 
-def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) -> DiscoveryResult:
+def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree, tidy: bool = True) -> DiscoveryResult:
     """Find every installed plugin, after retrying pending deletes and clearing what installs
-    that died left behind (so this has side effects).
+    that died left behind (so this has side effects, unless ``tidy`` is false: then pending
+    deletes are only reported, as they stand, and nothing on disk changes).
 
     Every manifest is re-validated against the files present now; an entry that fails is left
     out with a warning. When two directories claim one id, the first (in sorted path order)
@@ -277,9 +278,12 @@ def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) ->
     :param remove: deletes a directory tree; only tests replace it.
     """
     plugins_dir = Path(plugins_dir)
-    result = DiscoveryResult(restored=_clear_stale_staging(plugins_dir, remove))
+    result = DiscoveryResult(restored=_clear_stale_staging(plugins_dir, remove) if tidy else [])
     marked, installed = _walk_roots(plugins_dir)
     for root in marked:
+        if not tidy:
+            result.pending.append(PendingUninstall(root, UninstallMarker.read(root), _read_receipt_quietly(root)))
+            continue
         entry, gone = _retry_pending(root, remove)
         (result.removed if gone else result.pending).append(entry)
     seen: dict[str, Path] = {}
@@ -300,9 +304,10 @@ def discover_plugins(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) ->
     return result
 
 
-def list_installed(plugins_dir: Path, *, remove: RemoveTree = _remove_tree) -> list[InstalledPlugin]:
-    """Installed plugins plus entries pending uninstall, sorted by id then root directory."""
-    found = discover_plugins(plugins_dir, remove=remove)
+def list_installed(plugins_dir: Path, *, remove: RemoveTree = _remove_tree, tidy: bool = True) -> list[InstalledPlugin]:
+    """Installed plugins plus entries pending uninstall, sorted by id then root directory
+    (``tidy`` as for :func:`discover_plugins`)."""
+    found = discover_plugins(plugins_dir, remove=remove, tidy=tidy)
     rows = [p.to_installed() for p in found.plugins] + [p.to_installed() for p in found.pending]
     return sorted(rows, key=lambda row: (row.id, str(row.root_dir)))
 

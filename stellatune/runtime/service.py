@@ -205,8 +205,10 @@ class WasmPluginRuntime:
 
     # --- operations (op lock, then host calls) ---------------------------------------------
 
-    def sync_plugins(self) -> SyncReport:
+    def sync_plugins(self, *, tidy: bool = True) -> SyncReport:
         """Discover installed plugins and make the active set match them and the desired states.
+        ``tidy=False`` leaves pending deletes and dead installs' leftovers on disk alone
+        (:func:`~stellatune.package.discover_plugins`), for a look that changes nothing there.
 
         Per discovered plugin: disabled → deactivate (``host-disable``) if active, else a
         ``skipped``/``already_inactive`` transition (emitted on every sync); enabled and
@@ -221,7 +223,7 @@ class WasmPluginRuntime:
         """
         with self._operation():
             started = time.perf_counter()
-            discovery = discover_plugins(self.plugins_dir)
+            discovery = discover_plugins(self.plugins_dir, tidy=tidy)
             discovered_at = time.perf_counter()
             sync = _SyncRun(self)
             sync.run(discovery)
