@@ -6,14 +6,51 @@ from the walk because it is the one rule that needs ``jsonschema`` and must stay
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Optional, cast
 
 import jsonschema
 import referencing
+import regex
 
 from .reader import MISSING, Reader, loads_strict, type_name
 
 __all__ = ["check_config"]
+
+#: How long one schema ``pattern`` may take on one string. jsonschema matches with ``re``, where
+#: a pattern like ``^(a|aa)+$`` backtracks for ages on a 60-character default; every command that
+#: reads the manifest would hang on it. ``regex`` (same syntax) matches under a deadline instead.
+PATTERN_TIMEOUT_S = 0.25
+
+
+class _SlowPattern(Exception):
+    def __init__(self, pattern: str):
+        super().__init__(
+            f"pattern {pattern!r} took over {PATTERN_TIMEOUT_S:g} s on one string of default_config_json"
+            " (it backtracks catastrophically)"
+        )
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+    except TimeoutError:
+        raise _SlowPattern(pattern) from None
+
+
+# jsonschema's two keywords that match strings, on `_search`.
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and not _search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, properties: Any, instance: Any, schema: Any) -> Iterator[Any]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in properties.items():
+        for key, value in instance.items():
+            if _search(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
 
 
 def _parse_json_field(r: Reader, key: str, text: Optional[str]) -> object:
@@ -64,9 +101,15 @@ def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[s
     if default is MISSING:
         return
     # An empty registry: a `$ref` to a URL must fail here, never reach the network.
-    validator = validator_class(schema, registry=referencing.Registry())
+    matching = jsonschema.validators.extend(  # type: ignore[no-untyped-call]  # (untyped in the stubs)
+        validator_class, {"pattern": _pattern, "patternProperties": _pattern_properties}
+    )
+    validator = matching(schema, registry=referencing.Registry())
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(cast(Any, default)))  # any JSON value
+    except _SlowPattern as exc:
+        r.problems.add(r.at("config_schema_json"), "config-schema", str(exc))
+        return
     except Exception as exc:  # noqa: BLE001 - unresolvable $ref, bad regex, deep recursion...
         # The validator raises assorted library errors for schemas that pass check_schema but
         # cannot be applied; to the author they are all "this schema does not work".

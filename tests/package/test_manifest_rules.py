@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -269,3 +270,40 @@ def test_a_non_object_document_is_one_problem():
     with pytest.raises(ManifestError) as caught:
         parse_manifest([1, 2])
     assert [(p.json_path, p.rule) for p in caught.value.problems] == [("$", "type")]
+
+
+@pytest.mark.timeout(60)  # before the fix this never returned
+@pytest.mark.parametrize("keyword", ["pattern", "patternProperties"])
+def test_a_schema_pattern_that_backtracks_forever_is_a_problem_not_a_hang(manifest_dict, keyword):
+    slow = "^(a|aa)+$"  # exponential under re on a long run of a's that cannot match
+    text = "a" * 64 + "!"
+    if keyword == "pattern":
+        schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": slow}}}
+        default = {"name": text}
+    else:
+        schema = {"type": "object", "patternProperties": {slow: {"type": "number"}}}
+        default = {text: 1}
+    _set(f"{DSP}.config_schema_json", json.dumps(schema))(manifest_dict)
+    _set(f"{DSP}.default_config_json", json.dumps(default))(manifest_dict)
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as caught:
+        parse_manifest(manifest_dict)
+    assert time.monotonic() - started < 10
+    [problem] = [p for p in caught.value.problems if p.json_path == f"{DSP}.config_schema_json"]
+    assert problem.rule == "config-schema" and "backtracks catastrophically" in problem.message
+
+
+def test_ordinary_patterns_still_match_and_refuse(manifest_dict):
+    schema = {
+        "type": "object",
+        "properties": {"mode": {"type": "string", "pattern": "^(fast|slow)$"}},
+        "patternProperties": {"^x_": {"type": "number"}},
+    }
+    _set(f"{DSP}.config_schema_json", json.dumps(schema))(manifest_dict)
+    _set(f"{DSP}.default_config_json", json.dumps({"mode": "fast", "x_gain": 2}))(manifest_dict)
+    parse_manifest(manifest_dict)
+    for bad in ({"mode": "medium"}, {"x_gain": "loud"}):
+        _set(f"{DSP}.default_config_json", json.dumps(bad))(manifest_dict)
+        with pytest.raises(ManifestError) as caught:
+            parse_manifest(manifest_dict)
+        assert [p.rule for p in caught.value.problems] == ["default-config"]
