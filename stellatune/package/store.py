@@ -25,6 +25,7 @@ from ..errors import ManifestError, NoValidManifestError, PackageError, PluginNo
 from ..manifest import MANIFEST_FILE_NAME, Manifest, load_manifest
 from ..manifest.policy import plugin_id_breach
 from .archive import ArtifactLimits, stage_artifact
+from .exchange import exchange
 from .receipt import (
     MARKER_FILE_NAME,
     RECEIPT_FILE_NAME,
@@ -440,8 +441,11 @@ def install_from_artifact(
 
 
 def _swap_in(package_root: Path, target: Path, staging: Path) -> None:
-    """Rename ``package_root`` to ``target``; an existing ``target`` is moved into ``staging``
-    first (removed with it afterwards) and moved back if the second rename fails."""
+    """Put ``package_root`` at ``target``. An existing ``target`` is exchanged with it in one step
+    where the system can (the old copy is then at ``package_root``, removed with ``staging``);
+    elsewhere it is moved into ``staging`` first and moved back if the second rename fails."""
+    if os.path.isdir(target) and not os.path.islink(target) and exchange(package_root, target):
+        return
     replaced: Optional[Path] = None
     if os.path.lexists(target):
         replaced = staging / (_REPLACED_PREFIX + target.name)

@@ -358,34 +358,57 @@ def test_a_component_missing_from_the_artifact_keeps_the_old_install(tmp_path, h
 
 # --- an install killed half-way ----------------------------------------------------------------
 
-# Runs a reinstall in a child process that SIGKILLs itself right after the old install was moved
-# into the staging directory, before the new one takes its place: what a power cut or an OOM kill
-# leaves on disk.
+# A reinstall in a child process that SIGKILLs itself (what a power cut or an OOM kill leaves on
+# disk). "renames": on a system that cannot exchange two directories, right after the old install
+# was moved into the staging directory and before the new one took its place. "exchange": right
+# after the one-step swap. Either way it dies with its staging directory left behind.
 _KILLED_REINSTALL = """
 import os, signal, sys
 from stellatune.package import install_from_artifact, store
 
-real_rename = os.rename
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_rename, real_exchange = os.rename, store.exchange
 def rename(src, dst):
+    if os.path.basename(src) == os.path.basename(sys.argv[3]):
+        assert sys.argv[4] == "renames", "the old install left its place"
     real_rename(src, dst)
     if os.path.basename(dst).startswith(".replaced-"):
-        os.kill(os.getpid(), signal.SIGKILL)
-store.os.rename = rename
+        die()
+def exchange(a, b):
+    if sys.argv[4] == "renames":
+        return False
+    assert real_exchange(a, b), "this system cannot exchange"
+    die()
+store.os.rename, store.exchange = rename, exchange
 install_from_artifact(sys.argv[1], sys.argv[2])
 """
 
 
-def _killed_reinstall(plugins: Path, artifact: Path) -> Path:
+def _killed_reinstall(plugins: Path, artifact: Path, how: str = "renames") -> Path:
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-c", _KILLED_REINSTALL, str(plugins), str(artifact)])
+    run = subprocess.run([sys.executable, "-c", _KILLED_REINSTALL, str(plugins), str(artifact), PLUGIN_ID, how])
     assert run.returncode == -9
     [staging] = [p for p in plugins.iterdir() if p.name.startswith(".staging-")]
     return staging
 
 
-def test_a_reinstall_killed_half_way_is_put_back_once_its_staging_is_stale(tmp_path, home, pk):
+def test_a_reinstall_swaps_in_one_step_so_the_plugin_is_never_missing(tmp_path, home, pk):
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "v2.zip", _v2_entries(pk))
+    staging = _killed_reinstall(home, artifact, how="exchange")
+    # Killed right after the swap: the new install is in place, the old one is in the staging.
+    assert [r.version for r in list_installed(home)] == ["2.0.0"]
+    old = staging.stat().st_mtime - store.STALE_STAGING_S - 1
+    os.utime(staging, (old, old))
+    found = discover_plugins(home)
+    assert found.restored == [] and [p.manifest.version for p in found.plugins] == ["2.0.0"]
+    assert sorted(os.listdir(home)) == [PLUGIN_ID]
+
+
+def test_a_reinstall_killed_between_two_renames_is_put_back_once_its_staging_is_stale(tmp_path, home, pk):
     artifact = pk.zip_from_entries(tmp_path / "artifacts" / "v2.zip", _v2_entries(pk))
     staging = _killed_reinstall(home, artifact)
     assert not (home / PLUGIN_ID).exists()  # the old copy sits in the staging directory
