@@ -76,11 +76,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_install(args: argparse.Namespace) -> int:
-    installed = package.install_from_artifact(plugins_dir(args), args.path)
-    print(one_line(installed.id))
-    with open_runtime(args) as runtime:
-        report = runtime.sync_plugins()
-    return _report_problems(report, only=installed.id)
+    with package.install_keeping_previous(plugins_dir(args), args.path) as install:
+        pid = install.plugin.id
+        print(one_line(pid))
+        with open_runtime(args) as runtime:
+            report = runtime.sync_plugins()
+            status = report.status_of(pid)
+            if install.replaced and status is not None and status.last_error:
+                # The new version does not activate: the one it replaced goes back, working.
+                install.roll_back()
+                runtime.sync_plugins()
+                print(f"error: {one_line(pid)}: {one_line(status.last_error)}", file=sys.stderr)
+                print(f"rolled back: {one_line(pid)} is the version it replaced again", file=sys.stderr)
+                return EXIT_FAILURE
+    return _report_problems(report, only=pid)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

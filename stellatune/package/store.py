@@ -41,6 +41,8 @@ __all__ = [
     "PendingUninstall",
     "DiscoveryResult",
     "install_from_artifact",
+    "install_keeping_previous",
+    "StagedInstall",
     "discover_plugins",
     "list_installed",
     "uninstall_by_id",
@@ -403,15 +405,62 @@ def install_from_artifact(
     """Install a plugin from a directory or a ``.zip`` into ``plugins_dir/<id>``, atomically.
 
     The artifact is staged and validated inside ``plugins_dir`` (in a dot-directory discovery
-    ignores), then swapped in by renames; an install of the same id is replaced. On any error
-    the previous install is left untouched, the staging directory is removed, and nothing has
-    been written outside ``plugins_dir``.
+    ignores), then swapped in; an install of the same id is replaced. On any error the previous
+    install is left untouched, the staging directory is removed, and nothing has been written
+    outside ``plugins_dir``.
 
     :raises UnsafeArtifactError: an entry escapes, is a link or a special file.
     :raises ArtifactLimitError: the artifact unpacks to too many bytes or entries.
     :raises NoValidManifestError: no valid ``plugin.json`` within depth 8.
     :raises PackageError: more than one valid manifest, an unreadable artifact, or an I/O error.
     """
+    with install_keeping_previous(plugins_dir, artifact, limits=limits) as install:
+        return install.plugin
+
+
+@dataclass
+class StagedInstall:
+    """An install in place whose previous copy (if it replaced one) is kept until :meth:`close`,
+    so that the caller can :meth:`roll_back` to it, e.g. when the new version fails to activate."""
+
+    plugin: InstalledPlugin
+    _staging: Path
+    _previous: Optional[Path]
+
+    @property
+    def replaced(self) -> bool:
+        """Whether this install replaced one (that :meth:`roll_back` would put back)."""
+        return self._previous is not None
+
+    def roll_back(self) -> None:
+        """Put the previous copy back in place (the new one goes with the staging directory).
+
+        :raises PackageError: nothing to roll back to, or the swap failed (the new copy stays).
+        """
+        if self._previous is None:
+            raise PackageError(f"installing {self.plugin.id} replaced nothing: nothing to roll back to")
+        try:
+            _swap_in(self._previous, self.plugin.root_dir, self._staging / ".rolled-back")
+        except OSError as exc:
+            raise PackageError(f"rolling back {self.plugin.id} failed: {exc}") from None
+        self._previous = None
+
+    def close(self) -> None:
+        """Forget the previous copy: remove the staging directory (idempotent)."""
+        shutil.rmtree(self._staging, ignore_errors=True)
+
+    def __enter__(self) -> StagedInstall:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def install_keeping_previous(
+    plugins_dir: Path, artifact: Path, *, limits: ArtifactLimits = ArtifactLimits()
+) -> StagedInstall:
+    """:func:`install_from_artifact`, keeping the copy it replaced until the result is closed
+    (use it as a context manager). Same checks and errors."""
     plugins_dir = Path(plugins_dir)
     artifact = Path(artifact)
     if artifact.is_dir() and _is_within(plugins_dir, artifact):
@@ -432,23 +481,27 @@ def install_from_artifact(
             (package_root / host_file).unlink(missing_ok=True)
         InstallReceipt.for_install(package_root, manifest).write(package_root)
         target = plugins_dir / manifest.id
-        _swap_in(package_root, target, staging)
-        return DiscoveredPlugin(manifest, target, InstallReceipt.read(target)).to_installed()
+        previous = _swap_in(package_root, target, staging / (_REPLACED_PREFIX + target.name))
+        plugin = DiscoveredPlugin(manifest, target, InstallReceipt.read(target)).to_installed()
+        return StagedInstall(plugin, staging, previous)
     except OSError as exc:
-        raise PackageError(f"installing {artifact} failed: {exc}") from None
-    finally:
         shutil.rmtree(staging, ignore_errors=True)
+        raise PackageError(f"installing {artifact} failed: {exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
-def _swap_in(package_root: Path, target: Path, staging: Path) -> None:
-    """Put ``package_root`` at ``target``. An existing ``target`` is exchanged with it in one step
-    where the system can (the old copy is then at ``package_root``, removed with ``staging``);
-    elsewhere it is moved into ``staging`` first and moved back if the second rename fails."""
+def _swap_in(package_root: Path, target: Path, aside: Path) -> Optional[Path]:
+    """Put ``package_root`` at ``target``; returns where the entry ``target`` held went (None if
+    it held none). It is exchanged with ``package_root`` in one step where the system can (so it
+    is then at ``package_root``); elsewhere it is renamed to ``aside`` first, and renamed back if
+    the second rename fails."""
     if os.path.isdir(target) and not os.path.islink(target) and exchange(package_root, target):
-        return
+        return package_root
     replaced: Optional[Path] = None
     if os.path.lexists(target):
-        replaced = staging / (_REPLACED_PREFIX + target.name)
+        replaced = aside
         os.rename(target, replaced)
     try:
         os.rename(package_root, target)
@@ -456,6 +509,7 @@ def _swap_in(package_root: Path, target: Path, staging: Path) -> None:
         if replaced is not None:
             os.rename(replaced, target)
         raise
+    return replaced
 
 
 def _is_within(path: Path, ancestor: Path) -> bool:

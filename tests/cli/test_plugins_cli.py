@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import types
 import zipfile
@@ -284,3 +285,32 @@ def test_other_modules_can_add_plugin_subcommands(cli, monkeypatch):
     monkeypatch.setattr(plugins_module, "PLUGIN_COMMAND_MODULES", [extra.__name__])
     result = cli("plugins", "hello", "world")
     assert (result.code, result.out) == (EXIT_OK, "hello world in plugins\n")
+
+
+def test_an_upgrade_that_does_not_activate_is_rolled_back(cli, make_plugin, plugins_dir, tmp_path):
+    working = make_plugin("dev.test.gain", version="1.0.0")
+    assert cli("plugins", "install", str(working)).code == EXIT_OK
+    broken = shutil.copytree(working, tmp_path / "v2")
+    manifest = json.loads((broken / "plugin.json").read_text())
+    (broken / "plugin.json").write_text(json.dumps(dict(manifest, version="2.0.0")))
+    component = next((broken / "wasm").glob("*.component.wasm"))
+    component.write_bytes(b"\0asm\x01\0\0\0 not a component")  # a valid manifest; no plugin behind it
+    result = cli("plugins", "install", str(broken))
+    assert result.code == EXIT_FAILURE
+    assert "error: dev.test.gain:" in result.err and "rolled back" in result.err
+    # The version it replaced is in place again, whole, and active; no staging is left.
+    listed = cli("plugins", "list", "--json").json()["plugins"]
+    assert [(p["id"], p["version"], p["install_state"]) for p in listed] == [("dev.test.gain", "1.0.0", "installed")]
+    assert (plugins_dir / "dev.test.gain" / component.relative_to(broken)).read_bytes() != component.read_bytes()
+    assert sorted(p.name for p in plugins_dir.iterdir() if p.name.startswith(".staging")) == []
+    synced = cli("plugins", "sync", "--json").json()
+    [status] = [s for s in synced["plugin_statuses"] if s["plugin_id"] == "dev.test.gain"]
+    assert (status["lifecycle_state"], status["last_error"]) == ("active", None)
+
+
+def test_a_first_install_that_does_not_activate_stays_for_the_user_to_fix(cli, make_plugin, plugins_dir):
+    broken = make_plugin("dev.test.gain")
+    next((broken / "wasm").glob("*.component.wasm")).write_bytes(b"\0asm\x01\0\0\0 not a component")
+    result = cli("plugins", "install", str(broken))
+    assert result.code == EXIT_FAILURE and "rolled back" not in result.err
+    assert installed_dirs(plugins_dir) == ["dev.test.gain"]

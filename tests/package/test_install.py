@@ -27,6 +27,7 @@ from stellatune.package import (
     component_digest,
     discover_plugins,
     install_from_artifact,
+    install_keeping_previous,
     list_installed,
     store,
 )
@@ -433,3 +434,18 @@ def test_a_stale_staging_directory_never_replaces_a_newer_install(tmp_path, home
     assert found.restored == []
     assert [p.manifest.version for p in found.plugins] == ["2.0.0"]
     assert sorted(os.listdir(home)) == [PLUGIN_ID]
+
+
+@pytest.mark.parametrize("can_exchange", [True, False])
+def test_a_staged_install_rolls_back_to_the_copy_it_replaced(tmp_path, home, pk, monkeypatch, can_exchange):
+    if not can_exchange:
+        monkeypatch.setattr(store, "exchange", lambda a, b: False)
+    artifact = pk.zip_from_entries(tmp_path / "artifacts" / "v2.zip", _v2_entries(pk))
+    with install_keeping_previous(home, artifact) as install:
+        assert install.replaced and [r.version for r in list_installed(home)] == ["2.0.0"]
+        install.roll_back()
+        assert [r.version for r in list_installed(home)] == ["1.0.0"]
+        assert (home / PLUGIN_ID / "data/old.txt").read_bytes() == b"from v1"
+        with pytest.raises(PackageError, match="nothing to roll back"):
+            install.roll_back()
+    assert sorted(os.listdir(home)) == [PLUGIN_ID]  # the new copy went with the staging directory
