@@ -23,19 +23,15 @@ __all__ = ["check_config"]
 PATTERN_TIMEOUT_S = 0.25
 
 
-class _SlowPattern(Exception):
-    def __init__(self, pattern: str):
-        super().__init__(
-            f"pattern {pattern!r} took over {PATTERN_TIMEOUT_S:g} s on one string of default_config_json"
-            " (it backtracks catastrophically)"
-        )
-
-
 def _search(pattern: str, text: str) -> bool:
+    """``re.search`` semantics under the deadline; a TimeoutError names the pattern."""
     try:
         return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
     except TimeoutError:
-        raise _SlowPattern(pattern) from None
+        raise TimeoutError(
+            f"pattern {pattern!r} took over {PATTERN_TIMEOUT_S:g} s on one string of default_config_json"
+            " (it backtracks catastrophically)"
+        ) from None
 
 
 # jsonschema's two keywords that match strings, on `_search`.
@@ -107,7 +103,7 @@ def check_config(r: Reader, schema_text: Optional[str], default_text: Optional[s
     validator = matching(schema, registry=referencing.Registry())
     try:
         error = jsonschema.exceptions.best_match(validator.iter_errors(cast(Any, default)))  # any JSON value
-    except _SlowPattern as exc:
+    except TimeoutError as exc:  # from _search
         r.problems.add(r.at("config_schema_json"), "config-schema", str(exc))
         return
     except Exception as exc:  # noqa: BLE001 - unresolvable $ref, bad regex, deep recursion...
